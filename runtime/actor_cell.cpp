@@ -1,0 +1,273 @@
+#include "runtime/actor_cell.hpp"
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include "runtime/detail/registry.hpp"
+#include "runtime/runtime.hpp"
+
+namespace troupe::detail {
+
+namespace {
+// Messages run per turn before the drain yields the thread to other actors.
+constexpr int kDrainBudget = 256;
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+}  // namespace
+
+bool is_actor_failure(const std::exception_ptr& e) noexcept {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const ActorFailure&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+void Message::on_dep_ready(std::shared_ptr<CellBase> cell) noexcept { cell->wake(); }
+
+CellBase::CellBase(Runtime& rt, boost::asio::io_context& io, Options opts, const char* type_name)
+    : rt_(rt),
+      io_(io),
+      strand_(boost::asio::make_strand(io)),
+      id_(next_actor_id()),
+      opts_(std::move(opts)),
+      type_name_(type_name) {
+  register_label(id_, make_label(id_, opts_.name_, type_name_));
+}
+
+CellBase::~CellBase() { unregister_label(id_); }
+
+void CellBase::schedule(std::coroutine_handle<> h) {
+  boost::asio::post(strand_, [self = shared_from_this(), h]() {
+    ContextGuard guard(self.get());
+    h.resume();
+  });
+}
+
+void CellBase::post_drain() {
+  boost::asio::post(strand_, [self = shared_from_this()]() { self->drain(); });
+}
+
+void CellBase::start() { post_drain(); }
+
+void CellBase::enqueue(Message* m) noexcept {
+  switch (inbox_.push(m)) {
+    case PushResult::queued: return;
+    case PushResult::queued_must_schedule: post_drain(); return;
+    case PushResult::closed: m->fail(died_error()); return;
+  }
+}
+
+std::exception_ptr CellBase::died_error() const {
+  return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_));
+}
+
+void CellBase::wake() noexcept {
+  boost::asio::post(strand_, [self = shared_from_this()]() {
+    self->busy_ = false;
+    self->drain();
+  });
+}
+
+bool CellBase::start_instance() noexcept {
+  try {
+    create_instance();
+    has_instance_ = true;
+    run_on_start();
+    return true;
+  } catch (...) {
+    handle_failure(nullptr, std::current_exception());
+    return false;
+  }
+}
+
+void CellBase::drain() noexcept {
+  ContextGuard guard(this);
+  for (int budget = kDrainBudget; budget > 0; --budget) {
+    if (dead_.load(std::memory_order_acquire)) {
+      finish_death();
+      return;
+    }
+    if (busy_) return;
+    if (!has_instance_) {
+      if (!start_instance()) continue;
+    }
+    if (pending_.empty()) {
+      bool closed = false;
+      Message* list = inbox_.take_all(closed);
+      if (!list) {
+        if (closed) continue;  // death was claimed concurrently
+        if (inbox_.try_block()) return;
+        continue;
+      }
+      pending_.append(list);
+    }
+    Message* m = pending_.front();
+    if (!m->deps_ready()) {
+      busy_ = true;
+      m->on_dep_ready(shared_from_this());
+      return;
+    }
+    pending_.pop();
+    ++m->attempts;
+    try {
+      if (m->run(*this) == Message::Step::suspended) {
+        suspended_.push_back(m);
+        if (!opts_.reentrant_) {
+          busy_ = true;
+          return;
+        }
+      }
+    } catch (...) {
+      handle_failure(m, std::current_exception());
+    }
+  }
+  post_drain();  // budget spent: let other actors have the thread, then go on
+}
+
+void CellBase::call_finished(Message* m, std::exception_ptr failure) noexcept {
+  std::erase(suspended_, m);
+  if (!failure)
+    m->done();
+  else if (!finished_)
+    handle_failure(m, std::move(failure));
+  else
+    m->fail(died_error());
+  if (!opts_.reentrant_) busy_ = false;
+  if (!finished_) post_drain();
+}
+
+void CellBase::handle_failure(Message* culprit, std::exception_ptr e) noexcept {
+  std::string why = what_of(e);
+  if (!culprit && !is_actor_failure(e)) why = fmt::format("constructor or on_start threw: {}", why);
+  has_instance_ = false;
+  drop_instance();
+  const bool restarting = (opts_.max_restarts_ < 0 || restarts_ < opts_.max_restarts_) && alive();
+  if (!restarting) {
+    if (culprit) pending_.push_front(culprit);
+    if (claim_death(DeathCause::failed, why)) finish_death();
+    return;
+  }
+  notify(DownEvent{id_, opts_.name_, DeathCause::failed, why, true, restarts_});
+  ++restarts_;
+  // Calls in flight: re-delivered if the policy allows, failed otherwise.
+  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, why));
+  // A call is retried while its runs so far stay within max_call_retries + 1.
+  auto retry_ok = [&](Message* m) {
+    if (m->control()) return true;
+    if (opts_.max_call_retries_ == 0 || !m->retryable()) return false;
+    return opts_.max_call_retries_ < 0 || m->attempts <= opts_.max_call_retries_;
+  };
+  bool closed = false;
+  pending_.append(inbox_.take_all(closed));
+  MessageQueue keep;
+  if (culprit) {
+    if (retry_ok(culprit))
+      keep.append(culprit);
+    else
+      culprit->fail(err);
+  }
+  while (!pending_.empty()) {
+    Message* m = pending_.pop();
+    if (retry_ok(m))
+      keep.append(m);
+    else
+      m->fail(err);
+  }
+  pending_ = keep;
+  busy_ = false;
+  // The drain loop re-creates the instance before the next message.
+}
+
+bool CellBase::claim_death(DeathCause cause, std::string detail) noexcept {
+  if (death_claimed_.exchange(true, std::memory_order_acq_rel)) return false;
+  cause_ = cause;
+  detail_ = std::move(detail);
+  dead_.store(true, std::memory_order_release);
+  bool was_blocked = false;
+  Message* list = inbox_.close(was_blocked);  // publishes cause_/detail_ to refused senders
+  auto err = died_error();
+  while (list) {
+    Message* next = list->next;
+    list->fail(err);
+    list = next;
+  }
+  return true;
+}
+
+void CellBase::kill() {
+  if (claim_death(DeathCause::killed, {})) post_drain();
+}
+
+void CellBase::stop_now() noexcept {
+  if (has_instance_) {
+    ContextGuard guard(this);
+    run_on_stop();
+  }
+  if (claim_death(DeathCause::stopped, {})) finish_death();
+}
+
+void CellBase::post_death(DeathCause cause, std::function<void()> done) {
+  boost::asio::post(strand_, [self = shared_from_this(), cause, done = std::move(done)]() {
+    if (self->claim_death(cause, {})) self->finish_death();
+    done();
+  });
+}
+
+void CellBase::finish_death() noexcept {
+  if (finished_) return;
+  finished_ = true;
+  auto err = died_error();
+  while (!pending_.empty()) pending_.pop()->fail(err);
+  // Suspended coroutine calls keep their frame (and the instance) until they
+  // resume; their callers learn of the death now.
+  for (Message* m : suspended_) m->abandon(err);
+  if (has_instance_) {
+    has_instance_ = false;
+    drop_instance();
+  }
+  busy_ = false;
+  detail::runtime_forget(rt_, *this);
+  DownEvent ev{id_, opts_.name_, cause_, detail_, false, restarts_};
+  std::vector<MonitorFn> fns;
+  {
+    std::lock_guard lock(monitors_mu_);
+    down_ = true;
+    fns.swap(monitors_);
+  }
+  for (auto& fn : fns) boost::asio::post(io_, [fn = std::move(fn), ev]() { fn(ev); });
+}
+
+void CellBase::add_monitor(MonitorFn fn) {
+  {
+    std::lock_guard lock(monitors_mu_);
+    if (!down_) {
+      monitors_.push_back(std::move(fn));
+      return;
+    }
+  }
+  DownEvent ev{id_, opts_.name_, cause_, detail_, false, restarts_};
+  boost::asio::post(io_, [fn = std::move(fn), ev]() { fn(ev); });
+}
+
+void CellBase::notify(const DownEvent& ev) {
+  std::vector<MonitorFn> fns;
+  {
+    std::lock_guard lock(monitors_mu_);
+    fns = monitors_;
+  }
+  for (auto& fn : fns) boost::asio::post(io_, [fn, ev]() { fn(ev); });
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,132 @@
+#pragma once
+// The runtime side of one actor: mailbox, strand, lifecycle and supervision.
+//
+// Everything that touches the actor's instance runs on its strand. Calls from
+// any thread go through the lock-free inbox; the drain loop runs them in order.
+// Lifetime: a cell is owned by the runtime while alive and by ActorRefs and
+// in-flight work after that; a dead cell refuses every call with ActorDied.
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "runtime/context.hpp"
+#include "runtime/detail/mailbox.hpp"
+#include "runtime/detail/scheduler.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/options.hpp"
+
+namespace troupe {
+
+struct DownEvent {
+  std::uint64_t id = 0;
+  std::string name;
+  DeathCause cause = DeathCause::stopped;
+  std::string detail;       ///< failure message, if any
+  bool restarting = false;  ///< true if the actor is being re-created
+  int restarts = 0;         ///< restarts done before this death
+};
+using MonitorFn = std::function<void(const DownEvent&)>;
+
+namespace detail {
+
+using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+class CellBase : public ActorContext, public Scheduler, public std::enable_shared_from_this<CellBase> {
+ public:
+  CellBase(Runtime& rt, boost::asio::io_context& io, Options opts, const char* type_name);
+  ~CellBase() override;
+
+  // ActorContext
+  std::uint64_t id() const noexcept override { return id_; }
+  const std::string& name() const noexcept override { return opts_.name_; }
+  std::size_t rank() const noexcept override { return opts_.rank_; }
+  std::size_t mesh_size() const noexcept override { return opts_.mesh_size_; }
+  Runtime& runtime() const noexcept override { return rt_; }
+  int restarts() const noexcept override { return restarts_; }
+
+  // Scheduler: resume a suspended Task on this actor's strand.
+  void schedule(std::coroutine_handle<> h) override;
+
+  const char* type_name() const noexcept { return type_name_; }
+  boost::asio::io_context& io() const noexcept { return io_; }
+  const Strand& strand() const noexcept { return strand_; }
+  bool alive() const noexcept { return !death_claimed_.load(std::memory_order_acquire); }
+  bool retries_enabled() const noexcept { return opts_.max_call_retries_ != 0; }
+
+  /// Any thread: queues `m` (the cell takes the caller's reference) or fails it
+  /// with ActorDied if the actor is dead.
+  void enqueue(Message* m) noexcept;
+  /// Any thread: kills the actor now; queued calls fail with ActorDied(killed).
+  void kill();
+  /// Any thread: the ActorDied error for this (dead) actor.
+  std::exception_ptr died_error() const;
+  /// Any thread: registers a death callback (runs at once if already dead).
+  void add_monitor(MonitorFn fn);
+  /// Strand: starts the first incarnation (called once by spawn).
+  void start();
+  /// Posts death with `cause` to the strand (used at runtime shutdown).
+  void post_death(DeathCause cause, std::function<void()> done);
+
+  // Strand-only hooks used by messages.
+  /// A suspended call finished; `failure` is an ActorFailure it raised, if any.
+  void call_finished(Message* m, std::exception_ptr failure) noexcept;
+  /// A stop request reached the head of the mailbox.
+  void stop_now() noexcept;
+  /// A Ref argument of the head message resolved.
+  void wake() noexcept;
+
+ protected:
+  /// Constructs the user's object (throws on failure).
+  virtual void create_instance() = 0;
+  virtual void run_on_start() = 0;
+  virtual void run_on_stop() noexcept = 0;
+  virtual void drop_instance() noexcept = 0;
+
+ private:
+  void post_drain();
+  void drain() noexcept;
+  bool start_instance() noexcept;
+  void handle_failure(Message* culprit, std::exception_ptr e) noexcept;
+  bool claim_death(DeathCause cause, std::string detail) noexcept;
+  void finish_death() noexcept;
+  void notify(const DownEvent& ev);
+
+  Runtime& rt_;
+  boost::asio::io_context& io_;
+  Strand strand_;
+  const std::uint64_t id_;
+  const Options opts_;
+  const char* type_name_;
+
+  Inbox inbox_;
+  // strand-only state
+  MessageQueue pending_;
+  std::vector<Message*> suspended_;
+  bool busy_ = false;      // a non-reentrant coroutine or an unresolved Ref argument holds the mailbox
+  bool has_instance_ = false;
+  bool finished_ = false;  // finish_death ran
+  int restarts_ = 0;
+
+  std::atomic<bool> death_claimed_{false};
+  std::atomic<bool> dead_{false};  // set after cause_/detail_ are written
+  DeathCause cause_ = DeathCause::stopped;  // written once before the inbox closes
+  std::string detail_;
+
+  std::mutex monitors_mu_;
+  std::vector<MonitorFn> monitors_;
+  bool down_ = false;  // final DownEvent sent (guarded by monitors_mu_)
+};
+
+bool is_actor_failure(const std::exception_ptr& e) noexcept;
+
+}  // namespace detail
+}  // namespace troupe

@@ -1,0 +1,116 @@
+#include "runtime/detail/state.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <climits>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "runtime/context.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/detail/registry.hpp"
+
+namespace troupe::detail {
+namespace {
+
+long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t val, const timespec* ts) {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, val, ts, nullptr, 0);
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spinning briefly before sleeping makes a synchronous call-and-get round trip
+// cost one futex wake less; the bound keeps an idle waiter from burning a core.
+constexpr int kSpinIterations = 4000;
+
+}  // namespace
+
+void StateBase::add_callback(Callback* cb) noexcept {
+  Callback* head = callbacks_.load(std::memory_order_acquire);
+  do {
+    if (head == closed()) {
+      cb->invoke();
+      return;
+    }
+    cb->next = head;
+  } while (!callbacks_.compare_exchange_weak(head, cb, std::memory_order_acq_rel,
+                                             std::memory_order_acquire));
+}
+
+void StateBase::complete() noexcept {
+  if (status_.exchange(kReady, std::memory_order_acq_rel) == kPendingWaiters)
+    futex(&status_, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr);
+  Callback* list = callbacks_.exchange(closed(), std::memory_order_acq_rel);
+  // The stack is newest-first; run continuations in registration order.
+  Callback* fifo = nullptr;
+  while (list) {
+    Callback* next = list->next;
+    list->next = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    Callback* next = fifo->next;
+    fifo->invoke();
+    fifo = next;
+  }
+}
+
+void StateBase::set_error(std::exception_ptr e) noexcept {
+  if (!try_claim()) return;
+  error_ = std::move(e);
+  complete();
+}
+
+void StateBase::wait() const {
+  if (ready()) return;
+  if (origin_ != 0 && current_actor_id() == origin_)
+    throw UsageError(fmt::format(
+        "get() inside {} on the result of its own call would deadlock its mailbox; use co_await",
+        actor_label(origin_)));
+  for (int i = 0; i < kSpinIterations; ++i) {
+    if (ready()) return;
+    cpu_relax();
+  }
+  for (;;) {
+    std::uint32_t s = status_.load(std::memory_order_acquire);
+    if (s == kReady) return;
+    if (s == kPending && !status_.compare_exchange_strong(s, kPendingWaiters)) continue;
+    futex(&status_, FUTEX_WAIT_PRIVATE, kPendingWaiters, nullptr);
+  }
+}
+
+bool StateBase::wait_for(std::chrono::nanoseconds timeout) const {
+  if (ready()) return true;
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + timeout;
+  for (;;) {
+    std::uint32_t s = status_.load(std::memory_order_acquire);
+    if (s == kReady) return true;
+    auto left = deadline - clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return false;
+    if (s == kPending && !status_.compare_exchange_strong(s, kPendingWaiters)) continue;
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    futex(&status_, FUTEX_WAIT_PRIVATE, kPendingWaiters, &ts);
+  }
+}
+
+void StateBase::wait_or_throw(std::chrono::nanoseconds timeout) const {
+  if (wait_for(timeout)) return;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+  if (origin_ != 0)
+    throw TimeoutError(fmt::format("Ref::get timed out after {} ms waiting for a call to {}", ms,
+                                   actor_label(origin_)));
+  throw TimeoutError(fmt::format("Ref::get timed out after {} ms", ms));
+}
+
+}  // namespace troupe::detail

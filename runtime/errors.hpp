@@ -1,0 +1,88 @@
+#pragma once
+// The errors troupe raises at a caller's get() / co_await, and what they carry.
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace troupe {
+
+/// Base of every error troupe itself raises (user exceptions travel unchanged).
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Ref::get(timeout) ran out of time; the call itself may still complete later.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Why an actor is no longer running.
+enum class DeathCause : std::uint8_t {
+  stopped,           ///< stop() was called and on_stop ran
+  killed,            ///< kill() was called
+  failed,            ///< its constructor, on_start or a method threw ActorFailure
+  runtime_shutdown,  ///< the runtime it lived in was shut down
+};
+const char* to_string(DeathCause c) noexcept;
+
+/// A call reached (or was pending on) an actor that is stopped or dead.
+class ActorDied : public Error {
+ public:
+  ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::string detail);
+  std::uint64_t actor_id() const noexcept { return id_; }
+  const std::string& actor_name() const noexcept { return name_; }
+  DeathCause cause() const noexcept { return cause_; }
+  /// The failure message (for DeathCause::failed) or empty.
+  const std::string& detail() const noexcept { return detail_; }
+
+ private:
+  std::uint64_t id_;
+  std::string name_;
+  DeathCause cause_;
+  std::string detail_;
+};
+
+/// Thrown from an actor method (or constructor / on_start) to declare the actor
+/// itself broken: the actor dies with DeathCause::failed and, if its
+/// Options::max_restarts allows, is re-created from its constructor arguments.
+/// Any other exception from a method only fails that one call.
+class ActorFailure : public Error {
+ public:
+  using Error::Error;
+};
+
+/// spawn() with a name another live actor already holds.
+class DuplicateName : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A lookup by name found no live actor of that name (or of that type).
+class ActorNotFound : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A Ref whose producer went away without a result (its runtime was destroyed
+/// before the work could run).
+class BrokenRef : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Bytes that do not decode: truncated, oversized or malformed input.
+class DecodeError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Wrong use of the API (bad rank, bad option), reported where it happens.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace troupe

@@ -1,0 +1,36 @@
+#pragma once
+// How an actor is spawned: its name and its supervision policy.
+#include <cstddef>
+#include <string>
+
+namespace troupe {
+
+/// Spawn options, built fluently: Options{}.name("ps").max_restarts(3).
+struct Options {
+  std::string name_;
+  int max_restarts_ = 0;      ///< re-creations after a failure; -1 = unlimited
+  int max_call_retries_ = 0;  ///< re-deliveries of a call in flight at a failure; -1 = unlimited
+  bool reentrant_ = false;    ///< let other calls run while a coroutine method is suspended
+  std::size_t rank_ = 0;      ///< set by spawn_mesh
+  std::size_t mesh_size_ = 1; ///< set by spawn_mesh
+
+  /// A unique name: Runtime::get_actor finds it; a second live actor with the
+  /// same name is refused with DuplicateName.
+  Options& name(std::string n) { name_ = std::move(n); return *this; }
+  /// How many times a failed actor is re-created from its constructor
+  /// arguments (0: never, -1: always). Default 0.
+  Options& max_restarts(int n) { max_restarts_ = n; return *this; }
+  /// What happens to calls queued or running when the actor fails: 0 (the
+  /// default) fails them with ActorDied; n > 0 re-delivers each to the
+  /// restarted actor up to n times (-1: without limit).
+  Options& max_call_retries(int n) { max_call_retries_ = n; return *this; }
+  /// By default a coroutine method holds the mailbox until it finishes (calls
+  /// run strictly one at a time). Reentrant actors run other calls while one is
+  /// suspended at a co_await (still never two at once).
+  Options& reentrant(bool on = true) { reentrant_ = on; return *this; }
+};
+
+/// What a monitor is told when an actor dies.
+struct DownEvent;
+
+}  // namespace troupe

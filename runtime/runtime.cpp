@@ -1,0 +1,75 @@
+#include "runtime/runtime.hpp"
+
+#include <latch>
+
+#include <boost/asio/post.hpp>
+
+namespace troupe {
+
+namespace detail {
+void runtime_forget(Runtime& rt, CellBase& cell) { rt.forget(cell); }
+
+void PoolScheduler::schedule(std::coroutine_handle<> h) {
+  boost::asio::post(io_, [h]() { h.resume(); });
+}
+}  // namespace detail
+
+Runtime::Runtime(RuntimeOptions opts) : work_(boost::asio::make_work_guard(io_)) {
+  unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  threads_.reserve(n);
+  for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this]() { io_.run(); });
+}
+
+Runtime::~Runtime() { shutdown(); }
+
+void Runtime::shutdown() {
+  std::vector<std::shared_ptr<detail::CellBase>> cells;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) return;
+    if (current_actor()) throw UsageError("Runtime::shutdown() called from inside an actor");
+    closed_ = true;
+    for (auto& [id, cell] : live_) cells.push_back(cell);
+  }
+  std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
+  for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
+  down.wait();
+  work_.reset();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+std::size_t Runtime::live_actors() const {
+  std::lock_guard lock(mu_);
+  return live_.size();
+}
+
+void Runtime::adopt(const std::shared_ptr<detail::CellBase>& cell) {
+  std::lock_guard lock(mu_);
+  if (closed_) throw UsageError("spawn on a runtime that has been shut down");
+  if (!cell->name().empty()) {
+    auto [it, inserted] = names_.emplace(cell->name(), cell->id());
+    if (!inserted)
+      throw DuplicateName(fmt::format("an actor named '{}' already exists (#{})", cell->name(), it->second));
+  }
+  live_.emplace(cell->id(), cell);
+}
+
+std::shared_ptr<detail::CellBase> Runtime::find_cell(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = names_.find(name);
+  if (it == names_.end()) throw ActorNotFound(fmt::format("no live actor named '{}'", name));
+  return live_.at(it->second);
+}
+
+void Runtime::forget(detail::CellBase& cell) {
+  std::shared_ptr<detail::CellBase> keep;  // destroyed outside the lock
+  std::lock_guard lock(mu_);
+  auto it = live_.find(cell.id());
+  if (it == live_.end()) return;
+  keep = std::move(it->second);
+  live_.erase(it);
+  if (!cell.name().empty()) names_.erase(cell.name());
+}
+
+}  // namespace troupe

@@ -1,0 +1,209 @@
+#pragma once
+// Runtime: the thread pool, and the actors it hosts.
+//
+//   troupe::Runtime rt;                                   // hardware threads
+//   auto c = rt.spawn<Counter>(10, troupe::Options{}.name("c"));
+//   int v = c.call(&Counter::add, 5).get();
+//
+// Lifetime: destroying (or shutdown()) a runtime kills every live actor with
+// DeathCause::runtime_shutdown, fails their queued calls and joins the pool.
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <fmt/format.h>
+
+#include "runtime/actor_ref.hpp"
+#include "runtime/detail/type_name.hpp"
+#include "runtime/mesh.hpp"
+#include "runtime/task.hpp"
+
+namespace troupe {
+
+struct RuntimeOptions {
+  /// Pool threads; 0 means std::thread::hardware_concurrency().
+  unsigned threads = 0;
+};
+
+namespace detail {
+void runtime_forget(Runtime& rt, CellBase& cell);
+
+template <class T>
+class TaskRunner final : public State<T>, public TaskSink {
+ public:
+  TaskRunner() : State<T>(2) {}
+  void task_done(std::coroutine_handle<> h) noexcept override {
+    auto typed = std::coroutine_handle<TaskPromise<T>>::from_address(h.address());
+    auto& p = typed.promise();
+    if (p.error)
+      this->set_error(p.error);
+    else if constexpr (std::is_void_v<T>)
+      this->set_value();
+    else
+      this->set_value(std::move(*p.value));
+    typed.destroy();
+    this->release();
+  }
+};
+
+class PoolScheduler final : public Scheduler {
+ public:
+  explicit PoolScheduler(boost::asio::io_context& io) : io_(io) {}
+  void schedule(std::coroutine_handle<> h) override;
+
+ private:
+  boost::asio::io_context& io_;
+};
+}  // namespace detail
+
+class Runtime {
+ public:
+  explicit Runtime(RuntimeOptions opts = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  /// Kills every live actor (runtime_shutdown), then joins the pool. Idempotent.
+  /// Must not be called from inside an actor.
+  void shutdown();
+
+  unsigned threads() const noexcept { return static_cast<unsigned>(threads_.size()); }
+  boost::asio::io_context& io_context() noexcept { return io_; }
+  std::size_t live_actors() const;
+
+  /// Spawns a T built from `args` (the last argument may be an Options).
+  /// Returns at once; the constructor and on_start run on the actor's strand.
+  template <class T, class... Args>
+  ActorRef<T> spawn(Args&&... args);
+
+  /// Spawns n actors of class T, ranks 0..n-1, each built from `args`; an
+  /// Options name "w" names them "w/0", "w/1", ...
+  template <class T, class... Args>
+  Mesh<T> spawn_mesh(std::size_t n, Args&&... args);
+
+  /// The live actor called `name`; ActorNotFound if none (or not a T).
+  template <class T>
+  ActorRef<T> get_actor(const std::string& name) const {
+    auto cell = std::dynamic_pointer_cast<detail::Cell<T>>(find_cell(name));
+    if (!cell)
+      throw ActorNotFound(fmt::format("actor '{}' is not a {}", name, detail::type_name<T>()));
+    return ActorRef<T>(std::move(cell));
+  }
+  template <class T>
+  std::optional<ActorRef<T>> find_actor(const std::string& name) const {
+    try {
+      return get_actor<T>(name);
+    } catch (const ActorNotFound&) {
+      return std::nullopt;
+    }
+  }
+
+  /// Calls `fn` (on the pool) each time `actor` dies, with the cause and
+  /// whether it is restarting; at once if it is already dead for good.
+  template <class T>
+  void monitor(const ActorRef<T>& actor, MonitorFn fn) {
+    if (!actor.valid()) throw UsageError("monitor of an empty ActorRef");
+    actor.cell()->add_monitor(std::move(fn));
+  }
+
+  /// Runs a driver coroutine on the pool; its Ref gives the result.
+  template <class T>
+  Ref<T> start(Task<T> task) {
+    if (!task.valid()) throw UsageError("Runtime::start of an empty Task");
+    auto* runner = new detail::TaskRunner<T>();
+    runner->set_context(&io_);
+    Ref<T> ref{detail::StatePtr<detail::State<T>>(runner)};
+    auto h = task.release();
+    h.promise().scheduler = &pool_;
+    h.promise().sink = runner;
+    pool_.schedule(h);
+    return ref;
+  }
+  /// start(task).get(): for a driver's main().
+  template <class T>
+  T block_on(Task<T> task) {
+    return start(std::move(task)).get();
+  }
+
+ private:
+  friend void detail::runtime_forget(Runtime& rt, detail::CellBase& cell);
+  void adopt(const std::shared_ptr<detail::CellBase>& cell);
+  std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
+  void forget(detail::CellBase& cell);
+
+  template <class T, class Tuple, std::size_t... I>
+  ActorRef<T> spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>);
+
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  detail::PoolScheduler pool_{io_};
+  std::vector<std::thread> threads_;
+  mutable std::mutex mu_;
+  bool closed_ = false;
+  std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
+  std::unordered_map<std::string, std::uint64_t> names_;
+};
+
+template <class T, class Tuple, std::size_t... I>
+ActorRef<T> Runtime::spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>) {
+  using Stored = std::tuple<std::decay_t<std::tuple_element_t<I, std::decay_t<Tuple>>>...>;
+  typename detail::Cell<T>::Factory factory =
+      [stored = Stored(std::get<I>(std::forward<Tuple>(args))...)]() {
+        return std::apply([](const auto&... a) { return std::make_shared<T>(a...); }, stored);
+      };
+  auto cell = std::make_shared<detail::Cell<T>>(*this, io_, std::move(opts), detail::type_name<T>(),
+                                                std::move(factory));
+  adopt(cell);
+  cell->start();
+  return ActorRef<T>(std::move(cell));
+}
+
+template <class T, class... Args>
+ActorRef<T> Runtime::spawn(Args&&... args) {
+  auto all = std::forward_as_tuple(std::forward<Args>(args)...);
+  if constexpr (sizeof...(Args) > 0 &&
+                std::is_same_v<std::decay_t<std::tuple_element_t<sizeof...(Args) - 1, decltype(all)>>, Options>) {
+    Options opts = std::get<sizeof...(Args) - 1>(all);
+    return spawn_from<T>(std::move(opts), std::move(all), std::make_index_sequence<sizeof...(Args) - 1>{});
+  } else {
+    return spawn_from<T>(Options{}, std::move(all), std::make_index_sequence<sizeof...(Args)>{});
+  }
+}
+
+template <class T, class... Args>
+Mesh<T> Runtime::spawn_mesh(std::size_t n, Args&&... args) {
+  if (n == 0) throw UsageError("spawn_mesh: a mesh needs at least one actor");
+  auto all = std::forward_as_tuple(args...);
+  Options base;
+  constexpr bool has_opts =
+      sizeof...(Args) > 0 &&
+      std::is_same_v<std::decay_t<std::tuple_element_t<sizeof...(Args) - 1, decltype(all)>>, Options>;
+  if constexpr (has_opts) base = std::get<sizeof...(Args) - 1>(all);
+  constexpr std::size_t nargs = has_opts ? sizeof...(Args) - 1 : sizeof...(Args);
+  std::vector<ActorRef<T>> members;
+  members.reserve(n);
+  try {
+    for (std::size_t r = 0; r < n; ++r) {
+      Options o = base;
+      o.rank_ = r;
+      o.mesh_size_ = n;
+      if (!base.name_.empty()) o.name_ = fmt::format("{}/{}", base.name_, r);
+      members.push_back(spawn_from<T>(std::move(o), all, std::make_index_sequence<nargs>{}));
+    }
+  } catch (...) {
+    for (auto& m : members) m.kill();  // all or nothing
+    throw;
+  }
+  return Mesh<T>(std::move(members));
+}
+
+}  // namespace troupe
