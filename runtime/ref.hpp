@@ -3,8 +3,9 @@
 //
 //   Ref<int> r = counter.call(&Counter::add, 5);  // never blocks
 //   int v = r.get();                              // blocks; or r.get(100ms)
-//   int w = co_await r;                           // in troupe::Task or asio::awaitable
+//   int w = co_await r;                           // in a troupe::Task
 //
+// In an asio::awaitable coroutine, `co_await r.awaitable()`.
 // Refs are cheap to copy (one shared state). An exception thrown by the method
 // is rethrown, unchanged, by get() and co_await.
 #include <chrono>
@@ -14,6 +15,8 @@
 #include <utility>
 
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -122,29 +125,21 @@ class Ref {
     return Awaiter{s_};
   }
 
-  /// Asio async operation: `co_await ref` in asio::awaitable, or
-  /// ref.async_wait(token) with any completion token. The handler runs on its
-  /// associated executor with (exception_ptr, value).
-  template <class Token>
-  auto operator()(Token&& token) const {
-    return async_wait(std::forward<Token>(token));
-  }
+  /// In an asio::awaitable coroutine: `T v = co_await ref.awaitable();`
+  /// (Asio's own await_transform admits only its awaitables and operations.)
+  boost::asio::awaitable<T> awaitable() const { return await_in_asio(*this); }
+
+  /// Asio async operation completing with (exception_ptr) once the Ref is
+  /// ready, on the handler's associated executor; works with any token.
   template <class Token>
   auto async_wait(Token&& token) const {
-    static_assert(std::is_default_constructible_v<stored_type>,
-                  "asio co_await of a Ref needs a default-constructible T; use troupe::Task");
     check();
-    return boost::asio::async_initiate<Token, void(std::exception_ptr, stored_type)>(
+    return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
         [](auto handler, detail::StatePtr<state_type> s) {
           auto ex = boost::asio::get_associated_executor(handler);
           auto* raw = s.get();
           raw->on_ready([h = std::move(handler), ex, s = std::move(s)]() mutable {
-            boost::asio::post(ex, [h = std::move(h), s = std::move(s)]() mutable {
-              if (s->error())
-                h(s->error(), stored_type{});
-              else
-                h(std::exception_ptr{}, s->value());
-            });
+            boost::asio::post(ex, [h = std::move(h), s = std::move(s)]() mutable { h(s->error()); });
           });
         },
         token, s_);
@@ -166,6 +161,11 @@ class Ref {
       if (s_->unique()) return std::move(s_->value());
       return s_->value();
     }
+  }
+
+  static boost::asio::awaitable<T> await_in_asio(Ref r) {
+    co_await r.async_wait(boost::asio::use_awaitable);
+    co_return r.result();
   }
 
   detail::StatePtr<state_type> s_;

@@ -37,6 +37,13 @@ struct RuntimeOptions {
 namespace detail {
 void runtime_forget(Runtime& rt, CellBase& cell);
 
+template <class... Args>
+struct last_is_options : std::false_type {};
+template <class A>
+struct last_is_options<A> : std::is_same<std::decay_t<A>, Options> {};
+template <class A, class B, class... Rest>
+struct last_is_options<A, B, Rest...> : last_is_options<B, Rest...> {};
+
 template <class T>
 class TaskRunner final : public State<T>, public TaskSink {
  public:
@@ -170,8 +177,7 @@ ActorRef<T> Runtime::spawn_from(Options opts, Tuple&& args, std::index_sequence<
 template <class T, class... Args>
 ActorRef<T> Runtime::spawn(Args&&... args) {
   auto all = std::forward_as_tuple(std::forward<Args>(args)...);
-  if constexpr (sizeof...(Args) > 0 &&
-                std::is_same_v<std::decay_t<std::tuple_element_t<sizeof...(Args) - 1, decltype(all)>>, Options>) {
+  if constexpr (detail::last_is_options<Args...>::value) {
     Options opts = std::get<sizeof...(Args) - 1>(all);
     return spawn_from<T>(std::move(opts), std::move(all), std::make_index_sequence<sizeof...(Args) - 1>{});
   } else {
@@ -184,9 +190,7 @@ Mesh<T> Runtime::spawn_mesh(std::size_t n, Args&&... args) {
   if (n == 0) throw UsageError("spawn_mesh: a mesh needs at least one actor");
   auto all = std::forward_as_tuple(args...);
   Options base;
-  constexpr bool has_opts =
-      sizeof...(Args) > 0 &&
-      std::is_same_v<std::decay_t<std::tuple_element_t<sizeof...(Args) - 1, decltype(all)>>, Options>;
+  constexpr bool has_opts = detail::last_is_options<Args...>::value;
   if constexpr (has_opts) base = std::get<sizeof...(Args) - 1>(all);
   constexpr std::size_t nargs = has_opts ? sizeof...(Args) - 1 : sizeof...(Args);
   std::vector<ActorRef<T>> members;

@@ -1,1 +1,140 @@
 #include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "runtime/troupe.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+
+namespace {
+
+struct Events {
+  std::atomic<int> started{0}, stopped{0}, destroyed{0};
+};
+
+class Tracked {
+ public:
+  explicit Tracked(Events* ev) : ev_(ev) {}
+  ~Tracked() { ++ev_->destroyed; }
+  void on_start() { ++ev_->started; }
+  void on_stop() { ++ev_->stopped; }
+  int echo(int v) { return v; }
+  int slow(int v) {
+    std::this_thread::sleep_for(30ms);
+    return v;
+  }
+  bool was_started() const { return ev_->started == 1; }
+
+ private:
+  Events* ev_;
+};
+
+template <class F>
+void eventually(F pred) {
+  for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(2ms);
+  REQUIRE(pred());
+}
+
+}  // namespace
+
+TEST_CASE("on_start runs before the first call; stop runs on_stop", "[lifecycle]") {
+  Events ev;
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Tracked>(&ev);
+  CHECK(a.call(&Tracked::was_started).get());
+  CHECK(a.alive());
+  a.stop().get();
+  CHECK_FALSE(a.alive());
+  CHECK(ev.stopped == 1);
+  CHECK(ev.destroyed == 1);
+}
+
+TEST_CASE("stop lets earlier calls finish; later calls fail with ActorDied", "[lifecycle]") {
+  Events ev;
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Tracked>(&ev, Options{}.name("worker"));
+  auto before = a.call(&Tracked::slow, 1);
+  auto stopped = a.stop();
+  auto after = a.call(&Tracked::echo, 2);
+  CHECK(before.get() == 1);
+  stopped.get();
+  try {
+    after.get();
+    FAIL("call after stop() succeeded");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::stopped);
+    CHECK(e.actor_name() == "worker");
+    CHECK_THAT(e.what(), Catch::Contains("actor 'worker'") && Catch::Contains("stopped"));
+  }
+  CHECK_THROWS_AS(a.call(&Tracked::echo, 3).get(), ActorDied);
+  a.stop().get();  // stopping twice is harmless
+}
+
+TEST_CASE("kill fails queued calls at once and skips on_stop", "[lifecycle]") {
+  Events ev;
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Tracked>(&ev);
+  REQUIRE(a.call(&Tracked::echo, 0).get() == 0);  // constructed and started
+  auto running = a.call(&Tracked::slow, 1);
+  std::vector<Ref<int>> queued;
+  for (int i = 0; i < 50; ++i) queued.push_back(a.call(&Tracked::slow, i));
+  a.kill();
+  for (auto& q : queued) {
+    try {
+      q.get(2s);
+    } catch (const ActorDied& e) {
+      CHECK(e.cause() == DeathCause::killed);
+    }
+  }
+  CHECK(running.wait_for(2s));
+  CHECK_THROWS_AS(a.call(&Tracked::echo, 1).get(2s), ActorDied);
+  eventually([&] { return ev.destroyed == 1; });
+  CHECK(ev.stopped == 0);
+}
+
+TEST_CASE("a constructor that throws kills the actor with the reason", "[lifecycle]") {
+  struct Broken {
+    Broken() { throw std::runtime_error("config file missing"); }
+    int ping() { return 1; }
+  };
+  Runtime rt({.threads = 2});
+  auto b = rt.spawn<Broken>(Options{}.name("broken"));
+  try {
+    b.call(&Broken::ping).get(2s);
+    FAIL("call to a broken actor succeeded");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::failed);
+    CHECK_THAT(e.detail(), Catch::Contains("config file missing"));
+  }
+}
+
+TEST_CASE("runtime shutdown fails pending work instead of hanging", "[lifecycle]") {
+  Events ev;
+  Ref<int> pending;
+  Promise<int> never;
+  {
+    Runtime rt({.threads = 2});
+    auto a = rt.spawn<Tracked>(&ev);
+    auto b = rt.spawn<Tracked>(&ev);
+    (void)a.call(&Tracked::slow, 1);
+    pending = b.call(&Tracked::echo, never.ref());  // blocked on an unresolved argument
+    CHECK(rt.live_actors() == 2);
+  }
+  try {
+    pending.get(2s);
+    FAIL("pending call completed");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::runtime_shutdown);
+  }
+  CHECK(ev.destroyed == 2);
+}
+
+TEST_CASE("spawn after shutdown is refused", "[lifecycle]") {
+  Events ev;
+  Runtime rt({.threads = 1});
+  rt.shutdown();
+  CHECK_THROWS_AS(rt.spawn<Tracked>(&ev), UsageError);
+}

@@ -1,1 +1,139 @@
 #include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "runtime/troupe.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+
+namespace {
+
+std::atomic<int> constructions{0};
+
+class Flaky {
+ public:
+  explicit Flaky(int base) : base_(base) { ++constructions; }
+  int add(int v) { return base_ += v; }
+  int crash(std::string why) { throw ActorFailure(why); }
+  // Fails on the first delivery only: a retry after the restart succeeds.
+  int crash_once(int v) {
+    if (self().restarts() == 0) throw ActorFailure("first incarnation gives up");
+    return v * 100;
+  }
+  int incarnation() const { return self().restarts(); }
+
+ private:
+  int base_;
+};
+
+struct DownLog {
+  std::mutex mu;
+  std::vector<DownEvent> events;
+  void add(const DownEvent& e) {
+    std::lock_guard l(mu);
+    events.push_back(e);
+  }
+  std::size_t size() {
+    std::lock_guard l(mu);
+    return events.size();
+  }
+};
+
+template <class F>
+void eventually(F pred) {
+  for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(2ms);
+  REQUIRE(pred());
+}
+
+}  // namespace
+
+TEST_CASE("monitor reports death with its cause", "[supervision]") {
+  Runtime rt({.threads = 2});
+  DownLog log;
+  auto a = rt.spawn<Flaky>(1, Options{}.name("watched"));
+  rt.monitor(a, [&](const DownEvent& e) { log.add(e); });
+  CHECK_THROWS_AS(a.call(&Flaky::crash, std::string("disk on fire")).get(), ActorDied);
+  eventually([&] { return log.size() == 1; });
+  CHECK(log.events[0].cause == DeathCause::failed);
+  CHECK(log.events[0].detail == "disk on fire");
+  CHECK(log.events[0].name == "watched");
+  CHECK_FALSE(log.events[0].restarting);
+  // Monitoring an already dead actor reports at once.
+  DownLog late;
+  rt.monitor(a, [&](const DownEvent& e) { late.add(e); });
+  eventually([&] { return late.size() == 1; });
+}
+
+TEST_CASE("max_restarts re-creates a failed actor from its constructor arguments", "[supervision]") {
+  Runtime rt({.threads = 2});
+  DownLog log;
+  auto a = rt.spawn<Flaky>(10, Options{}.max_restarts(2));
+  rt.monitor(a, [&](const DownEvent& e) { log.add(e); });
+  CHECK(a.call(&Flaky::add, 5).get() == 15);
+  try {
+    a.call(&Flaky::crash, std::string("one")).get();
+    FAIL("crash returned");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::failed);
+    CHECK(e.detail() == "one");
+  }
+  // State comes back from the constructor arguments.
+  CHECK(a.call(&Flaky::add, 1).get() == 11);
+  CHECK(a.call(&Flaky::incarnation).get() == 1);
+  CHECK_THROWS_AS(a.call(&Flaky::crash, std::string("two")).get(), ActorDied);
+  CHECK(a.call(&Flaky::incarnation).get() == 2);
+  CHECK_THROWS_AS(a.call(&Flaky::crash, std::string("three")).get(), ActorDied);
+  // Restarts used up: dead for good.
+  CHECK_THROWS_AS(a.call(&Flaky::add, 1).get(), ActorDied);
+  CHECK_FALSE(a.alive());
+  eventually([&] { return log.size() == 3; });
+  CHECK(log.events[0].restarting);
+  CHECK(log.events[1].restarting);
+  CHECK_FALSE(log.events[2].restarting);
+}
+
+TEST_CASE("without call retries, calls queued at a failure fail with ActorDied", "[supervision]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(1));
+  Promise<std::string> gate;
+  auto crash = a.call(&Flaky::crash, gate.ref());  // holds the mailbox until the gate opens
+  std::vector<Ref<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(a.call(&Flaky::add, 1));
+  gate.set_value("boom");
+  CHECK_THROWS_AS(crash.get(), ActorDied);
+  for (auto& q : queued) CHECK_THROWS_AS(q.get(), ActorDied);
+  // The restarted actor serves new calls.
+  CHECK(a.call(&Flaky::add, 1).get() == 1);
+}
+
+TEST_CASE("with call retries, calls in flight are re-delivered to the restarted actor", "[supervision]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(1).max_call_retries(1));
+  Promise<int> gate;
+  auto first = a.call(&Flaky::crash_once, gate.ref());
+  std::vector<Ref<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(a.call(&Flaky::add, 1));
+  gate.set_value(7);
+  CHECK(first.get() == 700);  // retried on the new incarnation
+  CHECK(queued.back().get() == 10);
+  for (std::size_t i = 0; i < queued.size(); ++i) CHECK(queued[i].get() == static_cast<int>(i) + 1);
+}
+
+TEST_CASE("a call that keeps failing is given up after max_call_retries", "[supervision]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(-1).max_call_retries(2));
+  a.call(&Flaky::add, 0).get();  // constructed
+  int before = constructions;
+  try {
+    a.call(&Flaky::crash, std::string("poison")).get(5s);
+    FAIL("poison call succeeded");
+  } catch (const ActorDied& e) {
+    CHECK(e.detail() == "poison");
+  }
+  CHECK(constructions - before == 3);  // three deliveries, three failures, three restarts
+  CHECK(a.call(&Flaky::add, 2).get() == 2);
+}
