@@ -1,4 +1,6 @@
 @0xb5c3a1f27d9e4c01;
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("test");
 # A schema for the codec tests only.
 
 struct Sample {
