@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
+#include "runtime/detail/call.hpp"
 #include "runtime/detail/registry.hpp"
 #include "runtime/runtime.hpp"
 
@@ -33,6 +34,21 @@ bool is_actor_failure(const std::exception_ptr& e) noexcept {
     return false;
   }
 }
+
+StopMessage::StopMessage() : State<void>(2) {}
+StopMessage::~StopMessage() = default;
+Message::Step StopMessage::run(CellBase& cell) {
+  cell.stop_now();
+  set_value();
+  release();
+  return Step::done;
+}
+void StopMessage::fail(std::exception_ptr) noexcept {
+  set_value();
+  release();
+}
+void StopMessage::abandon(std::exception_ptr) noexcept {}
+void StopMessage::done() noexcept { release(); }
 
 void Message::on_dep_ready(std::shared_ptr<CellBase> cell) noexcept { cell->wake(); }
 

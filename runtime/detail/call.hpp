@@ -218,22 +218,16 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
 };
 
 /// stop(): runs on_stop once every earlier call has run, then the actor dies.
+/// Out of line (actor_cell.cpp) so its vtable and destructor live in one place.
 class StopMessage final : public Message, public State<void> {
  public:
-  StopMessage() : State<void>(2) {}
-  Step run(CellBase& cell) override {
-    cell.stop_now();
-    set_value();
-    release();
-    return Step::done;
-  }
+  StopMessage();
+  ~StopMessage() override;
+  Step run(CellBase& cell) override;
   // Refused or cut short by another death: either way the actor has stopped.
-  void fail(std::exception_ptr) noexcept override {
-    set_value();
-    release();
-  }
-  void abandon(std::exception_ptr) noexcept override {}
-  void done() noexcept override { release(); }
+  void fail(std::exception_ptr) noexcept override;
+  void abandon(std::exception_ptr) noexcept override;
+  void done() noexcept override;
   bool control() const noexcept override { return true; }
 };
 

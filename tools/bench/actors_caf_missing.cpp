@@ -1,0 +1,12 @@
+// Built when CAF is not installed: the caf rows are skipped with a note.
+#include "tools/bench/report.hpp"
+
+namespace troupe::bench {
+
+std::vector<Row> caf_actor_rows(const ActorBenchConfig&, std::vector<std::string>& notes) {
+  notes.push_back("caf rows skipped: CAF (libcaf-dev) was not found when troupe was configured; "
+                  "tools/install-peers.sh installs it, then re-run cmake");
+  return {};
+}
+
+}  // namespace troupe::bench

@@ -1,0 +1,71 @@
+// troupe-bench: benchmark programs that print a table (or --json).
+//   troupe-bench actors [--json] [--threads N] [--sync-calls N] [--async-calls N]
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "tools/bench/report.hpp"
+
+namespace {
+
+void usage() {
+  fmt::print(stderr,
+             "usage: troupe-bench SUITE [--json] [options]\n"
+             "suites:\n"
+             "  actors   in-process actor calls, troupe next to CAF\n"
+             "           --threads N  --sync-calls N  --async-calls N  --batch N\n");
+}
+
+int parse_int(const char* flag, const char* v) {
+  char* end = nullptr;
+  long n = v ? std::strtol(v, &end, 10) : 0;
+  if (!v || *end || n <= 0 || n > 100'000'000) {
+    fmt::print(stderr, "troupe-bench: {} needs a positive integer, got '{}'\n", flag, v ? v : "");
+    std::exit(2);
+  }
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace troupe::bench;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  std::string suite = argv[1];
+  bool json = false;
+  ActorBenchConfig cfg;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (a == "--json") json = true;
+    else if (a == "--threads") cfg.threads = parse_int("--threads", next), ++i;
+    else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), ++i;
+    else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
+    else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
+    else {
+      fmt::print(stderr, "troupe-bench: unknown option '{}'\n", a);
+      usage();
+      return 2;
+    }
+  }
+  Report report;
+  report.suite = suite;
+  if (suite == "actors") {
+    report.rows = troupe_actor_rows(cfg);
+    for (auto& r : caf_actor_rows(cfg, report.notes)) report.rows.push_back(std::move(r));
+  } else {
+    fmt::print(stderr, "troupe-bench: unknown suite '{}'\n", suite);
+    usage();
+    return 2;
+  }
+  if (json)
+    print_json(report);
+  else
+    print_table(report);
+  return 0;
+}

@@ -1,0 +1,58 @@
+#pragma once
+// Benchmark rows: printed as an aligned table, or as one JSON line
+// {"suite":"...","rows":[...]} for scripts.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace troupe::bench {
+
+using Value = std::variant<std::string, double, std::int64_t>;
+
+struct Row {
+  std::vector<std::pair<std::string, Value>> fields;
+  Row& set(std::string key, Value v) {
+    fields.emplace_back(std::move(key), std::move(v));
+    return *this;
+  }
+};
+
+struct Report {
+  std::string suite;
+  std::vector<Row> rows;
+  std::vector<std::string> notes;  ///< printed under the table (skipped peers, goals)
+};
+
+void print_table(const Report& r);
+void print_json(const Report& r);
+
+/// Latency samples in microseconds -> percentile (0..100).
+double percentile(std::vector<double> samples, double pct);
+
+using Clock = std::chrono::steady_clock;
+inline double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+/// What a latency/throughput pattern measured.
+struct Measured {
+  double calls_per_s = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+};
+Row make_row(const std::string& system, const std::string& pattern, const Measured& m);
+
+struct ActorBenchConfig {
+  int sync_calls = 20000;
+  int async_calls = 200000;
+  int batch = 1000;
+  int nton_pairs = 4;
+  unsigned threads = 0;  // 0: hardware threads
+};
+
+/// Each returns the four pattern rows for its system (or none, with a note).
+std::vector<Row> troupe_actor_rows(const ActorBenchConfig& cfg);
+std::vector<Row> caf_actor_rows(const ActorBenchConfig& cfg, std::vector<std::string>& notes);
+
+}  // namespace troupe::bench
