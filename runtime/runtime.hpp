@@ -7,6 +7,7 @@
 //
 // Lifetime: destroying (or shutdown()) a runtime kills every live actor with
 // DeathCause::runtime_shutdown, fails their queued calls and joins the pool.
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -146,6 +147,7 @@ class Runtime {
   void adopt(const std::shared_ptr<detail::CellBase>& cell);
   std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
   void forget(detail::CellBase& cell);
+  void run_pool_thread();
 
   template <class T, class Tuple, std::size_t... I>
   ActorRef<T> spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -154,6 +156,7 @@ class Runtime {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   detail::PoolScheduler pool_{io_};
   std::vector<std::thread> threads_;
+  std::atomic<int> spinners_{0};
   mutable std::mutex mu_;
   bool closed_ = false;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
