@@ -211,6 +211,7 @@ bool CellBase::claim_death(DeathCause cause, std::string detail) noexcept {
   cause_ = cause;
   detail_ = std::move(detail);
   dead_.store(true, std::memory_order_release);
+  detail::runtime_forget(rt_, *this);  // the name is free from this moment
   bool was_blocked = false;
   Message* list = inbox_.close(was_blocked);  // publishes cause_/detail_ to refused senders
   auto err = died_error();
@@ -254,7 +255,6 @@ void CellBase::finish_death() noexcept {
     drop_instance();
   }
   busy_ = false;
-  detail::runtime_forget(rt_, *this);
   DownEvent ev{id_, opts_.name_, cause_, detail_, false, restarts_};
   std::vector<MonitorFn> fns;
   {

@@ -1,1 +1,37 @@
+// The example driver program, run as a real process on known input.
 #include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/support/process.hpp"
+
+using troupe::test::bin;
+using troupe::test::run_process;
+
+TEST_CASE("wordcount counts words across a mesh of mappers", "[example]") {
+  auto dir = std::filesystem::temp_directory_path() / ("troupe-wc-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto a = dir / "a.txt", b = dir / "b.txt";
+  {
+    std::ofstream(a) << "apple banana apple\ncherry Apple";
+    std::string big;
+    for (int i = 0; i < 30000; ++i) big += "banana kiwi ";  // several 64 KiB chunks
+    std::ofstream(b) << big;
+  }
+  auto r = run_process({bin("wordcount"), "--top", "3", "--mappers", "3", a.string(), b.string()});
+  std::filesystem::remove_all(dir);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("30001  banana"));
+  CHECK_THAT(r.out, Catch::Contains("30000  kiwi"));
+  CHECK_THAT(r.out, Catch::Contains("3  apple"));
+  CHECK_THAT(r.out, Catch::Contains("over 3 mappers"));
+  CHECK_THAT(r.out, Catch::Contains("single-threaded count: ok"));
+}
+
+TEST_CASE("wordcount reports a missing file and fails", "[example]") {
+  auto r = run_process({bin("wordcount"), "/nonexistent/troupe-input.txt"});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Contains("cannot read '/nonexistent/troupe-input.txt'"));
+}
