@@ -11,7 +11,10 @@ namespace detail {
 void runtime_forget(Runtime& rt, CellBase& cell) { rt.forget(cell); }
 
 void PoolScheduler::schedule(std::coroutine_handle<> h) {
-  boost::asio::post(io_, [h]() { h.resume(); });
+  if (closed_.load(std::memory_order_acquire))
+    h.resume();
+  else
+    boost::asio::post(io_, [h]() { h.resume(); });
 }
 }  // namespace detail
 
@@ -58,6 +61,7 @@ void Runtime::shutdown() {
   std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
   for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
   down.wait();
+  pool_.close();
   work_.reset();
   for (auto& t : threads_) t.join();
   threads_.clear();

@@ -66,10 +66,14 @@ class TaskRunner final : public State<T>, public TaskSink {
 class PoolScheduler final : public Scheduler {
  public:
   explicit PoolScheduler(boost::asio::io_context& io) : io_(io) {}
+  /// Posts to the pool; once the pool is closing, resumes inline instead, so
+  /// a driver Task awaiting work failed by shutdown still finishes.
   void schedule(std::coroutine_handle<> h) override;
+  void close() noexcept { closed_.store(true, std::memory_order_release); }
 
  private:
   boost::asio::io_context& io_;
+  std::atomic<bool> closed_{false};
 };
 }  // namespace detail
 

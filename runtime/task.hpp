@@ -9,6 +9,7 @@
 #include <coroutine>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
@@ -102,13 +103,13 @@ class [[nodiscard]] Task {
   /// Gives up ownership of the frame (the runtime then owns and destroys it).
   handle_type release() noexcept { return std::exchange(h_, {}); }
 
-  auto operator co_await() && noexcept { return Awaiter{h_}; }
-  auto operator co_await() & noexcept { return Awaiter{h_}; }
+  auto operator co_await() && { return awaiter(); }
+  auto operator co_await() & { return awaiter(); }
 
  private:
   struct Awaiter {
     handle_type h;
-    bool await_ready() const noexcept { return !h || h.done(); }
+    bool await_ready() const noexcept { return h.done(); }
     template <class P>
     std::coroutine_handle<> await_suspend(std::coroutine_handle<P> caller) noexcept {
       h.promise().continuation = caller;
@@ -117,6 +118,10 @@ class [[nodiscard]] Task {
     }
     T await_resume() { return h.promise().take(); }
   };
+  Awaiter awaiter() const {
+    if (!h_) throw std::logic_error("co_await on an empty troupe::Task");
+    return Awaiter{h_};
+  }
   handle_type h_;
 };
 

@@ -36,10 +36,7 @@ auto when_all(std::vector<Ref<T>> refs) {
   auto j = std::make_shared<detail::Joiner<Out>>(refs.size());
   Ref<Out> result = j->out.ref();
   if (refs.empty()) {
-    if constexpr (std::is_void_v<T>)
-      j->out.set_value();
-    else
-      j->out.set_value();
+    j->out.set_value();  // no results: void, or an empty vector
     return result;
   }
   if (refs[0].state()) result.state()->set_context(refs[0].state()->context());

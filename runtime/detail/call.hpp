@@ -53,6 +53,11 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
       return Step::done;
     } else if constexpr (kind == MethodKind::ref) {
       MR inner = invoke(obj, cell.retries_enabled());
+      if (!inner.valid()) {
+        this->set_error(std::make_exception_ptr(UsageError("actor method returned an empty troupe::Ref")));
+        this->release();
+        return Step::done;
+      }
       this->add_ref();
       inner.state()->on_ready([this, inner]() {
         if (inner.state()->error())

@@ -138,3 +138,22 @@ TEST_CASE("spawn after shutdown is refused", "[lifecycle]") {
   rt.shutdown();
   CHECK_THROWS_AS(rt.spawn<Tracked>(&ev), UsageError);
 }
+
+TEST_CASE("a driver task awaiting an actor killed by shutdown still finishes", "[lifecycle]") {
+  Events ev;
+  Promise<int> never;
+  Ref<int> outcome;
+  {
+    Runtime rt({.threads = 2});
+    auto a = rt.spawn<Tracked>(&ev);
+    auto driver = [](ActorRef<Tracked> t, Ref<int> arg) -> Task<int> {
+      try {
+        co_return co_await t.call(&Tracked::echo, arg);
+      } catch (const ActorDied& e) {
+        co_return e.cause() == DeathCause::runtime_shutdown ? -1 : -2;
+      }
+    };
+    outcome = rt.start(driver(a, never.ref()));
+  }
+  CHECK(outcome.get(2s) == -1);
+}
