@@ -52,27 +52,52 @@ void StopMessage::done() noexcept { release(); }
 
 void Message::on_dep_ready(std::shared_ptr<CellBase> cell) noexcept { cell->wake(); }
 
-CellBase::CellBase(Runtime& rt, boost::asio::io_context& io, Options opts, const char* type_name)
+CellBase::CellBase(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, PoolHandle* pool, Options opts,
+                   const char* type_name)
     : rt_(rt),
-      io_(io),
-      strand_(boost::asio::make_strand(io)),
+      io_(std::move(io)),
+      pool_(pool),
+      strand_(boost::asio::make_strand(*io_)),
       id_(next_actor_id()),
       opts_(std::move(opts)),
       type_name_(type_name) {
   register_label(id_, make_label(id_, opts_.name_, type_name_));
 }
 
-CellBase::~CellBase() { unregister_label(id_); }
+// Whatever the cell still owns when its last owner lets go (only possible once
+// it is dead and its final drain never ran) fails now: no caller is left hanging.
+CellBase::~CellBase() {
+  if (!death_claimed_.load()) {
+    cause_ = DeathCause::runtime_shutdown;
+  }
+  auto err = died_error();
+  while (!pending_.empty()) pending_.pop()->fail(err);
+  bool was_blocked = false;
+  for (Message* m = inbox_.close(was_blocked); m;) {
+    Message* next = m->next;
+    m->fail(err);
+    m = next;
+  }
+  unregister_label(id_);
+}
 
+// Handlers posted to the strand hold the cell weakly: a cell must not keep its
+// io_context alive through a handler that io_context will never run (a cycle
+// that would leak both after shutdown). Live cells are owned by the runtime,
+// suspended calls own theirs, so a failed lock means there is nothing to do.
 void CellBase::schedule(std::coroutine_handle<> h) {
-  boost::asio::post(strand_, [self = shared_from_this(), h]() {
-    ContextGuard guard(self.get());
-    h.resume();
+  boost::asio::post(strand_, [weak = weak_from_this(), h]() {
+    if (auto self = weak.lock()) {
+      ContextGuard guard(self.get());
+      h.resume();
+    }
   });
 }
 
 void CellBase::post_drain() {
-  boost::asio::post(strand_, [self = shared_from_this()]() { self->drain(); });
+  boost::asio::post(strand_, [weak = weak_from_this()]() {
+    if (auto self = weak.lock()) self->drain();
+  });
 }
 
 void CellBase::start() { post_drain(); }
@@ -90,9 +115,11 @@ std::exception_ptr CellBase::died_error() const {
 }
 
 void CellBase::wake() noexcept {
-  boost::asio::post(strand_, [self = shared_from_this()]() {
-    self->busy_ = false;
-    self->drain();
+  boost::asio::post(strand_, [weak = weak_from_this()]() {
+    if (auto self = weak.lock()) {
+      self->busy_ = false;
+      self->drain();
+    }
   });
 }
 
@@ -262,7 +289,7 @@ void CellBase::finish_death() noexcept {
     down_ = true;
     fns.swap(monitors_);
   }
-  for (auto& fn : fns) boost::asio::post(io_, [fn = std::move(fn), ev]() { fn(ev); });
+  for (auto& fn : fns) pool_->post([fn = std::move(fn), ev]() { fn(ev); });
 }
 
 void CellBase::add_monitor(MonitorFn fn) {
@@ -274,7 +301,7 @@ void CellBase::add_monitor(MonitorFn fn) {
     }
   }
   DownEvent ev{id_, opts_.name_, cause_, detail_, false, restarts_};
-  boost::asio::post(io_, [fn = std::move(fn), ev]() { fn(ev); });
+  pool_->post([fn = std::move(fn), ev]() { fn(ev); });
 }
 
 void CellBase::notify(const DownEvent& ev) {
@@ -283,7 +310,7 @@ void CellBase::notify(const DownEvent& ev) {
     std::lock_guard lock(monitors_mu_);
     fns = monitors_;
   }
-  for (auto& fn : fns) boost::asio::post(io_, [fn, ev]() { fn(ev); });
+  for (auto& fn : fns) pool_->post([fn, ev]() { fn(ev); });
 }
 
 }  // namespace troupe::detail

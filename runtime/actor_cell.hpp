@@ -20,6 +20,7 @@
 
 #include "runtime/context.hpp"
 #include "runtime/detail/mailbox.hpp"
+#include "runtime/detail/pool.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/options.hpp"
@@ -42,7 +43,10 @@ using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
 class CellBase : public ActorContext, public Scheduler, public std::enable_shared_from_this<CellBase> {
  public:
-  CellBase(Runtime& rt, boost::asio::io_context& io, Options opts, const char* type_name);
+  /// `io` is shared so the strand never outlives its io_context, even when
+  /// an ActorRef outlives the Runtime.
+  CellBase(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, PoolHandle* pool, Options opts,
+           const char* type_name);
   ~CellBase() override;
 
   // ActorContext
@@ -57,7 +61,7 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   void schedule(std::coroutine_handle<> h) override;
 
   const char* type_name() const noexcept { return type_name_; }
-  boost::asio::io_context& io() const noexcept { return io_; }
+  PoolHandle* pool() const noexcept { return pool_; }
   const Strand& strand() const noexcept { return strand_; }
   bool alive() const noexcept { return !death_claimed_.load(std::memory_order_acquire); }
   bool retries_enabled() const noexcept { return opts_.max_call_retries_ != 0; }
@@ -101,7 +105,8 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   void notify(const DownEvent& ev);
 
   Runtime& rt_;
-  boost::asio::io_context& io_;
+  std::shared_ptr<boost::asio::io_context> io_;
+  PoolHandle* pool_;
   Strand strand_;
   const std::uint64_t id_;
   const Options opts_;

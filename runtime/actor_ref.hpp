@@ -27,7 +27,7 @@ class ActorRef {
     check();
     auto* m = new Msg(method, std::forward<A>(args)...);
     m->set_origin(cell_->id());
-    m->set_context(&cell_->io());
+    m->set_context(cell_->pool());
     Ref<detail::call_result_t<M>> ref{detail::StatePtr<detail::State<detail::call_result_t<M>>>(m)};
     cell_->enqueue(m);
     return ref;

@@ -21,6 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "runtime/detail/pool.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/state.hpp"
 #include "runtime/errors.hpp"
@@ -280,8 +281,8 @@ auto Ref<T>::then(F f) const {
         out.set_error(std::current_exception());
       }
     };
-    if (auto* ctx = src->context())
-      boost::asio::post(*ctx, std::move(run));
+    if (auto* pool = src->context())
+      pool->post(std::move(run));
     else
       run();
   });

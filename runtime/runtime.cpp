@@ -8,17 +8,22 @@
 namespace troupe {
 
 namespace detail {
+PoolHandle* PoolHandle::create(boost::asio::io_context& io) {
+  static std::mutex mu;
+  static auto* all = new std::vector<std::unique_ptr<PoolHandle>>();  // reachable, never freed
+  std::lock_guard lock(mu);
+  all->push_back(std::unique_ptr<PoolHandle>(new PoolHandle(io)));
+  return all->back().get();
+}
+
 void runtime_forget(Runtime& rt, CellBase& cell) { rt.forget(cell); }
 
-void PoolScheduler::schedule(std::coroutine_handle<> h) {
-  if (closed_.load(std::memory_order_acquire))
-    h.resume();
-  else
-    boost::asio::post(io_, [h]() { h.resume(); });
-}
 }  // namespace detail
 
-Runtime::Runtime(RuntimeOptions opts) : work_(boost::asio::make_work_guard(io_)) {
+Runtime::Runtime(RuntimeOptions opts)
+    : io_(std::make_shared<boost::asio::io_context>()),
+      work_(boost::asio::make_work_guard(*io_)),
+      pool_handle_(detail::PoolHandle::create(*io_)) {
   unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   threads_.reserve(n);
   for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this]() { run_pool_thread(); });
@@ -33,17 +38,17 @@ void Runtime::run_pool_thread() {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(50);
   for (;;) {
-    if (io_.poll() > 0) continue;
-    if (io_.stopped()) return;
+    if (io_->poll() > 0) continue;
+    if (io_->stopped()) return;
     int expected = 0;
     if (spinners_.compare_exchange_strong(expected, 1)) {
       const auto until = clock::now() + kSpin;
       std::size_t ran = 0;
-      while (ran == 0 && clock::now() < until && !io_.stopped()) ran = io_.poll_one();
+      while (ran == 0 && clock::now() < until && !io_->stopped()) ran = io_->poll_one();
       spinners_.store(0);
       if (ran) continue;
     }
-    if (io_.run_one() == 0) return;  // stopped, or out of work after shutdown
+    if (io_->run_one() == 0) return;  // stopped, or out of work after shutdown
   }
 }
 
@@ -61,7 +66,7 @@ void Runtime::shutdown() {
   std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
   for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
   down.wait();
-  pool_.close();
+  pool_handle_->detach();
   work_.reset();
   for (auto& t : threads_) t.join();
   threads_.clear();

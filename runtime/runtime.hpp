@@ -63,18 +63,6 @@ class TaskRunner final : public State<T>, public TaskSink {
   }
 };
 
-class PoolScheduler final : public Scheduler {
- public:
-  explicit PoolScheduler(boost::asio::io_context& io) : io_(io) {}
-  /// Posts to the pool; once the pool is closing, resumes inline instead, so
-  /// a driver Task awaiting work failed by shutdown still finishes.
-  void schedule(std::coroutine_handle<> h) override;
-  void close() noexcept { closed_.store(true, std::memory_order_release); }
-
- private:
-  boost::asio::io_context& io_;
-  std::atomic<bool> closed_{false};
-};
 }  // namespace detail
 
 class Runtime {
@@ -89,7 +77,7 @@ class Runtime {
   void shutdown();
 
   unsigned threads() const noexcept { return static_cast<unsigned>(threads_.size()); }
-  boost::asio::io_context& io_context() noexcept { return io_; }
+  boost::asio::io_context& io_context() noexcept { return *io_; }
   std::size_t live_actors() const;
 
   /// Spawns a T built from `args` (the last argument may be an Options).
@@ -132,12 +120,12 @@ class Runtime {
   Ref<T> start(Task<T> task) {
     if (!task.valid()) throw UsageError("Runtime::start of an empty Task");
     auto* runner = new detail::TaskRunner<T>();
-    runner->set_context(&io_);
+    runner->set_context(pool_handle_);
     Ref<T> ref{detail::StatePtr<detail::State<T>>(runner)};
     auto h = task.release();
-    h.promise().scheduler = &pool_;
+    h.promise().scheduler = pool_handle_;
     h.promise().sink = runner;
-    pool_.schedule(h);
+    pool_handle_->schedule(h);
     return ref;
   }
   /// start(task).get(): for a driver's main().
@@ -156,9 +144,9 @@ class Runtime {
   template <class T, class Tuple, std::size_t... I>
   ActorRef<T> spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>);
 
-  boost::asio::io_context io_;
+  std::shared_ptr<boost::asio::io_context> io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  detail::PoolScheduler pool_{io_};
+  detail::PoolHandle* pool_handle_;
   std::vector<std::thread> threads_;
   std::atomic<int> spinners_{0};
   mutable std::mutex mu_;
@@ -174,8 +162,8 @@ ActorRef<T> Runtime::spawn_from(Options opts, Tuple&& args, std::index_sequence<
       [stored = Stored(std::get<I>(std::forward<Tuple>(args))...)]() {
         return std::apply([](const auto&... a) { return std::make_shared<T>(a...); }, stored);
       };
-  auto cell = std::make_shared<detail::Cell<T>>(*this, io_, std::move(opts), detail::type_name<T>(),
-                                                std::move(factory));
+  auto cell = std::make_shared<detail::Cell<T>>(*this, io_, pool_handle_, std::move(opts),
+                                                detail::type_name<T>(), std::move(factory));
   adopt(cell);
   cell->start();
   return ActorRef<T>(std::move(cell));

@@ -49,6 +49,7 @@ inline constexpr int kMaxDepth = 64;
 class Writer {
  public:
   void put(const void* p, std::size_t n) {
+    if (n == 0) return;
     auto* b = static_cast<const std::byte*>(p);
     buf_.insert(buf_.end(), b, b + n);
   }

@@ -64,8 +64,9 @@ struct Codec<std::vector<T>> {
     std::size_t n = r.get_count(Codec<T>::min_size, "a vector");
     std::vector<T> v;
     if constexpr (bulk && !std::is_same_v<T, bool>) {
+      const std::byte* src = r.take(n * sizeof(T), "vector elements");
       v.resize(n);
-      std::memcpy(v.data(), r.take(n * sizeof(T), "vector elements"), n * sizeof(T));
+      if (n) std::memcpy(v.data(), src, n * sizeof(T));
     } else {
       v.reserve(n);
       for (std::size_t i = 0; i < n; ++i) v.push_back(Codec<T>::decode(r));

@@ -189,7 +189,9 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
     if constexpr (resolves<I>()) {
       auto& ref = std::get<I>(args_);
       if (ref.ready()) return false;
-      ref.state()->on_ready([cell]() { cell->wake(); });
+      ref.state()->on_ready([weak = std::weak_ptr<CellBase>(cell)]() {
+        if (auto c = weak.lock()) c->wake();
+      });
       return true;
     } else {
       return false;

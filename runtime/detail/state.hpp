@@ -13,9 +13,10 @@
 #include <type_traits>
 #include <utility>
 
-namespace boost::asio { class io_context; }
 
 namespace troupe::detail {
+
+class PoolHandle;
 
 struct Unit {};
 template <class T>
@@ -79,8 +80,8 @@ class StateBase {
   std::uint64_t origin() const noexcept { return origin_; }
   void set_origin(std::uint64_t id) noexcept { origin_ = id; }
   /// Where then() continuations run (the runtime's pool), if known.
-  boost::asio::io_context* context() const noexcept { return context_; }
-  void set_context(boost::asio::io_context* c) noexcept { context_ = c; }
+  PoolHandle* context() const noexcept { return context_; }
+  void set_context(PoolHandle* c) noexcept { context_ = c; }
 
  protected:
   explicit StateBase(std::uint32_t refs) noexcept : refs_(refs) {}
@@ -100,7 +101,7 @@ class StateBase {
   std::atomic<bool> claimed_{false};
   std::atomic<Callback*> callbacks_{nullptr};
   std::uint64_t origin_ = 0;
-  boost::asio::io_context* context_ = nullptr;
+  PoolHandle* context_ = nullptr;
 };
 
 template <class T>
