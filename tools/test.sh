@@ -18,7 +18,7 @@ esac
 
 ensure_packages "${TROUPE_BUILD_PACKAGES[@]}"
 configure_and_build "$dir" -DTROUPE_BUILD_TESTS=ON "${cmake_args[@]}"
-export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tools/tsan.supp}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 ctest --test-dir "$dir" --output-on-failure -j "${TROUPE_JOBS:-2}" "$@"

@@ -12,6 +12,8 @@
 #include <exception>
 #include <memory>
 
+#include "runtime/detail/intrusive.hpp"
+
 namespace troupe::detail {
 
 class CellBase;
@@ -72,14 +74,7 @@ class Inbox {
         break;
     }
     is_closed = false;
-    Message* fifo = nullptr;
-    while (head) {
-      Message* next = head->next;
-      head->next = fifo;
-      fifo = head;
-      head = next;
-    }
-    return fifo;
+    return reverse_list(head);
   }
 
   /// Consumer: marks the inbox idle if it is still empty. On false, more
@@ -95,14 +90,7 @@ class Inbox {
     Message* head = head_.exchange(closed(), std::memory_order_acq_rel);
     was_blocked = head == blocked();
     if (head == closed() || head == blocked()) return nullptr;
-    Message* fifo = nullptr;
-    while (head) {
-      Message* next = head->next;
-      head->next = fifo;
-      fifo = head;
-      head = next;
-    }
-    return fifo;
+    return reverse_list(head);
   }
 
   bool is_closed() const noexcept { return head_.load(std::memory_order_acquire) == closed(); }

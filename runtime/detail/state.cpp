@@ -11,6 +11,7 @@
 
 #include "runtime/context.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/detail/intrusive.hpp"
 #include "runtime/detail/registry.hpp"
 
 namespace troupe::detail {
@@ -48,15 +49,8 @@ void StateBase::add_callback(Callback* cb) noexcept {
 void StateBase::complete() noexcept {
   if (status_.exchange(kReady, std::memory_order_acq_rel) == kPendingWaiters)
     futex(&status_, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr);
-  Callback* list = callbacks_.exchange(closed(), std::memory_order_acq_rel);
   // The stack is newest-first; run continuations in registration order.
-  Callback* fifo = nullptr;
-  while (list) {
-    Callback* next = list->next;
-    list->next = fifo;
-    fifo = list;
-    list = next;
-  }
+  Callback* fifo = reverse_list(callbacks_.exchange(closed(), std::memory_order_acq_rel));
   while (fifo) {
     Callback* next = fifo->next;
     fifo->invoke();

@@ -20,20 +20,9 @@ caf::behavior echo(caf::event_based_actor*) {
 template <class Msg>
 Measured sync_pattern(caf::actor_system& sys, const caf::actor& a, int calls, const Msg& msg_of) {
   caf::scoped_actor self{sys};
-  std::vector<double> lat;
-  lat.reserve(calls);
-  auto one = [&](int i) {
+  return time_sync(calls, [&](int i) {
     self->request(a, caf::infinite, msg_of(i)).receive([](int) {}, [](caf::error&) {});
-  };
-  for (int i = 0; i < calls / 10; ++i) one(i);
-  auto start = Clock::now();
-  for (int i = 0; i < calls; ++i) {
-    auto t0 = Clock::now();
-    one(i);
-    lat.push_back(micros(Clock::now() - t0));
-  }
-  double secs = micros(Clock::now() - start) / 1e6;
-  return {calls / secs, percentile(lat, 50), percentile(lat, 99)};
+  });
 }
 
 std::vector<double> async_batches(caf::actor_system& sys, const caf::actor& a, int calls, int batch) {

@@ -18,22 +18,11 @@ class Echo {
 };
 
 Measured sync_pattern(const ActorRef<Echo>& a, int calls, const std::vector<char>* payload) {
-  std::vector<double> lat;
-  lat.reserve(calls);
-  auto one = [&](int i) {
+  return time_sync(calls, [&](int i) {
     int got = payload ? a.call(&Echo::size_of, *payload).get() : a.call(&Echo::inc, i).get();
     int want = payload ? static_cast<int>(payload->size()) : i + 1;
     if (got != want) throw std::runtime_error(fmt::format("bench: wrong result {} (wanted {})", got, want));
-  };
-  for (int i = 0; i < calls / 10; ++i) one(i);  // warm-up
-  auto start = Clock::now();
-  for (int i = 0; i < calls; ++i) {
-    auto t0 = Clock::now();
-    one(i);
-    lat.push_back(micros(Clock::now() - t0));
-  }
-  double secs = micros(Clock::now() - start) / 1e6;
-  return {calls / secs, percentile(lat, 50), percentile(lat, 99)};
+  });
 }
 
 // Sends `batch` calls, then waits for all; per-call time = batch time / batch.

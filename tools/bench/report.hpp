@@ -43,6 +43,22 @@ struct Measured {
 };
 Row make_row(const std::string& system, const std::string& pattern, const Measured& m);
 
+/// Times `calls` synchronous round trips of one(i), after a 10% warm-up.
+template <class F>
+Measured time_sync(int calls, F&& one) {
+  for (int i = 0; i < calls / 10; ++i) one(i);
+  std::vector<double> lat;
+  lat.reserve(calls);
+  auto start = Clock::now();
+  for (int i = 0; i < calls; ++i) {
+    auto t0 = Clock::now();
+    one(i);
+    lat.push_back(micros(Clock::now() - t0));
+  }
+  double secs = micros(Clock::now() - start) / 1e6;
+  return {calls / secs, percentile(lat, 50), percentile(lat, 99)};
+}
+
 struct ActorBenchConfig {
   int sync_calls = 20000;
   int async_calls = 200000;
