@@ -289,7 +289,7 @@ void CellBase::finish_death() noexcept {
     down_ = true;
     fns.swap(monitors_);
   }
-  for (auto& fn : fns) pool_->post([fn = std::move(fn), ev]() { fn(ev); });
+  deliver(std::move(fns), std::move(ev));
 }
 
 void CellBase::add_monitor(MonitorFn fn) {
@@ -300,8 +300,7 @@ void CellBase::add_monitor(MonitorFn fn) {
       return;
     }
   }
-  DownEvent ev{id_, opts_.name_, cause_, detail_, false, restarts_};
-  pool_->post([fn = std::move(fn), ev]() { fn(ev); });
+  deliver({std::move(fn)}, DownEvent{id_, opts_.name_, cause_, detail_, false, restarts_});
 }
 
 void CellBase::notify(const DownEvent& ev) {
@@ -310,7 +309,16 @@ void CellBase::notify(const DownEvent& ev) {
     std::lock_guard lock(monitors_mu_);
     fns = monitors_;
   }
-  for (auto& fn : fns) pool_->post([fn, ev]() { fn(ev); });
+  deliver(std::move(fns), ev);
+}
+
+// Down events of one actor reach its monitors in order: they go through the
+// actor's strand (holding the cell, so the last one is not lost with it).
+void CellBase::deliver(std::vector<MonitorFn> fns, DownEvent ev) {
+  if (fns.empty()) return;
+  pool_->post_on(strand_, [self = shared_from_this(), fns = std::move(fns), ev = std::move(ev)]() {
+    for (auto& fn : fns) fn(ev);
+  });
 }
 
 }  // namespace troupe::detail

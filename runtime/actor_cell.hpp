@@ -103,6 +103,7 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   bool claim_death(DeathCause cause, std::string detail) noexcept;
   void finish_death() noexcept;
   void notify(const DownEvent& ev);
+  void deliver(std::vector<MonitorFn> fns, DownEvent ev);
 
   Runtime& rt_;
   std::shared_ptr<boost::asio::io_context> io_;

@@ -30,6 +30,19 @@ class PoolHandle final : public Scheduler {
     }
     fn();
   }
+  /// Runs `fn` on `strand` (in order with everything else posted there), or
+  /// right here once the pool is gone.
+  template <class Strand, class F>
+  void post_on(const Strand& strand, F&& fn) {
+    {
+      std::lock_guard lock(mu_);
+      if (io_) {
+        boost::asio::post(strand, std::forward<F>(fn));
+        return;
+      }
+    }
+    fn();
+  }
   /// Resumes a driver Task on the pool (inline once the pool is gone, so a
   /// Task whose awaited work failed at shutdown still finishes).
   void schedule(std::coroutine_handle<> h) override {
