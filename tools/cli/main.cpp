@@ -1,6 +1,7 @@
 // troupe: the command-line front end.
 //   troupe version        the version and build configuration
 //   troupe info           what this machine offers troupe (threads, GPUs)
+//   troupe status|nodes   what the cluster head knows (tables or --json)
 #include <cstring>
 #include <string>
 #include <thread>
@@ -8,6 +9,8 @@
 #include <fmt/format.h>
 
 #include "runtime/device.hpp"
+#include "runtime/errors.hpp"
+#include "tools/cli/cluster_commands.hpp"
 #include "tools/cli/build_info.hpp"
 
 namespace {
@@ -18,6 +21,10 @@ void usage(std::FILE* out) {
              "commands:\n"
              "  version   print the version and build configuration\n"
              "  info      print what this machine offers (CPU threads, GPUs)\n"
+             "  status    cluster summary: nodes, resources used/total   [--address A] [--json]\n"
+             "  nodes     one row per node                               [--address A] [--json]\n"
+             "            (--address HOST:PORT, else $TROUPE_ADDRESS, else the local head;\n"
+             "             --token / --token-file, else $TROUPE_TOKEN, else ~/.troupe/cluster.token)\n"
              "  help      this text\n");
 }
 
@@ -49,6 +56,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "info") return info();
+  try {
+    if (cmd == "status") return troupe::cli::status_command(argc - 2, argv + 2);
+    if (cmd == "nodes") return troupe::cli::nodes_command(argc - 2, argv + 2);
+  } catch (const troupe::UsageError& e) {
+    fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
+    return 1;
+  }
   fmt::print(stderr, "troupe: unknown command '{}'\n", cmd);
   usage(stderr);
   return 2;

@@ -1,24 +1,168 @@
-// troupe-daemon: the per-node daemon (and, with --head, the cluster head).
+// troupe-daemon: one per node; with --head it also runs the cluster head.
 //
-// The cluster runtime (Cap'n Proto control plane, head, node daemons, worker
-// processes) is the next milestone; until it lands this program refuses to
-// start rather than pretend to serve, and says so.
+//   troupe-daemon --head [--port P] [--bind ADDR] [--token-file F] [--resources SPEC]
+//   troupe-daemon --address HOST:PORT [--token T | --token-file F] [--resources SPEC]
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include <fmt/format.h>
 
-int main(int argc, char** argv) {
+#include "runtime/cluster/address.hpp"
+#include "runtime/cluster/head.hpp"
+#include "runtime/cluster/node_agent.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/net/auth.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace troupe;
+
+struct Args {
+  bool head = false;
+  std::string address, bind = "127.0.0.1", token, token_file, resources;
+  int port = 0;
+  int heartbeat_ms = 1000, node_timeout_ms = 5000;
+};
+
+void usage(std::FILE* out) {
+  fmt::print(out,
+             "usage: troupe-daemon --head [--port P] [--bind ADDR] [options]\n"
+             "       troupe-daemon --address HOST:PORT [options]\n"
+             "options:\n"
+             "  --token T           cluster token (else $TROUPE_TOKEN, else the token file)\n"
+             "  --token-file F      token file (default $TROUPE_TOKEN_FILE or ~/.troupe/cluster.token);\n"
+             "                      the head writes a new token there, mode 0600\n"
+             "  --resources SPEC    custom resources, e.g. ssd=1,license=2\n"
+             "  --heartbeat-ms N    heartbeat period (default 1000)\n"
+             "  --node-timeout-ms N declare a silent peer dead after N ms (default 5000)\n"
+             "  --bind ADDR         head only: address to listen on (default 127.0.0.1)\n");
+}
+
+int number(const std::string& flag, const char* v, int lo, int hi) {
+  char* end = nullptr;
+  long n = v ? std::strtol(v, &end, 10) : 0;
+  if (!v || *end || n < lo || n > hi)
+    throw UsageError(fmt::format("{} needs a number from {} to {}, got '{}'", flag, lo, hi, v ? v : ""));
+  return static_cast<int>(n);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      fmt::print("usage: troupe-daemon --head [--port P] | --address HOST:PORT\n"
-                 "The cluster daemon is not part of this build yet: troupe runs actors in one\n"
-                 "process (embedded runtime) until the cluster milestone lands.\n");
+    std::string f = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
+    auto value = [&]() -> std::string {
+      if (!v) throw UsageError(fmt::format("{} needs a value", f));
+      ++i;
+      return v;
+    };
+    if (f == "--head") a.head = true;
+    else if (f == "--address") a.address = value();
+    else if (f == "--port") a.port = number(f, v, 0, 65535), ++i;
+    else if (f == "--bind") a.bind = value();
+    else if (f == "--token") a.token = value();
+    else if (f == "--token-file") a.token_file = value();
+    else if (f == "--resources") a.resources = value();
+    else if (f == "--heartbeat-ms") a.heartbeat_ms = number(f, v, 10, 600000), ++i;
+    else if (f == "--node-timeout-ms") a.node_timeout_ms = number(f, v, 50, 3600000), ++i;
+    else throw UsageError(fmt::format("unknown option '{}'", f));
+  }
+  if (a.head == !a.address.empty()) throw UsageError("give exactly one of --head or --address HOST:PORT");
+  return a;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+int run(const Args& a) {
+  asio::io_context io;
+  auto resources = cluster::detect_local_resources();
+  for (auto& [k, v] : cluster::parse_resources(a.resources)) resources[k] = v;
+  int exit_code = 0;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+
+  if (a.head) {
+    std::string token_file = a.token_file.empty() ? net::default_token_path() : a.token_file;
+    std::string token = a.token;
+    if (token.empty())
+      if (const char* env = std::getenv("TROUPE_TOKEN"); env && *env) token = env;
+    if (token.empty()) token = net::make_token();
+    net::write_token_file(token_file, token);
+    cluster::HeadOptions ho;
+    ho.bind = a.bind;
+    ho.port = static_cast<std::uint16_t>(a.port);
+    ho.token = token;
+    ho.heartbeat = std::chrono::milliseconds(a.heartbeat_ms);
+    ho.node_timeout = std::chrono::milliseconds(a.node_timeout_ms);
+    auto head = std::make_shared<cluster::Head>(io, ho);
+    head->start();
+    head->add_local_node(resources, hostname());
+    auto addr_file = std::filesystem::path(token_file).parent_path() / "head.address";
+    std::ofstream(addr_file) << head->address() << "\n";
+    fmt::print("troupe head listening on {} (token file {})\n", head->address(), token_file);
+    std::fflush(stdout);
+    signals.async_wait([&](auto, int) {
+      head->stop();
+      io.stop();
+    });
+    io.run();
+    return 0;
+  }
+
+  cluster::NodeOptions no;
+  no.head = cluster::parse_address(a.address);
+  no.token = net::resolve_token(a.token, a.token_file);
+  no.resources = resources;
+  no.hostname = hostname();
+  no.heartbeat = std::chrono::milliseconds(a.heartbeat_ms);
+  no.head_timeout = std::chrono::milliseconds(a.node_timeout_ms);
+  auto agent = std::make_shared<cluster::NodeAgent>(
+      io, no,
+      [&](std::uint64_t id) {
+        fmt::print("troupe node {} joined the head at {}: {}\n", id, no.head.str(),
+                   cluster::format_resources(no.resources));
+        std::fflush(stdout);
+      },
+      [&](const std::string& why) {
+        fmt::print(stderr, "troupe-daemon: {}\n", why);
+        exit_code = 1;
+        io.stop();
+      });
+  agent->start();
+  signals.async_wait([&](auto, int) {
+    agent->stop();
+    io.stop();
+  });
+  io.run();
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      usage(stdout);
       return 0;
     }
+  try {
+    return run(parse(argc, argv));
+  } catch (const troupe::UsageError& e) {
+    fmt::print(stderr, "troupe-daemon: {}\n", e.what());
+    usage(stderr);
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "troupe-daemon: {}\n", e.what());
+    return 1;
   }
-  fmt::print(stderr,
-             "troupe-daemon: the cluster runtime is not part of this build yet; "
-             "drivers run on the embedded in-process runtime\n");
-  return 2;
 }

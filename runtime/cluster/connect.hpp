@@ -1,0 +1,42 @@
+#pragma once
+// Dialling the head, and asking it questions (for the CLI and drivers).
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "runtime/cluster/address.hpp"
+#include "runtime/cluster/resources.hpp"
+#include "runtime/net/connection.hpp"
+
+namespace troupe::cluster {
+
+/// Resolves and connects (TCP, no delay) within `limit`; Error says where it failed.
+boost::asio::awaitable<std::shared_ptr<net::Connection>> connect_to(boost::asio::io_context& io, Address a,
+                                                                     std::chrono::milliseconds limit);
+
+struct NodeView {
+  std::uint64_t id = 0;
+  std::string hostname, address;
+  std::uint32_t pid = 0;
+  bool alive = false, is_head = false;
+  std::string death_cause;
+  ResourceMap total, used;
+  std::uint64_t ms_since_heartbeat = 0;
+};
+
+struct ClusterView {
+  std::string head_address;
+  std::uint64_t uptime_ms = 0;
+  std::vector<NodeView> nodes;
+};
+
+/// Connects, authenticates as a client and fetches the cluster status.
+/// Throws Error with what went wrong (unreachable, wrong token, timeout).
+ClusterView query_status(const Address& head, const std::string& token,
+                         std::chrono::milliseconds limit = std::chrono::seconds(5));
+
+}  // namespace troupe::cluster

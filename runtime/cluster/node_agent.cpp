@@ -1,0 +1,101 @@
+#include "runtime/cluster/node_agent.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include "runtime/cluster/connect.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/net/handshake.hpp"
+
+namespace troupe::cluster {
+
+using clock = std::chrono::steady_clock;
+
+NodeAgent::NodeAgent(asio::io_context& io, NodeOptions opts, std::function<void(std::uint64_t)> on_joined,
+                     std::function<void(const std::string&)> on_lost)
+    : io_(io),
+      opts_(std::move(opts)),
+      strand_(asio::make_strand(io)),
+      on_joined_(std::move(on_joined)),
+      on_lost_(std::move(on_lost)) {}
+
+void NodeAgent::start() {
+  auto self = shared_from_this();
+  asio::co_spawn(strand_, run(), [self](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      self->lost(ex.what());
+    }
+  });
+}
+
+void NodeAgent::stop() {
+  asio::post(strand_, [self = shared_from_this()]() {
+    self->done_ = true;
+    if (self->conn_) self->conn_->close("node stopping");
+  });
+}
+
+void NodeAgent::lost(const std::string& reason) {
+  if (done_) return;
+  done_ = true;
+  if (conn_) conn_->close(reason);
+  on_lost_(reason);
+}
+
+asio::awaitable<void> NodeAgent::run() {
+  conn_ = co_await connect_to(io_, opts_.head, opts_.connect_timeout);
+  co_await net::connect_handshake(conn_, opts_.token, proto::Role::NODE, opts_.connect_timeout);
+  co_await conn_->write_frame(net::envelope([&](proto::Envelope::Builder e) {
+    auto r = e.initRegisterNode();
+    r.setHostname(opts_.hostname);
+    r.setPid(static_cast<std::uint32_t>(::getpid()));
+    to_proto(opts_.resources, r.initResources(static_cast<unsigned>(opts_.resources.size())));
+  }));
+  net::Frame welcome = co_await conn_->read_frame();
+  auto env = welcome.root<proto::Envelope>();
+  if (env.which() != proto::Envelope::WELCOME || env.getWelcome().getNodeId() == 0)
+    throw Error("head did not accept the node registration");
+  node_id_ = env.getWelcome().getNodeId();
+  last_head_ = clock::now();
+  auto self = shared_from_this();
+  conn_->start(
+      [self](net::Frame f) {
+        if (f.root<proto::Envelope>().which() == proto::Envelope::HEARTBEAT)
+          asio::post(self->strand_, [self]() { self->last_head_ = clock::now(); });
+      },
+      [self](const std::string& reason) {
+        asio::post(self->strand_, [self, reason]() { self->lost(fmt::format("lost the head: {}", reason)); });
+      });
+  on_joined_(node_id_);
+  co_await heartbeat_loop();
+}
+
+asio::awaitable<void> NodeAgent::heartbeat_loop() {
+  asio::steady_timer timer(strand_);
+  std::uint64_t seq = 0;
+  while (!done_) {
+    timer.expires_after(opts_.heartbeat);
+    co_await timer.async_wait(asio::use_awaitable);
+    auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - last_head_);
+    if (silent > opts_.head_timeout) {
+      lost(fmt::format("lost the head: no heartbeat from it for {} ms (timeout {} ms)", silent.count(),
+                       opts_.head_timeout.count()));
+      co_return;
+    }
+    conn_->send(net::envelope([&](proto::Envelope::Builder e) {
+      auto h = e.initHeartbeat();
+      h.setSeq(++seq);
+    }));
+  }
+}
+
+}  // namespace troupe::cluster

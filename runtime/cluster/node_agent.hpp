@@ -1,0 +1,54 @@
+#pragma once
+// A node daemon's link to the head: register, heartbeat, watch the head.
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "runtime/cluster/address.hpp"
+#include "runtime/cluster/resources.hpp"
+#include "runtime/net/connection.hpp"
+
+namespace troupe::cluster {
+
+namespace asio = boost::asio;
+
+struct NodeOptions {
+  Address head;
+  std::string token;
+  ResourceMap resources;
+  std::string hostname;
+  std::chrono::milliseconds heartbeat{1000};
+  std::chrono::milliseconds head_timeout{5000};
+  std::chrono::milliseconds connect_timeout{5000};
+};
+
+class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
+ public:
+  /// `on_joined(node_id)` once registered; `on_lost(reason)` once, if the head
+  /// cannot be reached, refuses us, or goes silent.
+  NodeAgent(asio::io_context& io, NodeOptions opts, std::function<void(std::uint64_t)> on_joined,
+            std::function<void(const std::string&)> on_lost);
+  void start();
+  void stop();
+
+ private:
+  asio::awaitable<void> run();
+  asio::awaitable<void> heartbeat_loop();
+  void lost(const std::string& reason);
+
+  asio::io_context& io_;
+  NodeOptions opts_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  std::shared_ptr<net::Connection> conn_;
+  std::function<void(std::uint64_t)> on_joined_;
+  std::function<void(const std::string&)> on_lost_;
+  std::chrono::steady_clock::time_point last_head_;
+  std::uint64_t node_id_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace troupe::cluster

@@ -1,0 +1,117 @@
+#include "runtime/net/connection.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "runtime/errors.hpp"
+
+namespace troupe::net {
+
+std::shared_ptr<Connection> Connection::make(Socket s, std::string peer, std::size_t max_frame) {
+  return std::shared_ptr<Connection>(new Connection(std::move(s), std::move(peer), max_frame));
+}
+
+Connection::Connection(Socket s, std::string peer, std::size_t max_frame)
+    : socket_(std::move(s)), peer_(std::move(peer)), max_frame_(max_frame), wake_(socket_.get_executor()) {
+  wake_.expires_at(asio::steady_timer::time_point::max());
+}
+
+asio::awaitable<Frame> Connection::read_frame() {
+  capnp::word first;
+  co_await asio::async_read(socket_, asio::buffer(&first, sizeof first), asio::use_awaitable);
+  const std::size_t table = table_words(first);  // bounded by kMaxSegments
+  auto table_buf = kj::heapArray<capnp::word>(table);
+  table_buf[0] = first;
+  if (table > 1)
+    co_await asio::async_read(socket_, asio::buffer(table_buf.begin() + 1, (table - 1) * sizeof(capnp::word)),
+                              asio::use_awaitable);
+  const std::size_t total = frame_words(table_buf.asPtr(), max_frame_);  // checked before allocating
+  auto words = kj::heapArray<capnp::word>(total);
+  std::memcpy(words.begin(), table_buf.begin(), table * sizeof(capnp::word));
+  if (total > table)
+    co_await asio::async_read(socket_, asio::buffer(words.begin() + table, (total - table) * sizeof(capnp::word)),
+                              asio::use_awaitable);
+  co_return Frame(std::move(words));
+}
+
+asio::awaitable<void> Connection::write_frame(kj::Array<capnp::word> frame) {
+  co_await asio::async_write(socket_, asio::buffer(frame.begin(), frame.size() * sizeof(capnp::word)),
+                             asio::use_awaitable);
+}
+
+void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  auto self = shared_from_this();
+  asio::co_spawn(socket_.get_executor(), reader(), [self](std::exception_ptr e) {
+    if (!e) return self->shut("closed");
+    try {
+      std::rethrow_exception(e);
+    } catch (const boost::system::system_error& se) {
+      self->shut(se.code() == asio::error::eof ? "peer closed the connection" : se.what());
+    } catch (const std::exception& ex) {
+      self->shut(ex.what());
+    }
+  });
+  asio::co_spawn(socket_.get_executor(), writer(), [self](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      self->shut(fmt::format("write failed: {}", ex.what()));
+    }
+  });
+}
+
+asio::awaitable<void> Connection::reader() {
+  while (!closed_) on_frame_(co_await read_frame());
+}
+
+asio::awaitable<void> Connection::writer() {
+  while (!closed_) {
+    while (!out_.empty() && !closed_) {
+      auto frame = std::move(out_.front());
+      out_.pop_front();
+      co_await write_frame(std::move(frame));
+    }
+    if (closed_) break;
+    boost::system::error_code ec;
+    co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));  // cancelled by send()/close()
+  }
+}
+
+void Connection::send(kj::Array<capnp::word> frame) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+    if (self->closed_) return;
+    self->out_.push_back(std::move(f));
+    self->wake_.cancel();
+  });
+}
+
+void Connection::close(std::string reason) {
+  asio::post(socket_.get_executor(), [self = shared_from_this(), r = std::move(reason)]() { self->shut(r); });
+}
+
+void Connection::shut(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ignored;
+  socket_.shutdown(Socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  wake_.cancel();
+  out_.clear();
+  if (on_close_) {
+    auto cb = std::move(on_close_);
+    cb(reason);
+  }
+}
+
+}  // namespace troupe::net

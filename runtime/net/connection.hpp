@@ -1,0 +1,67 @@
+#pragma once
+// One control connection (TCP or Unix socket) carrying Cap'n Proto frames.
+//
+// Everything runs on the connection's strand: one reader coroutine that hands
+// each validated frame to the handler, one writer coroutine that drains the
+// outbound queue. send() and close() may be called from any thread. A frame
+// that fails to decode closes the connection (with the reason logged by the
+// owner); it never takes the process down.
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "runtime/net/frame.hpp"
+
+namespace troupe::net {
+
+namespace asio = boost::asio;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using Socket = asio::generic::stream_protocol::socket;
+  using FrameHandler = std::function<void(Frame)>;
+  using CloseHandler = std::function<void(const std::string& reason)>;
+
+  /// `s` must have been created on a strand (make_strand) executor.
+  static std::shared_ptr<Connection> make(Socket s, std::string peer, std::size_t max_frame = kMaxFrameBytes);
+
+  /// Reads one frame (used by handshakes, before start()).
+  asio::awaitable<Frame> read_frame();
+  /// Writes one frame directly (used by handshakes, before start()).
+  asio::awaitable<void> write_frame(kj::Array<capnp::word> frame);
+
+  /// Starts the reader and writer coroutines. `on_frame` runs on the strand;
+  /// `on_close` runs once, with the reason.
+  void start(FrameHandler on_frame, CloseHandler on_close);
+  /// Queues a frame for the writer (any thread).
+  void send(kj::Array<capnp::word> frame);
+  /// Closes the socket (any thread); `on_close` gets `reason`.
+  void close(std::string reason);
+
+  const std::string& peer() const noexcept { return peer_; }
+  Socket::executor_type executor() { return socket_.get_executor(); }
+  bool closed() const noexcept { return closed_; }
+
+ private:
+  Connection(Socket s, std::string peer, std::size_t max_frame);
+  asio::awaitable<void> reader();
+  asio::awaitable<void> writer();
+  void shut(const std::string& reason);
+
+  Socket socket_;
+  std::string peer_;
+  std::size_t max_frame_;
+  asio::steady_timer wake_;
+  std::deque<kj::Array<capnp::word>> out_;
+  FrameHandler on_frame_;
+  CloseHandler on_close_;
+  bool closed_ = false;
+};
+
+}  // namespace troupe::net

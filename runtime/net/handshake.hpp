@@ -1,0 +1,33 @@
+#pragma once
+// Mutual challenge-response over a fresh connection (see auth.hpp), bounded in
+// time: a peer that stalls, sends garbage or proves nothing is dropped.
+#include <chrono>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "runtime/net/connection.hpp"
+#include "proto/control.capnp.h"
+
+namespace troupe::net {
+
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+/// Server side: returns the role the peer claimed once it proved the token.
+/// Throws Error (wrong proof, bad message, timeout) otherwise.
+asio::awaitable<proto::Role> accept_handshake(std::shared_ptr<Connection> c, std::string token,
+                                              std::chrono::milliseconds limit);
+/// Client side: proves the token as `role` and checks the server's proof.
+/// Returns the Welcome's node id (0 unless the server assigns one later).
+asio::awaitable<void> connect_handshake(std::shared_ptr<Connection> c, std::string token, proto::Role role,
+                                        std::chrono::milliseconds limit);
+
+/// Builds a frame holding one Envelope set up by `fill(envelope builder)`.
+template <class F>
+kj::Array<capnp::word> envelope(F&& fill) {
+  capnp::MallocMessageBuilder b;
+  fill(b.initRoot<proto::Envelope>());
+  return to_frame(b);
+}
+
+}  // namespace troupe::net

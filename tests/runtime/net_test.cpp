@@ -1,0 +1,99 @@
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "runtime/cluster/address.hpp"
+#include "runtime/cluster/resources.hpp"
+#include "runtime/errors.hpp"
+#include "runtime/net/auth.hpp"
+#include "runtime/net/frame.hpp"
+#include "runtime/net/handshake.hpp"
+#include "runtime/net/sha256.hpp"
+
+using namespace troupe;
+
+namespace {
+std::string hex(const net::Digest& d) {
+  std::string s;
+  for (auto b : d) s += fmt::format("{:02x}", b);
+  return s;
+}
+std::span<const std::uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+}  // namespace
+
+TEST_CASE("SHA-256 and HMAC-SHA256 match the published vectors", "[net]") {
+  CHECK(hex(net::sha256(bytes("abc"))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(hex(net::sha256(bytes(""))) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  std::string million(1000000, 'a');
+  CHECK(hex(net::sha256(bytes(million))) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  // RFC 4231 test case 2.
+  CHECK(hex(net::hmac_sha256(bytes("Jefe"), bytes("what do ya want for nothing?"))) ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST_CASE("the two handshake proofs differ and depend on every input", "[net]") {
+  std::vector<std::uint8_t> a(16, 1), b(16, 2);
+  auto s = net::server_proof("tok", a, b);
+  CHECK(s != net::client_proof("tok", b, a));  // a client proof cannot be replayed as a server proof
+  CHECK(s != net::server_proof("tok2", a, b));
+  CHECK(s != net::server_proof("tok", b, a));
+  CHECK(net::equal_digest(s, net::server_proof("tok", a, b)));
+}
+
+TEST_CASE("token files are private and checked", "[net]") {
+  auto dir = std::filesystem::temp_directory_path() / ("troupe-tok-" + std::to_string(::getpid()));
+  auto path = (dir / "sub" / "cluster.token").string();
+  auto token = net::make_token();
+  CHECK(token.size() == 64);
+  net::write_token_file(path, token);
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(net::read_token_file(path) == token);
+  ::chmod(path.c_str(), 0644);
+  CHECK_THROWS_WITH(net::read_token_file(path), Catch::Contains("readable by others"));
+  CHECK_THROWS_WITH(net::read_token_file((dir / "missing").string()), Catch::Contains("cannot read"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("frame sizes are checked before allocating", "[net]") {
+  capnp::word first{};
+  auto* u = reinterpret_cast<std::uint32_t*>(&first);
+  u[0] = 0;  // one segment
+  u[1] = 10;
+  CHECK(net::table_words(first) == 1);
+  CHECK(net::frame_words(kj::arrayPtr(&first, 1)) == 11);
+  u[1] = 0xffffffff;  // 32 GiB segment
+  CHECK_THROWS_WITH(net::frame_words(kj::arrayPtr(&first, 1)), Catch::Contains("limit"));
+  u[0] = 100000;  // absurd segment count
+  CHECK_THROWS_WITH(net::table_words(first), Catch::Contains("segments"));
+  auto garbage = kj::heapArray<capnp::word>(4);
+  std::memset(garbage.begin(), 0xff, 32);
+  CHECK_THROWS_AS(net::Frame(std::move(garbage)), DecodeError);
+}
+
+TEST_CASE("resource and address specs give clear errors", "[net]") {
+  auto r = cluster::parse_resources("ssd=1, license=2.5");
+  CHECK(r.at("ssd") == 1);
+  CHECK(r.at("license") == 2.5);
+  CHECK(cluster::parse_resources("").empty());
+  CHECK_THROWS_WITH(cluster::parse_resources("ssd"), Catch::Contains("expected name=amount"));
+  CHECK_THROWS_WITH(cluster::parse_resources("ssd=-1"), Catch::Contains("not a non-negative number"));
+  CHECK_THROWS_WITH(cluster::parse_resources("9x=1"), Catch::Contains("not a valid name"));
+  CHECK_THROWS_WITH(cluster::parse_resources("a=1,a=2"), Catch::Contains("given twice"));
+  auto local = cluster::detect_local_resources();
+  CHECK(local.at("CPU") >= 1);
+  CHECK(local.count("GPU") == 1);
+  auto a = cluster::parse_address("127.0.0.1:6379");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 6379);
+  CHECK_THROWS_WITH(cluster::parse_address("localhost"), Catch::Contains("HOST:PORT"));
+  CHECK_THROWS_WITH(cluster::parse_address("h:99999"), Catch::Contains("not a port"));
+}
