@@ -32,16 +32,19 @@ function(troupe_add_component)
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
 endfunction()
 
-# troupe_add_test_suites(COMPONENT <name> SOURCES a_test.cpp ... DEPS ...)
+# troupe_add_test_suites(COMPONENT <name> SOURCES a_test.cpp ... DEPS ... [MAIN target])
 #
 # One Catch2 binary per component; one CTest entry per suite (source file),
 # selected with Catch's filename tags (-#). Labels: files under tests/integration
 # get "integration", *_gpu_test.cpp get "gpu", everything else "unit".
 function(troupe_add_test_suites)
-  cmake_parse_arguments(T "" "COMPONENT" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(T "" "COMPONENT;MAIN" "SOURCES;DEPS" ${ARGN})
+  if(NOT T_MAIN)
+    set(T_MAIN troupe_test_main)
+  endif()
   set(bin troupe_${T_COMPONENT}_tests)
   add_executable(${bin} ${T_SOURCES})
-  target_link_libraries(${bin} PRIVATE troupe_test_main ${T_DEPS})
+  target_link_libraries(${bin} PRIVATE ${T_MAIN} ${T_DEPS})
   set_target_properties(${bin} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   foreach(src ${T_SOURCES})
     if(NOT src MATCHES "_i?test\\.cpp$")

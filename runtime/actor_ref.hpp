@@ -8,11 +8,26 @@
 
 namespace troupe {
 
+namespace remote {
+class RemoteActor;
+template <class T, class M, class... A>
+Ref<detail::call_result_t<M>> submit_call(RemoteActor& ra, M m, A&&... a);
+// Out of line (remote_actor.cpp), so this header needs no socket code.
+Ref<void> stop_of(RemoteActor& r);
+void kill_of(RemoteActor& r);
+bool alive_of(const RemoteActor& r) noexcept;
+std::uint64_t id_of(const RemoteActor& r) noexcept;
+const std::string& name_of(const RemoteActor& r) noexcept;
+std::size_t rank_of(const RemoteActor& r) noexcept;
+}  // namespace remote
+
 template <class T>
 class ActorRef {
  public:
   ActorRef() noexcept = default;
   explicit ActorRef(std::shared_ptr<detail::Cell<T>> cell) noexcept : cell_(std::move(cell)) {}
+  /// A handle to a process actor (Options::process()).
+  explicit ActorRef(std::shared_ptr<remote::RemoteActor> r) noexcept : remote_(std::move(r)) {}
 
   /// Queues a call of `method` with `args` and returns its Ref at once.
   /// Arguments are moved or copied into the message; a Ref<U> passed where the
@@ -24,6 +39,7 @@ class ActorRef {
                   "ActorRef<T>::call: the method does not belong to T");
     static_assert(traits::arity == sizeof...(A), "ActorRef<T>::call: wrong number of arguments");
     using Msg = detail::CallMessage<T, M, std::decay_t<A>...>;
+    if (remote_) return remote::submit_call<T>(*remote_, method, std::forward<A>(args)...);
     check();
     auto* m = new Msg(method, std::forward<A>(args)...);
     m->set_origin(cell_->id());
@@ -36,6 +52,7 @@ class ActorRef {
   /// Graceful stop: calls queued before it run, then on_stop, then the actor
   /// dies (DeathCause::stopped). The Ref completes once it has stopped.
   Ref<void> stop() const {
+    if (remote_) return remote::stop_of(*remote_);
     check();
     auto* m = new detail::StopMessage();
     Ref<void> ref{detail::StatePtr<detail::State<void>>(m)};
@@ -45,27 +62,34 @@ class ActorRef {
   /// Immediate death (DeathCause::killed): queued calls fail with ActorDied;
   /// a method already running finishes first. on_stop does not run.
   void kill() const {
+    if (remote_) return remote::kill_of(*remote_);
     check();
     cell_->kill();
   }
 
-  bool valid() const noexcept { return static_cast<bool>(cell_); }
-  bool alive() const noexcept { return cell_ && cell_->alive(); }
-  std::uint64_t id() const noexcept { return cell_ ? cell_->id() : 0; }
+  bool valid() const noexcept { return cell_ || remote_; }
+  bool alive() const noexcept { return remote_ ? remote::alive_of(*remote_) : cell_ && cell_->alive(); }
+  std::uint64_t id() const noexcept { return remote_ ? remote::id_of(*remote_) : cell_ ? cell_->id() : 0; }
   const std::string& name() const noexcept {
     static const std::string none;
-    return cell_ ? cell_->name() : none;
+    return remote_ ? remote::name_of(*remote_) : cell_ ? cell_->name() : none;
   }
-  std::size_t rank() const noexcept { return cell_ ? cell_->rank() : 0; }
+  std::size_t rank() const noexcept { return remote_ ? remote::rank_of(*remote_) : cell_ ? cell_->rank() : 0; }
+  /// The in-process cell (null for a process actor).
   detail::Cell<T>* cell() const noexcept { return cell_.get(); }
+  /// The process actor behind this handle (null for an in-process actor).
+  remote::RemoteActor* remote() const noexcept { return remote_.get(); }
 
-  friend bool operator==(const ActorRef& a, const ActorRef& b) noexcept { return a.cell_ == b.cell_; }
+  friend bool operator==(const ActorRef& a, const ActorRef& b) noexcept {
+    return a.cell_ == b.cell_ && a.remote_ == b.remote_;
+  }
 
  private:
   void check() const {
     if (!cell_) throw UsageError("call through an empty troupe::ActorRef");
   }
   std::shared_ptr<detail::Cell<T>> cell_;
+  std::shared_ptr<remote::RemoteActor> remote_;
 };
 
 static_assert(std::is_nothrow_move_constructible_v<ActorRef<int>>);

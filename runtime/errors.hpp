@@ -79,6 +79,19 @@ class DecodeError : public Error {
   using Error::Error;
 };
 
+/// An exception thrown by a method of a process actor, carried back by type
+/// name and message (the C++ type itself cannot cross a process boundary).
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type, std::string message)
+      : Error(type + ": " + message), type_(std::move(type)), message_(std::move(message)) {}
+  const std::string& type() const noexcept { return type_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_, message_;
+};
+
 /// Wrong use of the API (bad rank, bad option), reported where it happens.
 class UsageError : public Error {
  public:

@@ -11,6 +11,10 @@ struct Options {
   int max_restarts_ = 0;      ///< re-creations after a failure; -1 = unlimited
   int max_call_retries_ = 0;  ///< re-deliveries of a call in flight at a failure; -1 = unlimited
   bool reentrant_ = false;    ///< let other calls run while a coroutine method is suspended
+  bool process_ = false;      ///< run in a worker process of its own
+  double gpus_ = 0;           ///< GPUs asked for (a process actor, device assigned)
+  int device_ = -1;           ///< explicit device id for the worker (-1: none / first free)
+  bool mask_devices_ = false; ///< set CUDA_VISIBLE_DEVICES in the worker (breaks NCCL peer discovery)
   std::size_t rank_ = 0;      ///< set by spawn_mesh
   std::size_t mesh_size_ = 1; ///< set by spawn_mesh
 
@@ -28,6 +32,17 @@ struct Options {
   /// run strictly one at a time). Reentrant actors run other calls while one is
   /// suspended at a co_await (still never two at once).
   Options& reentrant(bool on = true) { reentrant_ = on; return *this; }
+  /// Runs the actor in a worker process of its own (the driver's executable
+  /// re-run in worker mode; its class must be registered with TROUPE_ACTOR).
+  /// Calls then travel over a socket, encoded with the codec.
+  Options& process(bool on = true) { process_ = on; return *this; }
+  /// GPUs for the actor; any GPU request makes it a process actor.
+  Options& gpus(double n) { gpus_ = n; if (n > 0) process_ = true; return *this; }
+  /// The CUDA device the worker should use (TROUPE_DEVICE in its environment).
+  Options& device(int id) { device_ = id; return *this; }
+  /// Also mask the worker's devices with CUDA_VISIBLE_DEVICES (off by default:
+  /// masking hides peers from NCCL).
+  Options& mask_devices(bool on = true) { mask_devices_ = on; return *this; }
 };
 
 /// What a monitor is told when an actor dies.

@@ -1,5 +1,7 @@
 #include "runtime/runtime.hpp"
 
+#include "runtime/remote/remote_actor.hpp"
+
 #include <chrono>
 #include <latch>
 
@@ -56,13 +58,19 @@ Runtime::~Runtime() { shutdown(); }
 
 void Runtime::shutdown() {
   std::vector<std::shared_ptr<detail::CellBase>> cells;
+  std::vector<std::shared_ptr<remote::RemoteActor>> procs;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
     if (current_actor()) throw UsageError("Runtime::shutdown() called from inside an actor");
     closed_ = true;
     for (auto& [id, cell] : live_) cells.push_back(cell);
+    for (auto& w : processes_)
+      if (auto p = w.lock()) procs.push_back(std::move(p));
   }
+  // Worker processes go first: their sockets need the pool to deliver the news.
+  for (auto& p : procs) p->shutdown();
+  for (auto& p : procs) p->wait_dead(std::chrono::seconds(10));
   std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
   for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
   down.wait();
@@ -70,6 +78,15 @@ void Runtime::shutdown() {
   work_.reset();
   for (auto& t : threads_) t.join();
   threads_.clear();
+}
+
+void Runtime::monitor_remote(remote::RemoteActor& r, MonitorFn fn) { r.add_monitor(std::move(fn)); }
+
+void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
+  std::lock_guard lock(mu_);
+  if (closed_) throw UsageError("spawn on a runtime that has been shut down");
+  std::erase_if(processes_, [](auto& w) { return w.expired(); });
+  processes_.push_back(r);
 }
 
 std::size_t Runtime::live_actors() const {

@@ -112,7 +112,10 @@ class Runtime {
   template <class T>
   void monitor(const ActorRef<T>& actor, MonitorFn fn) {
     if (!actor.valid()) throw UsageError("monitor of an empty ActorRef");
-    actor.cell()->add_monitor(std::move(fn));
+    if (actor.remote())
+      monitor_remote(*actor.remote(), std::move(fn));
+    else
+      actor.cell()->add_monitor(std::move(fn));
   }
 
   /// Runs a driver coroutine on the pool; its Ref gives the result.
@@ -140,6 +143,11 @@ class Runtime {
   std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
   void forget(detail::CellBase& cell);
   void run_pool_thread();
+  void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
+  void adopt_remote(const std::shared_ptr<remote::RemoteActor>& r);
+
+  template <class T, class... Stored, class Tuple, std::size_t... I>
+  ActorRef<T> spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>);
 
   template <class T, class Tuple, std::size_t... I>
   ActorRef<T> spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -153,11 +161,15 @@ class Runtime {
   bool closed_ = false;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
   std::unordered_map<std::string, std::uint64_t> names_;
+  std::vector<std::weak_ptr<remote::RemoteActor>> processes_;
 };
 
 template <class T, class Tuple, std::size_t... I>
 ActorRef<T> Runtime::spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>) {
   using Stored = std::tuple<std::decay_t<std::tuple_element_t<I, std::decay_t<Tuple>>>...>;
+  if (opts.process_)
+    return spawn_process<T, std::decay_t<std::tuple_element_t<I, std::decay_t<Tuple>>>...>(
+        std::move(opts), std::forward<Tuple>(args), std::index_sequence<I...>{});
   typename detail::Cell<T>::Factory factory =
       [stored = Stored(std::get<I>(std::forward<Tuple>(args))...)]() {
         return std::apply([](const auto&... a) { return std::make_shared<T>(a...); }, stored);
@@ -203,6 +215,31 @@ Mesh<T> Runtime::spawn_mesh(std::size_t n, Args&&... args) {
     throw;
   }
   return Mesh<T>(std::move(members));
+}
+
+}  // namespace troupe
+
+#include "runtime/remote/register.hpp"
+
+namespace troupe {
+
+template <class T, class... Stored, class Tuple, std::size_t... I>
+ActorRef<T> Runtime::spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>) {
+  if constexpr (!remote::encodable_v<Stored...>) {
+    throw UsageError(fmt::format("the constructor arguments of {} cannot be sent to a worker process (no codec)",
+                                 detail::type_name<T>()));
+  } else {
+    if (!remote::registry().registered(typeid(T)))
+      throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR(...); process actors need it",
+                                   detail::type_name<T>()));
+    Bytes ctor = codec::to_bytes(std::tuple<Stored...>(std::get<I>(std::forward<Tuple>(args))...));
+    const std::string& key = remote::FactoryRegistrar<T, Stored...>::key;
+    auto r = std::make_shared<remote::RemoteActor>(io_, pool_handle_, key, std::move(ctor), std::move(opts),
+                                                   detail::type_name<T>());
+    adopt_remote(r);
+    r->start();
+    return ActorRef<T>(std::move(r));
+  }
 }
 
 }  // namespace troupe

@@ -83,6 +83,10 @@ asio::awaitable<void> Connection::writer() {
       co_await write_frame(std::move(frame));
     }
     if (closed_) break;
+    if (finishing_) {
+      shut("finished");
+      break;
+    }
     boost::system::error_code ec;
     co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));  // cancelled by send()/close()
   }
@@ -92,6 +96,13 @@ void Connection::send(kj::Array<capnp::word> frame) {
   asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
     if (self->closed_) return;
     self->out_.push_back(std::move(f));
+    self->wake_.cancel();
+  });
+}
+
+void Connection::finish() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()]() {
+    self->finishing_ = true;
     self->wake_.cancel();
   });
 }

@@ -41,6 +41,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start(FrameHandler on_frame, CloseHandler on_close);
   /// Queues a frame for the writer (any thread).
   void send(kj::Array<capnp::word> frame);
+  /// Sends what is queued, then closes (any thread).
+  void finish();
   /// Closes the socket (any thread); `on_close` gets `reason`.
   void close(std::string reason);
 
@@ -62,6 +64,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   FrameHandler on_frame_;
   CloseHandler on_close_;
   bool closed_ = false;
+  bool finishing_ = false;
 };
 
 }  // namespace troupe::net

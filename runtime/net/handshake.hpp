@@ -30,4 +30,12 @@ kj::Array<capnp::word> envelope(F&& fill) {
   return to_frame(b);
 }
 
+/// Builds a frame holding one message of root type S set up by `fill`.
+template <class S, class F>
+kj::Array<capnp::word> envelope_of(F&& fill) {
+  capnp::MallocMessageBuilder b;
+  fill(b.initRoot<S>());
+  return to_frame(b);
+}
+
 }  // namespace troupe::net

@@ -86,3 +86,41 @@ struct Envelope {
     error @8 :ErrorReply;
   }
 }
+
+# Process actors: a driver and its worker process talk over one socket, with
+# no daemon in between. Arguments and results are codec bytes.
+struct SpawnActor {
+  classKey @0 :Text;     # registry key of (class, constructor argument types)
+  ctorArgs @1 :Data;
+  name @2 :Text;
+  rank @3 :UInt32;
+  meshSize @4 :UInt32;
+  reentrant @5 :Bool;
+}
+struct SpawnReply {
+  ok @0 :Bool;
+  error @1 :Text;
+  pid @2 :UInt32;
+}
+struct CallRequest {
+  callId @0 :UInt64;
+  method @1 :UInt32;
+  args @2 :Data;
+}
+struct CallReply {
+  callId @0 :UInt64;
+  ok @1 :Bool;
+  result @2 :Data;
+  errorType @3 :Text;
+  errorMessage @4 :Text;
+  actorFailure @5 :Bool;   # the method threw ActorFailure: the actor is broken
+}
+struct WorkerEnvelope {
+  union {
+    spawn @0 :SpawnActor;
+    spawnReply @1 :SpawnReply;
+    call @2 :CallRequest;
+    reply @3 :CallReply;
+    stop @4 :Void;
+  }
+}

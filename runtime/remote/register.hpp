@@ -1,0 +1,120 @@
+#pragma once
+// TROUPE_ACTOR and the factories a worker process uses to build actors.
+#include <any>
+#include <string>
+#include <tuple>
+
+#include "runtime/remote/registry.hpp"
+#include "runtime/remote/remote_call.hpp"
+#include "runtime/runtime.hpp"
+
+namespace troupe::remote {
+
+template <class... P>
+std::tuple<std::decay_t<P>...> decode_params(codec::Reader& r, std::tuple<P...>*) {
+  auto t = codec::decode<std::tuple<std::decay_t<P>...>>(r);
+  if (r.left()) codec::fail_trailing(r.left(), "argument list");
+  return t;
+}
+
+template <class T, class M>
+MethodEntry make_method(std::string name, M m) {
+  using R = detail::call_result_t<M>;
+  MethodEntry e;
+  e.name = std::move(name);
+  e.type = typeid(M);
+  e.ptr = ptr_bytes(m);
+  e.ptr_size = sizeof(M);
+  e.invoke = [m](std::any& actor, codec::Reader& r, Reply reply) {
+    if constexpr (!params_encodable<M>::value || !result_encodable_v<R>) {
+      reply(std::make_exception_ptr(UsageError("argument or result types cannot cross a process boundary")), {});
+    } else {
+      using Params = typename detail::method_traits<M>::params;
+      auto& ref = std::any_cast<ActorRef<T>&>(actor);
+      auto args = decode_params(r, static_cast<Params*>(nullptr));
+      Ref<R> out = std::apply([&](auto&... a) { return ref.call(m, std::move(a)...); }, args);
+      out.state()->on_ready([out, reply]() {
+        if (out.state()->error()) return reply(out.state()->error(), {});
+        if constexpr (std::is_void_v<R>)
+          reply(nullptr, {});
+        else
+          reply(nullptr, codec::to_bytes(out.state()->value()));
+      });
+    }
+  };
+  return e;
+}
+
+std::vector<std::string> split_names(const char* names);
+
+template <class T, class... M>
+bool register_actor(const char* class_name, const char* names, M... ms) {
+  auto n = split_names(names);
+  std::size_t i = 0;
+  std::vector<MethodEntry> entries{make_method<T>(n.at(i++), ms)...};
+  registry().add_methods(typeid(T), class_name, std::move(entries));
+  return true;
+}
+
+template <class T, class... A>
+std::string register_factory() {
+  std::string key = detail::type_name<T>();
+  key += "(";
+  ((key += detail::type_name<A>(), key += ","), ...);
+  key += ")";
+  FactoryEntry f;
+  f.type = typeid(T);
+  f.spawn = [](Runtime& rt, codec::Reader& r, Options o) -> std::any {
+    if constexpr (encodable_v<A...>) {
+      auto args = codec::decode<std::tuple<A...>>(r);
+      return std::any(std::apply([&](auto&... a) { return rt.spawn<T>(a..., o); }, args));
+    } else {
+      throw UsageError("constructor arguments cannot cross a process boundary");
+    }
+  };
+  f.watch = [](std::any& a, std::function<void(std::string)> cb) {
+    auto& ref = std::any_cast<ActorRef<T>&>(a);
+    ref.cell()->runtime().monitor(ref, [cb](const DownEvent& e) {
+      if (!e.restarting) cb(e.detail);
+    });
+  };
+  f.stop = [](std::any& a) { return std::any_cast<ActorRef<T>&>(a).stop(); };
+  registry().add_factory(key, std::move(f));
+  return key;
+}
+
+template <class T, class... A>
+const std::string FactoryRegistrar<T, A...>::key = register_factory<T, A...>();
+
+}  // namespace troupe::remote
+
+#define TROUPE_FE_1(C, x) &C::x
+#define TROUPE_FE_2(C, x, ...) &C::x, TROUPE_FE_1(C, __VA_ARGS__)
+#define TROUPE_FE_3(C, x, ...) &C::x, TROUPE_FE_2(C, __VA_ARGS__)
+#define TROUPE_FE_4(C, x, ...) &C::x, TROUPE_FE_3(C, __VA_ARGS__)
+#define TROUPE_FE_5(C, x, ...) &C::x, TROUPE_FE_4(C, __VA_ARGS__)
+#define TROUPE_FE_6(C, x, ...) &C::x, TROUPE_FE_5(C, __VA_ARGS__)
+#define TROUPE_FE_7(C, x, ...) &C::x, TROUPE_FE_6(C, __VA_ARGS__)
+#define TROUPE_FE_8(C, x, ...) &C::x, TROUPE_FE_7(C, __VA_ARGS__)
+#define TROUPE_FE_9(C, x, ...) &C::x, TROUPE_FE_8(C, __VA_ARGS__)
+#define TROUPE_FE_10(C, x, ...) &C::x, TROUPE_FE_9(C, __VA_ARGS__)
+#define TROUPE_FE_11(C, x, ...) &C::x, TROUPE_FE_10(C, __VA_ARGS__)
+#define TROUPE_FE_12(C, x, ...) &C::x, TROUPE_FE_11(C, __VA_ARGS__)
+#define TROUPE_FE_13(C, x, ...) &C::x, TROUPE_FE_12(C, __VA_ARGS__)
+#define TROUPE_FE_14(C, x, ...) &C::x, TROUPE_FE_13(C, __VA_ARGS__)
+#define TROUPE_FE_15(C, x, ...) &C::x, TROUPE_FE_14(C, __VA_ARGS__)
+#define TROUPE_FE_16(C, x, ...) &C::x, TROUPE_FE_15(C, __VA_ARGS__)
+#define TROUPE_FE_PICK(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, N, ...) N
+#define TROUPE_MEMBER_PTRS(C, ...)                                                                          \
+  TROUPE_FE_PICK(__VA_ARGS__, TROUPE_FE_16, TROUPE_FE_15, TROUPE_FE_14, TROUPE_FE_13, TROUPE_FE_12,        \
+                 TROUPE_FE_11, TROUPE_FE_10, TROUPE_FE_9, TROUPE_FE_8, TROUPE_FE_7, TROUPE_FE_6, TROUPE_FE_5, \
+                 TROUPE_FE_4, TROUPE_FE_3, TROUPE_FE_2, TROUPE_FE_1)                                        \
+  (C, __VA_ARGS__)
+#define TROUPE_CONCAT2(a, b) a##b
+#define TROUPE_CONCAT(a, b) TROUPE_CONCAT2(a, b)
+
+/// Registers an actor class and the methods a process actor may be called
+/// with (up to 16), at namespace scope: TROUPE_ACTOR(Counter, add, get).
+#define TROUPE_ACTOR(Class, ...)                                                       \
+  [[maybe_unused]] static const bool TROUPE_CONCAT(troupe_actor_registered_, __LINE__) = \
+      ::troupe::remote::register_actor<Class>(#Class, #__VA_ARGS__, TROUPE_MEMBER_PTRS(Class, __VA_ARGS__))

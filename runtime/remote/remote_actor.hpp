@@ -1,0 +1,115 @@
+#pragma once
+// The driver's side of a process actor: the worker process, the socket to
+// it, the calls in flight, and supervision (exit status, restarts, retries).
+//
+// Calls are queued in order; one whose Ref arguments are not resolved yet
+// holds back the ones behind it (per-sender FIFO, as for local actors). A
+// worker that exits fails the calls in flight with ActorDied naming its exit
+// code or signal, or re-sends them to a restarted worker when the policy allows.
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "runtime/actor_cell.hpp"
+#include "runtime/codec/codec.hpp"
+#include "runtime/detail/pool.hpp"
+#include "runtime/net/connection.hpp"
+#include "runtime/options.hpp"
+#include "runtime/ref.hpp"
+
+namespace troupe::remote {
+
+/// One call on its way to a worker; the typed subclass holds the caller's Promise.
+class PendingCall {
+ public:
+  virtual ~PendingCall() = default;
+  virtual bool deps_ready() const = 0;
+  /// Calls `wake` once a pending Ref argument resolves.
+  virtual void on_deps(std::function<void()> wake) = 0;
+  /// The arguments as codec bytes (throws if a Ref argument failed).
+  virtual Bytes encode() = 0;
+  virtual void complete(codec::Reader& result) = 0;
+  virtual void fail(std::exception_ptr e) = 0;
+  std::uint32_t method = 0;
+  int attempts = 0;
+};
+
+class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
+ public:
+  RemoteActor(std::shared_ptr<boost::asio::io_context> io, detail::PoolHandle* pool, std::string class_key,
+              Bytes ctor_args, Options opts, const char* type_name);
+  ~RemoteActor();
+
+  /// Starts the first worker process (throws Error if it cannot be started).
+  void start();
+  void call(std::unique_ptr<PendingCall> c);
+  /// Graceful: calls queued before it run, then the worker exits.
+  Ref<void> stop();
+  /// SIGKILL to the worker; calls in flight fail with ActorDied(killed).
+  void kill();
+  void add_monitor(MonitorFn fn);
+  /// Runtime shutdown: SIGKILL, death cause runtime_shutdown.
+  void shutdown();
+  /// Blocks until the worker's exit has been handled (or `limit` passes).
+  void wait_dead(std::chrono::milliseconds limit);
+
+  bool alive() const noexcept { return !dead_.load(); }
+  std::uint64_t id() const noexcept { return id_; }
+  const std::string& name() const noexcept { return opts_.name_; }
+  std::size_t rank() const noexcept { return opts_.rank_; }
+  /// The worker's pid (0 before it starts or after death).
+  pid_t pid() const;
+
+ private:
+  void spawn_worker();  // under mu_
+  void pump();          // under mu_: send what is ready, in order
+  void on_reply(net::Frame f);
+  void on_exit(pid_t pid, int status);
+  void die(DeathCause cause, std::string detail);  // under mu_
+  std::exception_ptr died_error() const;
+  void notify(DownEvent ev);
+
+  std::shared_ptr<boost::asio::io_context> io_;
+  detail::PoolHandle* pool_;
+  const std::string class_key_;
+  const Bytes ctor_args_;
+  const Options opts_;
+  const char* type_name_;
+  const std::uint64_t id_;
+
+  mutable std::mutex mu_;
+  std::deque<std::unique_ptr<PendingCall>> unsent_;
+  std::map<std::uint64_t, std::unique_ptr<PendingCall>> inflight_;
+  std::uint64_t next_call_ = 1;
+  bool waiting_deps_ = false;
+  std::shared_ptr<net::Connection> conn_;
+  pid_t pid_ = 0;
+  int restarts_ = 0;
+  bool stopping_ = false, killing_ = false;
+  DeathCause kill_cause_ = DeathCause::killed;
+  std::string failure_detail_;  // from the worker's last ActorDied reply
+  std::vector<Promise<void>> stop_waiters_;
+  std::vector<MonitorFn> monitors_;
+  std::atomic<bool> dead_{false};
+  DeathCause cause_ = DeathCause::stopped;
+  std::string detail_;
+  std::vector<std::thread> watchers_;
+};
+
+/// Worker mode: if this process was started as a worker, hosts its actor and
+/// exits (never returns); otherwise returns at once.
+void run_worker_if_requested();
+
+}  // namespace troupe::remote

@@ -1,0 +1,178 @@
+// Worker mode: this process was started by a driver to host one actor. It
+// runs an ordinary troupe runtime, spawns the actor there, and turns frames
+// from the driver into local calls (so mailbox order, coroutines and
+// lifecycle are exactly those of a local actor).
+#include <cxxabi.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/strand.hpp>
+#include <fmt/format.h>
+
+#include "runtime/errors.hpp"
+#include "runtime/net/handshake.hpp"
+#include "runtime/remote/registry.hpp"
+#include "runtime/remote/remote_actor.hpp"
+#include "runtime/runtime.hpp"
+
+namespace troupe::remote {
+
+namespace asio = boost::asio;
+
+namespace {
+
+struct ErrorInfo {
+  std::string type, message;
+  bool actor_failure = false;
+};
+
+ErrorInfo describe(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const ActorDied& d) {
+    return {"troupe::ActorDied", d.detail().empty() ? d.what() : d.detail(), true};
+  } catch (const RemoteError& r) {
+    return {r.type(), r.message()};
+  } catch (const std::exception& ex) {
+    return {detail::demangle(typeid(ex).name()), ex.what()};
+  } catch (...) {
+    auto* t = abi::__cxa_current_exception_type();
+    return {t ? detail::demangle(t->name()) : "unknown", "non-standard exception"};
+  }
+}
+
+kj::ArrayPtr<const kj::byte> data_of(const Bytes& b) {
+  return {reinterpret_cast<const kj::byte*>(b.data()), b.size()};
+}
+
+struct Worker {
+  Runtime rt;
+  std::shared_ptr<net::Connection> conn;
+  std::any actor;
+  const FactoryEntry* factory = nullptr;
+  const std::vector<MethodEntry>* methods = nullptr;
+  Promise<int> done;
+  std::atomic<int> exit_code{0};
+  std::atomic<bool> stopping{false};
+
+  void reply(std::uint64_t id, std::exception_ptr e, const Bytes& result) {
+    conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+      auto r = env.initReply();
+      r.setCallId(id);
+      r.setOk(!e);
+      if (!e) {
+        r.setResult(data_of(result));
+        return;
+      }
+      auto info = describe(e);
+      r.setErrorType(info.type);
+      r.setErrorMessage(info.message);
+      r.setActorFailure(info.actor_failure);
+    }));
+  }
+
+  void spawn(proto::SpawnActor::Reader s) {
+    auto refuse = [&](const std::string& why) {
+      conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+        auto r = env.initSpawnReply();
+        r.setOk(false);
+        r.setError(why);
+      }));
+      exit_code = 2;
+      conn->finish();
+    };
+    factory = registry().factory(s.getClassKey().cStr());
+    if (!factory)
+      return refuse(fmt::format("this executable has no factory for {}: is the class registered with TROUPE_ACTOR "
+                                "and spawned with these argument types?",
+                                s.getClassKey().cStr()));
+    methods = registry().methods(factory->type);
+    Options o;
+    o.name_ = s.getName().cStr();
+    o.rank_ = s.getRank();
+    o.mesh_size_ = s.getMeshSize();
+    o.reentrant_ = s.getReentrant();
+    try {
+      auto args = s.getCtorArgs();
+      codec::Reader r({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+      actor = factory->spawn(rt, r, o);
+    } catch (const std::exception& e) {
+      return refuse(fmt::format("cannot spawn {}: {}", s.getClassKey().cStr(), e.what()));
+    }
+    factory->watch(actor, [this](std::string) {
+      if (exit_code == 0 && !stopping) exit_code = 3;  // the actor died of its own accord
+      conn->finish();
+    });
+    conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+      auto r = env.initSpawnReply();
+      r.setOk(true);
+      r.setPid(static_cast<std::uint32_t>(::getpid()));
+    }));
+  }
+
+  void on_frame(net::Frame f) {
+    auto env = f.root<proto::WorkerEnvelope>();
+    switch (env.which()) {
+      case proto::WorkerEnvelope::SPAWN:
+        return spawn(env.getSpawn());
+      case proto::WorkerEnvelope::CALL: {
+        auto c = env.getCall();
+        std::uint64_t id = c.getCallId();
+        if (!methods || c.getMethod() >= methods->size())
+          return reply(id, std::make_exception_ptr(UsageError(fmt::format(
+                               "method #{} is not registered for this actor", c.getMethod()))), {});
+        auto args = c.getArgs();
+        codec::Reader r({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+        try {
+          (*methods)[c.getMethod()].invoke(actor, r, [this, id](std::exception_ptr e, Bytes result) {
+            reply(id, e, result);
+          });
+        } catch (...) {
+          reply(id, std::current_exception(), {});
+        }
+        return;
+      }
+      case proto::WorkerEnvelope::STOP:
+        stopping = true;
+        if (!factory) return conn->finish();
+        factory->stop(actor).state()->on_ready([this]() { conn->finish(); });
+        return;
+      default:
+        return;
+    }
+  }
+
+  int run(int fd) {
+    asio::local::stream_protocol::socket ls(asio::make_strand(rt.io_context()));
+    ls.assign(asio::local::stream_protocol(), fd);
+    conn = net::Connection::make(net::Connection::Socket(std::move(ls)), "driver");
+    conn->start([this](net::Frame f) { on_frame(std::move(f)); },
+                [this](const std::string&) { done.set_value(exit_code.load()); });
+    int code = done.ref().get();
+    rt.shutdown();
+    return code;
+  }
+};
+
+}  // namespace
+
+void run_worker_if_requested() {
+  const char* fd_text = std::getenv("TROUPE_WORKER_FD");
+  if (!fd_text) return;
+  int fd = std::atoi(fd_text);
+  ::unsetenv("TROUPE_WORKER_FD");
+  int code = 1;
+  try {
+    Worker w;
+    code = w.run(fd);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "troupe worker {}: {}\n", ::getpid(), e.what());
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
+}  // namespace troupe::remote

@@ -1,0 +1,182 @@
+// Process actors: each runs in a worker process re-run from this binary;
+// calls cross a socket; kill -9, failures and restarts are real.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "runtime/troupe.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+
+namespace {
+
+struct Stats {
+  double mean = 0;
+  std::size_t n = 0;
+  TROUPE_FIELDS(mean, n)
+};
+
+class Accumulator {
+ public:
+  explicit Accumulator(double start) : total_(start) {}
+  double add(double v) { return total_ += v; }
+  Stats stats(const std::vector<double>& xs) const {
+    Stats s;
+    s.n = xs.size();
+    for (double x : xs) s.mean += x / static_cast<double>(xs.size());
+    return s;
+  }
+  int pid() const { return static_cast<int>(::getpid()); }
+  std::string where() const { return fmt::format("{}#{}", self().name(), self().rank()); }
+  int fail(std::string why) { throw std::invalid_argument(why); }
+  int crash(std::string why) { throw ActorFailure(why); }
+  int restarts() const { return self().restarts(); }
+  Task<double> later(double v) {
+    co_await Ref<int>::from_value(0);
+    co_return total_ + v;
+  }
+  void not_listed() {}
+
+ private:
+  double total_;
+};
+
+TROUPE_ACTOR(Accumulator, add, stats, pid, where, fail, crash, restarts, later);
+
+template <class F>
+void eventually(F pred, std::chrono::milliseconds limit = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  REQUIRE(pred());
+}
+
+}  // namespace
+
+TEST_CASE("a process actor runs in its own process and answers calls", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(1.5, Options{}.process().name("acc"));
+  CHECK(a.call(&Accumulator::add, 2.0).get(10s) == 3.5);
+  int pid = a.call(&Accumulator::pid).get(10s);
+  CHECK(pid != ::getpid());
+  CHECK(a.call(&Accumulator::where).get(10s) == "acc#0");
+  auto s = a.call(&Accumulator::stats, std::vector<double>{1, 2, 3, 6}).get(10s);
+  CHECK(s.n == 4);
+  CHECK(s.mean == 3.0);
+  CHECK(a.call(&Accumulator::later, 1.0).get(10s) == 4.5);  // coroutine methods too
+}
+
+TEST_CASE("process calls keep per-sender order and resolve Ref arguments first", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.process());
+  Promise<double> later;
+  auto first = a.call(&Accumulator::add, later.ref());
+  std::vector<Ref<double>> rest;
+  for (int i = 1; i <= 200; ++i) rest.push_back(a.call(&Accumulator::add, 1.0));
+  CHECK_FALSE(rest.front().wait_for(50ms));
+  later.set_value(1000.0);
+  CHECK(first.get(10s) == 1000.0);
+  for (int i = 0; i < 200; ++i) CHECK(rest[i].get(10s) == 1001.0 + i);
+}
+
+TEST_CASE("a method's exception crosses the process boundary with type and message", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.process());
+  try {
+    a.call(&Accumulator::fail, std::string("bad shard 7")).get(10s);
+    FAIL("no exception");
+  } catch (const RemoteError& e) {
+    CHECK(e.type() == "std::invalid_argument");
+    CHECK(e.message() == "bad shard 7");
+  }
+  CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 1.0);  // still alive
+  CHECK_THROWS_WITH(a.call(&Accumulator::not_listed).get(10s), Catch::Contains("not listed in TROUPE_ACTOR"));
+}
+
+TEST_CASE("kill -9 of a worker fails calls with ActorDied naming the signal", "[process]") {
+  Runtime rt({.threads = 2});
+  std::mutex mu;
+  std::vector<DownEvent> events;
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.process().name("victim"));
+  rt.monitor(a, [&](const DownEvent& e) {
+    std::lock_guard l(mu);
+    events.push_back(e);
+  });
+  int pid = a.call(&Accumulator::pid).get(10s);
+  ::kill(pid, SIGKILL);
+  try {
+    for (int i = 0; i < 1000; ++i) a.call(&Accumulator::add, 1.0).get(10s);
+    FAIL("calls kept succeeding");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::failed);
+    CHECK_THAT(e.detail(), Catch::Contains("killed by signal 9"));
+    CHECK(e.actor_name() == "victim");
+  }
+  CHECK_FALSE(a.alive());
+  eventually([&] {
+    std::lock_guard l(mu);
+    return events.size() == 1;
+  });
+  CHECK_FALSE(events[0].restarting);
+}
+
+TEST_CASE("max_restarts re-creates a crashed worker; retries re-send calls in flight", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(10.0, Options{}.process().max_restarts(2).max_call_retries(1));
+  int pid1 = a.call(&Accumulator::pid).get(10s);
+  ::kill(pid1, SIGKILL);
+  // The next call lands on a new worker built from the constructor arguments.
+  CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 11.0);
+  int pid2 = a.call(&Accumulator::pid).get(10s);
+  CHECK(pid2 != pid1);
+  // ActorFailure inside the worker: the process exits and is restarted again.
+  try {
+    a.call(&Accumulator::crash, std::string("corrupt state")).get(10s);
+  } catch (const ActorDied& e) {
+    CHECK_THAT(e.detail(), Catch::Contains("corrupt state"));
+  }
+  CHECK(a.call(&Accumulator::add, 5.0).get(10s) == 15.0);
+  CHECK(a.call(&Accumulator::restarts).get(10s) == 0);  // each worker is a first incarnation locally
+}
+
+TEST_CASE("stop ends the worker after earlier calls; later calls fail", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.process());
+  auto before = a.call(&Accumulator::add, 2.0);
+  a.stop().get(10s);
+  CHECK(before.get(10s) == 2.0);
+  try {
+    a.call(&Accumulator::add, 1.0).get(10s);
+    FAIL("call after stop succeeded");
+  } catch (const ActorDied& e) {
+    CHECK(e.cause() == DeathCause::stopped);
+  }
+}
+
+TEST_CASE("runtime shutdown kills worker processes and fails their calls", "[process]") {
+  Ref<double> pending;
+  int pid = 0;
+  Promise<double> never;
+  {
+    Runtime rt({.threads = 2});
+    auto a = rt.spawn<Accumulator>(0.0, Options{}.process());
+    pid = a.call(&Accumulator::pid).get(10s);
+    pending = a.call(&Accumulator::add, never.ref());
+  }
+  CHECK_THROWS_AS(pending.get(5s), ActorDied);
+  eventually([&] { return ::kill(pid, 0) != 0; });  // the worker is gone
+}
+
+TEST_CASE("spawning an unregistered class as a process actor is a clear error", "[process]") {
+  struct Plain {
+    int f() { return 1; }
+  };
+  Runtime rt({.threads = 1});
+  CHECK_THROWS_WITH(rt.spawn<Plain>(Options{}.process()), Catch::Contains("not registered with TROUPE_ACTOR"));
+}
