@@ -26,6 +26,7 @@ Runtime::Runtime(RuntimeOptions opts)
     : io_(std::make_shared<boost::asio::io_context>()),
       work_(boost::asio::make_work_guard(*io_)),
       pool_handle_(detail::PoolHandle::create(*io_)) {
+  spin_ = std::chrono::microseconds(opts.spin_us);
   unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   threads_.reserve(n);
   for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this]() { run_pool_thread(); });
@@ -38,13 +39,12 @@ Runtime::Runtime(RuntimeOptions opts)
 // from the threads doing work.
 void Runtime::run_pool_thread() {
   using clock = std::chrono::steady_clock;
-  constexpr auto kSpin = std::chrono::microseconds(50);
   for (;;) {
     if (io_->poll() > 0) continue;
     if (io_->stopped()) return;
     int expected = 0;
-    if (spinners_.compare_exchange_strong(expected, 1)) {
-      const auto until = clock::now() + kSpin;
+    if (spin_.count() > 0 && spinners_.compare_exchange_strong(expected, 1)) {
+      const auto until = clock::now() + spin_;
       std::size_t ran = 0;
       while (ran == 0 && clock::now() < until && !io_->stopped()) ran = io_->poll_one();
       spinners_.store(0);

@@ -33,6 +33,10 @@ namespace troupe {
 struct RuntimeOptions {
   /// Pool threads; 0 means std::thread::hardware_concurrency().
   unsigned threads = 0;
+  /// How long an idle pool thread polls before sleeping (one at a time).
+  /// Worker processes use 0: their driver already spins, and two processes
+  /// spinning on a small machine slow each other's socket wake-ups.
+  unsigned spin_us = 50;
 };
 
 namespace detail {
@@ -157,6 +161,7 @@ class Runtime {
   detail::PoolHandle* pool_handle_;
   std::vector<std::thread> threads_;
   std::atomic<int> spinners_{0};
+  std::chrono::microseconds spin_{50};
   mutable std::mutex mu_;
   bool closed_ = false;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;

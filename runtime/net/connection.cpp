@@ -78,9 +78,16 @@ asio::awaitable<void> Connection::reader() {
 asio::awaitable<void> Connection::writer() {
   while (!closed_) {
     while (!out_.empty() && !closed_) {
-      auto frame = std::move(out_.front());
-      out_.pop_front();
-      co_await write_frame(std::move(frame));
+      // Everything queued goes out in one gathered write: one syscall for a
+      // burst of calls instead of one per frame.
+      std::vector<kj::Array<capnp::word>> batch;
+      std::vector<asio::const_buffer> bufs;
+      while (!out_.empty() && batch.size() < 256) {
+        batch.push_back(std::move(out_.front()));
+        out_.pop_front();
+        bufs.emplace_back(batch.back().begin(), batch.back().size() * sizeof(capnp::word));
+      }
+      co_await asio::async_write(socket_, bufs, asio::use_awaitable);
     }
     if (closed_) break;
     if (finishing_) {

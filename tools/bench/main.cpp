@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/init.hpp"
 #include "tools/bench/report.hpp"
 
 namespace {
@@ -15,7 +16,9 @@ void usage() {
              "usage: troupe-bench SUITE [--json] [options]\n"
              "suites:\n"
              "  actors   in-process actor calls, troupe next to CAF\n"
-             "           --threads N  --sync-calls N  --async-calls N  --batch N\n");
+             "           --threads N  --sync-calls N  --async-calls N  --batch N\n"
+             "  remote   calls to process actors, next to a raw TCP ping-pong (same options)\n"
+             "  spawn    process actors created per second   --actors N\n");
 }
 
 int parse_int(const char* flag, const char* v) {
@@ -31,6 +34,7 @@ int parse_int(const char* flag, const char* v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  troupe::init(argc, argv);  // process actors re-run this binary as their worker
   using namespace troupe::bench;
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage();
@@ -47,6 +51,7 @@ int main(int argc, char** argv) {
     else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), ++i;
     else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
+    else if (a == "--actors") cfg.spawn_actors = parse_int("--actors", next), ++i;
     else {
       fmt::print(stderr, "troupe-bench: unknown option '{}'\n", a);
       usage();
@@ -58,6 +63,12 @@ int main(int argc, char** argv) {
   if (suite == "actors") {
     report.rows = troupe_actor_rows(cfg);
     for (auto& r : caf_actor_rows(cfg, report.notes)) report.rows.push_back(std::move(r));
+  } else if (suite == "remote") {
+    report.rows = remote_rows(cfg);
+    report.notes.push_back("troupe rows: calls to process actors over a Unix socket, codec-encoded; "
+                           "raw_tcp: 4-byte echo between two processes over loopback TCP");
+  } else if (suite == "spawn") {
+    report.rows = spawn_rows(cfg);
   } else {
     fmt::print(stderr, "troupe-bench: unknown suite '{}'\n", suite);
     usage();

@@ -65,10 +65,14 @@ struct ActorBenchConfig {
   int batch = 1000;
   int nton_pairs = 4;
   unsigned threads = 0;  // 0: hardware threads
+  int spawn_actors = 100;
 };
 
 /// Each returns the four pattern rows for its system (or none, with a note).
 std::vector<Row> troupe_actor_rows(const ActorBenchConfig& cfg);
 std::vector<Row> caf_actor_rows(const ActorBenchConfig& cfg, std::vector<std::string>& notes);
+/// Process actors over a socket, next to a raw TCP ping-pong (remote.cpp).
+std::vector<Row> remote_rows(const ActorBenchConfig& cfg);
+std::vector<Row> spawn_rows(const ActorBenchConfig& cfg);
 
 }  // namespace troupe::bench
