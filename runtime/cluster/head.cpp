@@ -47,8 +47,11 @@ void Head::stop() {
     self->stopped_ = true;
     boost::system::error_code ignored;
     self->acceptor_.close(ignored);
-    for (auto& [id, n] : self->nodes_)
-      if (n.conn) n.conn->close("head stopping");
+    self->liveness_.cancel();
+    for (auto& w : self->conns_)
+      if (auto c = w.lock()) c->close("head stopping");
+    self->conns_.clear();
+    for (auto& [id, n] : self->nodes_) n.conn.reset();
   });
 }
 
@@ -79,6 +82,8 @@ asio::awaitable<void> Head::accept_loop() {
     std::string peer = ec ? "unknown peer" : fmt::format("{}:{}", ep.address().to_string(), ep.port());
     sock.set_option(asio::ip::tcp::no_delay(true), ec);
     auto conn = net::Connection::make(net::Connection::Socket(std::move(sock)), peer);
+    std::erase_if(conns_, [](auto& w) { return w.expired(); });
+    conns_.push_back(conn);
     asio::co_spawn(conn->executor(), serve(conn), asio::detached);
   }
 }
@@ -97,13 +102,18 @@ asio::awaitable<void> Head::serve(std::shared_ptr<net::Connection> c) {
     c->close("handshake failed");
     co_return;
   }
-  auto self = shared_from_this();
+  asio::post(strand_, [self = shared_from_this(), s]() { self->sessions_.push_back(s); });
+  std::weak_ptr<Head> weak = weak_from_this();
+  std::weak_ptr<Session> ws = s;
   c->start(
-      [self, s](net::Frame f) {
+      [weak, ws](net::Frame f) {
+        auto self = weak.lock();
+        auto s = ws.lock();
+        if (!self || !s) return;
         asio::post(self->strand_, [self, s, f = std::move(f)]() mutable { self->on_frame(s, std::move(f)); });
       },
-      [self, s](const std::string& reason) {
-        asio::post(self->strand_, [self, s, reason]() { self->on_close(s, reason); });
+      [weak, s](const std::string& reason) {
+        if (auto self = weak.lock()) asio::post(self->strand_, [self, s, reason]() { self->on_close(s, reason); });
       });
 }
 
@@ -152,6 +162,7 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
 }
 
 void Head::on_close(const std::shared_ptr<Session>& s, const std::string& reason) {
+  std::erase(sessions_, s);
   if (s->node_id) mark_dead(s->node_id, fmt::format("connection lost: {}", reason));
 }
 
@@ -168,11 +179,10 @@ void Head::mark_dead(std::uint64_t id, const std::string& cause) {
 }
 
 asio::awaitable<void> Head::liveness_loop() {
-  asio::steady_timer timer(strand_);
   std::uint64_t seq = 0;
   while (!stopped_) {
-    timer.expires_after(opts_.heartbeat);
-    co_await timer.async_wait(asio::use_awaitable);
+    liveness_.expires_after(opts_.heartbeat);
+    co_await liveness_.async_wait(asio::use_awaitable);
     const auto now = clock::now();
     ++seq;
     for (auto& [id, n] : nodes_) {

@@ -13,7 +13,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <vector>
 
 #include "runtime/cluster/resources.hpp"
 #include "runtime/net/connection.hpp"
@@ -75,6 +77,9 @@ class Head : public std::enable_shared_from_this<Head> {
   asio::ip::tcp::acceptor acceptor_;
   std::uint16_t port_ = 0;
   std::map<std::uint64_t, NodeRecord> nodes_;
+  std::vector<std::weak_ptr<net::Connection>> conns_;
+  std::vector<std::shared_ptr<Session>> sessions_;  // open sessions (touched on the strand only)
+  asio::steady_timer liveness_{strand_};
   std::uint64_t next_node_ = 1;
   std::chrono::steady_clock::time_point started_;
   std::atomic<std::size_t> dropped_{0};

@@ -66,14 +66,16 @@ asio::awaitable<void> NodeAgent::run() {
     throw Error("head did not accept the node registration");
   node_id_ = env.getWelcome().getNodeId();
   last_head_ = clock::now();
-  auto self = shared_from_this();
+  std::weak_ptr<NodeAgent> weak = weak_from_this();
   conn_->start(
-      [self](net::Frame f) {
-        if (f.root<proto::Envelope>().which() == proto::Envelope::HEARTBEAT)
+      [weak](net::Frame f) {
+        auto self = weak.lock();
+        if (self && f.root<proto::Envelope>().which() == proto::Envelope::HEARTBEAT)
           asio::post(self->strand_, [self]() { self->last_head_ = clock::now(); });
       },
-      [self](const std::string& reason) {
-        asio::post(self->strand_, [self, reason]() { self->lost(fmt::format("lost the head: {}", reason)); });
+      [weak](const std::string& reason) {
+        if (auto self = weak.lock())
+          asio::post(self->strand_, [self, reason]() { self->lost(fmt::format("lost the head: {}", reason)); });
       });
   on_joined_(node_id_);
   co_await heartbeat_loop();

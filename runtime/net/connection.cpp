@@ -72,7 +72,10 @@ void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
 }
 
 asio::awaitable<void> Connection::reader() {
-  while (!closed_) on_frame_(co_await read_frame());
+  while (!closed_) {
+    Frame f = co_await read_frame();
+    if (on_frame_) on_frame_(std::move(f));
+  }
 }
 
 asio::awaitable<void> Connection::writer() {
@@ -126,6 +129,7 @@ void Connection::shut(const std::string& reason) {
   socket_.close(ignored);
   wake_.cancel();
   out_.clear();
+  on_frame_ = nullptr;  // handlers often hold their owner, who holds us
   if (on_close_) {
     auto cb = std::move(on_close_);
     cb(reason);

@@ -58,6 +58,10 @@ struct Worker {
   std::atomic<bool> stopping{false};
 
   void reply(std::uint64_t id, std::exception_ptr e, const Bytes& result) {
+    // A call the local actor could not serve because it died gets no answer:
+    // the worker is about to exit and the driver applies its retry policy
+    // (max_call_retries) to every call in flight, this one included.
+    if (e && describe(e).actor_failure) return;
     conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
       auto r = env.initReply();
       r.setCallId(id);
@@ -101,8 +105,15 @@ struct Worker {
     } catch (const std::exception& e) {
       return refuse(fmt::format("cannot spawn {}: {}", s.getClassKey().cStr(), e.what()));
     }
-    factory->watch(actor, [this](std::string) {
-      if (exit_code == 0 && !stopping) exit_code = 3;  // the actor died of its own accord
+    factory->watch(actor, [this](std::string why) {
+      if (exit_code == 0 && !stopping) {
+        exit_code = 3;  // the actor died of its own accord: tell the driver why, then exit
+        conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+          auto r = env.initSpawnReply();
+          r.setOk(false);
+          r.setError(why);
+        }));
+      }
       conn->finish();
     });
     conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {

@@ -59,6 +59,13 @@ void eventually(F pred, std::chrono::milliseconds limit = 5s) {
 
 }  // namespace
 
+TEST_CASE("without retries the call that crashed a worker fails; the restarted worker serves", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(1.0, Options{}.process().max_restarts(1));
+  CHECK_THROWS_WITH(a.call(&Accumulator::crash, std::string("bad batch")).get(10s), Catch::Contains("bad batch"));
+  CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 2.0);
+}
+
 TEST_CASE("a process actor runs in its own process and answers calls", "[process]") {
   Runtime rt({.threads = 2});
   auto a = rt.spawn<Accumulator>(1.5, Options{}.process().name("acc"));
@@ -128,18 +135,21 @@ TEST_CASE("kill -9 of a worker fails calls with ActorDied naming the signal", "[
 
 TEST_CASE("max_restarts re-creates a crashed worker; retries re-send calls in flight", "[process]") {
   Runtime rt({.threads = 2});
-  auto a = rt.spawn<Accumulator>(10.0, Options{}.process().max_restarts(2).max_call_retries(1));
+  auto a = rt.spawn<Accumulator>(10.0, Options{}.process().max_restarts(4).max_call_retries(1));
   int pid1 = a.call(&Accumulator::pid).get(10s);
   ::kill(pid1, SIGKILL);
   // The next call lands on a new worker built from the constructor arguments.
   CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 11.0);
   int pid2 = a.call(&Accumulator::pid).get(10s);
   CHECK(pid2 != pid1);
-  // ActorFailure inside the worker: the process exits and is restarted again.
+  // ActorFailure inside the worker: the process exits and is restarted; the
+  // call that crashed it is in flight too, so it is retried once, crashes a
+  // second worker, and then fails with the reason.
   try {
     a.call(&Accumulator::crash, std::string("corrupt state")).get(10s);
+    FAIL("crash returned");
   } catch (const ActorDied& e) {
-    CHECK_THAT(e.detail(), Catch::Contains("corrupt state"));
+    CHECK_THAT(e.detail(), Catch::Contains("corrupt state") && Catch::Contains("exited with code 3"));
   }
   CHECK(a.call(&Accumulator::add, 5.0).get(10s) == 15.0);
   CHECK(a.call(&Accumulator::restarts).get(10s) == 0);  // each worker is a first incarnation locally

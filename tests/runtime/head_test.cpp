@@ -34,8 +34,7 @@ struct LiveHead {
     runner = std::thread([this] { io.run(); });
   }
   ~LiveHead() {
-    head->stop();
-    io.stop();
+    head->stop();  // closes the listener, the timer and every connection: run() then returns
     runner.join();
   }
   cluster::Address addr() const { return {"127.0.0.1", head->port()}; }
