@@ -1,5 +1,6 @@
 #include "runtime/runtime.hpp"
 
+#include "runtime/device.hpp"
 #include "runtime/remote/remote_actor.hpp"
 
 #include <chrono>
@@ -87,6 +88,22 @@ void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
   if (closed_) throw UsageError("spawn on a runtime that has been shut down");
   std::erase_if(processes_, [](auto& w) { return w.expired(); });
   processes_.push_back(r);
+}
+
+void Runtime::check_feasible(Options& opts, const char* type) const {
+  if (opts.gpus_ <= 0) return;
+  const auto& dev = devices();
+  const double have = static_cast<double>(dev.gpus.size());
+  if (opts.gpus_ > 1 && opts.gpus_ != static_cast<int>(opts.gpus_))
+    throw UsageError(fmt::format("{} asks for {} GPUs: above one GPU only whole numbers can be placed", type,
+                                 opts.gpus_));
+  if (opts.gpus_ > have)
+    throw Error(fmt::format("infeasible: {} asks for GPU={} but this node has GPU={} ({})", type, opts.gpus_, have,
+                            dev.status));
+  if (opts.device_ >= static_cast<int>(have))
+    throw Error(fmt::format("infeasible: {} asks for device {} but this node has {} GPU(s)", type, opts.device_,
+                            dev.gpus.size()));
+  if (opts.device_ < 0) opts.device_ = 0;
 }
 
 std::size_t Runtime::live_actors() const {

@@ -149,6 +149,8 @@ class Runtime {
   void run_pool_thread();
   void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
   void adopt_remote(const std::shared_ptr<remote::RemoteActor>& r);
+  /// Throws Error naming the short resource if this node cannot host `opts`.
+  void check_feasible(Options& opts, const char* type) const;
 
   template <class T, class... Stored, class Tuple, std::size_t... I>
   ActorRef<T> spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -234,6 +236,7 @@ ActorRef<T> Runtime::spawn_process(Options opts, Tuple&& args, std::index_sequen
     throw UsageError(fmt::format("the constructor arguments of {} cannot be sent to a worker process (no codec)",
                                  detail::type_name<T>()));
   } else {
+    check_feasible(opts, detail::type_name<T>());
     if (!remote::registry().registered(typeid(T)))
       throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR(...); process actors need it",
                                    detail::type_name<T>()));

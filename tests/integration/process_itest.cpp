@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 
 using namespace std::chrono_literals;
@@ -189,4 +190,17 @@ TEST_CASE("spawning an unregistered class as a process actor is a clear error", 
   };
   Runtime rt({.threads = 1});
   CHECK_THROWS_WITH(rt.spawn<Plain>(Options{}.process()), Catch::Contains("not registered with TROUPE_ACTOR"));
+}
+
+TEST_CASE("a GPU request this node cannot meet fails at spawn, naming the resource", "[process]") {
+  Runtime rt({.threads = 1});
+  if (!devices().gpus.empty()) {
+    SUCCEED("this machine has GPUs; the infeasible case is checked with more than it has");
+    CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(static_cast<double>(devices().gpus.size() + 1))),
+                      Catch::Contains("infeasible") && Catch::Contains("GPU="));
+    return;
+  }
+  CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(1)),
+                    Catch::Contains("infeasible") && Catch::Contains("GPU=1") && Catch::Contains("GPU=0"));
+  CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(1.5)), Catch::Contains("whole numbers"));
 }
