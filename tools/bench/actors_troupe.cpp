@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/troupe.hpp"
+#include "tools/bench/call_batches.hpp"
 #include "tools/bench/report.hpp"
 
 namespace troupe::bench {
@@ -25,20 +26,8 @@ Measured sync_pattern(const ActorRef<Echo>& a, int calls, const std::vector<char
   });
 }
 
-// Sends `batch` calls, then waits for all; per-call time = batch time / batch.
 std::vector<double> async_batches(const ActorRef<Echo>& a, int calls, int batch) {
-  std::vector<double> per_call;
-  std::vector<Ref<int>> refs;
-  refs.reserve(batch);
-  for (int done = 0; done < calls; done += batch) {
-    refs.clear();
-    auto t0 = Clock::now();
-    for (int i = 0; i < batch; ++i) refs.push_back(a.call(&Echo::inc, i));
-    for (int i = 0; i < batch; ++i)
-      if (refs[i].get() != i + 1) throw std::runtime_error("bench: wrong async result");
-    per_call.push_back(micros(Clock::now() - t0) / batch);
-  }
-  return per_call;
+  return call_batches(a, &Echo::inc, calls, batch);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "runtime/troupe.hpp"
+#include "tools/bench/call_batches.hpp"
 #include "tools/bench/report.hpp"
 
 namespace troupe::bench {
@@ -112,17 +113,7 @@ struct RawPeer {
 };
 
 std::vector<double> troupe_batches(const ActorRef<RemoteEcho>& a, int calls, int batch) {
-  std::vector<double> per_call;
-  std::vector<Ref<int>> refs;
-  for (int done = 0; done < calls; done += batch) {
-    refs.clear();
-    auto t0 = Clock::now();
-    for (int i = 0; i < batch; ++i) refs.push_back(a.call(&RemoteEcho::inc, i));
-    for (int i = 0; i < batch; ++i)
-      if (refs[i].get() != i + 1) throw std::runtime_error("bench: wrong remote result");
-    per_call.push_back(micros(Clock::now() - t0) / batch);
-  }
-  return per_call;
+  return call_batches(a, &RemoteEcho::inc, calls, batch);
 }
 
 template <class Peer, class Batches>
