@@ -64,6 +64,7 @@ class Inbox {
   /// Consumer: takes everything queued, oldest first. Sets `is_closed` if closed.
   Message* take_all(bool& is_closed) noexcept {
     Message* head = head_.load(std::memory_order_acquire);
+    is_closed = false;
     for (;;) {
       if (head == closed()) {
         is_closed = true;
@@ -81,7 +82,10 @@ class Inbox {
   /// messages arrived (or it was closed) and the consumer must look again.
   bool try_block() noexcept {
     Message* expected = nullptr;
-    return head_.compare_exchange_strong(expected, blocked(), std::memory_order_acq_rel);
+    if (head_.compare_exchange_strong(expected, blocked(), std::memory_order_acq_rel)) return true;
+    // A drain not started by a push (the first one at spawn) finds the inbox
+    // idle already: that is done too, not a reason to look again.
+    return expected == blocked();
   }
 
   /// Closes the inbox and returns what was queued, oldest first. `was_blocked`

@@ -48,7 +48,7 @@ kj::ArrayPtr<const kj::byte> data_of(const Bytes& b) {
 }
 
 struct Worker {
-  Runtime rt{RuntimeOptions{.threads = 0, .spin_us = 0}};
+  Runtime rt{RuntimeOptions{.threads = 0, .spin_us = 0}};  // TROUPE_WORKER_THREADS overrides
   std::shared_ptr<net::Connection> conn;
   std::any actor;
   const FactoryEntry* factory = nullptr;

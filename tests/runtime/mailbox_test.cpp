@@ -92,3 +92,13 @@ TEST_CASE("concurrent producers keep their own order", "[mailbox]") {
   for (auto& t : producers) t.join();
   CHECK(schedules == 1);  // the consumer never went idle, so only the first push scheduled
 }
+
+TEST_CASE("a drain that finds the inbox idle already is done", "[mailbox]") {
+  Inbox inbox;  // idle from the start, as at spawn
+  bool closed = true;
+  CHECK(inbox.take_all(closed) == nullptr);
+  CHECK_FALSE(closed);
+  CHECK(inbox.try_block());  // before the fix this said "look again" forever
+  TestMessage a;
+  CHECK(inbox.push(&a) == PushResult::queued_must_schedule);
+}
