@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/errors.hpp"
@@ -24,21 +25,41 @@ Connection::Connection(Socket s, std::string peer, std::size_t max_frame)
   wake_.expires_at(asio::steady_timer::time_point::max());
 }
 
+asio::awaitable<void> Connection::fill(std::size_t n) {
+  while (in_end_ - in_begin_ < n) {
+    if (in_begin_ > 0) {  // compact: keep the unread bytes at the front
+      std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+      in_end_ -= in_begin_;
+      in_begin_ = 0;
+    }
+    in_end_ += co_await socket_.async_read_some(asio::buffer(in_.data() + in_end_, in_.size() - in_end_),
+                                                asio::use_awaitable);
+  }
+}
+
+std::size_t Connection::take_buffered(void* dst, std::size_t n) {
+  n = std::min(n, in_end_ - in_begin_);
+  std::memcpy(dst, in_.data() + in_begin_, n);
+  in_begin_ += n;
+  return n;
+}
+
 asio::awaitable<Frame> Connection::read_frame() {
+  co_await fill(sizeof(capnp::word));
   capnp::word first;
-  co_await asio::async_read(socket_, asio::buffer(&first, sizeof first), asio::use_awaitable);
-  const std::size_t table = table_words(first);  // bounded by kMaxSegments
+  std::memcpy(&first, in_.data() + in_begin_, sizeof first);
+  const std::size_t table = table_words(first);  // bounded by kMaxSegments: fits the buffer
+  co_await fill(table * sizeof(capnp::word));
   auto table_buf = kj::heapArray<capnp::word>(table);
-  table_buf[0] = first;
-  if (table > 1)
-    co_await asio::async_read(socket_, asio::buffer(table_buf.begin() + 1, (table - 1) * sizeof(capnp::word)),
-                              asio::use_awaitable);
+  take_buffered(table_buf.begin(), table * sizeof(capnp::word));
   const std::size_t total = frame_words(table_buf.asPtr(), max_frame_);  // checked before allocating
   auto words = kj::heapArray<capnp::word>(total);
   std::memcpy(words.begin(), table_buf.begin(), table * sizeof(capnp::word));
-  if (total > table)
-    co_await asio::async_read(socket_, asio::buffer(words.begin() + table, (total - table) * sizeof(capnp::word)),
-                              asio::use_awaitable);
+  auto* rest = reinterpret_cast<std::byte*>(words.begin() + table);
+  std::size_t need = (total - table) * sizeof(capnp::word);
+  std::size_t got = take_buffered(rest, need);
+  if (got < need)  // a large frame: read its remainder straight into place
+    co_await asio::async_read(socket_, asio::buffer(rest + got, need - got), asio::use_awaitable);
   co_return Frame(std::move(words));
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -53,6 +54,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   Connection(Socket s, std::string peer, std::size_t max_frame);
   asio::awaitable<void> reader();
+  /// Reads until at least `n` bytes are buffered (n <= kInBuffer).
+  asio::awaitable<void> fill(std::size_t n);
+  /// Moves up to `n` buffered bytes to `dst`; returns how many.
+  std::size_t take_buffered(void* dst, std::size_t n);
   asio::awaitable<void> writer();
   void shut(const std::string& reason);
 
@@ -61,6 +66,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t max_frame_;
   asio::steady_timer wake_;
   std::deque<kj::Array<capnp::word>> out_;
+  // Input is read in large chunks and frames are cut from the buffer: one
+  // recv for a burst of small frames instead of two or three per frame.
+  static constexpr std::size_t kInBuffer = 64 * 1024;
+  std::vector<std::byte> in_ = std::vector<std::byte>(kInBuffer);
+  std::size_t in_begin_ = 0, in_end_ = 0;
   FrameHandler on_frame_;
   CloseHandler on_close_;
   bool closed_ = false;
