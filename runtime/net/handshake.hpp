@@ -22,20 +22,18 @@ asio::awaitable<proto::Role> accept_handshake(std::shared_ptr<Connection> c, std
 asio::awaitable<void> connect_handshake(std::shared_ptr<Connection> c, std::string token, proto::Role role,
                                         std::chrono::milliseconds limit);
 
-/// Builds a frame holding one Envelope set up by `fill(envelope builder)`.
-template <class F>
-kj::Array<capnp::word> envelope(F&& fill) {
-  capnp::MallocMessageBuilder b;
-  fill(b.initRoot<proto::Envelope>());
-  return to_frame(b);
-}
-
 /// Builds a frame holding one message of root type S set up by `fill`.
 template <class S, class F>
 kj::Array<capnp::word> envelope_of(F&& fill) {
   capnp::MallocMessageBuilder b;
   fill(b.initRoot<S>());
   return to_frame(b);
+}
+
+/// A control-plane frame: one Envelope set up by `fill`.
+template <class F>
+kj::Array<capnp::word> envelope(F&& fill) {
+  return envelope_of<proto::Envelope>(std::forward<F>(fill));
 }
 
 }  // namespace troupe::net

@@ -113,7 +113,7 @@ struct CallReply {
   result @2 :Data;
   errorType @3 :Text;
   errorMessage @4 :Text;
-  actorFailure @5 :Bool;   # the method threw ActorFailure: the actor is broken
+  actorFailure @5 :Bool;   # unused: a worker whose actor died answers no call (see worker.cpp)
 }
 struct WorkerEnvelope {
   union {

@@ -47,6 +47,7 @@ class StopCall final : public PendingCall {
   Bytes encode() override { return {}; }
   void complete(codec::Reader&) override {}
   void fail(std::exception_ptr) override {}
+  bool is_stop() const override { return true; }
 };
 
 }  // namespace
@@ -174,7 +175,7 @@ void RemoteActor::pump() {
       });
       break;
     }
-    if (dynamic_cast<StopCall*>(c.get())) {
+    if (c->is_stop()) {
       conn_->send(net::envelope_of<proto::WorkerEnvelope>([](proto::WorkerEnvelope::Builder e) { e.setStop(); }));
       unsent_.pop_front();
       continue;
@@ -224,7 +225,6 @@ void RemoteActor::on_reply(net::Frame f) {
     if (it == inflight_.end()) return;
     c = std::move(it->second);
     inflight_.erase(it);
-    if (!r.getOk() && r.getActorFailure()) failure_detail_ = r.getErrorMessage().cStr();
   }
   if (r.getOk()) {
     auto data = r.getResult();
@@ -234,8 +234,6 @@ void RemoteActor::on_reply(net::Frame f) {
     } catch (...) {
       c->fail(std::current_exception());
     }
-  } else if (r.getActorFailure()) {
-    c->fail(std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, r.getErrorMessage().cStr())));
   } else {
     c->fail(std::make_exception_ptr(RemoteError(r.getErrorType().cStr(), r.getErrorMessage().cStr())));
   }
@@ -294,6 +292,7 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
   cause_ = cause;
   detail_ = std::move(detail);
   dead_ = true;
+  down_.set_value();  // nothing but wait_dead waits on it: no continuation runs under the lock
   auto err = died_error();
   auto calls = std::make_shared<std::vector<std::unique_ptr<PendingCall>>>();
   for (auto& [id, c] : inflight_) calls->push_back(std::move(c));
@@ -366,11 +365,7 @@ void RemoteActor::shutdown() {
     die(DeathCause::runtime_shutdown, {});
 }
 
-void RemoteActor::wait_dead(std::chrono::milliseconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!dead_ && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
+void RemoteActor::wait_dead(std::chrono::milliseconds limit) { (void)down_.ref().wait_for(limit); }
 
 void RemoteActor::kill() {
   std::lock_guard lock(mu_);

@@ -42,6 +42,8 @@ class PendingCall {
   virtual Bytes encode() = 0;
   virtual void complete(codec::Reader& result) = 0;
   virtual void fail(std::exception_ptr e) = 0;
+  /// stop() travels the same queue so it keeps its place in the order.
+  virtual bool is_stop() const { return false; }
   std::uint32_t method = 0;
   int attempts = 0;
 };
@@ -103,6 +105,7 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::vector<Promise<void>> stop_waiters_;
   std::vector<MonitorFn> monitors_;
   std::atomic<bool> dead_{false};
+  Promise<void> down_;  // completed when dead_ is set
   DeathCause cause_ = DeathCause::stopped;
   std::string detail_;
   std::vector<std::thread> watchers_;

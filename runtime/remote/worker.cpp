@@ -61,7 +61,11 @@ struct Worker {
     // A call the local actor could not serve because it died gets no answer:
     // the worker is about to exit and the driver applies its retry policy
     // (max_call_retries) to every call in flight, this one included.
-    if (e && describe(e).actor_failure) return;
+    ErrorInfo info;
+    if (e) {
+      info = describe(e);
+      if (info.actor_failure) return;
+    }
     conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
       auto r = env.initReply();
       r.setCallId(id);
@@ -70,10 +74,8 @@ struct Worker {
         r.setResult(data_of(result));
         return;
       }
-      auto info = describe(e);
       r.setErrorType(info.type);
       r.setErrorMessage(info.message);
-      r.setActorFailure(info.actor_failure);
     }));
   }
 
