@@ -98,4 +98,11 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+/// No node can host an actor or placement group now: the message names each
+/// short resource and where. Raised at once, never left pending.
+class Infeasible : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace troupe

@@ -1,7 +1,10 @@
 #pragma once
 // How an actor is spawned: its name and its supervision policy.
 #include <cstddef>
+#include <cstdint>
 #include <string>
+
+#include "runtime/placement.hpp"
 
 namespace troupe {
 
@@ -15,6 +18,9 @@ struct Options {
   double gpus_ = 0;           ///< GPUs asked for (a process actor, device assigned)
   int device_ = -1;           ///< explicit device id for the worker (-1: none / first free)
   bool mask_devices_ = false; ///< set CUDA_VISIBLE_DEVICES in the worker (breaks NCCL peer discovery)
+  Resources resources_;       ///< what placement reserves for it (process actors)
+  std::uint64_t group_ = 0;   ///< placement group id (0: none)
+  int bundle_ = -1;           ///< bundle of that group (-1: any)
   std::size_t rank_ = 0;      ///< set by spawn_mesh
   std::size_t mesh_size_ = 1; ///< set by spawn_mesh
 
@@ -36,8 +42,23 @@ struct Options {
   /// re-run in worker mode; its class must be registered with TROUPE_ACTOR).
   /// Calls then travel over a socket, encoded with the codec.
   Options& process(bool on = true) { process_ = on; return *this; }
-  /// GPUs for the actor; any GPU request makes it a process actor.
-  Options& gpus(double n) { gpus_ = n; if (n > 0) process_ = true; return *this; }
+  /// GPUs for the actor: a fraction of one device (0.25, 0.5) or whole
+  /// devices. Any resource request makes it a process actor, placed by the
+  /// head on a node that has the resources free.
+  Options& gpus(double n) { gpus_ = n; resources_["GPU"] = n; if (n > 0) process_ = true; return *this; }
+  /// CPUs reserved for the actor while it lives (fractions allowed).
+  Options& cpus(double n) { resources_["CPU"] = n; process_ = true; return *this; }
+  /// Memory reserved for the actor, in bytes.
+  Options& memory(double bytes) { resources_["memory"] = bytes; process_ = true; return *this; }
+  /// A custom resource, as nodes declare them with --resources name=amount.
+  Options& resource(const std::string& name, double amount) { resources_[name] = amount; process_ = true; return *this; }
+  /// Places the actor in a bundle of a placement group (-1: any bundle with room).
+  Options& placement_group(const PlacementGroup& pg, int bundle = -1) {
+    group_ = pg.id;
+    bundle_ = bundle;
+    process_ = true;
+    return *this;
+  }
   /// The CUDA device the worker should use (TROUPE_DEVICE in its environment).
   Options& device(int id) { device_ = id; return *this; }
   /// Also mask the worker's devices with CUDA_VISIBLE_DEVICES (off by default:

@@ -1,6 +1,8 @@
 #include "runtime/runtime.hpp"
 
+#include "runtime/cluster/client.hpp"
 #include "runtime/device.hpp"
+#include "runtime/net/auth.hpp"
 #include "runtime/remote/remote_actor.hpp"
 
 #include <chrono>
@@ -25,9 +27,12 @@ void runtime_forget(Runtime& rt, CellBase& cell) { rt.forget(cell); }
 
 Runtime::Runtime(RuntimeOptions opts)
     : io_(std::make_shared<boost::asio::io_context>()),
+
       work_(boost::asio::make_work_guard(*io_)),
       pool_handle_(detail::PoolHandle::create(*io_)) {
   spin_ = std::chrono::microseconds(opts.spin_us);
+  address_ = opts.address;
+  token_ = opts.token;
   unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   threads_.reserve(n);
   for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this]() { run_pool_thread(); });
@@ -75,6 +80,12 @@ void Runtime::shutdown() {
   std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
   for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
   down.wait();
+  std::shared_ptr<cluster::ClusterClient> link;
+  {
+    std::lock_guard lock(cluster_mu_);
+    link = std::move(cluster_);
+  }
+  if (link) link->close();
   pool_handle_->detach();
   work_.reset();
   for (auto& t : threads_) t.join();
@@ -90,20 +101,33 @@ void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
   processes_.push_back(r);
 }
 
-void Runtime::check_feasible(Options& opts, const char* type) const {
-  if (opts.gpus_ <= 0) return;
-  const auto& dev = devices();
-  const double have = static_cast<double>(dev.gpus.size());
-  if (opts.gpus_ > 1 && opts.gpus_ != static_cast<int>(opts.gpus_))
-    throw UsageError(fmt::format("{} asks for {} GPUs: above one GPU only whole numbers can be placed", type,
-                                 opts.gpus_));
-  if (opts.gpus_ > have)
-    throw Error(fmt::format("infeasible: {} asks for GPU={} but this node has GPU={} ({})", type, opts.gpus_, have,
-                            dev.status));
-  if (opts.device_ >= static_cast<int>(have))
-    throw Error(fmt::format("infeasible: {} asks for device {} but this node has {} GPU(s)", type, opts.device_,
-                            dev.gpus.size()));
-  if (opts.device_ < 0) opts.device_ = 0;
+std::shared_ptr<cluster::ClusterClient> Runtime::cluster_link() {
+  std::lock_guard lock(cluster_mu_);
+  if (cluster_) return cluster_;
+  std::string address = address_.empty() ? detail::default_address() : address_;
+  if (address.empty()) {
+    cluster_ = cluster::ClusterClient::embedded(io_);
+  } else {
+    cluster_ = cluster::ClusterClient::join(cluster::parse_address(address), net::resolve_token(token_, {}), io_);
+  }
+  return cluster_;
+}
+
+cluster::ClusterClient& Runtime::cluster() { return *cluster_link(); }
+
+PlacementGroup Runtime::placement_group(std::vector<Resources> bundles, Strategy strategy, std::string name) {
+  auto g = cluster_link()->create_group(name, strategy, bundles);
+  PlacementGroup pg;
+  pg.id = g.id;
+  pg.strategy = strategy;
+  pg.bundles = std::move(bundles);
+  pg.nodes = std::move(g.bundle_nodes);
+  return pg;
+}
+
+void Runtime::remove_placement_group(const PlacementGroup& pg) {
+  if (!pg.valid()) throw UsageError("remove_placement_group of an empty PlacementGroup");
+  cluster_link()->remove_group(pg.id);
 }
 
 std::size_t Runtime::live_actors() const {

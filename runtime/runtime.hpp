@@ -37,10 +37,23 @@ struct RuntimeOptions {
   /// Worker processes use 0: their driver already spins, and two processes
   /// spinning on a small machine slow each other's socket wake-ups.
   unsigned spin_us = 50;
+  /// The cluster process actors are placed on: "host:port" of a running head
+  /// (troupe-daemon --head). Empty: what troupe::init chose (--address or
+  /// $TROUPE_ADDRESS), else an embedded head and node inside this process,
+  /// started with the first process actor.
+  std::string address;
+  /// The cluster token for `address` (empty: $TROUPE_TOKEN, else the token file).
+  std::string token;
 };
+
+namespace cluster {
+class ClusterClient;
+}
 
 namespace detail {
 void runtime_forget(Runtime& rt, CellBase& cell);
+/// The cluster address troupe::init chose ("" : embedded).
+std::string default_address();
 
 template <class... Args>
 struct last_is_options : std::false_type {};
@@ -81,6 +94,16 @@ class Runtime {
   void shutdown();
 
   unsigned threads() const noexcept { return static_cast<unsigned>(threads_.size()); }
+
+  /// The cluster link (joined or embedded), made on first use. Throws Error if
+  /// the head cannot be reached.
+  cluster::ClusterClient& cluster();
+  /// Reserves resources for a group of bundles on the cluster's nodes. Throws
+  /// Infeasible (naming what is short where) if the strategy cannot be met now.
+  PlacementGroup placement_group(std::vector<Resources> bundles, Strategy strategy = Strategy::pack,
+                                 std::string name = {});
+  /// Frees a placement group; its actors are killed.
+  void remove_placement_group(const PlacementGroup& pg);
   boost::asio::io_context& io_context() noexcept { return *io_; }
   std::size_t live_actors() const;
 
@@ -149,8 +172,7 @@ class Runtime {
   void run_pool_thread();
   void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
   void adopt_remote(const std::shared_ptr<remote::RemoteActor>& r);
-  /// Throws Error naming the short resource if this node cannot host `opts`.
-  void check_feasible(Options& opts, const char* type) const;
+  std::shared_ptr<cluster::ClusterClient> cluster_link();
 
   template <class T, class... Stored, class Tuple, std::size_t... I>
   ActorRef<T> spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -169,6 +191,9 @@ class Runtime {
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
   std::unordered_map<std::string, std::uint64_t> names_;
   std::vector<std::weak_ptr<remote::RemoteActor>> processes_;
+  std::string address_, token_;
+  std::mutex cluster_mu_;
+  std::shared_ptr<cluster::ClusterClient> cluster_;
 };
 
 template <class T, class Tuple, std::size_t... I>
@@ -236,14 +261,15 @@ ActorRef<T> Runtime::spawn_process(Options opts, Tuple&& args, std::index_sequen
     throw UsageError(fmt::format("the constructor arguments of {} cannot be sent to a worker process (no codec)",
                                  detail::type_name<T>()));
   } else {
-    check_feasible(opts, detail::type_name<T>());
+    if (opts.gpus_ > 0 && opts.device_ >= 0 && opts.gpus_ > 1)
+      throw UsageError(fmt::format("{}: an explicit device() goes with at most one GPU", detail::type_name<T>()));
     if (!remote::registry().registered(typeid(T)))
       throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR(...); process actors need it",
                                    detail::type_name<T>()));
     Bytes ctor = codec::to_bytes(std::tuple<Stored...>(std::get<I>(std::forward<Tuple>(args))...));
     const std::string& key = remote::FactoryRegistrar<T, Stored...>::key;
     auto r = std::make_shared<remote::RemoteActor>(io_, pool_handle_, key, std::move(ctor), std::move(opts),
-                                                   detail::type_name<T>());
+                                                   detail::type_name<T>(), cluster_link());
     adopt_remote(r);
     r->start();
     return ActorRef<T>(std::move(r));

@@ -17,7 +17,7 @@ namespace troupe::cluster {
 namespace asio = boost::asio;
 
 asio::awaitable<std::shared_ptr<net::Connection>> connect_to(asio::io_context& io, Address a,
-                                                              std::chrono::milliseconds limit) {
+                                                              std::chrono::milliseconds limit, std::string* local_host) {
   auto strand = asio::make_strand(io);
   asio::ip::tcp::resolver resolver(strand);
   asio::ip::tcp::socket sock(strand);
@@ -34,6 +34,7 @@ asio::awaitable<std::shared_ptr<net::Connection>> connect_to(asio::io_context& i
     throw Error(fmt::format("cannot reach the head at {}: {}", a.str(), e.code().message()));
   }
   sock.set_option(asio::ip::tcp::no_delay(true));
+  if (local_host) *local_host = sock.local_endpoint().address().to_string();
   co_return net::Connection::make(net::Connection::Socket(std::move(sock)), a.str());
 }
 

@@ -15,8 +15,11 @@
 namespace troupe::cluster {
 
 /// Resolves and connects (TCP, no delay) within `limit`; Error says where it failed.
+/// `local_host`, if given, gets the local address of the connection (the one
+/// the head sees this process at).
 boost::asio::awaitable<std::shared_ptr<net::Connection>> connect_to(boost::asio::io_context& io, Address a,
-                                                                     std::chrono::milliseconds limit);
+                                                                     std::chrono::milliseconds limit,
+                                                                     std::string* local_host = nullptr);
 
 struct NodeView {
   std::uint64_t id = 0;

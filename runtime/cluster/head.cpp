@@ -37,6 +37,7 @@ void Head::start() {
   acceptor_.listen();
   port_ = acceptor_.local_endpoint().port();
   started_ = clock::now();
+  if (local_node_) nodes_[local_node_].address = address();
   auto self = shared_from_this();
   asio::co_spawn(strand_, accept_loop(), [self](std::exception_ptr) {});
   asio::co_spawn(strand_, liveness_loop(), [self](std::exception_ptr) {});
@@ -55,17 +56,25 @@ void Head::stop() {
   });
 }
 
-void Head::add_local_node(ResourceMap total, std::string hostname) {
-  asio::post(strand_, [self = shared_from_this(), total = std::move(total), hostname = std::move(hostname)]() {
-    NodeRecord n;
-    n.id = self->next_node_++;
-    n.hostname = hostname;
-    n.address = self->address();
-    n.pid = static_cast<std::uint32_t>(::getpid());
-    n.is_head = true;
-    n.total = total;
-    n.last_heartbeat = clock::now();
-    self->nodes_[n.id] = std::move(n);
+std::uint64_t Head::add_local_node(ResourceMap total, std::string hostname, std::shared_ptr<WorkerLauncher> launcher) {
+  // Before start(): nothing else touches the tables yet.
+  NodeRecord n;
+  const std::uint64_t id = next_node_++;
+  n.slot = Slot::node_slot(id, fmt::format("node {} ({}, head)", id, hostname), std::move(total));
+  n.hostname = std::move(hostname);
+  n.address = address();
+  n.pid = static_cast<std::uint32_t>(::getpid());
+  n.is_head = true;
+  n.last_heartbeat = clock::now();
+  nodes_[id] = std::move(n);
+  local_node_ = id;
+  local_launcher_ = std::move(launcher);
+  return id;
+}
+
+void Head::local_worker_exited(WorkerExitInfo info) {
+  asio::post(strand_, [self = shared_from_this(), info = std::move(info)]() mutable {
+    self->worker_exit(std::move(info), false, nullptr);
   });
 }
 
@@ -117,28 +126,47 @@ asio::awaitable<void> Head::serve(std::shared_ptr<net::Connection> c) {
       });
 }
 
+namespace {
+const char* state_text(int st) {
+  switch (static_cast<proto::ActorState>(st)) {
+    case proto::ActorState::PENDING: return "PENDING";
+    case proto::ActorState::ALIVE: return "ALIVE";
+    case proto::ActorState::RESTARTING: return "RESTARTING";
+    case proto::ActorState::DEAD: return "DEAD";
+  }
+  return "?";
+}
+constexpr int kPending = static_cast<int>(proto::ActorState::PENDING);
+constexpr int kAlive = static_cast<int>(proto::ActorState::ALIVE);
+constexpr int kRestarting = static_cast<int>(proto::ActorState::RESTARTING);
+constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
+}  // namespace
+
 void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
   auto env = f.root<proto::Envelope>();
+  auto protocol_error = [&](const std::string& why) {
+    drop(s->conn->peer(), why);
+    s->conn->send(net::envelope([&](proto::Envelope::Builder e) { e.initError().setMessage(why); }));
+    s->conn->finish();
+  };
+  const bool is_node = s->role == proto::Role::NODE && s->node_id != 0;
   switch (env.which()) {
     case proto::Envelope::REGISTER_NODE: {
-      if (s->role != proto::Role::NODE || s->node_id != 0) {
-        drop(s->conn->peer(), "registerNode from a peer that is not an unregistered node");
-        s->conn->close("protocol error");
-        return;
-      }
+      if (s->role != proto::Role::NODE || s->node_id != 0)
+        return protocol_error("registerNode from a peer that is not an unregistered node");
       auto r = env.getRegisterNode();
       NodeRecord n;
-      n.id = next_node_++;
+      const std::uint64_t id = next_node_++;
       n.hostname = r.getHostname().cStr();
       n.address = r.getAddress().size() ? r.getAddress().cStr() : s->conn->peer();
+      n.slot = Slot::node_slot(id, fmt::format("node {} ({})", id, n.hostname), from_proto(r.getResources()));
       n.pid = r.getPid();
-      n.total = from_proto(r.getResources());
       n.last_heartbeat = clock::now();
       n.conn = s->conn;
-      s->node_id = n.id;
-      fmt::print(stderr, "troupe-head: node {} joined from {} ({}): {}\n", n.id, n.address, n.hostname,
-                 format_resources(n.total));
-      nodes_[n.id] = std::move(n);
+      s->node_id = id;
+      fmt::print(stderr, "troupe-head: node {} joined from {} ({}): {}\n", id, n.address, n.hostname,
+                 format_resources(n.slot.total));
+      nodes_[id] = std::move(n);
       s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
         auto w = e.initWelcome();
         w.setNodeId(s->node_id);
@@ -148,33 +176,357 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
     }
     case proto::Envelope::HEARTBEAT: {
       auto it = nodes_.find(s->node_id);
-      if (it != nodes_.end() && it->second.alive) it->second.last_heartbeat = clock::now();
+      if (it != nodes_.end() && it->second.slot.alive) it->second.last_heartbeat = clock::now();
       return;
     }
     case proto::Envelope::STATUS_REQUEST:
       s->conn->send(status_frame());
       return;
+    case proto::Envelope::ACTORS_REQUEST:
+      s->conn->send(actors_frame());
+      return;
+    case proto::Envelope::PLACE_ACTOR:
+      if (s->role != proto::Role::CLIENT) return protocol_error("placeActor from a peer that is not a driver");
+      return place_actor(s, env.getPlaceActor());
+    case proto::Envelope::CREATE_PLACEMENT_GROUP:
+      if (s->role != proto::Role::CLIENT) return protocol_error("createPlacementGroup from a peer that is not a driver");
+      return create_group(s, env.getCreatePlacementGroup());
+    case proto::Envelope::REMOVE_PLACEMENT_GROUP: {
+      auto g = groups_.find(env.getRemovePlacementGroup());
+      if (g != groups_.end() && g->second.owner.lock() == s) remove_group(g->first, "its placement group was removed");
+      return;
+    }
+    case proto::Envelope::WORKER_STARTED: {
+      if (!is_node) return protocol_error("workerStarted from a peer that is not a node");
+      auto w = env.getWorkerStarted();
+      auto a = actors_.find(w.getActorId());
+      if (a == actors_.end() || a->second.node != s->node_id) return;  // stale: the actor moved on
+      return worker_started(w.getActorId(), w.getPid());
+    }
+    case proto::Envelope::WORKER_EXIT: {
+      auto w = env.getWorkerExit();
+      auto a = actors_.find(w.getActorId());
+      if (a == actors_.end()) return;
+      // Nodes report their workers; an owner reports the ones it started itself.
+      const bool from_node = is_node && a->second.node == s->node_id;
+      const bool from_owner = a->second.owner.lock() == s;
+      if (!from_node && !from_owner) return;
+      WorkerExitInfo info = exit_from_proto(w);
+      if (from_node && info.pid && a->second.pid && static_cast<std::uint32_t>(info.pid) != a->second.pid) return;
+      return worker_exit(std::move(info), false, s.get());
+    }
+    case proto::Envelope::ACTOR_REPORT: {
+      auto r = env.getActorReport();
+      auto a = actors_.find(r.getActorId());
+      if (a == actors_.end() || a->second.owner.lock() != s) return;
+      auto& rec = a->second;
+      const int st = static_cast<int>(r.getState());
+      if (st == kAlive) {
+        if (rec.state == kDead) return;
+        rec.state = kAlive;
+        if (r.getPid()) rec.pid = r.getPid();
+      } else if (st == kDead) {
+        release(rec);
+        rec.state = kDead;
+        rec.death_cause = r.getDetail().cStr();
+      } else if (st == kRestarting) {
+        if (rec.state != kDead) rec.state = kRestarting;
+      }
+      rec.restarts = std::max(rec.restarts, r.getRestarts());
+      return;
+    }
+    case proto::Envelope::KILL_WORKER: {
+      auto a = actors_.find(env.getKillWorker());
+      if (a == actors_.end() || a->second.owner.lock() != s) return;
+      kill_worker(a->second);
+      return;
+    }
     default:
-      drop(s->conn->peer(), "unexpected message");
-      s->conn->send(net::envelope([](proto::Envelope::Builder e) { e.initError().setMessage("unexpected message"); }));
-      s->conn->close("protocol error");
+      return protocol_error("unexpected message");
   }
+}
+
+std::vector<Slot> Head::node_slots() const {
+  std::vector<Slot> out;
+  for (const auto& [id, n] : nodes_) out.push_back(n.slot);
+  return out;
+}
+
+std::string Head::node_label(std::uint64_t id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? fmt::format("node {}", id) : it->second.slot.label;
+}
+
+void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Reader r) {
+  const std::uint64_t request = r.getRequestId();
+  auto refuse = [&](const std::string& why) {
+    s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
+      auto p = e.initPlaceReply();
+      p.setRequestId(request);
+      p.setOk(false);
+      p.setError(why);
+    }));
+  };
+  ResourceMap req = from_proto(r.getResources());
+  const std::string what = r.getName().size() ? fmt::format("actor '{}' ({})", r.getName().cStr(), r.getClassName().cStr())
+                                              : std::string(r.getClassName().cStr());
+  ActorRecord* existing = nullptr;
+  if (r.getActorId()) {
+    auto it = actors_.find(r.getActorId());
+    if (it == actors_.end() || it->second.owner.lock() != s) return refuse("restart of an actor this driver does not own");
+    existing = &it->second;
+    release(*existing);
+  }
+  Grant grant;
+  int bundle = -1;
+  std::uint64_t node = 0;
+  try {
+    if (r.getPlacementGroup()) {
+      auto g = groups_.find(r.getPlacementGroup());
+      if (g == groups_.end())
+        throw Infeasible(fmt::format("{}: placement group {} does not exist (removed?)", what, r.getPlacementGroup()));
+      auto& group = g->second;
+      const int want = r.getBundle();
+      if (want >= static_cast<int>(group.bundles.size()))
+        throw UsageError(fmt::format("{}: placement group {} has {} bundle(s), no bundle {}", what, group.id,
+                                     group.bundles.size(), want));
+      std::vector<Slot> pool;
+      if (want >= 0) {
+        pool.push_back(group.bundles[static_cast<std::size_t>(want)]);
+      } else {
+        pool = group.bundles;
+      }
+      std::size_t i = choose(pool, req, r.getDevice(), 0, fmt::format("{} in placement group {}", what, group.id));
+      bundle = want >= 0 ? want : static_cast<int>(i);
+      grant = take(group.bundles[static_cast<std::size_t>(bundle)], req, r.getDevice());
+      node = group.bundles[static_cast<std::size_t>(bundle)].node;
+    } else {
+      auto slots = node_slots();
+      std::size_t i = choose(slots, req, r.getDevice(), r.getRequesterNode(), what);
+      node = slots[i].node;
+      grant = take(nodes_.at(node).slot, req, r.getDevice());
+    }
+  } catch (const std::exception& e) {
+    if (existing) {
+      existing->state = kDead;
+      existing->death_cause = fmt::format("restart failed: {}", e.what());
+    }
+    return refuse(e.what());
+  }
+  if (!existing) {
+    ActorRecord rec;
+    rec.id = next_actor_++;
+    rec.class_name = r.getClassName().cStr();
+    rec.name = r.getName().cStr();
+    rec.max_restarts = r.getMaxRestarts();
+    rec.resources = req;
+    rec.group = r.getPlacementGroup();
+    rec.owner = s;
+    rec.owner_label = s->conn->peer();
+    existing = &actors_.emplace(rec.id, std::move(rec)).first->second;
+  } else {
+    ++existing->restarts;
+  }
+  ActorRecord& a = *existing;
+  a.state = kPending;
+  a.node = node;
+  a.pid = 0;
+  a.bundle = bundle;
+  a.grant = grant;
+  a.granted = true;
+  const bool local = r.getRequesterNode() != 0 && node == r.getRequesterNode();
+  s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
+    auto p = e.initPlaceReply();
+    p.setRequestId(request);
+    p.setOk(true);
+    p.setActorId(a.id);
+    p.setNodeId(node);
+    p.setLocal(local);
+    auto d = p.initDevices(static_cast<unsigned>(grant.devices.size()));
+    for (unsigned i = 0; i < grant.devices.size(); ++i) d.set(i, grant.devices[i]);
+  }));
+  if (local) return;
+  WorkerSpec spec;
+  spec.actor_id = a.id;
+  spec.exe = r.getExe().cStr();
+  spec.driver_address = r.getDriverAddress().cStr();
+  spec.devices = grant.devices;
+  spec.mask_devices = r.getMaskDevices();
+  auto& n = nodes_.at(node);
+  if (n.is_head) {
+    if (!local_launcher_) {
+      WorkerExitInfo info{a.id, 0, false, 0, 0, fmt::format("{} cannot start workers for other processes", n.slot.label)};
+      return worker_exit(std::move(info), false, nullptr);
+    }
+    try {
+      auto pid = local_launcher_->launch(spec);
+      worker_started(a.id, static_cast<std::uint32_t>(pid));
+    } catch (const std::exception& e) {
+      WorkerExitInfo info{a.id, 0, false, 0, 0, fmt::format("{}: {}", n.slot.label, e.what())};
+      worker_exit(std::move(info), false, nullptr);
+    }
+    return;
+  }
+  n.conn->send(net::envelope([&](proto::Envelope::Builder e) { to_proto(spec, e.initStartWorker()); }));
+}
+
+void Head::worker_started(std::uint64_t actor, std::uint32_t pid) {
+  auto it = actors_.find(actor);
+  if (it == actors_.end() || it->second.state == kDead) return;
+  it->second.pid = pid;
+}
+
+void Head::release(ActorRecord& a) {
+  if (!a.granted) return;
+  a.granted = false;
+  if (a.group) {
+    auto g = groups_.find(a.group);
+    if (g != groups_.end() && a.bundle >= 0 && static_cast<std::size_t>(a.bundle) < g->second.bundles.size())
+      give_back(g->second.bundles[static_cast<std::size_t>(a.bundle)], a.grant);
+    return;
+  }
+  auto n = nodes_.find(a.node);
+  if (n != nodes_.end()) give_back(n->second.slot, a.grant);
+}
+
+void Head::worker_exit(WorkerExitInfo info, bool node_died, const Session* from) {
+  auto it = actors_.find(info.actor_id);
+  if (it == actors_.end()) return;
+  auto& a = it->second;
+  if (a.state == kDead) return;
+  release(a);
+  const bool more = a.max_restarts < 0 || static_cast<int>(a.restarts) < a.max_restarts;
+  a.state = more ? kRestarting : kDead;
+  a.death_cause = info.detail;
+  a.pid = 0;
+  auto owner = a.owner.lock();
+  if (!owner || owner.get() == from) return;
+  owner->conn->send(net::envelope([&](proto::Envelope::Builder e) {
+    auto w = e.initWorkerExit();
+    to_proto(info, w);
+    w.setNodeDied(node_died);
+  }));
+}
+
+void Head::kill_worker(const ActorRecord& a) {
+  if (a.state == kDead) return;
+  auto n = nodes_.find(a.node);
+  if (n == nodes_.end() || !n->second.slot.alive) return;
+  if (n->second.is_head) {
+    if (local_launcher_) local_launcher_->kill(a.id);
+    return;
+  }
+  if (n->second.conn) n->second.conn->send(net::envelope([&](proto::Envelope::Builder e) { e.setKillWorker(a.id); }));
+}
+
+void Head::create_group(const std::shared_ptr<Session>& s, proto::CreatePlacementGroup::Reader r) {
+  const std::uint64_t request = r.getRequestId();
+  std::vector<ResourceMap> bundles;
+  for (auto b : r.getBundles()) bundles.push_back(from_proto(b.getResources()));
+  Strategy strategy = Strategy::pack;
+  switch (r.getStrategy()) {
+    case proto::PlacementStrategy::PACK: strategy = Strategy::pack; break;
+    case proto::PlacementStrategy::SPREAD: strategy = Strategy::spread; break;
+    case proto::PlacementStrategy::STRICT_PACK: strategy = Strategy::strict_pack; break;
+    case proto::PlacementStrategy::STRICT_SPREAD: strategy = Strategy::strict_spread; break;
+  }
+  GroupRecord g;
+  try {
+    auto slots = node_slots();
+    auto where = place_bundles(slots, bundles, strategy);
+    g.id = next_group_++;
+    g.name = r.getName().cStr();
+    g.strategy = strategy;
+    g.owner = s;
+    for (std::size_t b = 0; b < bundles.size(); ++b) {
+      auto& node = nodes_.at(slots[where[b]].node);
+      Grant grant = take(node.slot, bundles[b], -1);
+      --node.slot.actors;  // a reservation, not an actor
+      Slot bs;
+      bs.node = node.slot.node;
+      bs.label = fmt::format("bundle {} of placement group {} on {}", b, g.id, node.slot.label);
+      bs.total = bundles[b];
+      bs.gpu_ids = grant.devices;
+      bs.gpu_used.assign(grant.devices.size(), 1.0 - grant.gpu_share);
+      g.bundles.push_back(std::move(bs));
+      g.grants.push_back(std::move(grant));
+    }
+  } catch (const std::exception& e) {
+    s->conn->send(net::envelope([&](proto::Envelope::Builder env) {
+      auto p = env.initPlacementGroupReply();
+      p.setRequestId(request);
+      p.setOk(false);
+      p.setError(e.what());
+    }));
+    return;
+  }
+  s->conn->send(net::envelope([&](proto::Envelope::Builder env) {
+    auto p = env.initPlacementGroupReply();
+    p.setRequestId(request);
+    p.setOk(true);
+    p.setGroupId(g.id);
+    auto nodes = p.initBundleNodes(static_cast<unsigned>(g.bundles.size()));
+    for (unsigned i = 0; i < g.bundles.size(); ++i) nodes.set(i, g.bundles[i].node);
+  }));
+  groups_.emplace(g.id, std::move(g));
+}
+
+void Head::remove_group(std::uint64_t id, const std::string& why) {
+  auto it = groups_.find(id);
+  if (it == groups_.end()) return;
+  for (auto& [aid, a] : actors_) {
+    if (a.group != id || a.state == kDead) continue;
+    kill_worker(a);
+    release(a);
+    a.state = kDead;
+    a.death_cause = why;
+  }
+  for (std::size_t b = 0; b < it->second.bundles.size(); ++b) {
+    auto n = nodes_.find(it->second.bundles[b].node);
+    if (n == nodes_.end()) continue;
+    ++n->second.slot.actors;  // give_back counts one off
+    give_back(n->second.slot, it->second.grants[b]);
+  }
+  groups_.erase(it);
 }
 
 void Head::on_close(const std::shared_ptr<Session>& s, const std::string& reason) {
   std::erase(sessions_, s);
   if (s->node_id) mark_dead(s->node_id, fmt::format("connection lost: {}", reason));
+  // A driver that leaves takes its actors and placement groups with it.
+  std::vector<std::uint64_t> groups;
+  for (auto& [id, g] : groups_)
+    if (g.owner.lock() == s || g.owner.expired()) groups.push_back(id);
+  for (auto id : groups) remove_group(id, "its driver exited");
+  for (auto& [id, a] : actors_) {
+    if (a.state == kDead) continue;
+    auto owner = a.owner.lock();
+    if (owner && owner != s) continue;
+    kill_worker(a);
+    release(a);
+    a.state = kDead;
+    a.death_cause = "its driver exited";
+  }
 }
 
 void Head::mark_dead(std::uint64_t id, const std::string& cause) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !it->second.alive) return;
-  it->second.alive = false;
+  if (it == nodes_.end() || !it->second.slot.alive) return;
+  it->second.slot.alive = false;
   it->second.death_cause = cause;
   fmt::print(stderr, "troupe-head: node {} ({}) is dead: {}\n", id, it->second.address, cause);
   if (it->second.conn) {
     it->second.conn->close(cause);
     it->second.conn.reset();
+  }
+  for (auto& [gid, g] : groups_)
+    for (auto& b : g.bundles)
+      if (b.node == id) b.alive = false;
+  const std::string why = fmt::format("{} died: {}", it->second.slot.label, cause);
+  for (auto& [aid, a] : actors_) {
+    if (a.node != id || a.state == kDead || a.state == kRestarting) continue;
+    WorkerExitInfo info{aid, static_cast<pid_t>(a.pid), a.pid != 0, 0, 0, why};
+    worker_exit(std::move(info), true, nullptr);
   }
 }
 
@@ -186,7 +538,7 @@ asio::awaitable<void> Head::liveness_loop() {
     const auto now = clock::now();
     ++seq;
     for (auto& [id, n] : nodes_) {
-      if (!n.alive || n.is_head) continue;
+      if (!n.slot.alive || n.is_head) continue;
       auto silent = std::chrono::duration_cast<Millis>(now - n.last_heartbeat);
       if (silent > opts_.node_timeout) {
         mark_dead(id, fmt::format("missed heartbeats for {} ms (timeout {} ms)", silent.count(),
@@ -216,13 +568,44 @@ kj::Array<capnp::word> Head::status_frame() const {
       b.setHostname(n.hostname);
       b.setAddress(n.address);
       b.setPid(n.pid);
-      b.setAlive(n.alive);
+      b.setAlive(n.slot.alive);
       b.setIsHead(n.is_head);
       b.setDeathCause(n.death_cause);
       b.setMsSinceHeartbeat(
           n.is_head ? 0 : static_cast<std::uint64_t>(std::chrono::duration_cast<Millis>(now - n.last_heartbeat).count()));
-      to_proto(n.total, b.initTotal(static_cast<unsigned>(n.total.size())));
-      to_proto(n.used, b.initUsed(static_cast<unsigned>(n.used.size())));
+      to_proto(n.slot.total, b.initTotal(static_cast<unsigned>(n.slot.total.size())));
+      to_proto(n.slot.used, b.initUsed(static_cast<unsigned>(n.slot.used.size())));
+    }
+    std::map<std::string, unsigned> counts;
+    for (const auto& [id, a] : actors_) ++counts[state_text(a.state)];
+    auto sc = st.initActorStates(static_cast<unsigned>(counts.size()));
+    i = 0;
+    for (const auto& [state, count] : counts) {
+      sc[i].setState(state);
+      sc[i].setCount(count);
+      ++i;
+    }
+    st.setPlacementGroups(static_cast<std::uint32_t>(groups_.size()));
+  });
+}
+
+kj::Array<capnp::word> Head::actors_frame() const {
+  return net::envelope([&](proto::Envelope::Builder e) {
+    auto list = e.initActorList().initActors(static_cast<unsigned>(actors_.size()));
+    unsigned i = 0;
+    for (const auto& [id, a] : actors_) {
+      auto b = list[i++];
+      b.setId(id);
+      b.setClassName(a.class_name);
+      b.setName(a.name);
+      b.setState(static_cast<proto::ActorState>(a.state));
+      b.setNodeId(a.node);
+      b.setPid(a.pid);
+      b.setRestarts(a.restarts);
+      b.setDeathCause(a.death_cause);
+      to_proto(a.resources, b.initResources(static_cast<unsigned>(a.resources.size())));
+      b.setPlacementGroup(a.group);
+      b.setOwner(a.owner_label);
     }
   });
 }

@@ -27,6 +27,10 @@ NodeAgent::NodeAgent(asio::io_context& io, NodeOptions opts, std::function<void(
 
 void NodeAgent::start() {
   auto self = shared_from_this();
+  std::weak_ptr<NodeAgent> weak = self;
+  launcher_ = std::make_shared<WorkerLauncher>(opts_.token, [weak](WorkerExitInfo info) {
+    if (auto s = weak.lock()) s->report_exit(std::move(info));
+  });
   asio::co_spawn(strand_, run(), [self](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -38,15 +42,57 @@ void NodeAgent::start() {
 }
 
 void NodeAgent::stop() {
+  if (launcher_) launcher_->kill_all();
   asio::post(strand_, [self = shared_from_this()]() {
     self->done_ = true;
     if (self->conn_) self->conn_->close("node stopping");
   });
 }
 
+void NodeAgent::report_exit(WorkerExitInfo info) {
+  asio::post(strand_, [self = shared_from_this(), info = std::move(info)]() {
+    if (!self->conn_ || self->done_) return;
+    self->conn_->send(net::envelope([&](proto::Envelope::Builder e) { to_proto(info, e.initWorkerExit()); }));
+  });
+}
+
+void NodeAgent::on_frame(net::Frame f) {
+  auto env = f.root<proto::Envelope>();
+  switch (env.which()) {
+    case proto::Envelope::HEARTBEAT:
+      last_head_ = clock::now();
+      return;
+    case proto::Envelope::START_WORKER: {
+      WorkerSpec spec = spec_from_proto(env.getStartWorker());
+      try {
+        pid_t pid = launcher_->launch(spec);
+        conn_->send(net::envelope([&](proto::Envelope::Builder e) {
+          auto s = e.initWorkerStarted();
+          s.setActorId(spec.actor_id);
+          s.setPid(static_cast<std::uint32_t>(pid));
+        }));
+      } catch (const std::exception& ex) {
+        WorkerExitInfo info;
+        info.actor_id = spec.actor_id;
+        info.started = false;
+        info.detail = fmt::format("node {} could not start the worker: {}", node_id_, ex.what());
+        fmt::print(stderr, "troupe-daemon: {}\n", info.detail);
+        report_exit(std::move(info));
+      }
+      return;
+    }
+    case proto::Envelope::KILL_WORKER:
+      launcher_->kill(env.getKillWorker());
+      return;
+    default:
+      return;
+  }
+}
+
 void NodeAgent::lost(const std::string& reason) {
   if (done_) return;
   done_ = true;
+  if (launcher_) launcher_->kill_all();
   if (conn_) conn_->close(reason);
   on_lost_(reason);
 }
@@ -69,9 +115,8 @@ asio::awaitable<void> NodeAgent::run() {
   std::weak_ptr<NodeAgent> weak = weak_from_this();
   conn_->start(
       [weak](net::Frame f) {
-        auto self = weak.lock();
-        if (self && f.root<proto::Envelope>().which() == proto::Envelope::HEARTBEAT)
-          asio::post(self->strand_, [self]() { self->last_head_ = clock::now(); });
+        if (auto self = weak.lock())
+          asio::post(self->strand_, [self, f = std::move(f)]() mutable { self->on_frame(std::move(f)); });
       },
       [weak](const std::string& reason) {
         if (auto self = weak.lock())

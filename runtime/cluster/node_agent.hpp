@@ -1,5 +1,6 @@
 #pragma once
-// A node daemon's link to the head: register, heartbeat, watch the head.
+// A node daemon's link to the head: register, heartbeat, watch the head, and
+// start / kill / report the worker processes the head places here.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "runtime/cluster/address.hpp"
+#include "runtime/cluster/launcher.hpp"
 #include "runtime/cluster/resources.hpp"
 #include "runtime/net/connection.hpp"
 
@@ -39,11 +41,14 @@ class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
   asio::awaitable<void> run();
   asio::awaitable<void> heartbeat_loop();
   void lost(const std::string& reason);
+  void on_frame(net::Frame f);  // on strand_
+  void report_exit(WorkerExitInfo info);
 
   asio::io_context& io_;
   NodeOptions opts_;
   asio::strand<asio::io_context::executor_type> strand_;
   std::shared_ptr<net::Connection> conn_;
+  std::shared_ptr<WorkerLauncher> launcher_;
   std::function<void(std::uint64_t)> on_joined_;
   std::function<void(const std::string&)> on_lost_;
   std::chrono::steady_clock::time_point last_head_;

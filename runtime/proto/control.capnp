@@ -63,10 +63,132 @@ struct StatusRequest {
   unused @0 :Void;
 }
 
+struct StateCount {
+  state @0 :Text;
+  count @1 :UInt32;
+}
+
 struct ClusterStatus {
   nodes @0 :List(NodeInfo);
   headAddress @1 :Text;
   uptimeMs @2 :UInt64;
+  actorStates @3 :List(StateCount);
+  placementGroups @4 :UInt32;
+}
+
+# ---- Actor directory and placement -----------------------------------------
+# A driver asks the head where a process actor goes; the head reserves the
+# resources on a node and either tells the driver to start the worker itself
+# (the chosen node is the driver's own) or asks that node's daemon to start
+# it. Workers dial back to their driver; calls never pass through the head.
+
+enum PlacementStrategy {
+  pack @0;
+  spread @1;
+  strictPack @2;
+  strictSpread @3;
+}
+
+struct PlaceActor {
+  requestId @0 :UInt64;
+  actorId @1 :UInt64;          # 0: a new actor; else a restart of this one
+  className @2 :Text;
+  name @3 :Text;
+  resources @4 :List(Resource);
+  placementGroup @5 :UInt64;   # 0: none
+  bundle @6 :Int32;            # -1: any bundle of the group
+  exe @7 :Text;                # the driver's executable, re-run as the worker
+  driverAddress @8 :Text;      # where the worker dials back
+  device @9 :Int32;            # explicit device id, -1: assigned
+  maskDevices @10 :Bool;
+  maxRestarts @11 :Int32;
+  requesterNode @12 :UInt64;   # the driver's own node (embedded head), else 0
+}
+
+struct PlaceReply {
+  requestId @0 :UInt64;
+  ok @1 :Bool;
+  error @2 :Text;
+  actorId @3 :UInt64;
+  nodeId @4 :UInt64;
+  local @5 :Bool;              # start the worker yourself
+  devices @6 :List(UInt32);
+}
+
+struct StartWorker {
+  actorId @0 :UInt64;
+  exe @1 :Text;
+  driverAddress @2 :Text;
+  devices @3 :List(UInt32);
+  maskDevices @4 :Bool;
+}
+
+struct WorkerExit {
+  actorId @0 :UInt64;
+  pid @1 :UInt32;
+  started @2 :Bool;            # false: the worker could not be started at all
+  signal @3 :Int32;            # 0: exited with `code`
+  code @4 :Int32;
+  detail @5 :Text;             # why, in words
+  nodeDied @6 :Bool;
+}
+
+enum ActorState {
+  pending @0;
+  alive @1;
+  restarting @2;
+  dead @3;
+}
+
+# Driver -> head: what became of one of its actors.
+struct ActorReport {
+  actorId @0 :UInt64;
+  state @1 :ActorState;
+  pid @2 :UInt32;
+  detail @3 :Text;
+  restarts @4 :UInt32;
+}
+
+struct WorkerStarted {
+  actorId @0 :UInt64;
+  pid @1 :UInt32;
+}
+
+struct ActorInfo {
+  id @0 :UInt64;
+  className @1 :Text;
+  name @2 :Text;
+  state @3 :ActorState;
+  nodeId @4 :UInt64;
+  pid @5 :UInt32;
+  restarts @6 :UInt32;
+  deathCause @7 :Text;
+  resources @8 :List(Resource);
+  placementGroup @9 :UInt64;
+  owner @10 :Text;
+}
+
+struct ActorList {
+  actors @0 :List(ActorInfo);
+}
+
+struct Bundle {
+  resources @0 :List(Resource);
+}
+
+struct CreatePlacementGroup {
+  requestId @0 :UInt64;
+  name @1 :Text;
+  strategy @2 :PlacementStrategy;
+  bundles @3 :List(Bundle);
+}
+
+struct PlacementGroupReply {
+  requestId @0 :UInt64;
+  ok @1 :Bool;
+  error @2 :Text;
+  groupId @3 :UInt64;
+  bundleNodes @4 :List(UInt64);
 }
 
 struct ErrorReply {
@@ -84,6 +206,18 @@ struct Envelope {
     statusRequest @6 :StatusRequest;
     status @7 :ClusterStatus;
     error @8 :ErrorReply;
+    placeActor @9 :PlaceActor;            # driver -> head
+    placeReply @10 :PlaceReply;           # head -> driver
+    startWorker @11 :StartWorker;         # head -> node
+    workerExit @12 :WorkerExit;           # node -> head, head -> owner
+    actorReport @13 :ActorReport;         # driver -> head
+    killWorker @14 :UInt64;               # driver -> head -> node (actor id)
+    actorsRequest @15 :Void;
+    actorList @16 :ActorList;
+    createPlacementGroup @17 :CreatePlacementGroup;
+    placementGroupReply @18 :PlacementGroupReply;
+    removePlacementGroup @19 :UInt64;
+    workerStarted @20 :WorkerStarted;     # node -> head
   }
 }
 
@@ -122,5 +256,6 @@ struct WorkerEnvelope {
     call @2 :CallRequest;
     reply @3 :CallReply;
     stop @4 :Void;
+    attach @5 :UInt64;         # a dialled-back worker names its actor id
   }
 }

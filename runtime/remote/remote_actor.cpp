@@ -24,20 +24,12 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw Error(fmt::format("cannot find this executable (/proc/self/exe): {}", std::strerror(errno)));
-  return std::string(buf, static_cast<std::size_t>(n));
-}
-
-std::string exit_text(pid_t pid, int status) {
-  if (WIFSIGNALED(status))
-    return fmt::format("worker process {} was killed by signal {} ({})", pid, WTERMSIG(status),
-                       ::strsignal(WTERMSIG(status)));
-  return fmt::format("worker process {} exited with code {}", pid, WEXITSTATUS(status));
-}
-
+constexpr int kAlive = static_cast<int>(proto::ActorState::ALIVE);
+constexpr int kRestarting = static_cast<int>(proto::ActorState::RESTARTING);
+constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
+// A remote worker whose socket closed but whose exit no node reported (the
+// head is gone, say) is declared dead after this long.
+constexpr auto kLostWorkerGrace = std::chrono::seconds(10);
 
 // stop(): queued like a call so it keeps its place in the order.
 class StopCall final : public PendingCall {
@@ -53,14 +45,16 @@ class StopCall final : public PendingCall {
 }  // namespace
 
 RemoteActor::RemoteActor(std::shared_ptr<asio::io_context> io, detail::PoolHandle* pool, std::string class_key,
-                         Bytes ctor_args, Options opts, const char* type_name)
+                         Bytes ctor_args, Options opts, const char* type_name,
+                         std::shared_ptr<cluster::ClusterClient> cluster)
     : io_(std::move(io)),
       pool_(pool),
       class_key_(std::move(class_key)),
       ctor_args_(std::move(ctor_args)),
       opts_(std::move(opts)),
       type_name_(type_name),
-      id_(detail::next_actor_id()) {
+      id_(detail::next_actor_id()),
+      cluster_(std::move(cluster)) {
   detail::register_label(id_, detail::make_label(id_, opts_.name_, type_name_) + " [process]");
 }
 
@@ -69,15 +63,28 @@ RemoteActor::~RemoteActor() {
     std::lock_guard lock(mu_);
     killing_ = true;
     if (pid_) ::kill(pid_, SIGKILL);
+    if (remote_ && !dead_ && cluster_id_) cluster_->kill_worker(cluster_id_);
+    if (conn_) conn_->close("actor handle destroyed");
   }
   for (auto& t : watchers_)
     if (t.joinable()) t.join();
+  if (cluster_id_) cluster_->forget(cluster_id_);
   detail::unregister_label(id_);
 }
 
 pid_t RemoteActor::pid() const {
   std::lock_guard lock(mu_);
-  return pid_;
+  return worker_pid_ ? worker_pid_ : pid_;
+}
+
+std::uint64_t RemoteActor::node() const {
+  std::lock_guard lock(mu_);
+  return node_;
+}
+
+std::uint64_t RemoteActor::cluster_id() const {
+  std::lock_guard lock(mu_);
+  return cluster_id_;
 }
 
 void RemoteActor::start() {
@@ -86,21 +93,78 @@ void RemoteActor::start() {
 }
 
 void RemoteActor::spawn_worker() {
+  cluster::PlaceRequest pr;
+  pr.actor_id = cluster_id_;
+  pr.class_name = type_name_;
+  pr.name = opts_.name_;
+  pr.resources = opts_.resources_;
+  pr.group = opts_.group_;
+  pr.bundle = opts_.bundle_;
+  pr.device = opts_.device_;
+  pr.mask_devices = opts_.mask_devices_;
+  pr.max_restarts = opts_.max_restarts_;
+  cluster::PlaceResult placed = cluster_->place(pr);
+  if (!cluster_id_) {
+    cluster_id_ = placed.actor_id;
+    std::weak_ptr<RemoteActor> weak = weak_from_this();
+    auto* pool = pool_;
+    cluster_->watch_exits(cluster_id_, [weak, pool](const cluster::WorkerExitInfo& info, bool node_died) {
+      pool->post([weak, info, node_died]() {
+        if (auto self = weak.lock()) self->on_remote_exit(info, node_died);
+      });
+    });
+  }
+  node_ = placed.node;
+  devices_ = placed.devices;
+  worker_pid_ = 0;
+  ++gen_;
+  if (placed.local) {
+    remote_ = false;
+    try {
+      launch_local();
+    } catch (const std::exception& e) {
+      cluster::WorkerExitInfo info;
+      info.actor_id = cluster_id_;
+      info.started = false;
+      info.detail = e.what();
+      cluster_->report_exit(info);
+      throw;
+    }
+    return;
+  }
+  remote_ = true;
+  conn_.reset();
+  std::weak_ptr<RemoteActor> weak = weak_from_this();
+  const auto gen = gen_;
+  cluster_->expect_worker(cluster_id_, [weak, gen](std::shared_ptr<net::Connection> c) {
+    if (auto self = weak.lock())
+      self->attach(gen, std::move(c));
+    else
+      c->close("actor gone");
+  });
+}
+
+void RemoteActor::launch_local() {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     throw Error(fmt::format("cannot start a worker: socketpair: {}", std::strerror(errno)));
-  std::string exe = self_exe();
+  std::string exe = cluster::ClusterClient::self_exe();
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) {
     std::string kv = *e;
-    if (kv.rfind("TROUPE_WORKER_FD=", 0) == 0 || kv.rfind("TROUPE_DEVICE=", 0) == 0) continue;
+    if (kv.rfind("TROUPE_WORKER_FD=", 0) == 0 || kv.rfind("TROUPE_DEVICE", 0) == 0 ||
+        kv.rfind("TROUPE_CONNECT=", 0) == 0)
+      continue;
     if (opts_.mask_devices_ && kv.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0) continue;
     env_store.push_back(std::move(kv));
   }
   env_store.push_back("TROUPE_WORKER_FD=3");
-  if (opts_.device_ >= 0) {
-    env_store.push_back(fmt::format("TROUPE_DEVICE={}", opts_.device_));
-    if (opts_.mask_devices_) env_store.push_back(fmt::format("CUDA_VISIBLE_DEVICES={}", opts_.device_));
+  if (!devices_.empty()) {
+    std::string ids;
+    for (auto d : devices_) ids += fmt::format("{}{}", ids.empty() ? "" : ",", d);
+    env_store.push_back(fmt::format("TROUPE_DEVICE={}", devices_.front()));
+    env_store.push_back("TROUPE_DEVICES=" + ids);
+    if (opts_.mask_devices_) env_store.push_back("CUDA_VISIBLE_DEVICES=" + ids);
   }
   std::vector<char*> envp;
   for (auto& kv : env_store) envp.push_back(kv.data());
@@ -128,6 +192,16 @@ void RemoteActor::spawn_worker() {
         if (auto self = weak.lock()) self->on_reply(std::move(f));
       },
       [](const std::string&) {});  // the exit status, not the socket, decides what happened
+  send_spawn();
+  watchers_.emplace_back([this, pid]() {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    on_local_exit(pid, status);
+  });
+}
+
+void RemoteActor::send_spawn() {
   conn_->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
     auto s = e.initSpawn();
     s.setClassKey(class_key_);
@@ -137,11 +211,44 @@ void RemoteActor::spawn_worker() {
     s.setMeshSize(static_cast<std::uint32_t>(opts_.mesh_size_));
     s.setReentrant(opts_.reentrant_);
   }));
-  watchers_.emplace_back([this, pid]() {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    on_exit(pid, status);
+}
+
+void RemoteActor::attach(std::uint64_t gen, std::shared_ptr<net::Connection> c) {
+  std::lock_guard lock(mu_);
+  if (gen != gen_ || dead_ || !remote_ || conn_) {
+    c->close("not wanted");
+    return;
+  }
+  conn_ = c;
+  std::weak_ptr<RemoteActor> weak = weak_from_this();
+  conn_->start(
+      [weak](net::Frame f) {
+        if (auto self = weak.lock()) self->on_reply(std::move(f));
+      },
+      [weak, gen](const std::string&) {
+        if (auto self = weak.lock()) self->on_remote_close(gen);
+      });
+  send_spawn();
+  pump();
+}
+
+// A remote worker's socket closed. Its node reports the exit through the head;
+// if that news never comes (the head or the node is gone), give up after a grace.
+void RemoteActor::on_remote_close(std::uint64_t gen) {
+  std::lock_guard lock(mu_);
+  if (gen != gen_ || dead_) return;
+  lost_timer_ = std::make_unique<asio::steady_timer>(*io_, kLostWorkerGrace);
+  std::weak_ptr<RemoteActor> weak = weak_from_this();
+  lost_timer_->async_wait([weak, gen](boost::system::error_code ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    std::unique_lock lock(self->mu_);
+    if (gen != self->gen_ || self->dead_) return;
+    if (self->cluster_id_) self->cluster_->kill_worker(self->cluster_id_);
+    self->handle_exit(fmt::format("lost the connection to its worker on node {} and no exit was reported within {} s",
+                                  self->node_, kLostWorkerGrace.count()),
+                      false);
   });
 }
 
@@ -210,9 +317,12 @@ void RemoteActor::on_reply(net::Frame f) {
   auto env = f.root<proto::WorkerEnvelope>();
   if (env.which() == proto::WorkerEnvelope::SPAWN_REPLY) {
     auto r = env.getSpawnReply();
+    std::lock_guard lock(mu_);
     if (!r.getOk()) {
-      std::lock_guard lock(mu_);
       failure_detail_ = r.getError().cStr();
+    } else {
+      worker_pid_ = static_cast<pid_t>(r.getPid());
+      if (!dead_) cluster_->report(cluster_id_, kAlive, r.getPid(), {}, static_cast<std::uint32_t>(restarts_));
     }
     return;
   }
@@ -239,52 +349,81 @@ void RemoteActor::on_reply(net::Frame f) {
   }
 }
 
-void RemoteActor::on_exit(pid_t pid, int status) {
-  std::vector<std::unique_ptr<PendingCall>> to_fail;
-  std::exception_ptr err;
-  std::optional<DownEvent> restart_event;
-  {
-    std::lock_guard lock(mu_);
-    if (pid != pid_) return;
-    pid_ = 0;
-    if (conn_) conn_->close("worker exited");
-    conn_.reset();
-    std::string detail = exit_text(pid, status);
-    if (!failure_detail_.empty()) detail = fmt::format("{} ({})", failure_detail_, detail);
-    failure_detail_.clear();
-    const bool clean_stop = stopping_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    const bool can_restart = !killing_ && !clean_stop && !dead_ &&
-                             (opts_.max_restarts_ < 0 || restarts_ < opts_.max_restarts_);
-    if (killing_) {
-      die(kill_cause_, kill_cause_ == DeathCause::killed ? detail : std::string());
-    } else if (clean_stop) {
-      die(DeathCause::stopped, {});
-    } else if (!can_restart) {
-      die(DeathCause::failed, detail);
-    } else {
-      restart_event = DownEvent{id_, opts_.name_, DeathCause::failed, detail, true, restarts_};
-      ++restarts_;
-      err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail));
-      // Calls in flight go first, in their original order, if they may be retried.
-      std::deque<std::unique_ptr<PendingCall>> retry;
-      for (auto& [id, c] : inflight_) {
-        if (opts_.max_call_retries_ < 0 || c->attempts <= opts_.max_call_retries_)
-          retry.push_back(std::move(c));
-        else
-          to_fail.push_back(std::move(c));
-      }
-      inflight_.clear();
-      for (auto it = retry.rbegin(); it != retry.rend(); ++it) unsent_.push_front(std::move(*it));
-      try {
-        spawn_worker();
-        pump();
-      } catch (const std::exception& e) {
-        die(DeathCause::failed, fmt::format("{}; restart failed: {}", detail, e.what()));
-      }
-    }
+void RemoteActor::on_local_exit(pid_t pid, int status) {
+  std::unique_lock lock(mu_);
+  if (pid != pid_) return;
+  pid_ = 0;
+  cluster::WorkerExitInfo info;
+  info.actor_id = cluster_id_;
+  info.pid = pid;
+  info.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  info.code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+  info.detail = cluster::describe_exit(pid, status);
+  cluster_->report_exit(info);
+  handle_exit(info.detail, WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+void RemoteActor::on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died) {
+  std::unique_lock lock(mu_);
+  if (!remote_ || dead_ || info.actor_id != cluster_id_) return;
+  if (worker_pid_ && info.pid && info.pid != worker_pid_) return;  // an earlier worker's news
+  (void)node_died;
+  handle_exit(info.detail, info.started && info.signal == 0 && info.code == 0);
+}
+
+// Under mu_. The worker is gone: decide between death and a restart.
+void RemoteActor::handle_exit(std::string detail, bool clean) {
+  ++gen_;  // whatever the old worker still sends is stale now
+  lost_timer_.reset();
+  if (conn_) conn_->close("worker exited");
+  conn_.reset();
+  worker_pid_ = 0;
+  if (!failure_detail_.empty()) detail = fmt::format("{} ({})", failure_detail_, detail);
+  failure_detail_.clear();
+  const bool clean_stop = stopping_ && clean;
+  const bool can_restart =
+      !killing_ && !clean_stop && !dead_ && (opts_.max_restarts_ < 0 || restarts_ < opts_.max_restarts_);
+  if (killing_) {
+    die(kill_cause_, kill_cause_ == DeathCause::killed ? detail : std::string());
+    return;
   }
-  for (auto& c : to_fail) c->fail(err);
-  if (restart_event) notify(*restart_event);
+  if (clean_stop) {
+    die(DeathCause::stopped, {});
+    return;
+  }
+  if (!can_restart) {
+    die(DeathCause::failed, detail);
+    return;
+  }
+  DownEvent restart_event{id_, opts_.name_, DeathCause::failed, detail, true, restarts_};
+  ++restarts_;
+  cluster_->report(cluster_id_, kRestarting, 0, detail, static_cast<std::uint32_t>(restarts_));
+  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail));
+  // Calls in flight go first, in their original order, if they may be retried.
+  auto to_fail = std::make_shared<std::vector<std::unique_ptr<PendingCall>>>();
+  std::deque<std::unique_ptr<PendingCall>> retry;
+  for (auto& [id, c] : inflight_) {
+    if (opts_.max_call_retries_ < 0 || c->attempts <= opts_.max_call_retries_)
+      retry.push_back(std::move(c));
+    else
+      to_fail->push_back(std::move(c));
+  }
+  inflight_.clear();
+  for (auto it = retry.rbegin(); it != retry.rend(); ++it) unsent_.push_front(std::move(*it));
+  try {
+    spawn_worker();
+    pump();
+  } catch (const std::exception& e) {
+    die(DeathCause::failed, fmt::format("{}; restart failed: {}", detail, e.what()));
+  }
+  if (!to_fail->empty())
+    pool_->post([to_fail, err]() {
+      for (auto& c : *to_fail) c->fail(err);
+    });
+  auto fns = monitors_;
+  pool_->post([fns = std::move(fns), restart_event]() {
+    for (auto& fn : fns) fn(restart_event);
+  });
 }
 
 void RemoteActor::die(DeathCause cause, std::string detail) {
@@ -292,6 +431,7 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
   cause_ = cause;
   detail_ = std::move(detail);
   dead_ = true;
+  if (cluster_id_) cluster_->report(cluster_id_, kDead, 0, detail_.empty() ? to_string(cause) : detail_, static_cast<std::uint32_t>(restarts_));
   down_.set_value();  // nothing but wait_dead waits on it: no continuation runs under the lock
   auto err = died_error();
   auto calls = std::make_shared<std::vector<std::unique_ptr<PendingCall>>>();
@@ -315,17 +455,6 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
 
 std::exception_ptr RemoteActor::died_error() const {
   return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_));
-}
-
-void RemoteActor::notify(DownEvent ev) {
-  std::vector<MonitorFn> fns;
-  {
-    std::lock_guard lock(mu_);
-    fns = monitors_;
-  }
-  pool_->post([fns = std::move(fns), ev = std::move(ev)]() {
-    for (auto& fn : fns) fn(ev);
-  });
 }
 
 void RemoteActor::add_monitor(MonitorFn fn) {
@@ -359,10 +488,17 @@ void RemoteActor::shutdown() {
   if (dead_) return;
   kill_cause_ = DeathCause::runtime_shutdown;
   killing_ = true;
-  if (pid_)
-    ::kill(pid_, SIGKILL);
-  else
-    die(DeathCause::runtime_shutdown, {});
+  if (pid_) {
+    ::kill(pid_, SIGKILL);  // the watcher reports the exit
+    return;
+  }
+  // A remote worker (or none yet): tell its node, drop the socket (the worker
+  // exits when its driver goes), and do not wait for news.
+  if (cluster_id_) cluster_->kill_worker(cluster_id_);
+  ++gen_;
+  if (conn_) conn_->close("runtime shutdown");
+  conn_.reset();
+  die(DeathCause::runtime_shutdown, {});
 }
 
 void RemoteActor::wait_dead(std::chrono::milliseconds limit) { (void)down_.ref().wait_for(limit); }
@@ -371,10 +507,20 @@ void RemoteActor::kill() {
   std::lock_guard lock(mu_);
   if (dead_) return;
   killing_ = true;
-  if (pid_)
+  if (pid_) {
     ::kill(pid_, SIGKILL);
-  else
+  } else if (remote_) {
+    // Its node kills it and reports the exit; closing the socket makes the
+    // worker exit even if that news is slow.
+    cluster_->kill_worker(cluster_id_);
+    if (conn_) conn_->close("killed");
+    if (!conn_) {
+      ++gen_;
+      die(DeathCause::killed, {});
+    }
+  } else {
     die(DeathCause::killed, {});
+  }
 }
 
 Ref<void> stop_of(RemoteActor& r) { return r.stop(); }

@@ -2,6 +2,12 @@
 // The driver's side of a process actor: the worker process, the socket to
 // it, the calls in flight, and supervision (exit status, restarts, retries).
 //
+// The head places it (resources, placement group). On the driver's own node
+// (the embedded cluster) the driver starts the worker itself over a
+// socketpair and reports its exits; on another node that node's daemon starts
+// it, the worker dials back here over TCP, and the daemon reports its exit
+// through the head. Either way calls go straight to the worker.
+//
 // Calls are queued in order; one whose Ref arguments are not resolved yet
 // holds back the ones behind it (per-sender FIFO, as for local actors). A
 // worker that exits fails the calls in flight with ActorDied naming its exit
@@ -22,7 +28,10 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "runtime/actor_cell.hpp"
+#include "runtime/cluster/client.hpp"
 #include "runtime/codec/codec.hpp"
 #include "runtime/detail/pool.hpp"
 #include "runtime/net/connection.hpp"
@@ -51,10 +60,12 @@ class PendingCall {
 class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
  public:
   RemoteActor(std::shared_ptr<boost::asio::io_context> io, detail::PoolHandle* pool, std::string class_key,
-              Bytes ctor_args, Options opts, const char* type_name);
+              Bytes ctor_args, Options opts, const char* type_name,
+              std::shared_ptr<cluster::ClusterClient> cluster);
   ~RemoteActor();
 
-  /// Starts the first worker process (throws Error if it cannot be started).
+  /// Places the actor and starts its first worker (throws Infeasible or Error
+  /// if it cannot be placed or started).
   void start();
   void call(std::unique_ptr<PendingCall> c);
   /// Graceful: calls queued before it run, then the worker exits.
@@ -71,14 +82,23 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::uint64_t id() const noexcept { return id_; }
   const std::string& name() const noexcept { return opts_.name_; }
   std::size_t rank() const noexcept { return opts_.rank_; }
-  /// The worker's pid (0 before it starts or after death).
+  /// The worker's pid on its node (0 before it starts or after death).
   pid_t pid() const;
+  /// The node it runs on, and its id in the cluster's actor directory.
+  std::uint64_t node() const;
+  std::uint64_t cluster_id() const;
 
  private:
-  void spawn_worker();  // under mu_
+  void spawn_worker();  // under mu_: place, then start (here) or await (remote)
+  void launch_local();  // under mu_
+  void attach(std::uint64_t gen, std::shared_ptr<net::Connection> c);
+  void send_spawn();    // under mu_
   void pump();          // under mu_: send what is ready, in order
   void on_reply(net::Frame f);
-  void on_exit(pid_t pid, int status);
+  void on_local_exit(pid_t pid, int status);
+  void on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died);
+  void on_remote_close(std::uint64_t gen);
+  void handle_exit(std::string detail, bool clean);  // under mu_
   void die(DeathCause cause, std::string detail);  // under mu_
   std::exception_ptr died_error() const;
   void notify(DownEvent ev);
@@ -96,8 +116,15 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::map<std::uint64_t, std::unique_ptr<PendingCall>> inflight_;
   std::uint64_t next_call_ = 1;
   bool waiting_deps_ = false;
+  std::shared_ptr<cluster::ClusterClient> cluster_;
+  std::uint64_t cluster_id_ = 0, node_ = 0;
+  std::uint64_t gen_ = 0;      // one per worker started
+  bool remote_ = false;        // the current worker runs on another node
+  std::vector<unsigned> devices_;
   std::shared_ptr<net::Connection> conn_;
-  pid_t pid_ = 0;
+  std::unique_ptr<boost::asio::steady_timer> lost_timer_;
+  pid_t pid_ = 0;              // a local worker's pid (signals go here)
+  pid_t worker_pid_ = 0;       // the worker's pid on its node, from its spawn reply
   int restarts_ = 0;
   bool stopping_ = false, killing_ = false;
   DeathCause kill_cause_ = DeathCause::killed;

@@ -3,14 +3,20 @@
 // from the driver into local calls (so mailbox order, coroutines and
 // lifecycle are exactly those of a local actor).
 #include <cxxabi.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
+
+#include <future>
 
 #include <cstdlib>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "runtime/cluster/connect.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/registry.hpp"
@@ -161,6 +167,39 @@ struct Worker {
     asio::local::stream_protocol::socket ls(asio::make_strand(rt.io_context()));
     ls.assign(asio::local::stream_protocol(), fd);
     conn = net::Connection::make(net::Connection::Socket(std::move(ls)), "driver");
+    return serve();
+  }
+
+  // Started by a node daemon: dial the driver, prove the token, name the actor.
+  int run_dialled(const std::string& driver, const std::string& token, std::uint64_t actor) {
+    std::promise<void> ready;
+    auto fut = ready.get_future();
+    asio::co_spawn(
+        rt.io_context(),
+        [&]() -> asio::awaitable<void> {
+          auto limit = std::chrono::milliseconds(10000);
+          conn = co_await cluster::connect_to(rt.io_context(), cluster::parse_address(driver), limit);
+          co_await net::connect_handshake(conn, token, proto::Role::WORKER, limit);
+          co_await conn->write_frame(
+              net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) { e.setAttach(actor); }));
+        },
+        [&](std::exception_ptr e) {
+          if (e)
+            ready.set_exception(e);
+          else
+            ready.set_value();
+        });
+    try {
+      fut.get();
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "troupe worker {}: cannot reach its driver at {}: {}\n", ::getpid(), driver, e.what());
+      rt.shutdown();
+      return 4;
+    }
+    return serve();
+  }
+
+  int serve() {
     conn->start([this](net::Frame f) { on_frame(std::move(f)); },
                 [this](const std::string&) { done.set_value(exit_code.load()); });
     int code = done.ref().get();
@@ -173,13 +212,29 @@ struct Worker {
 
 void run_worker_if_requested() {
   const char* fd_text = std::getenv("TROUPE_WORKER_FD");
-  if (!fd_text) return;
-  int fd = std::atoi(fd_text);
-  ::unsetenv("TROUPE_WORKER_FD");
+  const char* dial = std::getenv("TROUPE_CONNECT");
+  if (!fd_text && !dial) return;
   int code = 1;
   try {
-    Worker w;
-    code = w.run(fd);
+    if (fd_text) {
+      int fd = std::atoi(fd_text);
+      ::unsetenv("TROUPE_WORKER_FD");
+      Worker w;
+      code = w.run(fd);
+    } else {
+      // A node daemon's worker dies with its daemon: a dead node leaves no
+      // orphan still serving a driver.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const char* parent = std::getenv("TROUPE_PARENT_PID");
+      if (parent && ::getppid() != static_cast<pid_t>(std::atoll(parent))) std::_Exit(1);
+      std::string driver = dial;
+      std::string token = std::getenv("TROUPE_TOKEN") ? std::getenv("TROUPE_TOKEN") : "";
+      const char* actor_text = std::getenv("TROUPE_ACTOR_ID");
+      std::uint64_t actor = actor_text ? std::strtoull(actor_text, nullptr, 10) : 0;
+      for (const char* v : {"TROUPE_CONNECT", "TROUPE_TOKEN", "TROUPE_ACTOR_ID", "TROUPE_PARENT_PID"}) ::unsetenv(v);
+      Worker w;
+      code = w.run_dialled(driver, token, actor);
+    }
   } catch (const std::exception& e) {
     fmt::print(stderr, "troupe worker {}: {}\n", ::getpid(), e.what());
   }

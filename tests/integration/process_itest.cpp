@@ -200,7 +200,10 @@ TEST_CASE("a GPU request this node cannot meet fails at spawn, naming the resour
                       Catch::Contains("infeasible") && Catch::Contains("GPU="));
     return;
   }
+  CHECK_THROWS_AS(rt.spawn<Accumulator>(0.0, Options{}.gpus(1)), Infeasible);
   CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(1)),
-                    Catch::Contains("infeasible") && Catch::Contains("GPU=1") && Catch::Contains("GPU=0"));
+                    Catch::Contains("infeasible") && Catch::Contains("GPU=1") && Catch::Contains("GPU: wants 1, has none"));
   CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(1.5)), Catch::Contains("whole numbers"));
+  CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.resource("license", 1)),
+                    Catch::Contains("license: wants 1, has none"));
 }

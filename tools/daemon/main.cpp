@@ -105,17 +105,23 @@ int run(const Args& a) {
     ho.heartbeat = std::chrono::milliseconds(a.heartbeat_ms);
     ho.node_timeout = std::chrono::milliseconds(a.node_timeout_ms);
     auto head = std::make_shared<cluster::Head>(io, ho);
+    std::weak_ptr<cluster::Head> weak_head = head;
+    auto launcher = std::make_shared<cluster::WorkerLauncher>(token, [weak_head](cluster::WorkerExitInfo info) {
+      if (auto h = weak_head.lock()) h->local_worker_exited(std::move(info));
+    });
+    head->add_local_node(resources, hostname(), launcher);
     head->start();
-    head->add_local_node(resources, hostname());
     auto addr_file = std::filesystem::path(token_file).parent_path() / "head.address";
     std::ofstream(addr_file) << head->address() << "\n";
     fmt::print("troupe head listening on {} (token file {})\n", head->address(), token_file);
     std::fflush(stdout);
     signals.async_wait([&](auto, int) {
+      launcher->kill_all();
       head->stop();
       io.stop();
     });
     io.run();
+    launcher->kill_all();
     return 0;
   }
 

@@ -1,0 +1,121 @@
+#pragma once
+// A driver's link to the cluster: placement requests and actor reports to the
+// head, exit news from it, and the listener its dialled-back workers attach to.
+//
+// The head link runs on a thread of its own, so place() may block any thread
+// (an actor's, a pool thread) without starving the replies it waits for.
+// Worker connections are accepted onto the driver runtime's io_context: calls
+// to process actors never touch this thread.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "runtime/cluster/address.hpp"
+#include "runtime/cluster/launcher.hpp"
+#include "runtime/cluster/placement.hpp"
+#include "runtime/net/connection.hpp"
+
+namespace troupe::cluster {
+
+class Head;
+
+struct PlaceRequest {
+  std::uint64_t actor_id = 0;  ///< 0: new; else a restart
+  std::string class_name, name;
+  ResourceMap resources;
+  std::uint64_t group = 0;
+  int bundle = -1;
+  int device = -1;
+  bool mask_devices = false;
+  int max_restarts = 0;
+};
+
+struct PlaceResult {
+  std::uint64_t actor_id = 0, node = 0;
+  bool local = false;  ///< start the worker in this process
+  std::vector<unsigned> devices;
+};
+
+struct GroupResult {
+  std::uint64_t id = 0;
+  std::vector<std::uint64_t> bundle_nodes;
+};
+
+class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
+ public:
+  using AttachFn = std::function<void(std::shared_ptr<net::Connection>)>;
+  using ExitFn = std::function<void(const WorkerExitInfo&, bool node_died)>;
+
+  /// Joins the cluster whose head is at `head` (throws Error if it cannot).
+  static std::shared_ptr<ClusterClient> join(Address head, std::string token,
+                                             std::shared_ptr<boost::asio::io_context> worker_io);
+  /// Starts a head and a node inside this process (the embedded cluster).
+  static std::shared_ptr<ClusterClient> embedded(std::shared_ptr<boost::asio::io_context> worker_io);
+  ~ClusterClient();
+  void close();
+
+  /// Asks the head where an actor goes. Throws Infeasible / Error.
+  PlaceResult place(const PlaceRequest& r);
+  GroupResult create_group(const std::string& name, Strategy s, const std::vector<ResourceMap>& bundles);
+  void remove_group(std::uint64_t id);
+  /// State news for the directory (ActorState as int).
+  void report(std::uint64_t actor, int state, std::uint32_t pid, const std::string& detail, std::uint32_t restarts);
+  /// A worker this process started itself has exited.
+  void report_exit(const WorkerExitInfo& info);
+  void kill_worker(std::uint64_t actor);
+
+  /// Where this driver's workers dial back, and who waits for them.
+  void expect_worker(std::uint64_t actor, AttachFn on_attach);
+  void watch_exits(std::uint64_t actor, ExitFn on_exit);
+  void forget(std::uint64_t actor);
+
+  const std::string& head_address() const noexcept { return head_address_; }
+  const std::string& token() const noexcept { return token_; }
+  std::uint64_t local_node() const noexcept { return local_node_; }
+  std::string driver_address() const;
+  /// The executable workers re-run (this one).
+  static std::string self_exe();
+
+ private:
+  ClusterClient(std::shared_ptr<boost::asio::io_context> worker_io);
+  void connect(Address head);
+  void on_frame(net::Frame f);
+  void on_lost(const std::string& why);
+  net::Frame request(std::uint64_t id, kj::Array<capnp::word> frame, const char* what);
+  void send(kj::Array<capnp::word> frame);
+  void accept_loop();
+
+  std::shared_ptr<boost::asio::io_context> worker_io_;
+  boost::asio::io_context io_;
+  std::thread thread_;
+  std::shared_ptr<Head> head_;  // the embedded head, if any
+  std::shared_ptr<net::Connection> conn_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::string head_address_, token_, listen_host_;
+  std::uint16_t listen_port_ = 0;
+  std::uint64_t local_node_ = 0;
+
+  std::mutex mu_;
+  std::uint64_t next_request_ = 1;
+  std::map<std::uint64_t, std::promise<net::Frame>> pending_;
+  std::map<std::uint64_t, AttachFn> attach_;
+  std::map<std::uint64_t, ExitFn> exits_;
+  // News that came before anyone asked for it (a worker can dial back, or
+  // fail to start, before place() has returned to its actor).
+  std::map<std::uint64_t, std::vector<std::shared_ptr<net::Connection>>> early_workers_;
+  std::map<std::uint64_t, std::vector<std::pair<WorkerExitInfo, bool>>> early_exits_;
+  std::string lost_;  // why the head link is gone ("" while it is up)
+  bool closed_ = false;
+};
+
+}  // namespace troupe::cluster
