@@ -1,5 +1,7 @@
 #include "runtime/cluster/connect.hpp"
 
+#include <optional>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -55,30 +57,75 @@ NodeView view_of(proto::NodeInfo::Reader n) {
 }
 }  // namespace
 
-ClusterView query_status(const Address& head, const std::string& token, std::chrono::milliseconds limit) {
+namespace {
+// One question, one answer: connect, authenticate as a client, send, read.
+template <class Fill>
+net::Frame ask(const Address& head, const std::string& token, std::chrono::milliseconds limit, Fill fill,
+               proto::Envelope::Which want, const char* what) {
   asio::io_context io;
-  ClusterView out;
+  std::optional<net::Frame> answer;
   std::exception_ptr failure;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
         auto c = co_await connect_to(io, head, limit);
         co_await net::connect_handshake(c, token, proto::Role::CLIENT, limit);
-        co_await c->write_frame(net::envelope([](proto::Envelope::Builder e) { e.initStatusRequest(); }));
-        net::Frame f = co_await c->read_frame();
-        auto env = f.root<proto::Envelope>();
-        if (env.which() != proto::Envelope::STATUS) throw Error("head sent no status");
-        auto st = env.getStatus();
-        out.head_address = st.getHeadAddress().cStr();
-        out.uptime_ms = st.getUptimeMs();
-        for (auto n : st.getNodes()) out.nodes.push_back(view_of(n));
+        co_await c->write_frame(net::envelope(fill));
+        net::Frame f = co_await net::within(c->read_frame(), limit, what);
+        if (f.root<proto::Envelope>().which() != want) throw Error(fmt::format("head sent no {}", what));
+        answer.emplace(std::move(f));
         c->close("done");
       },
       [&](std::exception_ptr e) { failure = e; });
   io.run_for(limit * 2);
   if (failure) std::rethrow_exception(failure);
-  if (!io.stopped() && out.head_address.empty())
-    throw Error(fmt::format("no status from the head at {} within {} ms", head.str(), limit.count()));
+  if (!answer) throw Error(fmt::format("no {} from the head at {} within {} ms", what, head.str(), limit.count()));
+  return std::move(*answer);
+}
+
+const char* state_name(proto::ActorState s) {
+  switch (s) {
+    case proto::ActorState::PENDING: return "PENDING";
+    case proto::ActorState::ALIVE: return "ALIVE";
+    case proto::ActorState::RESTARTING: return "RESTARTING";
+    case proto::ActorState::DEAD: return "DEAD";
+  }
+  return "?";
+}
+}  // namespace
+
+ClusterView query_status(const Address& head, const std::string& token, std::chrono::milliseconds limit) {
+  auto f = ask(head, token, limit, [](proto::Envelope::Builder e) { e.initStatusRequest(); }, proto::Envelope::STATUS,
+               "status");
+  auto st = f.root<proto::Envelope>().getStatus();
+  ClusterView out;
+  out.head_address = st.getHeadAddress().cStr();
+  out.uptime_ms = st.getUptimeMs();
+  for (auto n : st.getNodes()) out.nodes.push_back(view_of(n));
+  for (auto c : st.getActorStates()) out.actor_states[c.getState().cStr()] = c.getCount();
+  out.placement_groups = st.getPlacementGroups();
+  return out;
+}
+
+std::vector<ActorView> query_actors(const Address& head, const std::string& token, std::chrono::milliseconds limit) {
+  auto f = ask(head, token, limit, [](proto::Envelope::Builder e) { e.setActorsRequest(); },
+               proto::Envelope::ACTOR_LIST, "actor list");
+  std::vector<ActorView> out;
+  for (auto a : f.root<proto::Envelope>().getActorList().getActors()) {
+    ActorView v;
+    v.id = a.getId();
+    v.class_name = a.getClassName().cStr();
+    v.name = a.getName().cStr();
+    v.state = state_name(a.getState());
+    v.node = a.getNodeId();
+    v.pid = a.getPid();
+    v.restarts = a.getRestarts();
+    v.death_cause = a.getDeathCause().cStr();
+    v.owner = a.getOwner().cStr();
+    v.resources = from_proto(a.getResources());
+    v.placement_group = a.getPlacementGroup();
+    out.push_back(std::move(v));
+  }
   return out;
 }
 

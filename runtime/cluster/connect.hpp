@@ -1,6 +1,7 @@
 #pragma once
 // Dialling the head, and asking it questions (for the CLI and drivers).
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,11 +36,26 @@ struct ClusterView {
   std::string head_address;
   std::uint64_t uptime_ms = 0;
   std::vector<NodeView> nodes;
+  std::map<std::string, unsigned> actor_states;  ///< "ALIVE" -> count, ...
+  unsigned placement_groups = 0;
+};
+
+struct ActorView {
+  std::uint64_t id = 0;
+  std::string class_name, name, state;
+  std::uint64_t node = 0;
+  std::uint32_t pid = 0, restarts = 0;
+  std::string death_cause, owner;
+  ResourceMap resources;
+  std::uint64_t placement_group = 0;
 };
 
 /// Connects, authenticates as a client and fetches the cluster status.
 /// Throws Error with what went wrong (unreachable, wrong token, timeout).
 ClusterView query_status(const Address& head, const std::string& token,
                          std::chrono::milliseconds limit = std::chrono::seconds(5));
+/// The head's actor directory, every actor it has placed (dead ones too).
+std::vector<ActorView> query_actors(const Address& head, const std::string& token,
+                                    std::chrono::milliseconds limit = std::chrono::seconds(5));
 
 }  // namespace troupe::cluster

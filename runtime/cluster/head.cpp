@@ -324,9 +324,7 @@ void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Rea
     rec.owner = s;
     rec.owner_label = s->conn->peer();
     existing = &actors_.emplace(rec.id, std::move(rec)).first->second;
-  } else {
-    ++existing->restarts;
-  }
+  }  // a restart: its owner has reported the new restart count already
   ActorRecord& a = *existing;
   a.state = kPending;
   a.node = node;

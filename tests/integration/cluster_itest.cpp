@@ -7,73 +7,14 @@
 
 #include <filesystem>
 
-#include "tests/support/child.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/cluster.hpp"
 
 using namespace std::chrono_literals;
 using troupe::test::bin;
 using troupe::test::Child;
 using troupe::test::run_process;
 
-namespace {
-
-struct Cluster {
-  std::filesystem::path dir;
-  std::string token_file, address;
-  std::unique_ptr<Child> head;
-  Cluster() {
-    dir = std::filesystem::temp_directory_path() / ("troupe-cluster-" + std::to_string(::getpid()) + "-" +
-                                                    std::to_string(std::rand()));
-    std::filesystem::create_directories(dir);
-    token_file = (dir / "cluster.token").string();
-    head = std::make_unique<Child>(std::vector<std::string>{bin("troupe-daemon"), "--head", "--port", "0",
-                                                            "--token-file", token_file, "--heartbeat-ms", "100",
-                                                            "--node-timeout-ms", "600"});
-    auto line = head->wait_for_line("listening on");
-    REQUIRE(!line.empty());
-    auto at = line.find("127.0.0.1:");
-    address = line.substr(at, line.find(' ', at) - at);
-  }
-  ~Cluster() {
-    head.reset();
-    std::filesystem::remove_all(dir);
-  }
-  std::unique_ptr<Child> node(const std::string& resources = "") {
-    std::vector<std::string> argv{bin("troupe-daemon"), "--address", address, "--token-file", token_file,
-                                  "--heartbeat-ms", "100", "--node-timeout-ms", "600"};
-    if (!resources.empty()) {
-      argv.push_back("--resources");
-      argv.push_back(resources);
-    }
-    auto c = std::make_unique<Child>(argv);
-    REQUIRE(!c->wait_for_line("joined the head").empty());
-    return c;
-  }
-  troupe::test::ProcessResult cli(const std::string& cmd, bool json = true) {
-    std::vector<std::string> argv{bin("troupe"), cmd, "--address", address, "--token-file", token_file};
-    if (json) argv.push_back("--json");
-    return run_process(argv, 20s);
-  }
-  int count(const std::string& text, const std::string& needle) {
-    int n = 0;
-    for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-    return n;
-  }
-  // Polls `troupe nodes --json` until `pred(output)` or the limit.
-  template <class F>
-  std::string poll_nodes(F pred, std::chrono::milliseconds limit = 5s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    std::string out;
-    while (std::chrono::steady_clock::now() < deadline) {
-      out = cli("nodes").out;
-      if (pred(out)) return out;
-      usleep(50000);
-    }
-    return out;
-  }
-};
-
-}  // namespace
+using Cluster = troupe::test::TestCluster;
 
 TEST_CASE("two node daemons join a head and show in status", "[cluster]") {
   Cluster c;
@@ -96,7 +37,7 @@ TEST_CASE("a daemon killed with -9 is declared dead with the cause", "[cluster]"
   auto n2 = c.node();
   n1->signal(SIGKILL);
   n1->wait();
-  auto out = c.poll_nodes([&](const std::string& o) { return c.count(o, "\"state\":\"DEAD\"") == 1; });
+  auto out = c.poll("nodes", [&](const std::string& o) { return c.count(o, "\"state\":\"DEAD\"") == 1; });
   CHECK(c.count(out, "\"state\":\"DEAD\"") == 1);
   CHECK_THAT(out, Catch::Contains("connection lost"));
   CHECK(c.count(out, "\"state\":\"ALIVE\"") == 2);
@@ -106,7 +47,7 @@ TEST_CASE("a frozen daemon misses heartbeats and is declared dead within the tim
   Cluster c;
   auto n1 = c.node();
   n1->signal(SIGSTOP);  // the socket stays open; only the heartbeats stop
-  auto out = c.poll_nodes([&](const std::string& o) { return c.count(o, "\"state\":\"DEAD\"") == 1; });
+  auto out = c.poll("nodes", [&](const std::string& o) { return c.count(o, "\"state\":\"DEAD\"") == 1; });
   CHECK_THAT(out, Catch::Contains("missed heartbeats"));
   n1->signal(SIGCONT);
   // The head dropped it; the daemon notices and exits with a clear message.

@@ -88,10 +88,13 @@ int status_command(int argc, char** argv) {
   if (f.json) {
     std::string nodes;
     for (auto& n : view.nodes) nodes += (nodes.empty() ? "" : ",") + node_json(n);
+    std::string actors;
+    for (auto& [state, n] : view.actor_states)
+      actors += fmt::format("{}{}:{}", actors.empty() ? "" : ",", json_string(state), n);
     fmt::print("{{\"head\":{},\"uptime_ms\":{},\"nodes_alive\":{},\"nodes_dead\":{},\"resources_total\":{},"
-               "\"resources_used\":{},\"actors\":{{}},\"nodes\":[{}]}}\n",
+               "\"resources_used\":{},\"actors\":{{{}}},\"placement_groups\":{},\"nodes\":[{}]}}\n",
                json_string(view.head_address), view.uptime_ms, alive, view.nodes.size() - alive,
-               json_resources(total), json_resources(used), nodes);
+               json_resources(total), json_resources(used), actors, view.placement_groups, nodes);
     return 0;
   }
   fmt::print("======== Cluster status (head {}, up {:.0f} s) ========\n", view.head_address, view.uptime_ms / 1000.0);
@@ -100,7 +103,10 @@ int status_command(int argc, char** argv) {
     if (!n.alive) fmt::print("    node {} ({}): {}\n", n.id, n.address, n.death_cause);
   fmt::print("Resources (used / total, alive nodes)\n");
   for (auto& [k, v] : total) fmt::print("  {:>10} / {:<10} {}\n", amount(k, used[k]), amount(k, v), k);
-  fmt::print("Actors\n  none placed on cluster nodes\n");
+  fmt::print("Actors\n");
+  if (view.actor_states.empty()) fmt::print("  none placed yet\n");
+  for (auto& [state, n] : view.actor_states) fmt::print("  {} {}\n", n, state);
+  fmt::print("Placement groups\n  {}\n", view.placement_groups);
   return 0;
 }
 
@@ -121,6 +127,33 @@ int nodes_command(int argc, char** argv) {
     fmt::print("{:<4} {:<6} {:<22} {:<16} {:<8} {:>7}ms  {}\n", n.id, n.alive ? "ALIVE" : "DEAD", n.address,
                n.hostname + (n.is_head ? " (head)" : ""), n.pid, n.ms_since_heartbeat,
                n.alive ? res : n.death_cause);
+  }
+  return 0;
+}
+
+int actors_command(int argc, char** argv) {
+  auto f = parse(argc, argv);
+  auto list = cluster::query_actors(cluster::resolve_address(f.address), net::resolve_token(f.token, f.token_file));
+  if (f.json) {
+    std::string out;
+    for (auto& a : list)
+      out += fmt::format(
+          "{}{{\"id\":{},\"class\":{},\"name\":{},\"state\":\"{}\",\"node\":{},\"pid\":{},\"restarts\":{},"
+          "\"death_cause\":{},\"resources\":{},\"placement_group\":{},\"owner\":{}}}",
+          out.empty() ? "" : ",", a.id, json_string(a.class_name), json_string(a.name), a.state, a.node, a.pid,
+          a.restarts, json_string(a.death_cause), json_resources(a.resources), a.placement_group,
+          json_string(a.owner));
+    fmt::print("[{}]\n", out);
+    return 0;
+  }
+  fmt::print("{:<5} {:<11} {:<24} {:<16} {:<5} {:<8} {:>8}  {}\n", "ID", "STATE", "CLASS", "NAME", "NODE", "PID",
+             "RESTARTS", "RESOURCES / DEATH CAUSE");
+  for (auto& a : list) {
+    std::string res;
+    for (auto& [k, v] : a.resources) res += fmt::format("{}{}={}", res.empty() ? "" : " ", k, amount(k, v));
+    fmt::print("{:<5} {:<11} {:<24} {:<16} {:<5} {:<8} {:>8}  {}\n", a.id, a.state, a.class_name,
+               a.name.empty() ? "-" : a.name, a.node, a.pid ? std::to_string(a.pid) : "-", a.restarts,
+               a.state == "DEAD" || a.state == "RESTARTING" ? a.death_cause : res);
   }
   return 0;
 }

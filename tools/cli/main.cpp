@@ -1,7 +1,7 @@
 // troupe: the command-line front end.
 //   troupe version        the version and build configuration
 //   troupe info           what this machine offers troupe (threads, GPUs)
-//   troupe status|nodes   what the cluster head knows (tables or --json)
+//   troupe status|nodes|actors   what the cluster head knows (tables or --json)
 #include <cstring>
 #include <string>
 #include <thread>
@@ -23,6 +23,7 @@ void usage(std::FILE* out) {
              "  info      print what this machine offers (CPU threads, GPUs)\n"
              "  status    cluster summary: nodes, resources used/total   [--address A] [--json]\n"
              "  nodes     one row per node                               [--address A] [--json]\n"
+             "  actors    one row per actor the head placed (dead too)    [--address A] [--json]\n"
              "            (--address HOST:PORT, else $TROUPE_ADDRESS, else the local head;\n"
              "             --token / --token-file, else $TROUPE_TOKEN, else ~/.troupe/cluster.token)\n"
              "  help      this text\n");
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "status") return troupe::cli::status_command(argc - 2, argv + 2);
     if (cmd == "nodes") return troupe::cli::nodes_command(argc - 2, argv + 2);
+    if (cmd == "actors") return troupe::cli::actors_command(argc - 2, argv + 2);
   } catch (const troupe::UsageError& e) {
     fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
     return 2;

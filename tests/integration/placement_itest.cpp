@@ -1,0 +1,217 @@
+// Actors placed on real node daemons: a head and two nodes as processes on
+// loopback, this test binary as the driver (its workers re-run it). Resource
+// requests, fractional GPUs (nodes declare GPU=2 to the head), placement
+// groups, the actor directory, kill -9 of a worker and of a node daemon.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "runtime/troupe.hpp"
+#include "tests/support/cluster.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using Cluster = troupe::test::TestCluster;
+
+namespace {
+
+class Probe {
+ public:
+  explicit Probe(int base) : base_(base) {}
+  int add(int v) { return base_ += v; }
+  int pid() const { return static_cast<int>(::getpid()); }
+  int parent() const { return static_cast<int>(::getppid()); }
+  std::string device() const {
+    const char* d = std::getenv("TROUPE_DEVICE");
+    return d ? d : "none";
+  }
+
+ private:
+  int base_;
+};
+TROUPE_ACTOR(Probe, add, pid, parent, device);
+
+Runtime driver(const Cluster& c) { return Runtime(RuntimeOptions{.threads = 2, .address = c.address, .token = c.token}); }
+
+template <class F>
+void eventually(F pred, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  REQUIRE(pred());
+}
+
+}  // namespace
+
+TEST_CASE("actors go to the node daemon that has the resources they ask for", "[placement]") {
+  Cluster c;
+  auto n2 = c.node("zone_a=1,GPU=2");  // node 2
+  auto n3 = c.node("zone_b=2");        // node 3
+  Runtime rt = driver(c);
+
+  auto b = rt.spawn<Probe>(10, Options{}.resource("zone_b", 1).name("b"));
+  CHECK(b.call(&Probe::add, 5).get(10s) == 15);
+  CHECK(b.call(&Probe::parent).get(10s) == n3->pid());  // its worker is a child of node 3's daemon
+  CHECK(b.remote()->node() == 3);
+
+  // Fractional GPUs pack onto one device; a whole GPU takes a free one.
+  auto g1 = rt.spawn<Probe>(0, Options{}.gpus(0.5));
+  auto g2 = rt.spawn<Probe>(0, Options{}.gpus(0.5));
+  auto g3 = rt.spawn<Probe>(0, Options{}.gpus(1));
+  CHECK(g1.call(&Probe::device).get(10s) == "0");
+  CHECK(g2.call(&Probe::device).get(10s) == "0");
+  CHECK(g3.call(&Probe::device).get(10s) == "1");
+  CHECK(g1.call(&Probe::parent).get(10s) == n2->pid());
+  CHECK_THROWS_AS(rt.spawn<Probe>(0, Options{}.gpus(0.25)), Infeasible);
+  CHECK_THROWS_WITH(rt.spawn<Probe>(0, Options{}.gpus(0.25)),
+                    Catch::Contains("GPU: wants 0.25") && Catch::Contains("node 2") &&
+                        Catch::Contains("node 3") && Catch::Contains("has none"));
+  CHECK_THROWS_WITH(rt.spawn<Probe>(0, Options{}.resource("zone_b", 3)),
+                    Catch::Contains("zone_b: wants 3, 1 of 2 free"));
+
+  // The directory and the status see them; a stopped actor frees its GPU share.
+  auto actors = c.cli("actors");
+  REQUIRE(actors.exit_code == 0);
+  CHECK(Cluster::count(actors.out, "\"state\":\"ALIVE\"") == 4);
+  CHECK_THAT(actors.out, Catch::Contains("\"name\":\"b\"") && Catch::Contains("Probe"));
+  auto status = c.cli("status");
+  CHECK_THAT(status.out, Catch::Contains("\"ALIVE\":4"));
+  CHECK_THAT(c.cli("actors", false).out, Catch::Contains("ALIVE") && Catch::Contains("zone_b=1"));
+  g1.stop().get(10s);
+  auto out = c.poll("actors", [](const std::string& o) { return Cluster::count(o, "\"state\":\"DEAD\"") == 1; });
+  CHECK_THAT(out, Catch::Contains("stopped"));
+  auto g4 = rt.spawn<Probe>(0, Options{}.gpus(0.25));
+  CHECK(g4.call(&Probe::device).get(10s) == "0");
+}
+
+TEST_CASE("a worker killed with -9 on a node is reported, restarted and its call retried", "[placement]") {
+  Cluster c;
+  auto n2 = c.node("zone=1");
+  Runtime rt = driver(c);
+  auto a = rt.spawn<Probe>(1, Options{}.resource("zone", 1).max_restarts(1).max_call_retries(1));
+  const int first = a.call(&Probe::pid).get(10s);
+  CHECK(a.call(&Probe::parent).get(10s) == n2->pid());
+  ::kill(first, SIGKILL);
+  eventually([&]() {
+    try {
+      return a.call(&Probe::pid).get(10s) != first;
+    } catch (const ActorDied&) {
+      return false;
+    }
+  });
+  auto out = c.poll("actors", [](const std::string& o) { return o.find("\"restarts\":1") != std::string::npos; });
+  CHECK_THAT(out, Catch::Contains("\"restarts\":1") && Catch::Contains("\"state\":\"ALIVE\""));
+  // Out of restarts: the caller gets ActorDied naming the signal.
+  ::kill(a.call(&Probe::pid).get(10s), SIGKILL);
+  eventually([&]() { return !a.alive(); });
+  CHECK_THROWS_WITH(a.call(&Probe::pid).get(10s), Catch::Contains("signal 9"));
+  out = c.poll("actors", [](const std::string& o) { return o.find("\"state\":\"DEAD\"") != std::string::npos; });
+  CHECK_THAT(out, Catch::Contains("signal 9"));
+}
+
+TEST_CASE("when a node daemon dies its actors restart on another node", "[placement]") {
+  Cluster c;
+  auto n2 = c.node("pool=2");
+  auto n3 = c.node("pool=2");
+  Runtime rt = driver(c);
+  auto a = rt.spawn<Probe>(7, Options{}.resource("pool", 1).max_restarts(2));
+  auto once = rt.spawn<Probe>(7, Options{}.resource("pool", 1));  // the least busy node: the other one
+  const auto node = a.remote()->node();
+  REQUIRE(once.remote()->node() != node);
+  auto& victim = node == 2 ? n2 : n3;
+  auto& other = node == 2 ? n3 : n2;
+  const int other_pid = other->pid();
+  once.stop().get(10s);
+  victim->signal(SIGKILL);
+  victim->wait();
+  eventually([&]() {
+    try {
+      return a.call(&Probe::parent).get(10s) == other_pid;
+    } catch (const ActorDied&) {
+      return false;
+    }
+  });
+  CHECK(a.remote()->node() != node);
+  CHECK(a.call(&Probe::add, 1).get(10s) == 8);  // re-created from its constructor arguments
+
+  // Without restarts, callers get ActorDied naming the dead node.
+  auto b = rt.spawn<Probe>(1, Options{}.resource("pool", 1));
+  REQUIRE(b.call(&Probe::add, 1).get(10s) == 2);
+  other->signal(SIGKILL);
+  other->wait();
+  eventually([&]() { return !b.alive(); });
+  CHECK_THROWS_WITH(b.call(&Probe::pid).get(10s), Catch::Contains("died"));
+  auto nodes = c.poll("status", [](const std::string& o) { return o.find("\"nodes_dead\":2") != std::string::npos; });
+  CHECK_THAT(nodes, Catch::Contains("\"nodes_dead\":2"));
+}
+
+TEST_CASE("placement groups reserve bundles by strategy and fail at once when they cannot", "[placement]") {
+  Cluster c;
+  auto n2 = c.node("slot=1");
+  auto n3 = c.node("slot=1");
+  Runtime rt = driver(c);
+  // Nodes 1 (the head), 2 and 3.
+  auto spread = rt.placement_group({{{"CPU", 0.1}}, {{"CPU", 0.1}}, {{"CPU", 0.1}}}, Strategy::strict_spread);
+  REQUIRE(spread.nodes.size() == 3);
+  CHECK(spread.nodes[0] != spread.nodes[1]);
+  CHECK(spread.nodes[1] != spread.nodes[2]);
+  CHECK(spread.nodes[0] != spread.nodes[2]);
+  CHECK_THROWS_WITH(rt.placement_group(std::vector<Resources>(4, {{"CPU", 0.1}}), Strategy::strict_spread),
+                    Catch::Contains("needs 4 distinct nodes") && Catch::Contains("3 alive"));
+  CHECK_THROWS_AS(rt.placement_group({{{"slot", 1}}, {{"slot", 1}}}, Strategy::strict_pack), Infeasible);
+  CHECK_THROWS_WITH(rt.placement_group({{{"slot", 1}}, {{"slot", 1}}}, Strategy::strict_pack),
+                    Catch::Contains("STRICT_PACK") && Catch::Contains("slot: wants 1"));
+  auto pack = rt.placement_group({{{"CPU", 0.1}}, {{"CPU", 0.1}}}, Strategy::pack);
+  CHECK(pack.nodes[0] == pack.nodes[1]);
+  // PACK falls back to several nodes when one cannot hold it all.
+  auto slots = rt.placement_group({{{"slot", 1}}, {{"slot", 1}}}, Strategy::pack);
+  CHECK(slots.nodes[0] != slots.nodes[1]);
+  CHECK_THROWS_WITH(rt.spawn<Probe>(0, Options{}.resource("slot", 1)), Catch::Contains("slot: wants 1, 0 of 1 free"));
+
+  // Actors in a bundle run on that bundle's node and draw on its reservation.
+  auto in1 = rt.spawn<Probe>(0, Options{}.cpus(0.1).placement_group(spread, 1));
+  CHECK(in1.remote()->node() == spread.nodes[1]);
+  CHECK(in1.call(&Probe::add, 2).get(10s) == 2);
+  CHECK_THROWS_WITH(rt.spawn<Probe>(0, Options{}.cpus(0.1).placement_group(spread, 1)),
+                    Catch::Contains("bundle 1 of placement group"));
+  auto in_slot = rt.spawn<Probe>(0, Options{}.resource("slot", 1).placement_group(slots));
+  CHECK(in_slot.call(&Probe::add, 1).get(10s) == 1);
+  auto status = c.cli("status");
+  CHECK_THAT(status.out, Catch::Contains("\"placement_groups\":3"));
+
+  // Removing a group kills its actors and frees its reservation.
+  rt.remove_placement_group(slots);
+  eventually([&]() { return !in_slot.alive(); });
+  auto again = rt.spawn<Probe>(0, Options{}.resource("slot", 1));
+  CHECK(again.call(&Probe::add, 3).get(10s) == 3);
+}
+
+TEST_CASE("a driver joins a running cluster with --address / TROUPE_ADDRESS", "[placement]") {
+  Cluster c;
+  ::setenv("TROUPE_TOKEN", c.token.c_str(), 1);
+  int argc = 3;
+  std::string a0 = "driver", a1 = "--address", a2 = c.address;
+  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  troupe::init(argc, argv);
+  CHECK(argc == 1);
+  {
+    Runtime rt({.threads = 1});
+    auto p = rt.spawn<Probe>(3, Options{}.process());
+    CHECK(p.call(&Probe::add, 1).get(10s) == 4);
+    CHECK(rt.cluster().head_address() == c.address);
+    CHECK(rt.cluster().local_node() == 0);  // a joined driver is no node: the head's node started the worker
+    CHECK(p.call(&Probe::parent).get(10s) == c.head->pid());
+  }
+  int argc2 = 1;
+  char* argv2[] = {a0.data(), nullptr};
+  troupe::init(argc2, argv2);  // back to the embedded default
+  ::unsetenv("TROUPE_TOKEN");
+  Runtime rt({.threads = 1});
+  auto p = rt.spawn<Probe>(3, Options{}.process());
+  CHECK(p.call(&Probe::parent).get(10s) == ::getpid());
+  CHECK(rt.cluster().local_node() != 0);
+}

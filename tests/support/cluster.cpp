@@ -1,0 +1,67 @@
+#include "tests/support/cluster.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace troupe::test {
+
+TestCluster::TestCluster(const std::string& head_resources) {
+  std::random_device rd;
+  dir = std::filesystem::temp_directory_path() /
+        ("troupe-cluster-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(dir);
+  token_file = (dir / "cluster.token").string();
+  std::vector<std::string> argv{bin("troupe-daemon"), "--head",         "--port", "0", "--token-file", token_file,
+                                "--heartbeat-ms",     "100",            "--node-timeout-ms", "600"};
+  if (!head_resources.empty()) {
+    argv.push_back("--resources");
+    argv.push_back(head_resources);
+  }
+  head = std::make_unique<Child>(argv);
+  auto line = head->wait_for_line("listening on");
+  if (line.empty()) throw std::runtime_error("the head did not start: " + head->err());
+  auto at = line.find("127.0.0.1:");
+  address = line.substr(at, line.find(' ', at) - at);
+  std::ifstream in(token_file);
+  std::getline(in, token);
+}
+
+TestCluster::~TestCluster() {
+  head.reset();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+
+std::unique_ptr<Child> TestCluster::node(const std::string& resources) {
+  std::vector<std::string> argv{bin("troupe-daemon"), "--address", address, "--token-file", token_file,
+                                "--heartbeat-ms", "100", "--node-timeout-ms", "600"};
+  if (!resources.empty()) {
+    argv.push_back("--resources");
+    argv.push_back(resources);
+  }
+  auto c = std::make_unique<Child>(argv);
+  if (c->wait_for_line("joined the head").empty()) throw std::runtime_error("a node did not join: " + c->err());
+  return c;
+}
+
+ProcessResult TestCluster::cli(const std::string& cmd, bool json) {
+  std::vector<std::string> argv{bin("troupe"), cmd, "--address", address, "--token-file", token_file};
+  if (json) argv.push_back("--json");
+  return run_process(argv, std::chrono::seconds(20));
+}
+
+int TestCluster::count(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+void TestCluster::sleep_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace troupe::test

@@ -1,0 +1,42 @@
+#pragma once
+// A head daemon and node daemons as real processes on loopback, plus the CLI
+// pointed at them: the fixture the cluster integration suites share.
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/child.hpp"
+#include "tests/support/process.hpp"
+
+namespace troupe::test {
+
+struct TestCluster {
+  std::filesystem::path dir;
+  std::string token_file, token, address;
+  std::unique_ptr<Child> head;
+
+  /// Starts `troupe-daemon --head` (fast heartbeats: 100 ms, timeout 600 ms).
+  explicit TestCluster(const std::string& head_resources = "");
+  ~TestCluster();
+  /// Starts a node daemon and waits until it has joined.
+  std::unique_ptr<Child> node(const std::string& resources = "");
+  ProcessResult cli(const std::string& cmd, bool json = true);
+  /// Polls `troupe CMD --json` until `pred(output)` or the limit; returns the last output.
+  template <class F>
+  std::string poll(const std::string& cmd, F pred, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    std::string out;
+    while (std::chrono::steady_clock::now() < deadline) {
+      out = cli(cmd).out;
+      if (pred(out)) return out;
+      sleep_ms(50);
+    }
+    return out;
+  }
+  static int count(const std::string& text, const std::string& needle);
+  static void sleep_ms(int ms);
+};
+
+}  // namespace troupe::test
