@@ -41,9 +41,9 @@ struct RuntimeOptions {
   /// (troupe-daemon --head). Empty: what troupe::init chose (--address or
   /// $TROUPE_ADDRESS), else an embedded head and node inside this process,
   /// started with the first process actor.
-  std::string address;
+  std::string address{};
   /// The cluster token for `address` (empty: $TROUPE_TOKEN, else the token file).
-  std::string token;
+  std::string token{};
 };
 
 namespace cluster {
@@ -105,6 +105,9 @@ class Runtime {
   /// Frees a placement group; its actors are killed.
   void remove_placement_group(const PlacementGroup& pg);
   boost::asio::io_context& io_context() noexcept { return *io_; }
+  /// For the runtime's own parts (process-actor handles).
+  const std::shared_ptr<boost::asio::io_context>& io_shared() const noexcept { return io_; }
+  detail::PoolHandle* pool_handle() const noexcept { return pool_handle_; }
   std::size_t live_actors() const;
 
   /// Spawns a T built from `args` (the last argument may be an Options).
@@ -251,6 +254,7 @@ Mesh<T> Runtime::spawn_mesh(std::size_t n, Args&&... args) {
 
 }  // namespace troupe
 
+#include "runtime/remote/handles.hpp"
 #include "runtime/remote/register.hpp"
 
 namespace troupe {

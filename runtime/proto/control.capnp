@@ -240,6 +240,8 @@ struct CallRequest {
   callId @0 :UInt64;
   method @1 :UInt32;
   args @2 :Data;
+  target @3 :UInt64;       # 0: the worker's actor; else (worker -> driver) an
+                           # actor handle the driver passed in, by its id there
 }
 struct CallReply {
   callId @0 :UInt64;
@@ -248,6 +250,7 @@ struct CallReply {
   errorType @3 :Text;
   errorMessage @4 :Text;
   actorFailure @5 :Bool;   # unused: a worker whose actor died answers no call (see worker.cpp)
+  target @6 :UInt64;       # the answer to a worker's call on handle `target`
 }
 struct WorkerEnvelope {
   union {

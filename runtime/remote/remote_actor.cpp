@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 
 #include "runtime/detail/registry.hpp"
+#include "runtime/remote/handles.hpp"
+#include "runtime/remote/wire.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 
@@ -64,7 +66,7 @@ RemoteActor::~RemoteActor() {
     killing_ = true;
     if (pid_) ::kill(pid_, SIGKILL);
     if (remote_ && !dead_ && cluster_id_) cluster_->kill_worker(cluster_id_);
-    if (conn_) conn_->close("actor handle destroyed");
+    if (conn_ && !routed_target_) conn_->close("actor handle destroyed");  // a routed one shares the worker's
   }
   for (auto& t : watchers_)
     if (t.joinable()) t.join();
@@ -86,6 +88,14 @@ std::uint64_t RemoteActor::cluster_id() const {
   std::lock_guard lock(mu_);
   return cluster_id_;
 }
+
+void RemoteActor::route_to(std::uint64_t target, std::shared_ptr<net::Connection> driver) {
+  std::lock_guard lock(mu_);
+  routed_target_ = target;
+  conn_ = std::move(driver);
+}
+
+std::uint64_t routed_target(const RemoteActor& r) noexcept { return r.routed_target(); }
 
 void RemoteActor::start() {
   std::lock_guard lock(mu_);
@@ -301,6 +311,7 @@ void RemoteActor::pump() {
       auto r = e.initCall();
       r.setCallId(id);
       r.setMethod(c->method);
+      r.setTarget(routed_target_);
       r.setArgs(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(args.data()), args.size()));
     }));
     inflight_.emplace(id, std::move(c));
@@ -315,6 +326,22 @@ void RemoteActor::pump() {
 
 void RemoteActor::on_reply(net::Frame f) {
   auto env = f.root<proto::WorkerEnvelope>();
+  if (env.which() == proto::WorkerEnvelope::CALL) {
+    // The worker calls an actor handle we sent it: make the call here.
+    auto c = env.getCall();
+    std::weak_ptr<net::Connection> back;
+    {
+      std::lock_guard lock(mu_);
+      back = conn_;
+    }
+    const auto target = c.getTarget(), call = c.getCallId();
+    auto args = c.getArgs();
+    codec::Reader reader({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+    invoke_export(target, c.getMethod(), reader, [back, target, call](std::exception_ptr e, Bytes result) {
+      if (auto conn = back.lock()) conn->send(reply_frame(call, target, e, result));
+    });
+    return;
+  }
   if (env.which() == proto::WorkerEnvelope::SPAWN_REPLY) {
     auto r = env.getSpawnReply();
     std::lock_guard lock(mu_);
@@ -472,6 +499,9 @@ Ref<void> RemoteActor::stop() {
   Promise<void> p;
   auto ref = p.ref();
   std::lock_guard lock(mu_);
+  if (routed_target_)
+    return Ref<void>::from_error(std::make_exception_ptr(
+        UsageError("stop() through a handle passed into a worker: only the actor's owner can stop it")));
   if (dead_) {
     p.set_value();
     return ref;
@@ -505,6 +535,7 @@ void RemoteActor::wait_dead(std::chrono::milliseconds limit) { (void)down_.ref()
 
 void RemoteActor::kill() {
   std::lock_guard lock(mu_);
+  if (routed_target_) throw UsageError("kill() through a handle passed into a worker: only the actor's owner can kill it");
   if (dead_) return;
   killing_ = true;
   if (pid_) {

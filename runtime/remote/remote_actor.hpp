@@ -64,6 +64,13 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
               std::shared_ptr<cluster::ClusterClient> cluster);
   ~RemoteActor();
 
+  /// Inside a worker: this handle stands for actor `target` of the driver and
+  /// sends its calls there over `driver` (instead of start()).
+  void route_to(std::uint64_t target, std::shared_ptr<net::Connection> driver);
+  std::uint64_t routed_target() const noexcept { return routed_target_; }
+  /// A frame from the worker (driver side), or a reply to a routed call.
+  void on_reply(net::Frame f);
+
   /// Places the actor and starts its first worker (throws Infeasible or Error
   /// if it cannot be placed or started).
   void start();
@@ -94,7 +101,6 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   void attach(std::uint64_t gen, std::shared_ptr<net::Connection> c);
   void send_spawn();    // under mu_
   void pump();          // under mu_: send what is ready, in order
-  void on_reply(net::Frame f);
   void on_local_exit(pid_t pid, int status);
   void on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died);
   void on_remote_close(std::uint64_t gen);
@@ -117,6 +123,7 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::uint64_t next_call_ = 1;
   bool waiting_deps_ = false;
   std::shared_ptr<cluster::ClusterClient> cluster_;
+  std::uint64_t routed_target_ = 0;
   std::uint64_t cluster_id_ = 0, node_ = 0;
   std::uint64_t gen_ = 0;      // one per worker started
   bool remote_ = false;        // the current worker runs on another node

@@ -21,6 +21,8 @@
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/registry.hpp"
 #include "runtime/remote/remote_actor.hpp"
+#include "runtime/remote/wire.hpp"
+#include "runtime/remote/worker_link.hpp"
 #include "runtime/runtime.hpp"
 
 namespace troupe::remote {
@@ -28,30 +30,6 @@ namespace troupe::remote {
 namespace asio = boost::asio;
 
 namespace {
-
-struct ErrorInfo {
-  std::string type, message;
-  bool actor_failure = false;
-};
-
-ErrorInfo describe(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const ActorDied& d) {
-    return {"troupe::ActorDied", d.detail().empty() ? d.what() : d.detail(), true};
-  } catch (const RemoteError& r) {
-    return {r.type(), r.message()};
-  } catch (const std::exception& ex) {
-    return {detail::demangle(typeid(ex).name()), ex.what()};
-  } catch (...) {
-    auto* t = abi::__cxa_current_exception_type();
-    return {t ? detail::demangle(t->name()) : "unknown", "non-standard exception"};
-  }
-}
-
-kj::ArrayPtr<const kj::byte> data_of(const Bytes& b) {
-  return {reinterpret_cast<const kj::byte*>(b.data()), b.size()};
-}
 
 struct Worker {
   Runtime rt{RuntimeOptions{.threads = 0, .spin_us = 0}};  // TROUPE_WORKER_THREADS overrides
@@ -67,22 +45,8 @@ struct Worker {
     // A call the local actor could not serve because it died gets no answer:
     // the worker is about to exit and the driver applies its retry policy
     // (max_call_retries) to every call in flight, this one included.
-    ErrorInfo info;
-    if (e) {
-      info = describe(e);
-      if (info.actor_failure) return;
-    }
-    conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
-      auto r = env.initReply();
-      r.setCallId(id);
-      r.setOk(!e);
-      if (!e) {
-        r.setResult(data_of(result));
-        return;
-      }
-      r.setErrorType(info.type);
-      r.setErrorMessage(info.message);
-    }));
+    if (e && describe(e).actor_failure) return;
+    conn->send(reply_frame(id, 0, e, result));
   }
 
   void spawn(proto::SpawnActor::Reader s) {
@@ -136,6 +100,18 @@ struct Worker {
     switch (env.which()) {
       case proto::WorkerEnvelope::SPAWN:
         return spawn(env.getSpawn());
+      case proto::WorkerEnvelope::REPLY: {
+        // The driver answers a call this worker made on an actor handle.
+        std::shared_ptr<RemoteActor> r;
+        {
+          auto& link = worker_link();
+          std::lock_guard lock(link.mu);
+          auto it = link.routed.find(env.getReply().getTarget());
+          if (it != link.routed.end()) r = it->second.lock();
+        }
+        if (r) r->on_reply(std::move(f));
+        return;
+      }
       case proto::WorkerEnvelope::CALL: {
         auto c = env.getCall();
         std::uint64_t id = c.getCallId();
@@ -200,6 +176,14 @@ struct Worker {
   }
 
   int serve() {
+    {
+      auto& link = worker_link();
+      std::lock_guard lock(link.mu);
+      link.conn = conn;
+      link.io = rt.io_shared();
+      link.pool = rt.pool_handle();
+      link.active = true;
+    }
     conn->start([this](net::Frame f) { on_frame(std::move(f)); },
                 [this](const std::string&) { done.set_value(exit_code.load()); });
     int code = done.ref().get();

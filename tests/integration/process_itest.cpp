@@ -51,6 +51,23 @@ class Accumulator {
 
 TROUPE_ACTOR(Accumulator, add, stats, pid, where, fail, crash, restarts, later);
 
+// Holds and uses actor handles it was given.
+class Relay {
+ public:
+  Task<double> ask(ActorRef<Accumulator> acc, double v) { co_return co_await acc.call(&Accumulator::add, v); }
+  Task<int> whose(ActorRef<Accumulator> acc) { co_return co_await acc.call(&Accumulator::pid); }
+  ActorRef<Accumulator> echo(ActorRef<Accumulator> acc) { return acc; }
+  std::string stop_it(ActorRef<Accumulator> acc) {
+    try {
+      acc.kill();
+      return "killed";
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+  }
+};
+TROUPE_ACTOR(Relay, ask, whose, echo, stop_it);
+
 template <class F>
 void eventually(F pred, std::chrono::milliseconds limit = 5s) {
   auto deadline = std::chrono::steady_clock::now() + limit;
@@ -91,6 +108,26 @@ TEST_CASE("process calls keep per-sender order and resolve Ref arguments first",
   later.set_value(1000.0);
   CHECK(first.get(10s) == 1000.0);
   for (int i = 0; i < 200; ++i) CHECK(rest[i].get(10s) == 1001.0 + i);
+}
+
+TEST_CASE("actor handles passed to a process actor call the real actor through the driver", "[process]") {
+  Runtime rt({.threads = 2});
+  auto relay = rt.spawn<Relay>(Options{}.process());
+  auto local = rt.spawn<Accumulator>(10.0);                        // in the driver
+  auto other = rt.spawn<Accumulator>(100.0, Options{}.process());  // in another worker
+  CHECK(relay.call(&Relay::ask, local, 1.0).get(10s) == 11.0);
+  CHECK(local.call(&Accumulator::add, 0.0).get(10s) == 11.0);  // the driver's actor really changed
+  CHECK(relay.call(&Relay::ask, other, 2.0).get(10s) == 102.0);
+  CHECK(relay.call(&Relay::whose, other).get(10s) == other.call(&Accumulator::pid).get(10s));
+  // A handle that comes back is the driver's own handle again.
+  CHECK(relay.call(&Relay::echo, other).get(10s) == other);
+  CHECK(relay.call(&Relay::echo, local).get(10s) == local);
+  // Only the owner may stop or kill; the worker is told so.
+  CHECK_THAT(relay.call(&Relay::stop_it, other).get(10s), Catch::Contains("only the actor's owner"));
+  CHECK(other.alive());
+  // A method error of the real actor reaches the worker (and its caller) as a RemoteError.
+  other.kill();
+  CHECK_THROWS_WITH(relay.call(&Relay::ask, other, 1.0).get(10s), Catch::Contains("ActorDied"));
 }
 
 TEST_CASE("a method's exception crosses the process boundary with type and message", "[process]") {
