@@ -11,14 +11,20 @@
 
 namespace troupe::test {
 
-TestCluster::TestCluster(const std::string& head_resources) {
+TestCluster::TestCluster(const std::string& head_resources) : TestCluster({}, "127.0.0.1", head_resources) {}
+
+TestCluster::TestCluster(std::vector<std::string> wrap, const std::string& bind, const std::string& head_resources) {
   std::random_device rd;
   dir = std::filesystem::temp_directory_path() /
         ("troupe-cluster-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
   std::filesystem::create_directories(dir);
   token_file = (dir / "cluster.token").string();
-  std::vector<std::string> argv{bin("troupe-daemon"), "--head",         "--port", "0", "--token-file", token_file,
-                                "--heartbeat-ms",     "100",            "--node-timeout-ms", "600"};
+  std::vector<std::string> argv = wrap;
+  for (std::string a : {bin("troupe-daemon"), std::string("--head"), std::string("--port"), std::string("0"),
+                        std::string("--bind"), bind, std::string("--token-file"), token_file,
+                        std::string("--heartbeat-ms"), std::string("100"), std::string("--node-timeout-ms"),
+                        std::string("600")})
+    argv.push_back(a);
   if (!head_resources.empty()) {
     argv.push_back("--resources");
     argv.push_back(head_resources);
@@ -26,7 +32,7 @@ TestCluster::TestCluster(const std::string& head_resources) {
   head = std::make_unique<Child>(argv);
   auto line = head->wait_for_line("listening on");
   if (line.empty()) throw std::runtime_error("the head did not start: " + head->err());
-  auto at = line.find("127.0.0.1:");
+  auto at = line.find(bind + ":");
   address = line.substr(at, line.find(' ', at) - at);
   std::ifstream in(token_file);
   std::getline(in, token);
@@ -38,9 +44,12 @@ TestCluster::~TestCluster() {
   std::filesystem::remove_all(dir, ignored);
 }
 
-std::unique_ptr<Child> TestCluster::node(const std::string& resources) {
-  std::vector<std::string> argv{bin("troupe-daemon"), "--address", address, "--token-file", token_file,
-                                "--heartbeat-ms", "100", "--node-timeout-ms", "600"};
+std::unique_ptr<Child> TestCluster::node(const std::string& resources, std::vector<std::string> wrap) {
+  std::vector<std::string> argv = std::move(wrap);
+  for (std::string a : {bin("troupe-daemon"), std::string("--address"), address, std::string("--token-file"),
+                        token_file, std::string("--heartbeat-ms"), std::string("100"),
+                        std::string("--node-timeout-ms"), std::string("600")})
+    argv.push_back(a);
   if (!resources.empty()) {
     argv.push_back("--resources");
     argv.push_back(resources);

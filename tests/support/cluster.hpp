@@ -19,9 +19,11 @@ struct TestCluster {
 
   /// Starts `troupe-daemon --head` (fast heartbeats: 100 ms, timeout 600 ms).
   explicit TestCluster(const std::string& head_resources = "");
+  /// The head runs under `wrap` (e.g. ip netns exec NS) and binds `bind`.
+  TestCluster(std::vector<std::string> wrap, const std::string& bind, const std::string& head_resources = "");
   ~TestCluster();
-  /// Starts a node daemon and waits until it has joined.
-  std::unique_ptr<Child> node(const std::string& resources = "");
+  /// Starts a node daemon (under `wrap`, if given) and waits until it has joined.
+  std::unique_ptr<Child> node(const std::string& resources = "", std::vector<std::string> wrap = {});
   ProcessResult cli(const std::string& cmd, bool json = true);
   /// Polls `troupe CMD --json` until `pred(output)` or the limit; returns the last output.
   template <class F>
