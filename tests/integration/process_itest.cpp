@@ -8,8 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <random>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+
+#include "runtime/cluster/client.hpp"
 #include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 
@@ -128,6 +134,33 @@ TEST_CASE("actor handles passed to a process actor call the real actor through t
   // A method error of the real actor reaches the worker (and its caller) as a RemoteError.
   other.kill();
   CHECK_THROWS_WITH(relay.call(&Relay::ask, other, 1.0).get(10s), Catch::Contains("ActorDied"));
+}
+
+TEST_CASE("junk sent to the driver's worker listener is dropped; real workers still attach", "[process][fuzz]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(1.0, Options{}.process());
+  REQUIRE(a.call(&Accumulator::add, 1.0).get(10s) == 2.0);
+  const std::string where = rt.cluster().driver_address();
+  const auto colon = where.rfind(':');
+  const auto port = static_cast<unsigned short>(std::stoi(where.substr(colon + 1)));
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    s.connect({boost::asio::ip::make_address(where.substr(0, colon)), port});
+    std::vector<std::uint8_t> junk(i == 0 ? 8 : rng() % 300);
+    for (auto& b : junk) b = static_cast<std::uint8_t>(rng());
+    if (i == 0) junk = {0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff};  // a 32 GiB frame
+    boost::system::error_code ec;
+    boost::asio::write(s, boost::asio::buffer(junk), ec);
+    s.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    std::array<char, 64> buf;
+    while (!ec) s.read_some(boost::asio::buffer(buf), ec);  // the driver hangs up
+  }
+  CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 3.0);
+  // The driver keeps placing and serving after the hostile peers.
+  auto b = rt.spawn<Accumulator>(5.0, Options{}.process());
+  CHECK(b.call(&Accumulator::add, 1.0).get(10s) == 6.0);
 }
 
 TEST_CASE("a method's exception crosses the process boundary with type and message", "[process]") {
