@@ -60,10 +60,7 @@ std::shared_ptr<ClusterClient> ClusterClient::join(Address head, std::string tok
                                                    std::shared_ptr<asio::io_context> worker_io) {
   std::shared_ptr<ClusterClient> c(new ClusterClient(std::move(worker_io)));
   c->token_ = std::move(token);
-  c->thread_ = std::thread([c = c.get()]() {
-    auto work = asio::make_work_guard(c->io_);
-    c->io_.run();
-  });
+  c->start_thread();
   try {
     c->connect(std::move(head));
   } catch (...) {
@@ -81,10 +78,7 @@ std::shared_ptr<ClusterClient> ClusterClient::embedded(std::shared_ptr<asio::io_
   c->head_ = std::make_shared<Head>(c->io_, ho);
   c->local_node_ = c->head_->add_local_node(detect_local_resources(), host_name());
   c->head_->start();
-  c->thread_ = std::thread([c = c.get()]() {
-    auto work = asio::make_work_guard(c->io_);
-    c->io_.run();
-  });
+  c->start_thread();
   try {
     c->connect(Address{"127.0.0.1", c->head_->port()});
   } catch (...) {
@@ -92,6 +86,14 @@ std::shared_ptr<ClusterClient> ClusterClient::embedded(std::shared_ptr<asio::io_
     throw;
   }
   return c;
+}
+
+void ClusterClient::start_thread() {
+  work_.emplace(asio::make_work_guard(io_));
+  thread_ = std::thread([this]() {
+    io_.run();
+    ran_out_.set_value();
+  });
 }
 
 void ClusterClient::connect(Address head) {
@@ -187,13 +189,16 @@ void ClusterClient::close() {
     if (conn_) conn_->close("driver leaving");
     if (head_) head_->stop();
   });
-  // Let the closes run, then stop the thread.
-  asio::post(io_, [this]() { asio::post(io_, [this]() { io_.stop(); }); });
+  // Let the closes run to the end (connections drop their handlers, the head
+  // its sessions), so the thread runs out of work; stop it only if that stalls.
+  asio::post(io_, [this]() { work_.reset(); });
   if (thread_.joinable()) {
-    if (thread_.get_id() == std::this_thread::get_id())
+    if (thread_.get_id() == std::this_thread::get_id()) {
       thread_.detach();
-    else
+    } else {
+      if (ran_out_.get_future().wait_for(std::chrono::seconds(3)) != std::future_status::ready) io_.stop();
       thread_.join();
+    }
   }
   std::lock_guard lock(mu_);
   for (auto& [id, p] : pending_) p.set_exception(std::make_exception_ptr(Error("the cluster link was closed")));
@@ -231,9 +236,9 @@ void ClusterClient::on_frame(net::Frame f) {
         if (it != exits_.end())
           fn = it->second;
         else
-          early_exits_[info.actor_id].emplace_back(info, w.getNodeDied());
+          early_exits_[info.actor_id].push_back(ExitNews{info, w.getNodeDied(), w.getFinal()});
       }
-      if (fn) fn(info, w.getNodeDied());
+      if (fn) fn(info, w.getNodeDied(), w.getFinal());
       return;
     }
     case proto::Envelope::ERROR:
@@ -391,7 +396,7 @@ void ClusterClient::expect_worker(std::uint64_t actor, AttachFn on_attach) {
 }
 
 void ClusterClient::watch_exits(std::uint64_t actor, ExitFn on_exit) {
-  std::vector<std::pair<WorkerExitInfo, bool>> early;
+  std::vector<ExitNews> early;
   {
     std::lock_guard lock(mu_);
     exits_[actor] = on_exit;
@@ -401,7 +406,7 @@ void ClusterClient::watch_exits(std::uint64_t actor, ExitFn on_exit) {
       early_exits_.erase(it);
     }
   }
-  for (auto& [info, node_died] : early) on_exit(info, node_died);
+  for (auto& n : early) on_exit(n.info, n.node_died, n.final);
 }
 
 void ClusterClient::forget(std::uint64_t actor) {

@@ -13,10 +13,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
@@ -54,7 +56,8 @@ struct GroupResult {
 class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
  public:
   using AttachFn = std::function<void(std::shared_ptr<net::Connection>)>;
-  using ExitFn = std::function<void(const WorkerExitInfo&, bool node_died)>;
+  /// `final`: the head ended the actor (its placement group was removed).
+  using ExitFn = std::function<void(const WorkerExitInfo&, bool node_died, bool final)>;
 
   /// Joins the cluster whose head is at `head` (throws Error if it cannot).
   static std::shared_ptr<ClusterClient> join(Address head, std::string token,
@@ -94,10 +97,13 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
   net::Frame request(std::uint64_t id, kj::Array<capnp::word> frame, const char* what);
   void send(kj::Array<capnp::word> frame);
   void accept_loop();
+  void start_thread();
 
   std::shared_ptr<boost::asio::io_context> worker_io_;
   boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread thread_;
+  std::promise<void> ran_out_;  // set when io_.run() returns
   std::shared_ptr<Head> head_;  // the embedded head, if any
   std::shared_ptr<net::Connection> conn_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
@@ -113,7 +119,11 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
   // News that came before anyone asked for it (a worker can dial back, or
   // fail to start, before place() has returned to its actor).
   std::map<std::uint64_t, std::vector<std::shared_ptr<net::Connection>>> early_workers_;
-  std::map<std::uint64_t, std::vector<std::pair<WorkerExitInfo, bool>>> early_exits_;
+  struct ExitNews {
+    WorkerExitInfo info;
+    bool node_died = false, final = false;
+  };
+  std::map<std::uint64_t, std::vector<ExitNews>> early_exits_;
   std::string lost_;  // why the head link is gone ("" while it is up)
   bool closed_ = false;
 };

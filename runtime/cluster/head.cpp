@@ -478,6 +478,12 @@ void Head::remove_group(std::uint64_t id, const std::string& why) {
     release(a);
     a.state = kDead;
     a.death_cause = why;
+    if (auto owner = a.owner.lock())
+      owner->conn->send(net::envelope([&](proto::Envelope::Builder e) {
+        auto w = e.initWorkerExit();
+        to_proto(WorkerExitInfo{aid, static_cast<pid_t>(a.pid), true, 0, 0, why}, w);
+        w.setFinal(true);
+      }));
   }
   for (std::size_t b = 0; b < it->second.bundles.size(); ++b) {
     auto n = nodes_.find(it->second.bundles[b].node);

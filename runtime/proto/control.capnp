@@ -131,6 +131,7 @@ struct WorkerExit {
   code @4 :Int32;
   detail @5 :Text;             # why, in words
   nodeDied @6 :Bool;
+  final @7 :Bool;              # the head ended it (placement group removed): no restart
 }
 
 enum ActorState {

@@ -118,9 +118,9 @@ void RemoteActor::spawn_worker() {
     cluster_id_ = placed.actor_id;
     std::weak_ptr<RemoteActor> weak = weak_from_this();
     auto* pool = pool_;
-    cluster_->watch_exits(cluster_id_, [weak, pool](const cluster::WorkerExitInfo& info, bool node_died) {
-      pool->post([weak, info, node_died]() {
-        if (auto self = weak.lock()) self->on_remote_exit(info, node_died);
+    cluster_->watch_exits(cluster_id_, [weak, pool](const cluster::WorkerExitInfo& info, bool node_died, bool final) {
+      pool->post([weak, info, node_died, final]() {
+        if (auto self = weak.lock()) self->on_remote_exit(info, node_died, final);
       });
     });
   }
@@ -390,9 +390,22 @@ void RemoteActor::on_local_exit(pid_t pid, int status) {
   handle_exit(info.detail, WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-void RemoteActor::on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died) {
+void RemoteActor::on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died, bool final) {
   std::unique_lock lock(mu_);
-  if (!remote_ || dead_ || info.actor_id != cluster_id_) return;
+  if (dead_ || info.actor_id != cluster_id_) return;
+  if (final) {
+    // The head ended it: no restart, whatever the policy.
+    killing_ = true;
+    kill_cause_ = DeathCause::killed;
+    if (pid_) {
+      failure_detail_ = info.detail;
+      ::kill(pid_, SIGKILL);  // our own worker: its watcher finishes the death
+      return;
+    }
+    handle_exit(info.detail, false);
+    return;
+  }
+  if (!remote_) return;
   if (worker_pid_ && info.pid && info.pid != worker_pid_) return;  // an earlier worker's news
   (void)node_died;
   handle_exit(info.detail, info.started && info.signal == 0 && info.code == 0);

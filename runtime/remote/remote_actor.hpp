@@ -102,7 +102,7 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   void send_spawn();    // under mu_
   void pump();          // under mu_: send what is ready, in order
   void on_local_exit(pid_t pid, int status);
-  void on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died);
+  void on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died, bool final);
   void on_remote_close(std::uint64_t gen);
   void handle_exit(std::string detail, bool clean);  // under mu_
   void die(DeathCause cause, std::string detail);  // under mu_
