@@ -253,6 +253,11 @@ struct CallReply {
   actorFailure @5 :Bool;   # unused: a worker whose actor died answers no call (see worker.cpp)
   target @6 :UInt64;       # the answer to a worker's call on handle `target`
 }
+struct AbortGroup {
+  name @0 :Text;
+  uid @1 :UInt64;
+  why @2 :Text;
+}
 struct WorkerEnvelope {
   union {
     spawn @0 :SpawnActor;
@@ -261,5 +266,7 @@ struct WorkerEnvelope {
     reply @3 :CallReply;
     stop @4 :Void;
     attach @5 :UInt64;         # a dialled-back worker names its actor id
+    joinGroup @6 :Data;        # codec-encoded coll::GroupSpec for the hosted actor
+    abortGroup @7 :AbortGroup;
   }
 }

@@ -15,7 +15,7 @@ namespace troupe::remote {
 
 namespace {
 struct Exported {
-  std::any handle;
+  std::function<std::any()> make;
   std::type_index type{typeid(void)};
 };
 std::mutex exports_mu;
@@ -58,32 +58,46 @@ kj::Array<capnp::word> reply_frame(std::uint64_t call, std::uint64_t target, std
   });
 }
 
-void export_handle(std::uint64_t id, std::any handle, std::type_index type) {
+void export_handle(std::uint64_t id, std::function<std::any()> make, std::type_index type) {
   std::lock_guard lock(exports_mu);
-  exports().try_emplace(id, Exported{std::move(handle), type});
+  auto& m = exports();
+  // Forget handles whose actors are gone, so the table stays small.
+  if (m.size() > 1024)
+    for (auto it = m.begin(); it != m.end();) it = it->second.make().has_value() ? std::next(it) : m.erase(it);
+  m.insert_or_assign(id, Exported{std::move(make), type});
 }
 
-std::any* find_export(std::uint64_t id, std::type_index type) {
-  std::lock_guard lock(exports_mu);
-  auto it = exports().find(id);
-  if (it == exports().end() || it->second.type != type) return nullptr;
-  return &it->second.handle;  // map nodes are stable and never erased
-}
-
-void invoke_export(std::uint64_t id, std::uint32_t method, codec::Reader& args, Reply reply) {
-  Exported* e = nullptr;
+std::any find_export(std::uint64_t id, std::type_index type) {
+  std::function<std::any()> make;
   {
     std::lock_guard lock(exports_mu);
     auto it = exports().find(id);
-    if (it != exports().end()) e = &it->second;
+    if (it == exports().end() || it->second.type != type) return {};
+    make = it->second.make;
   }
-  if (!e) return reply(std::make_exception_ptr(UsageError(fmt::format("no actor handle #{} was sent out", id))), {});
-  const auto* methods = registry().methods(e->type);
+  return make();
+}
+
+void invoke_export(std::uint64_t id, std::uint32_t method, codec::Reader& args, Reply reply) {
+  std::any handle;
+  std::type_index type{typeid(void)};
+  {
+    std::lock_guard lock(exports_mu);
+    auto it = exports().find(id);
+    if (it != exports().end()) {
+      type = it->second.type;
+      handle = it->second.make();
+    }
+  }
+  if (!handle.has_value())
+    return reply(std::make_exception_ptr(ActorDied(id, {}, DeathCause::stopped, "the actor behind this handle is gone")),
+                 {});
+  const auto* methods = registry().methods(type);
   if (!methods || method >= methods->size())
     return reply(std::make_exception_ptr(UsageError(fmt::format("method #{} is not registered for that actor", method))),
                  {});
   try {
-    (*methods)[method].invoke(e->handle, args, reply);
+    (*methods)[method].invoke(handle, args, reply);
   } catch (...) {
     reply(std::current_exception(), {});  // the arguments did not decode
   }

@@ -9,6 +9,7 @@
 // original ActorRef. Handles to a worker's own local actors cannot leave it.
 #include <any>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <typeindex>
 
@@ -20,10 +21,12 @@
 
 namespace troupe::remote {
 
-/// Driver side: remembers `handle` (an ActorRef<T> in an any) under `id`.
-void export_handle(std::uint64_t id, std::any handle, std::type_index type);
-/// The exported handle with that id (null if none).
-std::any* find_export(std::uint64_t id, std::type_index type);
+/// Driver side: remembers how to rebuild the handle (an ActorRef<T> in an
+/// any, empty once the actor is gone) under `id`. Held weakly: the table does
+/// not keep actors alive.
+void export_handle(std::uint64_t id, std::function<std::any()> make, std::type_index type);
+/// The exported handle with that id (an empty any if none, or gone).
+std::any find_export(std::uint64_t id, std::type_index type);
 /// Calls method `method` of the exported handle `id`, replying through `reply`.
 void invoke_export(std::uint64_t id, std::uint32_t method, codec::Reader& args, Reply reply);
 /// Worker side: a RemoteActor that sends calls for `target` to the driver.
@@ -54,12 +57,26 @@ struct Codec<ActorRef<T>> {
     if (!remote::registry().methods(typeid(T)))
       throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR: its handles cannot be sent to process actors",
                                    detail::type_name<T>()));
-    remote::export_handle(a.id(), std::any(a), typeid(T));
+    std::function<std::any()> make;
+    if (a.remote()) {
+      std::weak_ptr<remote::RemoteActor> weak = a.remote()->weak_from_this();
+      make = [weak]() -> std::any {
+        if (auto r = weak.lock()) return ActorRef<T>(std::move(r));
+        return {};
+      };
+    } else {
+      std::weak_ptr<detail::CellBase> weak = a.cell()->weak_from_this();
+      make = [weak]() -> std::any {
+        if (auto c = weak.lock()) return ActorRef<T>(std::static_pointer_cast<detail::Cell<T>>(std::move(c)));
+        return {};
+      };
+    }
+    remote::export_handle(a.id(), std::move(make), typeid(T));
     w.put_scalar<std::uint64_t>(a.id());
   }
   static ActorRef<T> decode(Reader& r) {
     const auto id = r.get_scalar<std::uint64_t>("actor handle");
-    if (auto* h = remote::find_export(id, typeid(T))) return std::any_cast<ActorRef<T>&>(*h);
+    if (auto h = remote::find_export(id, typeid(T)); h.has_value()) return std::any_cast<ActorRef<T>&>(h);
     if (!remote::in_worker()) throw DecodeError(fmt::format("no actor handle #{} was sent out from here", id));
     return ActorRef<T>(remote::routed_actor(id, detail::type_name<T>()));
   }

@@ -79,6 +79,7 @@ std::string register_factory() {
     });
   };
   f.stop = [](std::any& a) { return std::any_cast<ActorRef<T>&>(a).stop(); };
+  f.id = [](std::any& a) { return std::any_cast<ActorRef<T>&>(a).id(); };
   registry().add_factory(key, std::move(f));
   return key;
 }

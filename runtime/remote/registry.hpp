@@ -47,6 +47,8 @@ struct FactoryEntry {
   /// Ref<void> that completes when the local actor dies for good.
   std::function<void(std::any& actor, std::function<void(std::string)> on_death)> watch;
   std::function<Ref<void>(std::any& actor)> stop;
+  /// The hosted actor's id in the worker's runtime.
+  std::function<std::uint64_t(std::any& actor)> id;
 };
 
 class Registry {

@@ -33,15 +33,21 @@ constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
 // head is gone, say) is declared dead after this long.
 constexpr auto kLostWorkerGrace = std::chrono::seconds(10);
 
-// stop(): queued like a call so it keeps its place in the order.
-class StopCall final : public PendingCall {
+// stop() and group membership: queued like calls so they keep their place.
+class ControlCall final : public PendingCall {
  public:
+  ControlCall(kj::Array<capnp::word> frame, bool stop) : frame_(std::move(frame)), stop_(stop) {}
   bool deps_ready() const override { return true; }
   void on_deps(std::function<void()>) override {}
   Bytes encode() override { return {}; }
   void complete(codec::Reader&) override {}
   void fail(std::exception_ptr) override {}
-  bool is_stop() const override { return true; }
+  bool is_stop() const override { return stop_; }
+  kj::Array<capnp::word> control() override { return std::move(frame_); }
+
+ private:
+  kj::Array<capnp::word> frame_;
+  bool stop_;
 };
 
 }  // namespace
@@ -292,8 +298,8 @@ void RemoteActor::pump() {
       });
       break;
     }
-    if (c->is_stop()) {
-      conn_->send(net::envelope_of<proto::WorkerEnvelope>([](proto::WorkerEnvelope::Builder e) { e.setStop(); }));
+    if (auto frame = c->control(); frame != nullptr) {
+      conn_->send(std::move(frame));
       unsent_.pop_front();
       continue;
     }
@@ -521,7 +527,8 @@ Ref<void> RemoteActor::stop() {
   }
   stopping_ = true;
   stop_waiters_.push_back(std::move(p));
-  unsent_.push_back(std::make_unique<StopCall>());
+  unsent_.push_back(std::make_unique<ControlCall>(
+      net::envelope_of<proto::WorkerEnvelope>([](proto::WorkerEnvelope::Builder e) { e.setStop(); }), true));
   pump();
   return ref;
 }
@@ -565,6 +572,13 @@ void RemoteActor::kill() {
   } else {
     die(DeathCause::killed, {});
   }
+}
+
+void RemoteActor::control(kj::Array<capnp::word> frame) {
+  std::lock_guard lock(mu_);
+  if (dead_ || routed_target_) return;
+  unsent_.push_back(std::make_unique<ControlCall>(std::move(frame), false));
+  pump();
 }
 
 Ref<void> stop_of(RemoteActor& r) { return r.stop(); }

@@ -53,6 +53,8 @@ class PendingCall {
   virtual void fail(std::exception_ptr e) = 0;
   /// stop() travels the same queue so it keeps its place in the order.
   virtual bool is_stop() const { return false; }
+  /// A control frame (stop, group membership) that keeps its place in the order.
+  virtual kj::Array<capnp::word> control() { return nullptr; }
   std::uint32_t method = 0;
   int attempts = 0;
 };
@@ -79,6 +81,8 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   Ref<void> stop();
   /// SIGKILL to the worker; calls in flight fail with ActorDied(killed).
   void kill();
+  /// Sends a control frame to the worker, in order with the calls.
+  void control(kj::Array<capnp::word> frame);
   void add_monitor(MonitorFn fn);
   /// Runtime shutdown: SIGKILL, death cause runtime_shutdown.
   void shutdown();

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "runtime/cluster/connect.hpp"
+#include "runtime/coll/group.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/registry.hpp"
@@ -127,6 +128,23 @@ struct Worker {
         } catch (...) {
           reply(id, std::current_exception(), {});
         }
+        return;
+      }
+      case proto::WorkerEnvelope::JOIN_GROUP: {
+        if (!factory) return;
+        auto data = env.getJoinGroup();
+        try {
+          auto spec = codec::from_bytes<coll::GroupSpec>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+          coll::detail::declare(factory->id(actor), spec);
+        } catch (const std::exception& e) {
+          fmt::print(stderr, "troupe worker {}: bad group membership: {}\n", ::getpid(), e.what());
+        }
+        return;
+      }
+      case proto::WorkerEnvelope::ABORT_GROUP: {
+        if (!factory) return;
+        auto a = env.getAbortGroup();
+        coll::detail::abort_member(factory->id(actor), a.getName().cStr(), a.getUid(), a.getWhy().cStr());
         return;
       }
       case proto::WorkerEnvelope::STOP:

@@ -1,0 +1,138 @@
+#pragma once
+// Collective groups, as the member actors use them.
+//
+//   // driver: every member gets rank i of group "dp"
+//   troupe::coll::create_group(rt, replicas, {.name = "dp"});
+//   // inside a member actor's method:
+//   auto g = troupe::coll::group("dp");
+//   auto grads = g->alloc<float>(n);              // in the shared mapping: reduced in place
+//   co_await g->allreduce(grads, troupe::coll::Op::avg);
+//
+// Every operation returns a Ref at once and runs on the group's own thread,
+// in the order issued, so compute can overlap it. Buffers must stay alive and
+// untouched until the Ref completes. All ranks must issue the same operations
+// in the same order; a rank that disagrees (size, dtype, op, root), a dead
+// member, or a destroyed group fails every rank's pending and later
+// operations with CollectiveError naming the rank, never a hang.
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "runtime/coll/shm.hpp"
+#include "runtime/coll/types.hpp"
+#include "runtime/ref.hpp"
+
+namespace troupe::coll {
+
+class Group {
+ public:
+  /// Starts the group's thread, which maps the shared segment and waits for
+  /// every rank to join before the first operation runs.
+  explicit Group(GroupSpec spec);
+  ~Group();  ///< destroy()s
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  std::uint32_t rank() const noexcept { return spec_.rank; }
+  std::uint32_t size() const noexcept { return spec_.world; }
+  const std::string& name() const noexcept { return spec_.name; }
+  std::uint64_t uid() const noexcept { return spec_.uid; }
+
+  template <class T>
+  Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
+    return submit([=](ShmGroup& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); });
+  }
+  /// `in` holds size() blocks of out.size() elements; block r, reduced, lands in `out` on rank r.
+  template <class T>
+  Ref<void> reduce_scatter(std::span<const T> in, std::span<T> out, Op op = Op::sum) {
+    if (in.size() != out.size() * size())
+      return fail_now(fmt::format("reduce_scatter: input has {} elements, expected {} x {}", in.size(), size(), out.size()));
+    return submit([=](ShmGroup& g) { g.reduce_scatter(in.data(), out.data(), out.size(), dtype_of<T>(), op); });
+  }
+  /// `out` gets every rank's `in`, in rank order.
+  template <class T>
+  Ref<void> allgather(std::span<const T> in, std::span<T> out) {
+    if (out.size() != in.size() * size())
+      return fail_now(fmt::format("allgather: output has {} elements, expected {} x {}", out.size(), size(), in.size()));
+    return submit([=](ShmGroup& g) { g.allgather(in.data(), out.data(), in.size(), dtype_of<T>()); });
+  }
+  template <class T>
+  Ref<void> broadcast(std::span<T> buf, std::uint32_t root) {
+    return submit([=](ShmGroup& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); });
+  }
+  template <class T>
+  Ref<void> send(std::span<const T> buf, std::uint32_t peer) {
+    return submit([=](ShmGroup& g) { g.send(buf.data(), buf.size(), dtype_of<T>(), peer); });
+  }
+  template <class T>
+  Ref<void> recv(std::span<T> buf, std::uint32_t peer) {
+    return submit([=](ShmGroup& g) { g.recv(buf.data(), buf.size(), dtype_of<T>(), peer); });
+  }
+  Ref<void> barrier();
+
+  /// A buffer of n elements in the group's shared mapping (collective: every
+  /// rank allocates the same sizes in the same order). Allreduce on such
+  /// buffers works in place, with no copy in or out. The buffer lives as long
+  /// as the group.
+  template <class T>
+  Ref<std::span<T>> alloc(std::size_t n) {
+    Promise<std::span<T>> p;
+    auto ref = p.ref();
+    auto shared = std::make_shared<Promise<std::span<T>>>(std::move(p));
+    auto out = std::make_shared<T*>(nullptr);
+    enqueue([out, n](ShmGroup& g) { *out = static_cast<T*>(g.alloc(n * sizeof(T))); },
+            [shared, out, n](std::exception_ptr e) {
+              if (e)
+                shared->set_error(e);
+              else
+                shared->set_value(std::span<T>(*out, n));
+            });
+    return ref;
+  }
+
+  /// Fails every rank's pending and later operations with `why`.
+  void abort(const std::string& why);
+  /// Ends the group here; the other ranks' operations fail (destroyed).
+  void destroy();
+
+ private:
+  using OpFn = std::function<void(ShmGroup&)>;
+  using DoneFn = std::function<void(std::exception_ptr)>;
+  Ref<void> submit(OpFn op);
+  void enqueue(OpFn op, DoneFn done);
+  Ref<void> fail_now(std::string why);
+  void run();
+
+  GroupSpec spec_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<OpFn, DoneFn>> queue_;
+  std::unique_ptr<ShmGroup> shm_;  // made on the group's thread
+  std::string failed_;             // sticky failure
+  std::string pending_abort_;      // an abort asked before the segment was mapped
+  bool closing_ = false;
+  std::atomic<bool> cancel_{false};  // stops a join still waiting for peers
+  std::thread thread_;
+};
+
+/// Inside a member actor: the group it was given under `name` (create_group).
+/// Throws UsageError if this actor is not a member of such a group.
+std::shared_ptr<Group> group(const std::string& name);
+
+namespace detail {
+/// Registers `spec` for actor `actor_id` of this process (replacing any older
+/// group of that name for it). Used by create_group and by worker processes.
+void declare(std::uint64_t actor_id, const GroupSpec& spec);
+/// Aborts the group `name` (instance `uid`) of actor `actor_id` in this process, if any.
+void abort_member(std::uint64_t actor_id, const std::string& name, std::uint64_t uid, const std::string& why);
+}  // namespace detail
+
+}  // namespace troupe::coll

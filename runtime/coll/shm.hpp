@@ -1,0 +1,105 @@
+#pragma once
+// The shared-memory backend: every rank of a group on one host maps one
+// segment (header, per-rank staging, per-rank point-to-point areas, and a heap
+// for group-allocated buffers). No socket is on the data path.
+//
+// Every collective starts with a barrier at which each rank has published a
+// descriptor of what it is doing; all ranks check all descriptors, so a rank
+// that disagrees (count, dtype, op, root) makes every rank fail with the same
+// message instead of hanging. Waits watch an abort flag, the peers' pids and a
+// deadline: a dead or stuck rank fails everyone within a bounded time.
+//
+// Allreduce on buffers from alloc() works in place: rank r reduces chunk r
+// across every rank's buffer and writes the result into all of them, so the
+// data is never copied in or out. Other buffers go through the staging areas
+// in pieces (two halves, alternating, so a piece needs one or two barriers).
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/coll/types.hpp"
+#include "runtime/codec/codec.hpp"
+
+namespace troupe::coll {
+
+struct GroupSpec {
+  std::string name;
+  std::uint64_t uid = 0;    ///< names the segment; fresh per group instance
+  std::uint32_t world = 0;
+  std::uint32_t rank = 0;
+  std::string backend = "shm";
+  std::uint64_t staging_bytes = 4ull << 20;  ///< per rank (two halves)
+  std::uint64_t p2p_bytes = 1ull << 20;      ///< per rank
+  std::uint64_t heap_bytes = 1ull << 30;     ///< group-allocated buffers (touched lazily)
+  std::uint32_t timeout_ms = 120000;         ///< longest wait for a peer
+  TROUPE_FIELDS(name, uid, world, rank, backend, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)
+};
+
+inline constexpr std::uint32_t kMaxRanks = 64;
+
+class ShmGroup {
+ public:
+  /// Maps the segment and waits until every rank has (CollectiveError on
+  /// timeout, or once `*cancel` turns true).
+  explicit ShmGroup(const GroupSpec& spec, const std::atomic<bool>* cancel = nullptr);
+  ~ShmGroup();
+  ShmGroup(const ShmGroup&) = delete;
+  ShmGroup& operator=(const ShmGroup&) = delete;
+
+  std::uint32_t rank() const noexcept { return spec_.rank; }
+  std::uint32_t size() const noexcept { return spec_.world; }
+  const GroupSpec& spec() const noexcept { return spec_; }
+
+  // Blocking operations (the group's engine thread calls them in order).
+  void allreduce(void* buf, std::size_t n, DType d, Op op);
+  void reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op);
+  void allgather(const void* in, void* out, std::size_t n_in, DType d);
+  void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root);
+  void send(const void* buf, std::size_t n, DType d, std::uint32_t peer);
+  void recv(void* buf, std::size_t n, DType d, std::uint32_t peer);
+  void barrier();
+
+  /// Collective: every rank calls it with the same size, in the same order.
+  /// Returns this rank's buffer in the shared heap.
+  void* alloc(std::size_t bytes);
+  /// Marks the group failed for everyone (a member died, it was destroyed).
+  void abort(std::int32_t rank_at_fault, const std::string& why) noexcept;
+  /// The failure, if the group has failed ("" otherwise).
+  std::string failure() const;
+
+ private:
+  struct Header;
+  struct Desc;
+  void publish(const Desc& d);
+  void check_all(const Desc& mine);
+  void sync(const char* what);  // barrier over every rank
+  template <class Pred>
+  void wait(Pred done, const char* what, std::int32_t peer);
+  [[noreturn]] void fail();
+  std::byte* stage(std::uint32_t r, unsigned half) const;
+  std::byte* p2p(std::uint32_t r) const;
+  bool in_heap(const void* p, std::size_t bytes, std::uint64_t* base) const;
+
+  GroupSpec spec_;
+  const std::atomic<bool>* cancel_ = nullptr;
+  std::string shm_name_;
+  std::byte* map_ = nullptr;
+  std::size_t map_bytes_ = 0;
+  Header* h_ = nullptr;
+  std::size_t half_ = 0;        // bytes per staging half
+  std::byte* stage_base_ = nullptr;
+  std::byte* p2p_base_ = nullptr;
+  std::byte* heap_ = nullptr;
+  std::uint64_t heap_top_ = 0;  // bump allocator (same on every rank)
+  std::uint64_t gen_ = 0;       // barrier generation
+  unsigned next_half_ = 0;
+  std::uint64_t op_seq_ = 0;
+  std::uint64_t send_seq_[kMaxRanks] = {};
+  std::uint64_t recv_seq_[kMaxRanks] = {};
+};
+
+}  // namespace troupe::coll

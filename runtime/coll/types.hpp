@@ -1,0 +1,44 @@
+#pragma once
+// Element types, reductions and errors shared by every collective backend.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "runtime/errors.hpp"
+
+namespace troupe::coll {
+
+enum class DType : std::uint8_t { f32, f64, i32, i64, u8 };
+enum class Op : std::uint8_t { sum, avg, max, min };
+
+const char* to_string(DType d) noexcept;
+const char* to_string(Op o) noexcept;
+std::size_t size_of(DType d) noexcept;
+
+template <class T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>) return DType::f32;
+  else if constexpr (std::is_same_v<T, double>) return DType::f64;
+  else if constexpr (std::is_same_v<T, std::int32_t>) return DType::i32;
+  else if constexpr (std::is_same_v<T, std::int64_t>) return DType::i64;
+  else if constexpr (std::is_same_v<T, std::uint8_t>) return DType::u8;
+  else static_assert(sizeof(T) == 0, "collectives take float, double, int32, int64 or uint8 elements");
+}
+
+/// A collective failed on this rank: a member died, the ranks disagree about
+/// the operation, or the group was destroyed. The message names the group and
+/// the rank at fault. Every later operation on the group fails the same way.
+class CollectiveError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// `out[i] = op(out[i], in[i])` for n elements (avg sums; the caller divides).
+void reduce_into(void* out, const void* in, std::size_t n, DType d, Op op) noexcept;
+/// `out[i] = op(a[i], b[i])`.
+void reduce3(void* out, const void* a, const void* b, std::size_t n, DType d, Op op) noexcept;
+/// Divides n elements by `by` (for avg; integers round toward zero).
+void scale_down(void* buf, std::size_t n, DType d, std::size_t by) noexcept;
+
+}  // namespace troupe::coll

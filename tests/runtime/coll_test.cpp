@@ -1,0 +1,129 @@
+// Collective groups of in-process actors (shared-memory backend, ranks as
+// threads of one process): every operation, 1 to 8 ranks, odd sizes, every
+// dtype, against a CPU reference; disagreeing ranks, bad roots, a destroyed
+// group and a killed member fail every rank instead of hanging.
+#include <catch2/catch.hpp>
+
+#include "tests/support/coll_member.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using troupe::test::CollCase;
+using troupe::test::CollMember;
+
+namespace {
+
+coll::GroupOptions small_staging(const std::string& name = "t") {
+  coll::GroupOptions o;
+  o.name = name;
+  o.staging_bytes = 64 * 1024;  // so that large cases run in several pieces
+  o.p2p_bytes = 16 * 1024;
+  o.heap_bytes = 64ull << 20;
+  o.timeout_ms = 20000;
+  return o;
+}
+
+void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
+  auto got = mesh.call(&CollMember::run, c).get(60s);
+  const std::size_t W = mesh.size();
+  for (std::size_t r = 0; r < W; ++r) {
+    auto want = troupe::test::coll_expected(c, W, r);
+    INFO(c.op << " dtype " << c.dtype << " n " << c.n << " op " << c.reduce << " heap " << c.heap << " rank " << r
+              << " of " << W);
+    REQUIRE(got[r].size() == want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      if (got[r][i] != Approx(want[i]).epsilon(1e-6)) {
+        INFO("index " << i);
+        CHECK(got[r][i] == Approx(want[i]).epsilon(1e-6));
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]") {
+  Runtime rt({.threads = 2});
+  for (std::size_t W : {1u, 2u, 3u, 4u, 8u}) {
+    auto mesh = rt.spawn_mesh<CollMember>(W);
+    coll::create_group(rt, mesh, small_staging());
+    const std::vector<std::size_t> sizes = W <= 4 ? std::vector<std::size_t>{0, 1, 2, 7, 13, 1031, 40009}
+                                                   : std::vector<std::size_t>{0, 1, 13, 40009};
+    for (std::size_t n : sizes) {
+      for (bool heap : {false, true}) {
+        for (int op = 0; op < 4; ++op) check_case(mesh, {"allreduce", 0, n, op, 0, heap});
+        for (int dt = 1; dt < 5; ++dt) check_case(mesh, {"allreduce", dt, n, 0, 0, heap});
+        check_case(mesh, {"allreduce", 3, n, 1, 0, heap});  // int64 avg
+        check_case(mesh, {"broadcast", 0, n, 0, static_cast<std::uint32_t>(W - 1), heap});
+      }
+      check_case(mesh, {"reduce_scatter", 0, n, 0});
+      check_case(mesh, {"reduce_scatter", 2, n, 2});
+      check_case(mesh, {"allgather", 1, n, 0});
+      check_case(mesh, {"allgather", 4, n, 0});
+      check_case(mesh, {"sendrecv", 0, n, 0});
+      check_case(mesh, {"barrier", 0, 0, 0});
+    }
+    for (auto& m : mesh.members()) m.stop().get(10s);
+  }
+}
+
+TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(3);
+  coll::create_group(rt, mesh, small_staging());
+  // Rank 1 asks for a different size.
+  std::vector<Ref<std::vector<double>>> refs;
+  for (std::size_t r = 0; r < 3; ++r)
+    refs.push_back(mesh[r].call(&CollMember::run, CollCase{"allreduce", 0, r == 1 ? 9u : 10u, 0}));
+  for (auto& ref : refs)
+    CHECK_THROWS_WITH(ref.get(20s), Catch::Contains("ranks disagree") && Catch::Contains("rank 1 calls allreduce float32 x 9"));
+  // The failure is sticky: later operations fail the same way.
+  CHECK_THROWS_WITH(mesh[0].call(&CollMember::run, CollCase{"barrier", 0, 0, 0}).get(20s),
+                    Catch::Contains("ranks disagree"));
+}
+
+TEST_CASE("a broadcast root out of range is an error on every rank", "[coll]") {
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(2);
+  coll::create_group(rt, mesh, small_staging());
+  auto all = mesh.call(&CollMember::run, CollCase{"broadcast", 0, 4, 0, 5});
+  CHECK_THROWS_WITH(all.get(20s), Catch::Contains("root 5") && Catch::Contains("2 ranks"));
+}
+
+TEST_CASE("a member killed mid-allreduce fails the others at once, naming it; the group can be rebuilt", "[coll]") {
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.name("m"));
+  coll::create_group(rt, mesh, small_staging());
+  // Ranks 0 and 1 enter an allreduce; rank 2 never does and is killed.
+  auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0});
+  auto b = mesh[1].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0});
+  std::this_thread::sleep_for(50ms);
+  mesh[2].kill();
+  CHECK_THROWS_WITH(a.get(10s), Catch::Contains("rank 2") && Catch::Contains("died"));
+  CHECK_THROWS_WITH(b.get(10s), Catch::Contains("rank 2") && Catch::Contains("died"));
+  // Rebuilt with the survivors and a new member under the same name.
+  auto fresh = rt.spawn<CollMember>();
+  std::vector<ActorRef<CollMember>> members{mesh[0], mesh[1], fresh};
+  coll::create_group(rt, members, small_staging());
+  CollCase c{"allreduce", 0, 100, 0};
+  std::vector<Ref<std::vector<double>>> refs;
+  for (auto& m : members) refs.push_back(m.call(&CollMember::run, c));
+  // Ranks follow the list; mesh ranks do not matter.
+  auto want = troupe::test::coll_expected(c, 3, 0);
+  for (auto& r : refs) CHECK(r.get(20s) == want);
+}
+
+TEST_CASE("create_group refuses bad input", "[coll]") {
+  Runtime rt({.threads = 1});
+  std::vector<ActorRef<CollMember>> none;
+  CHECK_THROWS_AS(coll::create_group(rt, none), UsageError);
+  auto m = rt.spawn<CollMember>();
+  std::vector<ActorRef<CollMember>> one{m};
+  coll::GroupOptions o;
+  o.backend = "carrier-pigeon";
+  CHECK_THROWS_WITH(coll::create_group(rt, one, o), Catch::Contains("carrier-pigeon"));
+  // An actor outside any group asking for one gets a clear error.
+  CHECK_THROWS_WITH(m.call(&CollMember::run, CollCase{"barrier", 0, 0, 0, 0, false, "nope"}).get(10s),
+                    Catch::Contains("not a member of a collective group 'nope'"));
+}

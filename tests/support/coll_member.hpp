@@ -1,0 +1,145 @@
+#pragma once
+// A group member for the collective tests: runs one operation on data it
+// makes from its rank and returns what it got, as doubles, so the test can
+// check it against a CPU reference.
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/coll/create.hpp"
+#include "runtime/troupe.hpp"
+
+namespace troupe::test {
+
+/// The value rank `r` contributes at index i (small, exact in every dtype).
+inline double coll_input(std::size_t r, std::size_t i) { return static_cast<double>((r + 1) * (i % 7) + (i % 3)); }
+
+struct CollCase {
+  std::string op;        ///< allreduce, reduce_scatter, allgather, broadcast, sendrecv, barrier
+  int dtype = 0;         ///< coll::DType
+  std::size_t n = 0;     ///< elements per rank (the output size for reduce_scatter)
+  int reduce = 0;        ///< coll::Op
+  std::uint32_t root = 0;
+  bool heap = false;     ///< use a group-allocated buffer
+  std::string group = "t";
+  TROUPE_FIELDS(op, dtype, n, reduce, root, heap, group)
+};
+
+class CollMember {
+ public:
+  CollMember() = default;
+
+  Task<std::vector<double>> run(CollCase c) {
+    switch (static_cast<coll::DType>(c.dtype)) {
+      case coll::DType::f32: co_return co_await typed<float>(c);
+      case coll::DType::f64: co_return co_await typed<double>(c);
+      case coll::DType::i32: co_return co_await typed<std::int32_t>(c);
+      case coll::DType::i64: co_return co_await typed<std::int64_t>(c);
+      case coll::DType::u8: co_return co_await typed<std::uint8_t>(c);
+    }
+    co_return std::vector<double>{};
+  }
+  int pid() const { return static_cast<int>(::getpid()); }
+
+ private:
+  template <class T>
+  Task<std::vector<double>> typed(CollCase c) {
+    auto g = coll::group(c.group);
+    const std::size_t r = g->rank(), W = g->size();
+    const auto op = static_cast<coll::Op>(c.reduce);
+    std::vector<T> own;
+    std::span<T> buf;
+    auto fill = [&](std::span<T> s, std::size_t count) {
+      for (std::size_t i = 0; i < count; ++i) s[i] = static_cast<T>(coll_input(r, i));
+    };
+    auto out = [](std::span<const T> s) { return std::vector<double>(s.begin(), s.end()); };
+    auto get = [&](std::size_t count) -> Task<std::span<T>> {
+      if (c.heap) co_return co_await g->template alloc<T>(count);
+      own.assign(count, T{});
+      co_return std::span<T>(own);
+    };
+    if (c.op == "allreduce") {
+      buf = co_await get(c.n);
+      fill(buf, c.n);
+      co_await g->allreduce(buf, op);
+      co_return out(buf);
+    }
+    if (c.op == "reduce_scatter") {
+      std::vector<T> in(c.n * W);
+      fill(in, in.size());
+      std::vector<T> res(c.n);
+      co_await g->reduce_scatter(std::span<const T>(in), std::span<T>(res), op);
+      co_return out(res);
+    }
+    if (c.op == "allgather") {
+      std::vector<T> in(c.n);
+      fill(in, c.n);
+      std::vector<T> res(c.n * W);
+      co_await g->allgather(std::span<const T>(in), std::span<T>(res));
+      co_return out(res);
+    }
+    if (c.op == "broadcast") {
+      buf = co_await get(c.n);
+      if (r == c.root) fill(buf, c.n);
+      co_await g->broadcast(buf, c.root);
+      co_return out(buf);
+    }
+    if (c.op == "sendrecv") {  // a ring: send to r+1, receive from r-1
+      std::vector<T> mine(c.n), got(c.n);
+      fill(mine, c.n);
+      if (W == 1) co_return out(mine);
+      const auto next = static_cast<std::uint32_t>((r + 1) % W), prev = static_cast<std::uint32_t>((r + W - 1) % W);
+      if (r % 2 == 0) {
+        co_await g->send(std::span<const T>(mine), next);
+        co_await g->recv(std::span<T>(got), prev);
+      } else {
+        co_await g->recv(std::span<T>(got), prev);
+        co_await g->send(std::span<const T>(mine), next);
+      }
+      co_return out(got);
+    }
+    if (c.op == "barrier") {
+      co_await g->barrier();
+      co_return std::vector<double>{};
+    }
+    throw UsageError("unknown op " + c.op);
+  }
+};
+
+/// What rank r should get for case c in a group of W.
+inline std::vector<double> coll_expected(const CollCase& c, std::size_t W, std::size_t r) {
+  auto reduce = [&](std::size_t i) {
+    double acc = coll_input(0, i);
+    for (std::size_t k = 1; k < W; ++k) {
+      double v = coll_input(k, i);
+      switch (static_cast<coll::Op>(c.reduce)) {
+        case coll::Op::sum:
+        case coll::Op::avg: acc += v; break;
+        case coll::Op::max: acc = std::max(acc, v); break;
+        case coll::Op::min: acc = std::min(acc, v); break;
+      }
+    }
+    if (static_cast<coll::Op>(c.reduce) == coll::Op::avg) {
+      acc /= static_cast<double>(W);
+      auto d = static_cast<coll::DType>(c.dtype);
+      if (d != coll::DType::f32 && d != coll::DType::f64) acc = std::trunc(acc);
+    }
+    return acc;
+  };
+  std::vector<double> e;
+  if (c.op == "allreduce")
+    for (std::size_t i = 0; i < c.n; ++i) e.push_back(reduce(i));
+  else if (c.op == "reduce_scatter")
+    for (std::size_t i = 0; i < c.n; ++i) e.push_back(reduce(r * c.n + i));
+  else if (c.op == "allgather")
+    for (std::size_t k = 0; k < W; ++k)
+      for (std::size_t i = 0; i < c.n; ++i) e.push_back(coll_input(k, i));
+  else if (c.op == "broadcast")
+    for (std::size_t i = 0; i < c.n; ++i) e.push_back(coll_input(c.root, i));
+  else if (c.op == "sendrecv")
+    for (std::size_t i = 0; i < c.n; ++i) e.push_back(coll_input(W == 1 ? r : (r + W - 1) % W, i));
+  return e;
+}
+
+}  // namespace troupe::test
