@@ -1,0 +1,82 @@
+// Collective groups across worker processes on one host (shared memory):
+// every operation against the CPU reference for 2 and 4 process ranks, and a
+// member killed with -9 in the middle of an allreduce.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <set>
+#include <thread>
+
+#include "tests/support/coll_member.hpp"
+
+using namespace std::chrono_literals;
+using namespace troupe;
+using troupe::test::CollCase;
+using troupe::test::CollMember;
+
+TROUPE_ACTOR(CollMember, run, pid);
+
+namespace {
+coll::GroupOptions opts() {
+  coll::GroupOptions o;
+  o.name = "t";
+  o.staging_bytes = 256 * 1024;
+  o.heap_bytes = 256ull << 20;
+  o.timeout_ms = 30000;
+  return o;
+}
+
+void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
+  auto got = mesh.call(&CollMember::run, c).get(60s);
+  for (std::size_t r = 0; r < mesh.size(); ++r) {
+    auto want = troupe::test::coll_expected(c, mesh.size(), r);
+    INFO(c.op << " dtype " << c.dtype << " n " << c.n << " heap " << c.heap << " rank " << r);
+    REQUIRE(got[r].size() == want.size());
+    bool same = true;
+    for (std::size_t i = 0; i < want.size() && same; ++i) same = got[r][i] == Approx(want[i]).epsilon(1e-6);
+    CHECK(same);
+  }
+}
+}  // namespace
+
+TEST_CASE("collectives across worker processes match the CPU reference", "[coll][process]") {
+  Runtime rt({.threads = 2});
+  for (std::size_t W : {2u, 4u}) {
+    auto mesh = rt.spawn_mesh<CollMember>(W, Options{}.process());
+    coll::create_group(rt, mesh, opts());
+    for (std::size_t n : {0ul, 1ul, 13ul, 65537ul, (1ul << 20) + 3}) {
+      for (bool heap : {false, true}) {
+        check_case(mesh, {"allreduce", 0, n, 0, 0, heap});
+        check_case(mesh, {"allreduce", 3, n, 1, 0, heap});
+        check_case(mesh, {"broadcast", 1, n, 0, 1, heap});
+      }
+      check_case(mesh, {"reduce_scatter", 0, n, 2});
+      check_case(mesh, {"allgather", 2, n, 0});
+      check_case(mesh, {"sendrecv", 4, n, 0});
+    }
+    // Every rank really is its own process.
+    auto pids = mesh.call(&CollMember::pid).get(10s);
+    CHECK(std::set<int>(pids.begin(), pids.end()).size() == W);
+  }
+}
+
+TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming it", "[coll][process]") {
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process().max_restarts(1));
+  coll::create_group(rt, mesh, opts());
+  REQUIRE(mesh.call(&CollMember::run, CollCase{"barrier", 0, 0, 0}).get(20s).size() == 3);
+  const int victim = mesh[2].call(&CollMember::pid).get(10s);
+  auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 4096, 0});
+  auto b = mesh[1].call(&CollMember::run, CollCase{"allreduce", 0, 4096, 0});
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  ::kill(victim, SIGKILL);
+  CHECK_THROWS_WITH(a.get(20s), Catch::Contains("rank 2") && Catch::Contains("died"));
+  CHECK_THROWS_WITH(b.get(20s), Catch::Contains("rank 2") && Catch::Contains("died"));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  // The restarted member and the survivors form the group again.
+  REQUIRE(mesh[2].call(&CollMember::pid).get(20s) != victim);
+  coll::create_group(rt, mesh, opts());
+  check_case(mesh, {"allreduce", 0, 1000, 0});
+}
