@@ -18,7 +18,9 @@ void usage() {
              "  actors   in-process actor calls, troupe next to CAF\n"
              "           --threads N  --sync-calls N  --async-calls N  --batch N\n"
              "  remote   calls to process actors, next to a raw TCP ping-pong (same options)\n"
-             "  spawn    process actors created per second   --actors N\n");
+             "  spawn    process actors created per second   --actors N\n"
+             "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
+             "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n");
 }
 
 int parse_int(const char* flag, const char* v) {
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   std::string suite = argv[1];
   bool json = false;
   ActorBenchConfig cfg;
+  AllreduceConfig ar;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -52,6 +55,13 @@ int main(int argc, char** argv) {
     else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
     else if (a == "--actors") cfg.spawn_actors = parse_int("--actors", next), ++i;
+    else if (a == "--ranks") ar.ranks = {static_cast<std::size_t>(parse_int("--ranks", next))}, ++i;
+    else if (a == "--max-bytes") {
+      const auto max = static_cast<std::uint64_t>(parse_int("--max-bytes", next));
+      ++i;
+      std::erase_if(ar.sizes, [max](std::uint64_t b) { return b > max; });
+      if (ar.sizes.empty()) ar.sizes.push_back(max / 4 * 4 ? max / 4 * 4 : 4);
+    }
     else {
       fmt::print(stderr, "troupe-bench: unknown option '{}'\n", a);
       usage();
@@ -69,6 +79,12 @@ int main(int argc, char** argv) {
                            "raw_tcp: 4-byte echo between two processes over loopback TCP");
   } else if (suite == "spawn") {
     report.rows = spawn_rows(cfg);
+  } else if (suite == "allreduce") {
+    if (ar.ranks[0] < 2 || ar.ranks[0] > 64) {
+      fmt::print(stderr, "troupe-bench: --ranks must be 2 to 64\n");
+      return 2;
+    }
+    report.rows = allreduce_rows(ar, report.notes);
   } else {
     fmt::print(stderr, "troupe-bench: unknown suite '{}'\n", suite);
     usage();

@@ -75,4 +75,11 @@ std::vector<Row> caf_actor_rows(const ActorBenchConfig& cfg, std::vector<std::st
 std::vector<Row> remote_rows(const ActorBenchConfig& cfg);
 std::vector<Row> spawn_rows(const ActorBenchConfig& cfg);
 
+struct AllreduceConfig {
+  std::vector<std::size_t> ranks{2, 4};
+  std::vector<std::uint64_t> sizes{4096, 65536, 1u << 20, 16u << 20, 64u << 20, 256u << 20};
+};
+/// Allreduce across worker processes, next to gloo and OpenMPI (allreduce.cpp).
+std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::string>& notes);
+
 }  // namespace troupe::bench
