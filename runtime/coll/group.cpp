@@ -1,5 +1,6 @@
 #include "runtime/coll/group.hpp"
 
+#include <chrono>
 #include <map>
 
 #include <fmt/format.h>
@@ -27,6 +28,10 @@ void Group::run() {
   for (;;) {
     OpFn op;
     DoneFn done;
+    // Poll briefly before sleeping: a rank that issues operations back to back
+    // (a training step's buckets, a benchmark) then never pays a wake-up.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (!has_work_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) std::this_thread::yield();
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&]() { return closing_ || !queue_.empty(); });
@@ -34,6 +39,7 @@ void Group::run() {
       op = std::move(queue_.front().first);
       done = std::move(queue_.front().second);
       queue_.pop_front();
+      has_work_.store(!queue_.empty() || closing_, std::memory_order_release);
     }
     std::string failed;
     {
@@ -75,6 +81,7 @@ void Group::enqueue(OpFn op, DoneFn done) {
     std::lock_guard lock(mu_);
     if (!closing_) {
       queue_.emplace_back(std::move(op), std::move(done));
+      has_work_.store(true, std::memory_order_release);
       cv_.notify_one();
       return;
     }
@@ -106,6 +113,7 @@ void Group::destroy() {
     if (closing_ && !thread_.joinable()) return;
     if (!closing_) {
       closing_ = true;
+      has_work_ = true;
       const std::string why = fmt::format("rank {} destroyed the group", spec_.rank);
       if (shm_) {
         shm_->abort(static_cast<std::int32_t>(spec_.rank), why);

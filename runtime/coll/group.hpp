@@ -120,6 +120,7 @@ class Group {
   std::string pending_abort_;      // an abort asked before the segment was mapped
   bool closing_ = false;
   std::atomic<bool> cancel_{false};  // stops a join still waiting for peers
+  std::atomic<bool> has_work_{false};  // lets the group's thread poll without the lock
   std::thread thread_;
 };
 

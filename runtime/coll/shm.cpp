@@ -175,14 +175,14 @@ void ShmGroup::wait(Pred done, const char* what, std::int32_t peer) {
       abort(static_cast<std::int32_t>(spec_.rank), fmt::format("rank {} left the group", spec_.rank));
       fail();
     }
-    if (spins < 4000) {
+    // A short spin, then yield: ranks often outnumber cores, and a peer
+    // that cannot get a core makes everyone wait.
+    if (spins < 64) {
       cpu_relax();
       continue;
     }
-    if ((spins & 63) != 0) {
-      ::sched_yield();
-      continue;
-    }
+    ::sched_yield();
+    if ((spins & 63) != 0) continue;
     const auto now = clock::now();
     if (now >= next_check) {
       next_check = now + std::chrono::milliseconds(2);

@@ -1,6 +1,9 @@
 #include "runtime/detail/state.hpp"
 
 #include <linux/futex.h>
+#include <sched.h>
+
+#include <chrono>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,7 +33,8 @@ inline void cpu_relax() noexcept {
 
 // Spinning briefly before sleeping makes a synchronous call-and-get round trip
 // cost one futex wake less; the bound keeps an idle waiter from burning a core.
-constexpr int kSpinIterations = 4000;
+constexpr int kPauseIterations = 256;
+constexpr auto kYieldFor = std::chrono::microseconds(100);
 
 }  // namespace
 
@@ -70,9 +74,17 @@ void StateBase::wait() const {
     throw UsageError(fmt::format(
         "get() inside {} on the result of its own call would deadlock its mailbox; use co_await",
         actor_label(origin_)));
-  for (int i = 0; i < kSpinIterations; ++i) {
+  // Pause first; then yield for a bounded time, so a waiter never keeps the
+  // thread that will complete this Ref off a core (more busy threads than
+  // cores is common: collectives, process actors on a small machine).
+  for (int i = 0; i < kPauseIterations; ++i) {
     if (ready()) return;
     cpu_relax();
+  }
+  const auto until = std::chrono::steady_clock::now() + kYieldFor;
+  while (std::chrono::steady_clock::now() < until) {
+    if (ready()) return;
+    sched_yield();
   }
   for (;;) {
     std::uint32_t s = status_.load(std::memory_order_acquire);
