@@ -13,31 +13,40 @@ std::uint64_t fresh_uid() {
   return v ? v : 1;
 }
 
+std::string driver_host(Runtime& rt) {
+  const std::string a = rt.cluster().driver_address();
+  return a.substr(0, a.rfind(':'));
+}
+
 std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend) {
-  if (backend != "auto" && backend != "shm")
-    throw UsageError(fmt::format("create_group: backend '{}' is not available (built: shm for ranks on one host)",
+  if (backend != "auto" && backend != "shm" && backend != "tcp")
+    throw UsageError(fmt::format("create_group: backend '{}' is not available (shm: ranks on one host; tcp: any)",
                                  backend));
+  if (backend == "tcp") return backend;
   // Shared memory needs every rank on one host: process members on one node,
   // and in-process members only beside process members on the driver's node.
   std::uint64_t node = 0;
-  bool any_local = false;
+  bool any_local = false, one_host = true;
+  std::string where;
   for (const auto& m : ms) {
     if (m.remote.expired()) {
       any_local = true;
       continue;
     }
     if (node == 0) node = m.node;
-    if (m.node != node)
-      throw UsageError(fmt::format(
-          "create_group: members run on nodes {} and {}; the shared-memory backend needs one host (a TCP backend "
-          "across hosts is not built yet)",
-          node, m.node));
+    if (m.node != node) {
+      one_host = false;
+      where = fmt::format("nodes {} and {}", node, m.node);
+    }
   }
-  if (any_local && node != 0 && node != rt.cluster().local_node())
-    throw UsageError(fmt::format("create_group: some members run in the driver and others on node {}; the "
-                                 "shared-memory backend needs one host",
-                                 node));
-  return "shm";
+  if (one_host && any_local && node != 0 && node != rt.cluster().local_node()) {
+    one_host = false;
+    where = fmt::format("the driver and node {}", node);
+  }
+  if (one_host) return "shm";
+  if (backend == "shm")
+    throw UsageError(fmt::format("create_group: members run on {}; the shared-memory backend needs one host", where));
+  return "tcp";
 }
 
 void join_member(const Member& m, const GroupSpec& spec) {

@@ -26,7 +26,7 @@ namespace troupe::coll {
 
 struct GroupOptions {
   std::string name = "default";
-  std::string backend = "auto";            ///< "auto" or "shm" (every rank on one host)
+  std::string backend = "auto";  ///< "auto" (shm on one host, else tcp), "shm" or "tcp"
   std::uint64_t staging_bytes = 4ull << 20;
   std::uint64_t p2p_bytes = 1ull << 20;
   std::uint64_t heap_bytes = 1ull << 30;  ///< room for alloc() buffers (touched lazily)
@@ -51,6 +51,7 @@ void join_member(const Member& m, const GroupSpec& spec);
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why);
 std::uint64_t fresh_uid();
 std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend);
+std::string driver_host(Runtime& rt);
 }  // namespace detail
 
 template <class T>
@@ -83,6 +84,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
   for (std::size_t r = 0; r < ms.size(); ++r) {
     GroupSpec s = base;
     s.rank = static_cast<std::uint32_t>(r);
+    s.host = detail::driver_host(rt);  // a worker that dialled in from another host uses its own address
     detail::join_member(ms[r], s);
   }
   auto shared = std::make_shared<std::vector<detail::Member>>(ms);

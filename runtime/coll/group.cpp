@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/coll/tcp.hpp"
 #include "runtime/context.hpp"
 
 namespace troupe::coll {
@@ -17,7 +18,11 @@ Group::~Group() { destroy(); }
 
 void Group::run() {
   try {
-    auto shm = std::make_unique<ShmGroup>(spec_, &cancel_);
+    std::unique_ptr<Backend> shm;
+    if (spec_.backend == "tcp")
+      shm = std::make_unique<TcpGroup>(spec_, &cancel_);
+    else
+      shm = std::make_unique<ShmGroup>(spec_, &cancel_);
     std::lock_guard lock(mu_);
     shm_ = std::move(shm);
     if (!pending_abort_.empty()) shm_->abort(static_cast<std::int32_t>(spec_.rank), pending_abort_);
@@ -94,7 +99,7 @@ Ref<void> Group::fail_now(std::string why) {
 }
 
 Ref<void> Group::barrier() {
-  return submit([](ShmGroup& g) { g.barrier(); });
+  return submit([](Backend& g) { g.barrier(); });
 }
 
 void Group::abort(const std::string& why) {

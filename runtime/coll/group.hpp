@@ -48,33 +48,33 @@ class Group {
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
-    return submit([=](ShmGroup& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); });
+    return submit([=](Backend& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); });
   }
   /// `in` holds size() blocks of out.size() elements; block r, reduced, lands in `out` on rank r.
   template <class T>
   Ref<void> reduce_scatter(std::span<const T> in, std::span<T> out, Op op = Op::sum) {
     if (in.size() != out.size() * size())
       return fail_now(fmt::format("reduce_scatter: input has {} elements, expected {} x {}", in.size(), size(), out.size()));
-    return submit([=](ShmGroup& g) { g.reduce_scatter(in.data(), out.data(), out.size(), dtype_of<T>(), op); });
+    return submit([=](Backend& g) { g.reduce_scatter(in.data(), out.data(), out.size(), dtype_of<T>(), op); });
   }
   /// `out` gets every rank's `in`, in rank order.
   template <class T>
   Ref<void> allgather(std::span<const T> in, std::span<T> out) {
     if (out.size() != in.size() * size())
       return fail_now(fmt::format("allgather: output has {} elements, expected {} x {}", out.size(), size(), in.size()));
-    return submit([=](ShmGroup& g) { g.allgather(in.data(), out.data(), in.size(), dtype_of<T>()); });
+    return submit([=](Backend& g) { g.allgather(in.data(), out.data(), in.size(), dtype_of<T>()); });
   }
   template <class T>
   Ref<void> broadcast(std::span<T> buf, std::uint32_t root) {
-    return submit([=](ShmGroup& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); });
+    return submit([=](Backend& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); });
   }
   template <class T>
   Ref<void> send(std::span<const T> buf, std::uint32_t peer) {
-    return submit([=](ShmGroup& g) { g.send(buf.data(), buf.size(), dtype_of<T>(), peer); });
+    return submit([=](Backend& g) { g.send(buf.data(), buf.size(), dtype_of<T>(), peer); });
   }
   template <class T>
   Ref<void> recv(std::span<T> buf, std::uint32_t peer) {
-    return submit([=](ShmGroup& g) { g.recv(buf.data(), buf.size(), dtype_of<T>(), peer); });
+    return submit([=](Backend& g) { g.recv(buf.data(), buf.size(), dtype_of<T>(), peer); });
   }
   Ref<void> barrier();
 
@@ -88,7 +88,7 @@ class Group {
     auto ref = p.ref();
     auto shared = std::make_shared<Promise<std::span<T>>>(std::move(p));
     auto out = std::make_shared<T*>(nullptr);
-    enqueue([out, n](ShmGroup& g) { *out = static_cast<T*>(g.alloc(n * sizeof(T))); },
+    enqueue([out, n](Backend& g) { *out = static_cast<T*>(g.alloc(n * sizeof(T))); },
             [shared, out, n](std::exception_ptr e) {
               if (e)
                 shared->set_error(e);
@@ -104,7 +104,7 @@ class Group {
   void destroy();
 
  private:
-  using OpFn = std::function<void(ShmGroup&)>;
+  using OpFn = std::function<void(Backend&)>;
   using DoneFn = std::function<void(std::exception_ptr)>;
   Ref<void> submit(OpFn op);
   void enqueue(OpFn op, DoneFn done);
@@ -115,7 +115,7 @@ class Group {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<OpFn, DoneFn>> queue_;
-  std::unique_ptr<ShmGroup> shm_;  // made on the group's thread
+  std::unique_ptr<Backend> shm_;   // made on the group's thread (shared memory or TCP)
   std::string failed_;             // sticky failure
   std::string pending_abort_;      // an abort asked before the segment was mapped
   bool closing_ = false;

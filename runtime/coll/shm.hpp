@@ -21,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/coll/backend.hpp"
 #include "runtime/coll/types.hpp"
 #include "runtime/codec/codec.hpp"
 
@@ -32,16 +33,17 @@ struct GroupSpec {
   std::uint32_t world = 0;
   std::uint32_t rank = 0;
   std::string backend = "shm";
+  std::string host;         ///< tcp: the address this rank listens on (reachable by its peers)
   std::uint64_t staging_bytes = 4ull << 20;  ///< per rank (two halves)
   std::uint64_t p2p_bytes = 1ull << 20;      ///< per rank
   std::uint64_t heap_bytes = 1ull << 30;     ///< group-allocated buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;         ///< longest wait for a peer
-  TROUPE_FIELDS(name, uid, world, rank, backend, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)
+  TROUPE_FIELDS(name, uid, world, rank, backend, host, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)
 };
 
 inline constexpr std::uint32_t kMaxRanks = 64;
 
-class ShmGroup {
+class ShmGroup final : public Backend {
  public:
   /// Maps the segment and waits until every rank has (CollectiveError on
   /// timeout, or once `*cancel` turns true).
@@ -55,21 +57,21 @@ class ShmGroup {
   const GroupSpec& spec() const noexcept { return spec_; }
 
   // Blocking operations (the group's engine thread calls them in order).
-  void allreduce(void* buf, std::size_t n, DType d, Op op);
-  void reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op);
-  void allgather(const void* in, void* out, std::size_t n_in, DType d);
-  void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root);
-  void send(const void* buf, std::size_t n, DType d, std::uint32_t peer);
-  void recv(void* buf, std::size_t n, DType d, std::uint32_t peer);
-  void barrier();
+  void allreduce(void* buf, std::size_t n, DType d, Op op) override;
+  void reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op) override;
+  void allgather(const void* in, void* out, std::size_t n_in, DType d) override;
+  void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) override;
+  void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) override;
+  void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
+  void barrier() override;
 
   /// Collective: every rank calls it with the same size, in the same order.
   /// Returns this rank's buffer in the shared heap.
-  void* alloc(std::size_t bytes);
+  void* alloc(std::size_t bytes) override;
   /// Marks the group failed for everyone (a member died, it was destroyed).
-  void abort(std::int32_t rank_at_fault, const std::string& why) noexcept;
+  void abort(std::int32_t rank_at_fault, const std::string& why) noexcept override;
   /// The failure, if the group has failed ("" otherwise).
-  std::string failure() const;
+  std::string failure() const override;
 
  private:
   struct Header;

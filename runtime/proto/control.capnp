@@ -253,6 +253,10 @@ struct CallReply {
   actorFailure @5 :Bool;   # unused: a worker whose actor died answers no call (see worker.cpp)
   target @6 :UInt64;       # the answer to a worker's call on handle `target`
 }
+struct StoreEntry {
+  key @0 :Text;
+  value @1 :Data;
+}
 struct AbortGroup {
   name @0 :Text;
   uid @1 :UInt64;
@@ -268,5 +272,8 @@ struct WorkerEnvelope {
     attach @5 :UInt64;         # a dialled-back worker names its actor id
     joinGroup @6 :Data;        # codec-encoded coll::GroupSpec for the hosted actor
     abortGroup @7 :AbortGroup;
+    storeSet @8 :StoreEntry;   # worker -> driver: the group rendezvous store
+    storeGet @9 :Text;         # worker -> driver: answered by storeValue once the key exists
+    storeValue @10 :StoreEntry;
   }
 }

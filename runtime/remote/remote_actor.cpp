@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "runtime/coll/store.hpp"
 #include "runtime/detail/registry.hpp"
 #include "runtime/remote/handles.hpp"
 #include "runtime/remote/wire.hpp"
@@ -332,6 +333,29 @@ void RemoteActor::pump() {
 
 void RemoteActor::on_reply(net::Frame f) {
   auto env = f.root<proto::WorkerEnvelope>();
+  if (env.which() == proto::WorkerEnvelope::STORE_SET) {
+    auto e = env.getStoreSet();
+    auto v = e.getValue();
+    coll::detail::store_put(e.getKey().cStr(), std::string(reinterpret_cast<const char*>(v.begin()), v.size()));
+    return;
+  }
+  if (env.which() == proto::WorkerEnvelope::STORE_GET) {
+    std::weak_ptr<net::Connection> back;
+    {
+      std::lock_guard lock(mu_);
+      back = conn_;
+    }
+    const std::string key = env.getStoreGet().cStr();
+    coll::detail::store_watch(key, [back, key](const std::string& value) {
+      if (auto conn = back.lock())
+        conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
+          auto entry = e.initStoreValue();
+          entry.setKey(key);
+          entry.setValue(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
+        }));
+    });
+    return;
+  }
   if (env.which() == proto::WorkerEnvelope::CALL) {
     // The worker calls an actor handle we sent it: make the call here.
     auto c = env.getCall();

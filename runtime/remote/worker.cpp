@@ -18,6 +18,7 @@
 
 #include "runtime/cluster/connect.hpp"
 #include "runtime/coll/group.hpp"
+#include "runtime/coll/store.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/registry.hpp"
@@ -135,10 +136,21 @@ struct Worker {
         auto data = env.getJoinGroup();
         try {
           auto spec = codec::from_bytes<coll::GroupSpec>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+          {
+            auto& link = worker_link();
+            std::lock_guard lock(link.mu);
+            if (!link.local_host.empty()) spec.host = link.local_host;  // where peers on other hosts reach us
+          }
           coll::detail::declare(factory->id(actor), spec);
         } catch (const std::exception& e) {
           fmt::print(stderr, "troupe worker {}: bad group membership: {}\n", ::getpid(), e.what());
         }
+        return;
+      }
+      case proto::WorkerEnvelope::STORE_VALUE: {
+        auto e = env.getStoreValue();
+        auto v = e.getValue();
+        coll::detail::store_answer(e.getKey().cStr(), std::string(reinterpret_cast<const char*>(v.begin()), v.size()));
         return;
       }
       case proto::WorkerEnvelope::ABORT_GROUP: {
@@ -172,7 +184,13 @@ struct Worker {
         rt.io_context(),
         [&]() -> asio::awaitable<void> {
           auto limit = std::chrono::milliseconds(10000);
-          conn = co_await cluster::connect_to(rt.io_context(), cluster::parse_address(driver), limit);
+          std::string local;
+          conn = co_await cluster::connect_to(rt.io_context(), cluster::parse_address(driver), limit, &local);
+          {
+            auto& link = worker_link();
+            std::lock_guard lock(link.mu);
+            link.local_host = local;
+          }
           co_await net::connect_handshake(conn, token, proto::Role::WORKER, limit);
           co_await conn->write_frame(
               net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) { e.setAttach(actor); }));
@@ -203,7 +221,10 @@ struct Worker {
       link.active = true;
     }
     conn->start([this](net::Frame f) { on_frame(std::move(f)); },
-                [this](const std::string&) { done.set_value(exit_code.load()); });
+                [this](const std::string&) {
+                  coll::detail::store_lost();
+                  done.set_value(exit_code.load());
+                });
     int code = done.ref().get();
     rt.shutdown();
     return code;

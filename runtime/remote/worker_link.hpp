@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include <boost/asio/io_context.hpp>
 
@@ -22,6 +23,7 @@ struct WorkerLink {
   std::shared_ptr<net::Connection> conn;
   std::shared_ptr<boost::asio::io_context> io;
   detail::PoolHandle* pool = nullptr;
+  std::string local_host;  ///< this worker's address as its driver sees it (dialled workers)
   std::map<std::uint64_t, std::weak_ptr<RemoteActor>> routed;
 };
 WorkerLink& worker_link();

@@ -18,9 +18,10 @@ using troupe::test::CollMember;
 TROUPE_ACTOR(CollMember, run, pid);
 
 namespace {
-coll::GroupOptions opts() {
+coll::GroupOptions opts(const std::string& backend = "auto") {
   coll::GroupOptions o;
   o.name = "t";
+  o.backend = backend;
   o.staging_bytes = 256 * 1024;
   o.heap_bytes = 256ull << 20;
   o.timeout_ms = 30000;
@@ -41,10 +42,12 @@ void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
 }  // namespace
 
 TEST_CASE("collectives across worker processes match the CPU reference", "[coll][process]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  INFO("backend " << backend);
   Runtime rt({.threads = 2});
   for (std::size_t W : {2u, 4u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W, Options{}.process());
-    coll::create_group(rt, mesh, opts());
+    coll::create_group(rt, mesh, opts(backend));
     for (std::size_t n : {0ul, 1ul, 13ul, 65537ul, (1ul << 20) + 3}) {
       for (bool heap : {false, true}) {
         check_case(mesh, {"allreduce", 0, n, 0, 0, heap});
@@ -62,9 +65,11 @@ TEST_CASE("collectives across worker processes match the CPU reference", "[coll]
 }
 
 TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming it", "[coll][process]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  INFO("backend " << backend);
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process().max_restarts(1));
-  coll::create_group(rt, mesh, opts());
+  coll::create_group(rt, mesh, opts(backend));
   REQUIRE(mesh.call(&CollMember::run, CollCase{"barrier", 0, 0, 0}).get(20s).size() == 3);
   const int victim = mesh[2].call(&CollMember::pid).get(10s);
   auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 4096, 0});
@@ -77,6 +82,6 @@ TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming i
   CHECK(std::chrono::steady_clock::now() - t0 < 5s);
   // The restarted member and the survivors form the group again.
   REQUIRE(mesh[2].call(&CollMember::pid).get(20s) != victim);
-  coll::create_group(rt, mesh, opts());
+  coll::create_group(rt, mesh, opts(backend));
   check_case(mesh, {"allreduce", 0, 1000, 0});
 }

@@ -11,6 +11,7 @@
 
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/coll_member.hpp"
 #include "tests/support/netns.hpp"
 
 using namespace std::chrono_literals;
@@ -105,4 +106,41 @@ TEST_CASE("a partitioned host misses heartbeats; its actor restarts on another h
   CHECK(cut_node->wait(10s) == 1);
   CHECK_THAT(cut_node->err(), Catch::Contains("lost the head"));
   hosts.set_link(cut, true);
+}
+
+TEST_CASE("a collective group across hosts uses TCP; a dead host fails the others, naming the rank", "[netns][coll]") {
+  NetnsHosts hosts(3);
+  if (!hosts.ok()) {
+    WARN("skipped: " << hosts.why());
+    return;
+  }
+  Cluster c(hosts.on(0), hosts.ip(0));
+  auto a = c.node("slot=1", hosts.on(1));
+  auto b = c.node("slot=1", hosts.on(2));
+  Runtime rt(RuntimeOptions{.threads = 2, .address = c.address, .token = c.token});
+  auto pg = rt.placement_group({{{"slot", 1}}, {{"slot", 1}}}, Strategy::strict_spread);
+  std::vector<ActorRef<troupe::test::CollMember>> ms{
+      rt.spawn<troupe::test::CollMember>(Options{}.placement_group(pg, 0)),
+      rt.spawn<troupe::test::CollMember>(Options{}.placement_group(pg, 1))};
+  for (auto& m : ms) REQUIRE(m.call(&troupe::test::CollMember::pid).get(10s) > 0);  // attached
+  coll::GroupOptions o;
+  o.name = "t";
+  o.timeout_ms = 20000;
+  auto info = coll::create_group(rt, ms, o);
+  CHECK(info.backend == "tcp");
+  for (std::size_t n : {0ul, 1ul, 4099ul, (1ul << 20) + 1}) {
+    troupe::test::CollCase cc{"allreduce", 0, n, 0};
+    auto r0 = ms[0].call(&troupe::test::CollMember::run, cc);
+    auto r1 = ms[1].call(&troupe::test::CollMember::run, cc);
+    CHECK(r0.get(30s) == troupe::test::coll_expected(cc, 2, 0));
+    CHECK(r1.get(30s) == troupe::test::coll_expected(cc, 2, 1));
+  }
+  // Rank 1's host dies mid-allreduce: rank 0 fails within seconds, naming rank 1.
+  auto pending = ms[0].call(&troupe::test::CollMember::run, troupe::test::CollCase{"allreduce", 0, 1000, 0});
+  std::this_thread::sleep_for(100ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto& host1 = pg.nodes[1] == 2 ? a : b;
+  host1->signal(SIGKILL);
+  CHECK_THROWS_WITH(pending.get(20s), Catch::Contains("rank 1"));
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
 }

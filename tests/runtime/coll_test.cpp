@@ -13,9 +13,10 @@ using troupe::test::CollMember;
 
 namespace {
 
-coll::GroupOptions small_staging(const std::string& name = "t") {
+coll::GroupOptions small_staging(const std::string& name = "t", const std::string& backend = "auto") {
   coll::GroupOptions o;
   o.name = name;
+  o.backend = backend;
   o.staging_bytes = 64 * 1024;  // so that large cases run in several pieces
   o.p2p_bytes = 16 * 1024;
   o.heap_bytes = 64ull << 20;
@@ -44,10 +45,12 @@ void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
 }  // namespace
 
 TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  INFO("backend " << backend);
   Runtime rt({.threads = 2});
   for (std::size_t W : {1u, 2u, 3u, 4u, 8u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W);
-    coll::create_group(rt, mesh, small_staging());
+    coll::create_group(rt, mesh, small_staging("t", backend));
     const std::vector<std::size_t> sizes = W <= 4 ? std::vector<std::size_t>{0, 1, 2, 7, 13, 1031, 40009}
                                                    : std::vector<std::size_t>{0, 1, 13, 40009};
     for (std::size_t n : sizes) {
@@ -69,32 +72,36 @@ TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]
 }
 
 TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3);
-  coll::create_group(rt, mesh, small_staging());
+  coll::create_group(rt, mesh, small_staging("t", backend));
   // Rank 1 asks for a different size.
   std::vector<Ref<std::vector<double>>> refs;
   for (std::size_t r = 0; r < 3; ++r)
     refs.push_back(mesh[r].call(&CollMember::run, CollCase{"allreduce", 0, r == 1 ? 9u : 10u, 0}));
   for (auto& ref : refs)
-    CHECK_THROWS_WITH(ref.get(20s), Catch::Contains("ranks disagree") && Catch::Contains("rank 1 calls allreduce float32 x 9"));
+    CHECK_THROWS_WITH(ref.get(20s), Catch::Contains("ranks disagree") && Catch::Contains("calls allreduce float32 x 9") &&
+                                        Catch::Contains("calls allreduce float32 x 10"));
   // The failure is sticky: later operations fail the same way.
   CHECK_THROWS_WITH(mesh[0].call(&CollMember::run, CollCase{"barrier", 0, 0, 0}).get(20s),
                     Catch::Contains("ranks disagree"));
 }
 
 TEST_CASE("a broadcast root out of range is an error on every rank", "[coll]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(2);
-  coll::create_group(rt, mesh, small_staging());
+  coll::create_group(rt, mesh, small_staging("t", backend));
   auto all = mesh.call(&CollMember::run, CollCase{"broadcast", 0, 4, 0, 5});
   CHECK_THROWS_WITH(all.get(20s), Catch::Contains("root 5") && Catch::Contains("2 ranks"));
 }
 
 TEST_CASE("a member killed mid-allreduce fails the others at once, naming it; the group can be rebuilt", "[coll]") {
+  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.name("m"));
-  coll::create_group(rt, mesh, small_staging());
+  coll::create_group(rt, mesh, small_staging("t", backend));
   // Ranks 0 and 1 enter an allreduce; rank 2 never does and is killed.
   auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0});
   auto b = mesh[1].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0});
@@ -105,7 +112,7 @@ TEST_CASE("a member killed mid-allreduce fails the others at once, naming it; th
   // Rebuilt with the survivors and a new member under the same name.
   auto fresh = rt.spawn<CollMember>();
   std::vector<ActorRef<CollMember>> members{mesh[0], mesh[1], fresh};
-  coll::create_group(rt, members, small_staging());
+  coll::create_group(rt, members, small_staging("t", backend));
   CollCase c{"allreduce", 0, 100, 0};
   std::vector<Ref<std::vector<double>>> refs;
   for (auto& m : members) refs.push_back(m.call(&CollMember::run, c));

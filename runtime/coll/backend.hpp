@@ -1,0 +1,29 @@
+#pragma once
+// What a collective backend does; the group's thread calls these in order.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "runtime/coll/types.hpp"
+
+namespace troupe::coll {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual void allreduce(void* buf, std::size_t n, DType d, Op op) = 0;
+  virtual void reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op) = 0;
+  virtual void allgather(const void* in, void* out, std::size_t n_in, DType d) = 0;
+  virtual void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) = 0;
+  virtual void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
+  virtual void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
+  virtual void barrier() = 0;
+  /// Collective: a buffer for this rank (shared memory where the backend has it).
+  virtual void* alloc(std::size_t bytes) = 0;
+  /// Fails the group for everyone (any thread).
+  virtual void abort(std::int32_t rank_at_fault, const std::string& why) noexcept = 0;
+  /// Why the group failed ("" if it has not).
+  virtual std::string failure() const = 0;
+};
+
+}  // namespace troupe::coll
