@@ -3,10 +3,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "runtime/coll/types.hpp"
 
 namespace troupe::coll {
+
+/// Operation kinds as the backends put them in their descriptors.
+enum Kind : std::uint32_t { k_none, k_allreduce, k_reduce_scatter, k_allgather, k_broadcast, k_barrier, k_alloc, k_send };
+const char* kind_name(std::uint32_t k) noexcept;
+/// [begin, end) of part c when n elements are split into `parts` near-equal parts.
+inline std::pair<std::size_t, std::size_t> chunk(std::size_t n, std::size_t parts, std::size_t c) {
+  return {n * c / parts, n * (c + 1) / parts};
+}
 
 class Backend {
  public:

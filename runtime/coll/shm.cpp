@@ -24,18 +24,6 @@ constexpr std::size_t kPage = 4096;
 
 std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
 
-enum Kind : std::uint32_t { k_none, k_allreduce, k_reduce_scatter, k_allgather, k_broadcast, k_barrier, k_alloc };
-const char* kind_name(std::uint32_t k) {
-  switch (k) {
-    case k_allreduce: return "allreduce";
-    case k_reduce_scatter: return "reduce_scatter";
-    case k_allgather: return "allgather";
-    case k_broadcast: return "broadcast";
-    case k_barrier: return "barrier";
-    case k_alloc: return "alloc";
-  }
-  return "?";
-}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,10 +31,6 @@ inline void cpu_relax() {
 #endif
 }
 
-// [begin, end) of chunk c when n elements are split over `parts`.
-std::pair<std::size_t, std::size_t> chunk(std::size_t n, std::size_t parts, std::size_t c) {
-  return {n * c / parts, n * (c + 1) / parts};
-}
 
 }  // namespace
 

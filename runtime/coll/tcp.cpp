@@ -25,23 +25,8 @@ using clock = std::chrono::steady_clock;
 constexpr std::uint32_t kMagic = 0x74726370;  // "trcp"
 constexpr std::uint32_t kAbort = 0xdead;
 constexpr std::size_t kSegment = 1u << 20;
-enum Kind : std::uint32_t { k_allreduce = 1, k_reduce_scatter, k_allgather, k_broadcast, k_send, k_barrier };
 
-const char* kind_name(std::uint32_t k) {
-  switch (k) {
-    case k_allreduce: return "allreduce";
-    case k_reduce_scatter: return "reduce_scatter";
-    case k_allgather: return "allgather";
-    case k_broadcast: return "broadcast";
-    case k_send: return "send/recv";
-    case k_barrier: return "barrier";
-  }
-  return "?";
-}
 
-std::pair<std::size_t, std::size_t> chunk(std::size_t n, std::size_t parts, std::size_t c) {
-  return {n * c / parts, n * (c + 1) / parts};
-}
 
 std::string key_of(std::uint64_t uid, std::uint32_t rank) { return fmt::format("coll/{:016x}/{}", uid, rank); }
 

@@ -1,5 +1,7 @@
 #include "runtime/coll/types.hpp"
 
+#include "runtime/coll/backend.hpp"
+
 #include <algorithm>
 
 namespace troupe::coll {
@@ -21,6 +23,19 @@ const char* to_string(Op o) noexcept {
     case Op::avg: return "avg";
     case Op::max: return "max";
     case Op::min: return "min";
+  }
+  return "?";
+}
+
+const char* kind_name(std::uint32_t k) noexcept {
+  switch (k) {
+    case k_allreduce: return "allreduce";
+    case k_reduce_scatter: return "reduce_scatter";
+    case k_allgather: return "allgather";
+    case k_broadcast: return "broadcast";
+    case k_barrier: return "barrier";
+    case k_alloc: return "alloc";
+    case k_send: return "send/recv";
   }
   return "?";
 }
