@@ -127,6 +127,15 @@ std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::str
         auto all = mesh.call(&AllreduceMember::run, bytes, heap, iters, max_bytes).get(std::chrono::minutes(10));
         rows.push_back(row(heap ? "troupe" : "troupe_user", W, bytes, percentile(all[0], 50)));
       }
+    // The TCP ring (what groups across hosts use), here over loopback: the
+    // figure to hold against gloo, which has no shared-memory transport.
+    o.backend = "tcp";
+    coll::create_group(rt, mesh, o);
+    for (auto bytes : cfg.sizes) {
+      const int iters = iterations_for(bytes);
+      auto all = mesh.call(&AllreduceMember::run, bytes, false, iters, max_bytes).get(std::chrono::minutes(10));
+      rows.push_back(row("troupe_tcp", W, bytes, percentile(all[0], 50)));
+    }
   }
   // torch.distributed with gloo (python3-torch), one thread per process.
   const std::string py = "/usr/bin/python3";
@@ -149,7 +158,8 @@ std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::str
     notes.push_back("mpi rows skipped: OpenMPI (mpirun, libopenmpi-dev at build time) is not installed");
   }
   notes.push_back("busbw = bytes / p50 time x 2(n-1)/n (nccl-tests); troupe: group-allocated buffers reduced in "
-                  "place; troupe_user: the ranks' own buffers");
+                  "place (shared memory); troupe_user: the ranks' own buffers (shared memory); troupe_tcp: the "
+                  "TCP ring over loopback (the cross-host backend)");
   return rows;
 }
 
