@@ -121,7 +121,6 @@ class Head : public std::enable_shared_from_this<Head> {
   void release(ActorRecord& a);
   void kill_worker(const ActorRecord& a);
   std::vector<Slot> node_slots() const;
-  std::string node_label(std::uint64_t id) const;
 
   asio::io_context& io_;
   HeadOptions opts_;
@@ -140,6 +139,12 @@ class Head : public std::enable_shared_from_this<Head> {
   std::chrono::steady_clock::time_point started_;
   std::atomic<std::size_t> dropped_{0};
   bool stopped_ = false;
+};
+
+struct Head::Session {
+  std::shared_ptr<net::Connection> conn;
+  proto::Role role = proto::Role::CLIENT;
+  std::uint64_t node_id = 0;  // set once a node registers
 };
 
 }  // namespace troupe::cluster
