@@ -14,6 +14,7 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "runtime/detail/registry.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 
@@ -255,6 +256,9 @@ void RemoteActor::handle_exit(std::string detail, bool clean) {
     return;
   }
   DownEvent restart_event{id_, opts_.name_, DeathCause::failed, detail, true, restarts_};
+  // Say so on stderr, as Ray does: a restart that nobody sees hides a crash.
+  fmt::print(stderr, "troupe: {} lost its worker ({}); restarting it ({} of {})\n", detail::actor_label(id_), detail,
+             restarts_ + 1, opts_.max_restarts_ < 0 ? std::string("unlimited") : std::to_string(opts_.max_restarts_));
   ++restarts_;
   cluster_->report(cluster_id_, kRestarting, 0, detail, static_cast<std::uint32_t>(restarts_));
   auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail));
