@@ -17,6 +17,11 @@ inline std::pair<std::size_t, std::size_t> chunk(std::size_t n, std::size_t part
   return {n * c / parts, n * (c + 1) / parts};
 }
 
+/// memcpy that accepts empty ranges with null pointers (empty spans have them).
+inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
+  if (n) __builtin_memcpy(dst, src, n);
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;

@@ -285,7 +285,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     me.heap = 1;
     me.heap_base = off;  // each rank publishes where its own buffer is
   } else if (bytes <= half_) {
-    std::memcpy(stage(spec_.rank, next_half_), buf, bytes);
+    copy_bytes(stage(spec_.rank, next_half_), buf, bytes);
     me.copied = 1;
   }
   publish(me);
@@ -311,7 +311,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
         if (i != spec_.rank) reduce_into(acc, peers[i] + s * es, len, d, op);
       if (op == Op::avg) scale_down(acc, len, d, spec_.world);
       for (std::uint32_t i = 0; i < spec_.world; ++i)
-        if (i != spec_.rank) std::memcpy(peers[i] + s * es, acc, len * es);
+        if (i != spec_.rank) copy_bytes(peers[i] + s * es, acc, len * es);
     }
     sync("allreduce");
     return;
@@ -324,7 +324,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     const unsigned h = next_half_;
     next_half_ ^= 1u;
     if (!(p == 0 && all_copied)) {
-      std::memcpy(stage(spec_.rank, h), mine + p0 * es, pn * es);
+      copy_bytes(stage(spec_.rank, h), mine + p0 * es, pn * es);
       sync("allreduce");
     }
     auto [b, e] = chunk(pn, spec_.world, spec_.rank);
@@ -335,7 +335,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     sync("allreduce");
     for (std::uint32_t c = 0; c < spec_.world; ++c) {
       auto [cb, ce] = chunk(pn, spec_.world, c);
-      std::memcpy(mine + (p0 + cb) * es, stage(c, h) + cb * es, (ce - cb) * es);
+      copy_bytes(mine + (p0 + cb) * es, stage(c, h) + cb * es, (ce - cb) * es);
     }
   }
 }
@@ -351,12 +351,12 @@ void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
     const std::size_t k0 = p * per_piece, len = std::min(per_piece, n_out - std::min(n_out, k0));
     const unsigned h = next_half_;
     next_half_ ^= 1u;
-    for (std::size_t c = 0; c < W; ++c) std::memcpy(stage(spec_.rank, h) + c * len * es, src + (c * n_out + k0) * es, len * es);
+    for (std::size_t c = 0; c < W; ++c) copy_bytes(stage(spec_.rank, h) + c * len * es, src + (c * n_out + k0) * es, len * es);
     if (p == 0) publish(me);
     sync("reduce_scatter");
     if (p == 0) check_all(me);
     std::byte* o = dst + k0 * es;
-    std::memcpy(o, stage(0, h) + spec_.rank * len * es, len * es);
+    copy_bytes(o, stage(0, h) + spec_.rank * len * es, len * es);
     for (std::uint32_t i = 1; i < W; ++i) reduce_into(o, stage(i, h) + spec_.rank * len * es, len, d, op);
     if (op == Op::avg) scale_down(o, len, d, W);
   }
@@ -373,11 +373,11 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
     const std::size_t k0 = p * per_piece, len = std::min(per_piece, n_in - std::min(n_in, k0));
     const unsigned h = next_half_;
     next_half_ ^= 1u;
-    std::memcpy(stage(spec_.rank, h), src + k0 * es, len * es);
+    copy_bytes(stage(spec_.rank, h), src + k0 * es, len * es);
     if (p == 0) publish(me);
     sync("allgather");
     if (p == 0) check_all(me);
-    for (std::size_t i = 0; i < W; ++i) std::memcpy(dst + (i * n_in + k0) * es, stage(static_cast<std::uint32_t>(i), h), len * es);
+    for (std::size_t i = 0; i < W; ++i) copy_bytes(dst + (i * n_in + k0) * es, stage(static_cast<std::uint32_t>(i), h), len * es);
   }
 }
 
@@ -392,11 +392,11 @@ void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) 
     const std::size_t k0 = p * per_piece, len = std::min(per_piece, n - std::min(n, k0));
     const unsigned h = next_half_;
     next_half_ ^= 1u;
-    if (valid_root && root == spec_.rank) std::memcpy(stage(root, h), b + k0 * es, len * es);
+    if (valid_root && root == spec_.rank) copy_bytes(stage(root, h), b + k0 * es, len * es);
     if (p == 0) publish(me);
     sync("broadcast");
     if (p == 0) check_all(me);
-    if (root != spec_.rank) std::memcpy(b + k0 * es, stage(root, h), len * es);
+    if (root != spec_.rank) copy_bytes(b + k0 * es, stage(root, h), len * es);
   }
 }
 
@@ -410,7 +410,7 @@ void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer)
   const std::size_t pieces = std::max<std::size_t>((n + cap - 1) / cap, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
     const std::size_t k0 = p * cap, len = std::min(cap, n - std::min(n, k0));
-    std::memcpy(p2p(spec_.rank), src + k0 * es, len * es);
+    copy_bytes(p2p(spec_.rank), src + k0 * es, len * es);
     ch.count = n;
     ch.dtype = static_cast<std::uint32_t>(d);
     const auto seq = ++send_seq_[peer];
@@ -437,7 +437,7 @@ void ShmGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
       fail();
     }
     const std::size_t k0 = p * cap, len = std::min(cap, n - std::min(n, k0));
-    std::memcpy(dst + k0 * es, p2p(peer), len * es);
+    copy_bytes(dst + k0 * es, p2p(peer), len * es);
     ch.acked.store(seq, std::memory_order_release);
   }
 }

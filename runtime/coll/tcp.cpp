@@ -340,7 +340,7 @@ void TcpGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
   // Blocks are the ring's chunks when every block has n_out elements.
   std::vector<std::byte> work(static_cast<const std::byte*>(in), static_cast<const std::byte*>(in) + W * n_out * es);
   if (W > 1) ring_reduce_scatter(work.data(), W * n_out, d, op, desc);
-  std::memcpy(out, work.data() + spec_.rank * n_out * es, n_out * es);
+  copy_bytes(out, work.data() + spec_.rank * n_out * es, n_out * es);
   if (op == Op::avg) scale_down(out, n_out, d, W);
 }
 
@@ -350,7 +350,7 @@ void TcpGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
   const std::size_t W = spec_.world, es = size_of(d);
   const Op_ desc{k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1};
   auto* o = static_cast<std::byte*>(out);
-  std::memcpy(o + spec_.rank * n_in * es, in, n_in * es);
+  copy_bytes(o + spec_.rank * n_in * es, in, n_in * es);
   if (W > 1) ring_allgather(o, W * n_in, es, desc);
 }
 
