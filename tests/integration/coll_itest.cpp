@@ -28,17 +28,6 @@ coll::GroupOptions opts(const std::string& backend = "auto") {
   return o;
 }
 
-void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
-  auto got = mesh.call(&CollMember::run, c).get(60s);
-  for (std::size_t r = 0; r < mesh.size(); ++r) {
-    auto want = troupe::test::coll_expected(c, mesh.size(), r);
-    INFO(c.op << " dtype " << c.dtype << " n " << c.n << " heap " << c.heap << " rank " << r);
-    REQUIRE(got[r].size() == want.size());
-    bool same = true;
-    for (std::size_t i = 0; i < want.size() && same; ++i) same = got[r][i] == Approx(want[i]).epsilon(1e-6);
-    CHECK(same);
-  }
-}
 }  // namespace
 
 TEST_CASE("collectives across worker processes match the CPU reference", "[coll][process]") {
@@ -50,13 +39,13 @@ TEST_CASE("collectives across worker processes match the CPU reference", "[coll]
     coll::create_group(rt, mesh, opts(backend));
     for (std::size_t n : {0ul, 1ul, 13ul, 65537ul, (1ul << 20) + 3}) {
       for (bool heap : {false, true}) {
-        check_case(mesh, {"allreduce", 0, n, 0, 0, heap});
-        check_case(mesh, {"allreduce", 3, n, 1, 0, heap});
-        check_case(mesh, {"broadcast", 1, n, 0, 1, heap});
+        troupe::test::check_coll_case(mesh, {"allreduce", 0, n, 0, 0, heap});
+        troupe::test::check_coll_case(mesh, {"allreduce", 3, n, 1, 0, heap});
+        troupe::test::check_coll_case(mesh, {"broadcast", 1, n, 0, 1, heap});
       }
-      check_case(mesh, {"reduce_scatter", 0, n, 2});
-      check_case(mesh, {"allgather", 2, n, 0});
-      check_case(mesh, {"sendrecv", 4, n, 0});
+      troupe::test::check_coll_case(mesh, {"reduce_scatter", 0, n, 2});
+      troupe::test::check_coll_case(mesh, {"allgather", 2, n, 0});
+      troupe::test::check_coll_case(mesh, {"sendrecv", 4, n, 0});
     }
     // Every rank really is its own process.
     auto pids = mesh.call(&CollMember::pid).get(10s);
@@ -83,5 +72,5 @@ TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming i
   // The restarted member and the survivors form the group again.
   REQUIRE(mesh[2].call(&CollMember::pid).get(20s) != victim);
   coll::create_group(rt, mesh, opts(backend));
-  check_case(mesh, {"allreduce", 0, 1000, 0});
+  troupe::test::check_coll_case(mesh, {"allreduce", 0, 1000, 0});
 }

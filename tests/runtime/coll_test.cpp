@@ -24,23 +24,6 @@ coll::GroupOptions small_staging(const std::string& name = "t", const std::strin
   return o;
 }
 
-void check_case(Mesh<CollMember>& mesh, const CollCase& c) {
-  auto got = mesh.call(&CollMember::run, c).get(60s);
-  const std::size_t W = mesh.size();
-  for (std::size_t r = 0; r < W; ++r) {
-    auto want = troupe::test::coll_expected(c, W, r);
-    INFO(c.op << " dtype " << c.dtype << " n " << c.n << " op " << c.reduce << " heap " << c.heap << " rank " << r
-              << " of " << W);
-    REQUIRE(got[r].size() == want.size());
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      if (got[r][i] != Approx(want[i]).epsilon(1e-6)) {
-        INFO("index " << i);
-        CHECK(got[r][i] == Approx(want[i]).epsilon(1e-6));
-        break;
-      }
-    }
-  }
-}
 
 }  // namespace
 
@@ -55,17 +38,17 @@ TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]
                                                    : std::vector<std::size_t>{0, 1, 13, 40009};
     for (std::size_t n : sizes) {
       for (bool heap : {false, true}) {
-        for (int op = 0; op < 4; ++op) check_case(mesh, {"allreduce", 0, n, op, 0, heap});
-        for (int dt = 1; dt < 5; ++dt) check_case(mesh, {"allreduce", dt, n, 0, 0, heap});
-        check_case(mesh, {"allreduce", 3, n, 1, 0, heap});  // int64 avg
-        check_case(mesh, {"broadcast", 0, n, 0, static_cast<std::uint32_t>(W - 1), heap});
+        for (int op = 0; op < 4; ++op) troupe::test::check_coll_case(mesh, {"allreduce", 0, n, op, 0, heap});
+        for (int dt = 1; dt < 5; ++dt) troupe::test::check_coll_case(mesh, {"allreduce", dt, n, 0, 0, heap});
+        troupe::test::check_coll_case(mesh, {"allreduce", 3, n, 1, 0, heap});  // int64 avg
+        troupe::test::check_coll_case(mesh, {"broadcast", 0, n, 0, static_cast<std::uint32_t>(W - 1), heap});
       }
-      check_case(mesh, {"reduce_scatter", 0, n, 0});
-      check_case(mesh, {"reduce_scatter", 2, n, 2});
-      check_case(mesh, {"allgather", 1, n, 0});
-      check_case(mesh, {"allgather", 4, n, 0});
-      check_case(mesh, {"sendrecv", 0, n, 0});
-      check_case(mesh, {"barrier", 0, 0, 0});
+      troupe::test::check_coll_case(mesh, {"reduce_scatter", 0, n, 0});
+      troupe::test::check_coll_case(mesh, {"reduce_scatter", 2, n, 2});
+      troupe::test::check_coll_case(mesh, {"allgather", 1, n, 0});
+      troupe::test::check_coll_case(mesh, {"allgather", 4, n, 0});
+      troupe::test::check_coll_case(mesh, {"sendrecv", 0, n, 0});
+      troupe::test::check_coll_case(mesh, {"barrier", 0, 0, 0});
     }
     for (auto& m : mesh.members()) m.stop().get(10s);
   }

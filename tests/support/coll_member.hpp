@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "runtime/coll/create.hpp"
 #include "runtime/troupe.hpp"
 
@@ -140,6 +142,23 @@ inline std::vector<double> coll_expected(const CollCase& c, std::size_t W, std::
   else if (c.op == "sendrecv")
     for (std::size_t i = 0; i < c.n; ++i) e.push_back(coll_input(W == 1 ? r : (r + W - 1) % W, i));
   return e;
+}
+
+/// Runs case c on every member of `mesh` and checks each rank against the reference.
+inline void check_coll_case(Mesh<CollMember>& mesh, const CollCase& c) {
+  auto got = mesh.call(&CollMember::run, c).get(std::chrono::seconds(60));
+  const std::size_t W = mesh.size();
+  for (std::size_t r = 0; r < W; ++r) {
+    auto want = coll_expected(c, W, r);
+    INFO(c.op << " dtype " << c.dtype << " n " << c.n << " op " << c.reduce << " heap " << c.heap << " rank " << r
+              << " of " << W);
+    REQUIRE(got[r].size() == want.size());
+    std::size_t bad = want.size();
+    for (std::size_t i = 0; i < want.size() && bad == want.size(); ++i)
+      if (got[r][i] != Approx(want[i]).epsilon(1e-6)) bad = i;
+    INFO("first wrong index " << bad);
+    CHECK(bad == want.size());
+  }
 }
 
 }  // namespace troupe::test
