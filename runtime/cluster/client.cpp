@@ -31,6 +31,14 @@ std::string host_name() {
   return buf;
 }
 
+[[noreturn]] void throw_refusal(proto::ErrorKind kind, std::string why) {
+  switch (kind) {
+    case proto::ErrorKind::INFEASIBLE: throw Infeasible(std::move(why));
+    case proto::ErrorKind::USAGE: throw UsageError(std::move(why));
+    default: throw Error(std::move(why));
+  }
+}
+
 template <class F>
 auto run_on(asio::io_context& io, F&& f) {
   std::promise<void> done;
@@ -46,10 +54,14 @@ auto run_on(asio::io_context& io, F&& f) {
 }  // namespace
 
 std::string ClusterClient::self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw Error(fmt::format("cannot find this executable (/proc/self/exe): {}", std::strerror(errno)));
-  return std::string(buf, static_cast<std::size_t>(n));
+  // Read once: every placement and every local worker start needs it.
+  static const std::string exe = []() {
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) throw Error(fmt::format("cannot find this executable (/proc/self/exe): {}", std::strerror(errno)));
+    return std::string(buf, static_cast<std::size_t>(n));
+  }();
+  return exe;
 }
 
 ClusterClient::ClusterClient(std::shared_ptr<asio::io_context> worker_io) : worker_io_(std::move(worker_io)) {}
@@ -307,11 +319,7 @@ PlaceResult ClusterClient::place(const PlaceRequest& r) {
                          }),
                          "placing an actor");
   auto rep = f.root<proto::Envelope>().getPlaceReply();
-  if (!rep.getOk()) {
-    std::string why = rep.getError().cStr();
-    if (why.rfind("infeasible", 0) == 0 || why.find("placement group") != std::string::npos) throw Infeasible(why);
-    throw Error(why);
-  }
+  if (!rep.getOk()) throw_refusal(rep.getErrorKind(), rep.getError().cStr());
   PlaceResult out;
   out.actor_id = rep.getActorId();
   out.node = rep.getNodeId();
@@ -343,11 +351,7 @@ GroupResult ClusterClient::create_group(const std::string& name, Strategy s, con
                          }),
                          "creating a placement group");
   auto rep = f.root<proto::Envelope>().getPlacementGroupReply();
-  if (!rep.getOk()) {
-    std::string why = rep.getError().cStr();
-    if (why.rfind("infeasible", 0) == 0) throw Infeasible(why);
-    throw UsageError(why);
-  }
+  if (!rep.getOk()) throw_refusal(rep.getErrorKind(), rep.getError().cStr());
   GroupResult g;
   g.id = rep.getGroupId();
   for (auto n : rep.getBundleNodes()) g.bundle_nodes.push_back(n);

@@ -83,15 +83,6 @@ net::Frame ask(const Address& head, const std::string& token, std::chrono::milli
   return std::move(*answer);
 }
 
-const char* state_name(proto::ActorState s) {
-  switch (s) {
-    case proto::ActorState::PENDING: return "PENDING";
-    case proto::ActorState::ALIVE: return "ALIVE";
-    case proto::ActorState::RESTARTING: return "RESTARTING";
-    case proto::ActorState::DEAD: return "DEAD";
-  }
-  return "?";
-}
 }  // namespace
 
 ClusterView query_status(const Address& head, const std::string& token, std::chrono::milliseconds limit) {

@@ -121,15 +121,6 @@ asio::awaitable<void> Head::serve(std::shared_ptr<net::Connection> c) {
 }
 
 namespace {
-const char* state_text(int st) {
-  switch (static_cast<proto::ActorState>(st)) {
-    case proto::ActorState::PENDING: return "PENDING";
-    case proto::ActorState::ALIVE: return "ALIVE";
-    case proto::ActorState::RESTARTING: return "RESTARTING";
-    case proto::ActorState::DEAD: return "DEAD";
-  }
-  return "?";
-}
 constexpr int kAlive = static_cast<int>(proto::ActorState::ALIVE);
 constexpr int kRestarting = static_cast<int>(proto::ActorState::RESTARTING);
 constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
@@ -326,7 +317,7 @@ kj::Array<capnp::word> Head::status_frame() const {
       to_proto(n.slot.used, b.initUsed(static_cast<unsigned>(n.slot.used.size())));
     }
     std::map<std::string, unsigned> counts;
-    for (const auto& [id, a] : actors_) ++counts[state_text(a.state)];
+    for (const auto& [id, a] : actors_) ++counts[state_name(static_cast<proto::ActorState>(a.state))];
     auto sc = st.initActorStates(static_cast<unsigned>(counts.size()));
     i = 0;
     for (const auto& [state, count] : counts) {

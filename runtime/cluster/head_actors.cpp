@@ -9,6 +9,13 @@
 namespace troupe::cluster {
 
 namespace {
+// How the driver should raise a refusal: by the type of the exception.
+proto::ErrorKind kind_of(const std::exception& e) {
+  if (dynamic_cast<const Infeasible*>(&e)) return proto::ErrorKind::INFEASIBLE;
+  if (dynamic_cast<const UsageError*>(&e)) return proto::ErrorKind::USAGE;
+  return proto::ErrorKind::ERROR;
+}
+
 constexpr int kPending = static_cast<int>(proto::ActorState::PENDING);
 constexpr int kRestarting = static_cast<int>(proto::ActorState::RESTARTING);
 constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
@@ -22,12 +29,13 @@ std::vector<Slot> Head::node_slots() const {
 
 void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Reader r) {
   const std::uint64_t request = r.getRequestId();
-  auto refuse = [&](const std::string& why) {
+  auto refuse = [&](const std::string& why, proto::ErrorKind kind) {
     s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
       auto p = e.initPlaceReply();
       p.setRequestId(request);
       p.setOk(false);
       p.setError(why);
+      p.setErrorKind(kind);
     }));
   };
   ResourceMap req = from_proto(r.getResources());
@@ -36,7 +44,7 @@ void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Rea
   ActorRecord* existing = nullptr;
   if (r.getActorId()) {
     auto it = actors_.find(r.getActorId());
-    if (it == actors_.end() || it->second.owner.lock() != s) return refuse("restart of an actor this driver does not own");
+    if (it == actors_.end() || it->second.owner.lock() != s) return refuse("restart of an actor this driver does not own", proto::ErrorKind::USAGE);
     existing = &it->second;
     release(*existing);
   }
@@ -74,7 +82,7 @@ void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Rea
       existing->state = kDead;
       existing->death_cause = fmt::format("restart failed: {}", e.what());
     }
-    return refuse(e.what());
+    return refuse(e.what(), kind_of(e));
   }
   if (!existing) {
     ActorRecord rec;
@@ -218,6 +226,7 @@ void Head::create_group(const std::shared_ptr<Session>& s, proto::CreatePlacemen
       p.setRequestId(request);
       p.setOk(false);
       p.setError(e.what());
+      p.setErrorKind(kind_of(e));
     }));
     return;
   }

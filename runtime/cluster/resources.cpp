@@ -71,6 +71,16 @@ std::string format_resources(const ResourceMap& r) {
   return out;
 }
 
+const char* state_name(proto::ActorState s) noexcept {
+  switch (s) {
+    case proto::ActorState::PENDING: return "PENDING";
+    case proto::ActorState::ALIVE: return "ALIVE";
+    case proto::ActorState::RESTARTING: return "RESTARTING";
+    case proto::ActorState::DEAD: return "DEAD";
+  }
+  return "?";
+}
+
 void to_proto(const ResourceMap& r, capnp::List<proto::Resource>::Builder out) {
   unsigned i = 0;
   for (const auto& [k, v] : r) {

@@ -19,6 +19,9 @@ ResourceMap parse_resources(std::string_view spec);
 /// "CPU=2, GPU=0, memory=23.4 GiB, ssd=1".
 std::string format_resources(const ResourceMap& r);
 
+/// "PENDING", "ALIVE", "RESTARTING", "DEAD" (the actor directory's words).
+const char* state_name(proto::ActorState s) noexcept;
+
 void to_proto(const ResourceMap& r, capnp::List<proto::Resource>::Builder out);
 ResourceMap from_proto(capnp::List<proto::Resource>::Reader in);
 

@@ -29,6 +29,7 @@ class Backend {
   virtual void reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op) = 0;
   virtual void allgather(const void* in, void* out, std::size_t n_in, DType d) = 0;
   virtual void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) = 0;
+  /// Point to point; `peer` is another rank of the group (Group checks it).
   virtual void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
   virtual void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
   virtual void barrier() = 0;

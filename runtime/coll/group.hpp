@@ -70,10 +70,14 @@ class Group {
   }
   template <class T>
   Ref<void> send(std::span<const T> buf, std::uint32_t peer) {
+    if (peer >= size() || peer == rank())
+      return fail_now(fmt::format("rank {} cannot send to rank {} (ranks 0-{}, not itself)", rank(), peer, size() - 1));
     return submit([=](Backend& g) { g.send(buf.data(), buf.size(), dtype_of<T>(), peer); });
   }
   template <class T>
   Ref<void> recv(std::span<T> buf, std::uint32_t peer) {
+    if (peer >= size() || peer == rank())
+      return fail_now(fmt::format("rank {} cannot receive from rank {} (ranks 0-{}, not itself)", rank(), peer, size() - 1));
     return submit([=](Backend& g) { g.recv(buf.data(), buf.size(), dtype_of<T>(), peer); });
   }
   Ref<void> barrier();

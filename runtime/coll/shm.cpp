@@ -43,7 +43,7 @@ struct ShmGroup::Desc {
   std::int32_t root;
   std::uint32_t heap;     // the buffer is a group-allocated one
   std::uint32_t copied;   // the data is already in the staging half
-  std::uint64_t heap_base, heap_region;
+  std::uint64_t heap_base;
 };
 
 struct alignas(64) Chan {
@@ -245,14 +245,10 @@ void ShmGroup::check_all(const Desc& mine) {
   }
 }
 
-bool ShmGroup::in_heap(const void* p, std::size_t bytes, std::uint64_t* base) const {
+std::optional<std::uint64_t> ShmGroup::heap_offset(const void* p, std::size_t bytes) const {
   auto* b = static_cast<const std::byte*>(p);
-  if (b < heap_ || b >= heap_ + heap_top_) return false;
-  // Allocations are [base, base + region * world); ours is at base + rank * region.
-  const auto off = static_cast<std::uint64_t>(b - heap_);
-  (void)bytes;
-  *base = off;
-  return true;
+  if (b < heap_ || b + bytes > heap_ + heap_top_) return std::nullopt;  // not (wholly) in alloc()ed memory
+  return static_cast<std::uint64_t>(b - heap_);
 }
 
 void* ShmGroup::alloc(std::size_t bytes) {
@@ -260,7 +256,7 @@ void* ShmGroup::alloc(std::size_t bytes) {
   if (heap_top_ + region * spec_.world > spec_.heap_bytes)
     throw CollectiveError(fmt::format("group '{}': alloc of {} bytes: the shared heap ({} bytes) is full", spec_.name,
                                       bytes, spec_.heap_bytes));
-  Desc me{++op_seq_, k_alloc, 0, bytes, 0, -1, 0, 0, 0, 0};
+  Desc me{++op_seq_, k_alloc, 0, bytes, 0, -1, 0, 0, 0};
   publish(me);
   sync("alloc");
   check_all(me);
@@ -270,7 +266,7 @@ void* ShmGroup::alloc(std::size_t bytes) {
 }
 
 void ShmGroup::barrier() {
-  Desc me{++op_seq_, k_barrier, 0, 0, 0, -1, 0, 0, 0, 0};
+  Desc me{++op_seq_, k_barrier, 0, 0, 0, -1, 0, 0, 0};
   publish(me);
   sync("barrier");
   check_all(me);
@@ -279,11 +275,11 @@ void ShmGroup::barrier() {
 void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   const std::size_t es = size_of(d), bytes = n * es;
   auto* mine = static_cast<std::byte*>(buf);
-  Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0};
-  std::uint64_t off = 0;
-  if (bytes && in_heap(buf, bytes, &off)) {
+  Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0};
+  const auto off = bytes ? heap_offset(buf, bytes) : std::nullopt;
+  if (off) {
     me.heap = 1;
-    me.heap_base = off;  // each rank publishes where its own buffer is
+    me.heap_base = *off;  // each rank publishes where its own buffer is
   } else if (bytes <= half_) {
     copy_bytes(stage(spec_.rank, next_half_), buf, bytes);
     me.copied = 1;
@@ -292,14 +288,12 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   sync("allreduce");
   check_all(me);
   bool all_heap = bytes > 0, all_copied = true;
-  std::vector<std::byte*> peers(spec_.world);
   for (std::uint32_t i = 0; i < spec_.world; ++i) {
     const Desc& o = h_->ranks[i].desc[me.seq & 1];
     all_heap = all_heap && o.heap;
     all_copied = all_copied && o.copied;
-    peers[i] = heap_ + o.heap_base;
-    if (o.heap && o.heap_base + bytes > heap_top_) all_heap = false;
   }
+  auto peer = [&](std::uint32_t i) { return heap_ + h_->ranks[i].desc[me.seq & 1].heap_base; };
   if (all_heap) {
     // In place: rank r reduces chunk r across every buffer, then writes it into all.
     auto [b, e] = chunk(n, spec_.world, spec_.rank);
@@ -308,10 +302,10 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
       const std::size_t len = std::min(kBlock, e - s);
       std::byte* acc = mine + s * es;
       for (std::uint32_t i = 0; i < spec_.world; ++i)
-        if (i != spec_.rank) reduce_into(acc, peers[i] + s * es, len, d, op);
+        if (i != spec_.rank) reduce_into(acc, peer(i) + s * es, len, d, op);
       if (op == Op::avg) scale_down(acc, len, d, spec_.world);
       for (std::uint32_t i = 0; i < spec_.world; ++i)
-        if (i != spec_.rank) copy_bytes(peers[i] + s * es, acc, len * es);
+        if (i != spec_.rank) copy_bytes(peer(i) + s * es, acc, len * es);
     }
     sync("allreduce");
     return;
@@ -344,7 +338,7 @@ void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
   const std::size_t es = size_of(d), W = spec_.world;
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
-  Desc me{++op_seq_, k_reduce_scatter, static_cast<std::uint32_t>(d), n_out, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0};
+  Desc me{++op_seq_, k_reduce_scatter, static_cast<std::uint32_t>(d), n_out, static_cast<std::uint32_t>(op), -1, 0, 0, 0};
   const std::size_t per_piece = std::max<std::size_t>(half_ / (es * W), 1);
   const std::size_t pieces = std::max<std::size_t>((n_out + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
@@ -366,7 +360,7 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
   const std::size_t es = size_of(d), W = spec_.world;
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
-  Desc me{++op_seq_, k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1, 0, 0, 0, 0};
+  Desc me{++op_seq_, k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1, 0, 0, 0};
   const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
   const std::size_t pieces = std::max<std::size_t>((n_in + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
@@ -384,7 +378,7 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
 void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) {
   const std::size_t es = size_of(d);
   auto* b = static_cast<std::byte*>(buf);
-  Desc me{++op_seq_, k_broadcast, static_cast<std::uint32_t>(d), n, 0, static_cast<std::int32_t>(root), 0, 0, 0, 0};
+  Desc me{++op_seq_, k_broadcast, static_cast<std::uint32_t>(d), n, 0, static_cast<std::int32_t>(root), 0, 0, 0};
   const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
   const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
   const bool valid_root = root < spec_.world;
@@ -401,9 +395,6 @@ void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) 
 }
 
 void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  if (peer >= spec_.world || peer == spec_.rank)
-    throw CollectiveError(fmt::format("group '{}': rank {} cannot send to rank {} (ranks 0-{}, not itself)", spec_.name,
-                                      spec_.rank, peer, spec_.world - 1));
   const std::size_t es = size_of(d), cap = std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096) / es;
   auto* src = static_cast<const std::byte*>(buf);
   Chan& ch = h_->chans[spec_.rank][peer];
@@ -420,9 +411,6 @@ void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer)
 }
 
 void ShmGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  if (peer >= spec_.world || peer == spec_.rank)
-    throw CollectiveError(fmt::format("group '{}': rank {} cannot receive from rank {} (ranks 0-{}, not itself)",
-                                      spec_.name, spec_.rank, peer, spec_.world - 1));
   const std::size_t es = size_of(d), cap = std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096) / es;
   auto* dst = static_cast<std::byte*>(buf);
   Chan& ch = h_->chans[peer][spec_.rank];

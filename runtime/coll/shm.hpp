@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "runtime/coll/backend.hpp"
@@ -84,7 +85,8 @@ class ShmGroup final : public Backend {
   [[noreturn]] void fail();
   std::byte* stage(std::uint32_t r, unsigned half) const;
   std::byte* p2p(std::uint32_t r) const;
-  bool in_heap(const void* p, std::size_t bytes, std::uint64_t* base) const;
+  /// Where [p, p + bytes) sits in the heap, if it lies wholly in alloc()ed memory.
+  std::optional<std::uint64_t> heap_offset(const void* p, std::size_t bytes) const;
 
   GroupSpec spec_;
   const std::atomic<bool>* cancel_ = nullptr;

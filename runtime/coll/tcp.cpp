@@ -198,9 +198,10 @@ std::string TcpGroup::show(const Op_& o) const {
 }
 
 void TcpGroup::exchange(int to, const void* sbuf, std::size_t slen, int from, void* rbuf, std::size_t rlen,
-                        const Op_& op) {
+                        const Op_& op, std::uint64_t seq) {
   if (failed_.load()) fail();
-  Header out{kMagic, op.kind, seq_, op.dtype, op.op, op.count, op.root, spec_.rank, slen};
+  if (seq == kCollective) seq = seq_;
+  Header out{kMagic, op.kind, seq, op.dtype, op.op, op.count, op.root, spec_.rank, slen};
   Header in{};
   std::size_t sent = to >= 0 ? 0 : sizeof(Header) + slen, got = from >= 0 ? 0 : sizeof(Header) + rlen;
   std::size_t want = sizeof(Header) + rlen;
@@ -262,7 +263,7 @@ void TcpGroup::exchange(int to, const void* sbuf, std::size_t slen, int from, vo
               fail();
             }
             const Op_ theirs{in.kind, in.dtype, in.count, in.op, in.root};
-            if (in.seq != seq_ || theirs.kind != op.kind || theirs.dtype != op.dtype || theirs.count != op.count ||
+            if (in.seq != seq || theirs.kind != op.kind || theirs.dtype != op.dtype || theirs.count != op.count ||
                 theirs.op != op.op || theirs.root != op.root)
               fail_with(from, fmt::format("ranks disagree: rank {} calls {}, rank {} calls {}", std::min(from, static_cast<int>(spec_.rank)),
                                           from < static_cast<int>(spec_.rank) ? show(theirs) : show(op),
@@ -391,35 +392,13 @@ void TcpGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) 
 }
 
 void TcpGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  if (peer >= spec_.world || peer == spec_.rank)
-    throw CollectiveError(fmt::format("group '{}': rank {} cannot send to rank {} (ranks 0-{}, not itself)", spec_.name,
-                                      spec_.rank, peer, spec_.world - 1));
   const Op_ desc{k_send, static_cast<std::uint32_t>(d), n, 0, -1};
-  const auto saved = seq_;
-  seq_ = 0;  // point-to-point messages are not numbered with the collectives
-  try {
-    exchange(static_cast<int>(peer), buf, n * size_of(d), -1, nullptr, 0, desc);
-  } catch (...) {
-    seq_ = saved;
-    throw;
-  }
-  seq_ = saved;
+  exchange(static_cast<int>(peer), buf, n * size_of(d), -1, nullptr, 0, desc, kPointToPoint);
 }
 
 void TcpGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  if (peer >= spec_.world || peer == spec_.rank)
-    throw CollectiveError(fmt::format("group '{}': rank {} cannot receive from rank {} (ranks 0-{}, not itself)",
-                                      spec_.name, spec_.rank, peer, spec_.world - 1));
   const Op_ desc{k_send, static_cast<std::uint32_t>(d), n, 0, -1};
-  const auto saved = seq_;
-  seq_ = 0;
-  try {
-    exchange(-1, nullptr, 0, static_cast<int>(peer), buf, n * size_of(d), desc);
-  } catch (...) {
-    seq_ = saved;
-    throw;
-  }
-  seq_ = saved;
+  exchange(-1, nullptr, 0, static_cast<int>(peer), buf, n * size_of(d), desc, kPointToPoint);
 }
 
 void TcpGroup::barrier() {

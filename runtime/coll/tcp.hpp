@@ -45,9 +45,13 @@ class TcpGroup final : public Backend {
     std::uint32_t op;
     std::int32_t root;
   };
+  /// Sequence numbers in headers: collectives carry the group's count (the
+  /// default); point-to-point messages are not numbered with them.
+  static constexpr std::uint64_t kCollective = ~0ull, kPointToPoint = 0;
   /// Sends `slen` bytes (after a header) to `to` while receiving `rlen` bytes
   /// (after a header) from `from`, either may be -1; checks the header.
-  void exchange(int to, const void* sbuf, std::size_t slen, int from, void* rbuf, std::size_t rlen, const Op_& op);
+  void exchange(int to, const void* sbuf, std::size_t slen, int from, void* rbuf, std::size_t rlen, const Op_& op,
+                std::uint64_t seq = kCollective);
   void ring_reduce_scatter(std::byte* buf, std::size_t n, DType d, Op op, const Op_& desc);
   void ring_allgather(std::byte* buf, std::size_t n, std::size_t es, const Op_& desc);
   [[noreturn]] void fail();

@@ -105,6 +105,13 @@ struct PlaceActor {
   requesterNode @12 :UInt64;   # the driver's own node (embedded head), else 0
 }
 
+# What kind of refusal a placement reply carries (the driver raises the matching error).
+enum ErrorKind {
+  error @0;       # troupe::Error
+  usage @1;       # troupe::UsageError: the request itself is wrong
+  infeasible @2;  # troupe::Infeasible: no node has the resources now
+}
+
 struct PlaceReply {
   requestId @0 :UInt64;
   ok @1 :Bool;
@@ -113,6 +120,7 @@ struct PlaceReply {
   nodeId @4 :UInt64;
   local @5 :Bool;              # start the worker yourself
   devices @6 :List(UInt32);
+  errorKind @7 :ErrorKind;
 }
 
 struct StartWorker {
@@ -190,6 +198,7 @@ struct PlacementGroupReply {
   error @2 :Text;
   groupId @3 :UInt64;
   bundleNodes @4 :List(UInt64);
+  errorKind @5 :ErrorKind;
 }
 
 struct ErrorReply {

@@ -31,18 +31,16 @@ constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
 // stop() and group membership: queued like calls so they keep their place.
 class ControlCall final : public PendingCall {
  public:
-  ControlCall(kj::Array<capnp::word> frame, bool stop) : frame_(std::move(frame)), stop_(stop) {}
+  explicit ControlCall(kj::Array<capnp::word> frame) : frame_(std::move(frame)) {}
   bool deps_ready() const override { return true; }
   void on_deps(std::function<void()>) override {}
   Bytes encode() override { return {}; }
   void complete(codec::Reader&) override {}
   void fail(std::exception_ptr) override {}
-  bool is_stop() const override { return stop_; }
   kj::Array<capnp::word> control() override { return std::move(frame_); }
 
  private:
   kj::Array<capnp::word> frame_;
-  bool stop_;
 };
 
 }  // namespace
@@ -291,7 +289,7 @@ Ref<void> RemoteActor::stop() {
   stopping_ = true;
   stop_waiters_.push_back(std::move(p));
   unsent_.push_back(std::make_unique<ControlCall>(
-      net::envelope_of<proto::WorkerEnvelope>([](proto::WorkerEnvelope::Builder e) { e.setStop(); }), true));
+      net::envelope_of<proto::WorkerEnvelope>([](proto::WorkerEnvelope::Builder e) { e.setStop(); })));
   pump();
   return ref;
 }
@@ -340,7 +338,7 @@ void RemoteActor::kill() {
 void RemoteActor::control(kj::Array<capnp::word> frame) {
   std::lock_guard lock(mu_);
   if (dead_ || routed_target_) return;
-  unsent_.push_back(std::make_unique<ControlCall>(std::move(frame), false));
+  unsent_.push_back(std::make_unique<ControlCall>(std::move(frame)));
   pump();
 }
 

@@ -51,8 +51,6 @@ class PendingCall {
   virtual Bytes encode() = 0;
   virtual void complete(codec::Reader& result) = 0;
   virtual void fail(std::exception_ptr e) = 0;
-  /// stop() travels the same queue so it keeps its place in the order.
-  virtual bool is_stop() const { return false; }
   /// A control frame (stop, group membership) that keeps its place in the order.
   virtual kj::Array<capnp::word> control() { return nullptr; }
   std::uint32_t method = 0;
