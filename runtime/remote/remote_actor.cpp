@@ -69,6 +69,17 @@ RemoteActor::~RemoteActor() {
   }
   for (auto& t : watchers_)
     if (t.joinable()) t.join();
+  {
+    // The exit may still be waiting for the socket to drain: nobody will
+    // read it now, so every call still here fails before it is destroyed.
+    std::lock_guard lock(mu_);
+    if (!dead_) {
+      drain_timer_.reset();
+      lost_timer_.reset();
+      pending_exit_.reset();
+      die(kill_cause_, {});
+    }
+  }
   if (cluster_id_) cluster_->forget(cluster_id_);
   detail::unregister_label(id_);
 }
@@ -109,7 +120,8 @@ void RemoteActor::call(std::unique_ptr<PendingCall> c) {
 
 void RemoteActor::pump() {
   std::vector<std::pair<std::unique_ptr<PendingCall>, std::exception_ptr>> failed;
-  while (!unsent_.empty() && conn_ && !dead_ && !waiting_deps_) {
+  // A socket already at EOF would swallow calls: they wait for the restart.
+  while (!unsent_.empty() && conn_ && !conn_drained_ && !dead_ && !waiting_deps_) {
     auto& c = unsent_.front();
     if (!c->deps_ready()) {
       waiting_deps_ = true;
@@ -239,7 +251,6 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
   detail_ = std::move(detail);
   dead_ = true;
   if (cluster_id_) cluster_->report(cluster_id_, kDead, 0, detail_.empty() ? to_string(cause) : detail_, static_cast<std::uint32_t>(restarts_));
-  down_.set_value();  // nothing but wait_dead waits on it: no continuation runs under the lock
   auto err = died_error();
   auto calls = std::make_shared<std::vector<std::unique_ptr<PendingCall>>>();
   for (auto& [id, c] : inflight_) calls->push_back(std::move(c));
@@ -258,6 +269,9 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
   pool_->post([fns = std::move(fns), ev]() {
     for (auto& fn : fns) fn(ev);
   });
+  // Last: a runtime shutting down waits on this and then stops the pool, so
+  // the failures above must already be queued there.
+  down_.set_value();  // nothing but wait_dead waits on it: no continuation runs under the lock
 }
 
 std::exception_ptr RemoteActor::died_error() const {

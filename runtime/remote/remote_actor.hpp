@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +107,9 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   void on_local_exit(pid_t pid, int status);
   void on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died, bool final);
   void on_remote_close(std::uint64_t gen);
+  void on_local_close(std::uint64_t gen);
+  void worker_gone(std::string detail, bool clean);  // under mu_: drain the socket, then handle_exit
+  bool finish_pending_exit();                          // under mu_: handle an exit that waited; false if none
   void handle_exit(std::string detail, bool clean);  // under mu_
   void die(DeathCause cause, std::string detail);  // under mu_
   std::exception_ptr died_error() const;
@@ -132,6 +136,11 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::vector<unsigned> devices_;
   std::shared_ptr<net::Connection> conn_;
   std::unique_ptr<boost::asio::steady_timer> lost_timer_;
+  // The worker's exit is known but its socket may still hold replies it sent
+  // first: they are read before the exit is acted on (bounded by a timer).
+  bool conn_drained_ = false;
+  std::optional<std::pair<std::string, bool>> pending_exit_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
   pid_t pid_ = 0;              // a local worker's pid (signals go here)
   pid_t worker_pid_ = 0;       // the worker's pid on its node, from its spawn reply
   int restarts_ = 0;

@@ -5,6 +5,7 @@
 #include <cxxabi.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <future>
@@ -242,6 +243,7 @@ void run_worker_if_requested() {
     if (fd_text) {
       int fd = std::atoi(fd_text);
       ::unsetenv("TROUPE_WORKER_FD");
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // a process this worker starts must not keep the driver's socket open
       Worker w;
       code = w.run(fd);
     } else {

@@ -29,6 +29,9 @@ constexpr int kRestarting = static_cast<int>(proto::ActorState::RESTARTING);
 // A remote worker whose socket closed but whose exit no node reported (the
 // head is gone, say) is declared dead after this long.
 constexpr auto kLostWorkerGrace = std::chrono::seconds(10);
+// A worker known to have exited whose socket has not reached EOF (a child of
+// it holds the descriptor, say) is handled as gone after this long.
+constexpr auto kDrainGrace = std::chrono::seconds(2);
 }  // namespace
 
 void RemoteActor::start() {
@@ -62,6 +65,9 @@ void RemoteActor::spawn_worker() {
   devices_ = placed.devices;
   worker_pid_ = 0;
   ++gen_;
+  conn_drained_ = false;
+  pending_exit_.reset();
+  drain_timer_.reset();
   if (placed.local) {
     remote_ = false;
     try {
@@ -135,7 +141,11 @@ void RemoteActor::launch_local() {
       [weak](net::Frame f) {
         if (auto self = weak.lock()) self->on_reply(std::move(f));
       },
-      [](const std::string&) {});  // the exit status, not the socket, decides what happened
+      // The exit status, not the socket, decides what happened; EOF says
+      // every reply the worker sent has been read.
+      [weak, gen = gen_](const std::string&) {
+        if (auto self = weak.lock()) self->on_local_close(gen);
+      });
   send_spawn();
   watchers_.emplace_back([this, pid]() {
     int status = 0;
@@ -181,6 +191,8 @@ void RemoteActor::attach(std::uint64_t gen, std::shared_ptr<net::Connection> c) 
 void RemoteActor::on_remote_close(std::uint64_t gen) {
   std::lock_guard lock(mu_);
   if (gen != gen_ || dead_) return;
+  conn_drained_ = true;
+  if (finish_pending_exit()) return;
   lost_timer_ = std::make_unique<asio::steady_timer>(*io_, kLostWorkerGrace);
   std::weak_ptr<RemoteActor> weak = weak_from_this();
   lost_timer_->async_wait([weak, gen](boost::system::error_code ec) {
@@ -196,6 +208,37 @@ void RemoteActor::on_remote_close(std::uint64_t gen) {
   });
 }
 
+void RemoteActor::on_local_close(std::uint64_t gen) {
+  std::lock_guard lock(mu_);
+  if (gen != gen_ || dead_) return;
+  conn_drained_ = true;
+  finish_pending_exit();
+}
+
+bool RemoteActor::finish_pending_exit() {
+  if (!pending_exit_) return false;
+  auto [detail, clean] = std::move(*pending_exit_);
+  handle_exit(std::move(detail), clean);
+  return true;
+}
+
+// Under mu_. A worker's exit is known (its status here, or its node's report)
+// but replies it sent before exiting may still sit in the socket: a call that
+// completed must not be failed or retried. Act once the socket is drained.
+void RemoteActor::worker_gone(std::string detail, bool clean) {
+  if (!conn_ || conn_drained_) return handle_exit(std::move(detail), clean);
+  pending_exit_.emplace(std::move(detail), clean);
+  drain_timer_ = std::make_unique<asio::steady_timer>(*io_, kDrainGrace);
+  std::weak_ptr<RemoteActor> weak = weak_from_this();
+  drain_timer_->async_wait([weak, gen = gen_](boost::system::error_code ec) {
+    if (ec) return;
+    auto self = weak.lock();
+    if (!self) return;
+    std::lock_guard lock(self->mu_);
+    if (gen == self->gen_ && !self->dead_) self->finish_pending_exit();
+  });
+}
+
 void RemoteActor::on_local_exit(pid_t pid, int status) {
   std::unique_lock lock(mu_);
   if (pid != pid_) return;
@@ -207,7 +250,7 @@ void RemoteActor::on_local_exit(pid_t pid, int status) {
   info.code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
   info.detail = cluster::describe_exit(pid, status);
   cluster_->report_exit(info);
-  handle_exit(info.detail, WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  worker_gone(info.detail, WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 void RemoteActor::on_remote_exit(const cluster::WorkerExitInfo& info, bool node_died, bool final) {
@@ -222,19 +265,21 @@ void RemoteActor::on_remote_exit(const cluster::WorkerExitInfo& info, bool node_
       ::kill(pid_, SIGKILL);  // our own worker: its watcher finishes the death
       return;
     }
-    handle_exit(info.detail, false);
+    worker_gone(info.detail, false);
     return;
   }
   if (!remote_) return;
   if (worker_pid_ && info.pid && info.pid != worker_pid_) return;  // an earlier worker's news
   (void)node_died;
-  handle_exit(info.detail, info.started && info.signal == 0 && info.code == 0);
+  worker_gone(info.detail, info.started && info.signal == 0 && info.code == 0);
 }
 
 // Under mu_. The worker is gone: decide between death and a restart.
 void RemoteActor::handle_exit(std::string detail, bool clean) {
   ++gen_;  // whatever the old worker still sends is stale now
   lost_timer_.reset();
+  drain_timer_.reset();
+  pending_exit_.reset();
   if (conn_) conn_->close("worker exited");
   conn_.reset();
   worker_pid_ = 0;

@@ -13,6 +13,7 @@
 #include "tests/support/cluster.hpp"
 #include "tests/support/coll_member.hpp"
 #include "tests/support/netns.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
@@ -32,15 +33,6 @@ class NetProbe {
 };
 TROUPE_ACTOR(NetProbe, add, parent);
 
-template <class F>
-bool eventually(F pred, std::chrono::milliseconds limit = 15s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
 
 int parent_of(const ActorRef<NetProbe>& a) {
   try {
@@ -75,7 +67,7 @@ TEST_CASE("across network-namespace hosts: placement, direct calls, a killed nod
   const int survivor = first == a->pid() ? b->pid() : a->pid();
   victim->signal(SIGKILL);
   victim->wait();
-  CHECK(eventually([&]() { return parent_of(m) == survivor; }));
+  CHECK(troupe::test::wait_until([&]() { return parent_of(m) == survivor; }, 15s));
   CHECK(m.call(&NetProbe::add, 1).get(10s) == 11);
   auto actors = c.cli("actors");
   CHECK_THAT(actors.out, Catch::Contains("\"restarts\":1"));
@@ -97,7 +89,7 @@ TEST_CASE("a partitioned host misses heartbeats; its actor restarts on another h
   const int cut = first == a->pid() ? 1 : 2;
   const int survivor = first == a->pid() ? b->pid() : a->pid();
   hosts.set_link(cut, false);  // no FIN, no RST: only silence
-  CHECK(eventually([&]() { return parent_of(m) == survivor; }));
+  CHECK(troupe::test::wait_until([&]() { return parent_of(m) == survivor; }, 15s));
   auto status = c.cli("nodes");
   CHECK_THAT(status.out, Catch::Contains("missed heartbeats"));
   CHECK(m.call(&NetProbe::add, 1).get(10s) == 6);

@@ -13,9 +13,11 @@
 
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using troupe::test::eventually;
 using Cluster = troupe::test::TestCluster;
 
 namespace {
@@ -38,12 +40,6 @@ TROUPE_ACTOR(Probe, add, pid, parent, device);
 
 Runtime driver(const Cluster& c) { return Runtime(RuntimeOptions{.threads = 2, .address = c.address, .token = c.token}); }
 
-template <class F>
-void eventually(F pred, std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  REQUIRE(pred());
-}
 
 }  // namespace
 

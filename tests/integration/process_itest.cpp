@@ -18,9 +18,11 @@
 #include "runtime/cluster/client.hpp"
 #include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using troupe::test::eventually;
 
 namespace {
 
@@ -74,12 +76,6 @@ class Relay {
 };
 TROUPE_ACTOR(Relay, ask, whose, echo, stop_it);
 
-template <class F>
-void eventually(F pred, std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
-  REQUIRE(pred());
-}
 
 }  // namespace
 

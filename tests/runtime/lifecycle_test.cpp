@@ -5,9 +5,11 @@
 #include <thread>
 
 #include "runtime/troupe.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using troupe::test::eventually;
 
 namespace {
 
@@ -32,11 +34,6 @@ class Tracked {
   Events* ev_;
 };
 
-template <class F>
-void eventually(F pred) {
-  for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(2ms);
-  REQUIRE(pred());
-}
 
 }  // namespace
 

@@ -6,9 +6,11 @@
 #include <thread>
 
 #include "runtime/troupe.hpp"
+#include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using troupe::test::eventually;
 
 namespace {
 
@@ -43,11 +45,6 @@ struct DownLog {
   }
 };
 
-template <class F>
-void eventually(F pred) {
-  for (int i = 0; i < 500 && !pred(); ++i) std::this_thread::sleep_for(2ms);
-  REQUIRE(pred());
-}
 
 }  // namespace
 
