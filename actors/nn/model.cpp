@@ -1,0 +1,121 @@
+#include "actors/nn/model.hpp"
+
+#include <fmt/format.h>
+
+#include "actors/compute/errors.hpp"
+#include "actors/nn/layers.hpp"
+
+namespace troupe::nn {
+
+Model Model::mlp(const MlpSpec& spec, std::uint64_t seed) {
+  if (spec.inputs <= 0 || spec.classes <= 0)
+    throw UsageError(fmt::format("mlp: inputs ({}) and classes ({}) must be positive", spec.inputs, spec.classes));
+  Model m;
+  std::int64_t in = spec.inputs;
+  // Each layer draws from its own stream: the seed and its position.
+  auto layer_seed = [&](std::size_t pos) { return seed * 1000003ull + pos; };
+  for (auto width : spec.hidden) {
+    if (width <= 0) throw UsageError(fmt::format("mlp: hidden width {} must be positive", width));
+    m.add(std::make_unique<Linear>(in, width, true, layer_seed(m.size())));
+    if (spec.layernorm) m.add(std::make_unique<LayerNorm>(width));
+    if (spec.activation == Activation::relu)
+      m.add(std::make_unique<ReLU>());
+    else
+      m.add(std::make_unique<GELU>());
+    if (spec.dropout > 0.0f) m.add(std::make_unique<Dropout>(spec.dropout, m.size()));
+    in = width;
+  }
+  m.add(std::make_unique<Linear>(in, spec.classes, true, layer_seed(m.size())));
+  return m;
+}
+
+void Model::add(std::unique_ptr<Layer> layer) {
+  const std::size_t pos = index_.empty() ? 0 : index_.back() + 1;
+  for (Param* p : layer->params())
+    if (p->name.find('.') == std::string::npos) p->name = fmt::format("{}.{}", pos, p->name);
+  layers_.push_back(std::move(layer));
+  index_.push_back(pos);
+}
+
+Tensor Model::forward(const Tensor& x, Tape& tape, const Mode& mode) {
+  if (tape.layers.size() != layers_.size()) tape.layers.resize(layers_.size());
+  Tensor h = x;
+  for (std::size_t i = 0; i < layers_.size(); ++i) h = layers_[i]->forward(h, tape.layers[i], mode);
+  return h;
+}
+
+Tensor Model::backward(const Tensor& dy, Tape& tape, const std::function<void(std::size_t)>& grads_ready,
+                       bool need_input_grad) {
+  if (tape.layers.size() != layers_.size())
+    throw UsageError("Model::backward: this tape holds no forward pass of this model");
+  Tensor g = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    g = layers_[i]->backward(g, tape.layers[i], i > 0 || need_input_grad);
+    if (grads_ready && !layers_[i]->params().empty()) grads_ready(i);
+  }
+  return g;
+}
+
+std::vector<Param*> Model::params() {
+  std::vector<Param*> out;
+  for (auto& l : layers_)
+    for (Param* p : l->params()) out.push_back(p);
+  return out;
+}
+
+std::vector<Param*> Model::layer_params(std::size_t i) { return layers_.at(i)->params(); }
+
+void Model::zero_grad() {
+  for (Param* p : params()) p->grad_valid = false;
+}
+
+std::int64_t Model::num_params() {
+  std::int64_t n = 0;
+  for (Param* p : params()) n += p->value.numel();
+  return n;
+}
+
+Model Model::slice(std::size_t begin, std::size_t end) const {
+  if (begin > end || end > layers_.size())
+    throw UsageError(fmt::format("slice [{}, {}) of a model with {} layers", begin, end, layers_.size()));
+  Model m;
+  for (std::size_t i = begin; i < end; ++i) {
+    m.layers_.push_back(layers_[i]->clone());
+    m.index_.push_back(index_[i]);
+  }
+  return m;
+}
+
+std::vector<Model> Model::split(const std::vector<std::size_t>& boundaries) const {
+  std::vector<Model> stages;
+  std::size_t begin = 0;
+  for (auto b : boundaries) {
+    if (b <= begin || b >= layers_.size())
+      throw UsageError(fmt::format("split at {}: boundaries must ascend strictly inside (0, {})", b, layers_.size()));
+    stages.push_back(slice(begin, b));
+    begin = b;
+  }
+  stages.push_back(slice(begin, layers_.size()));
+  return stages;
+}
+
+void Model::to(Device dev) {
+  for (Param* p : params()) {
+    p->value = p->value.to(dev);
+    p->grad = p->grad.to(dev);
+  }
+}
+
+Device Model::device() const {
+  for (auto& l : layers_)
+    for (Param* p : l->params()) return p->value.device();
+  return Device::cpu();
+}
+
+std::string Model::summary() const {
+  std::string s;
+  for (std::size_t i = 0; i < layers_.size(); ++i) s += fmt::format("{}{}: {}", s.empty() ? "" : ", ", index_[i], layers_[i]->describe());
+  return s;
+}
+
+}  // namespace troupe::nn

@@ -1,0 +1,74 @@
+#pragma once
+// A model is a list of layers run in order. It can be cut into contiguous
+// stages (pipeline parallelism): stage k run on stage k-1's output gives
+// exactly what the whole model gives.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/nn/layer.hpp"
+
+namespace troupe::nn {
+
+/// What one forward pass kept, layer by layer, for its backward pass. Keep one
+/// per micro-batch in flight and reuse it: its buffers are recycled.
+struct Tape {
+  std::vector<Saved> layers;
+};
+
+enum class Activation { relu, gelu };
+
+/// An MLP: input -> hidden... -> classes, each hidden layer Linear then
+/// (LayerNorm) then the activation then (Dropout).
+struct MlpSpec {
+  std::int64_t inputs = 784;
+  std::vector<std::int64_t> hidden{1024, 1024};
+  std::int64_t classes = 10;
+  Activation activation = Activation::relu;
+  float dropout = 0.0f;
+  bool layernorm = false;
+};
+
+class Model {
+ public:
+  Model() = default;
+  Model(Model&&) noexcept = default;
+  Model& operator=(Model&&) noexcept = default;
+
+  /// Built and initialised from seed: the same seed gives the same parameters.
+  static Model mlp(const MlpSpec& spec, std::uint64_t seed);
+
+  /// Appends a layer; its parameters are named "<position>.<name>".
+  void add(std::unique_ptr<Layer> layer);
+
+  Tensor forward(const Tensor& x, Tape& tape, const Mode& mode = {});
+  /// From the gradient of the output; parameters' gradients are added to
+  /// (written after zero_grad). grads_ready(i) runs as soon as layer i's are
+  /// final, last layer first: hook gradient all-reduce buckets here.
+  /// need_input_grad: return the input's gradient (a pipeline stage after the first).
+  Tensor backward(const Tensor& dy, Tape& tape, const std::function<void(std::size_t)>& grads_ready = {},
+                  bool need_input_grad = false);
+
+  std::vector<Param*> params();
+  std::vector<Param*> layer_params(std::size_t i);
+  void zero_grad();  ///< marks gradients stale: the next backward writes them
+  std::int64_t num_params();
+
+  std::size_t size() const noexcept { return layers_.size(); }
+  Layer& layer(std::size_t i) { return *layers_.at(i); }
+  /// A copy of layers [begin, end), parameters included and named as here.
+  Model slice(std::size_t begin, std::size_t end) const;
+  /// Consecutive stages cut before each boundary index (ascending, inside (0, size())).
+  std::vector<Model> split(const std::vector<std::size_t>& boundaries) const;
+  /// Moves parameters and gradients to dev.
+  void to(Device dev);
+  Device device() const;
+  std::string summary() const;
+
+ private:
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::size_t> index_;  // each layer's position in the model it was built as
+};
+
+}  // namespace troupe::nn

@@ -1,0 +1,98 @@
+#pragma once
+// Optimizers with PyTorch's update rules, gradient clipping and learning-rate
+// schedules. State lives next to the parameters (same device), keyed by the
+// parameter's name so it can be checkpointed and restored.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "actors/nn/layer.hpp"
+
+namespace troupe::optim {
+
+using nn::Param;
+using compute::Tensor;
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  /// One update of every parameter from its gradient (a stale gradient reads as zero).
+  void step(const std::vector<Param*>& params);
+  float lr() const noexcept { return lr_; }
+  void set_lr(float lr) noexcept { lr_ = lr; }
+  std::int64_t steps() const noexcept { return steps_; }
+  void set_steps(std::int64_t s) noexcept { steps_ = s; }
+  virtual std::string kind() const = 0;
+  /// Named state tensors ("<param>.<buffer>"), made on first use.
+  std::map<std::string, Tensor>& state() noexcept { return state_; }
+
+ protected:
+  explicit Optimizer(float lr) : lr_(lr) {}
+  virtual void update(Param& p) = 0;
+  Tensor& buffer(const Param& p, const char* what);
+
+  float lr_;
+  std::int64_t steps_ = 0;
+  std::map<std::string, Tensor> state_;
+};
+
+struct SgdOptions {
+  float lr = 0.01f;
+  float momentum = 0.0f;
+  float dampening = 0.0f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+};
+
+/// torch.optim.SGD: d = g + wd p; buf = m buf + (1 - dampening) d (buf = d at
+/// first); d = nesterov ? d + m buf : buf; p -= lr d.
+class Sgd final : public Optimizer {
+ public:
+  explicit Sgd(const SgdOptions& o);
+  std::string kind() const override { return "sgd"; }
+
+ private:
+  void update(Param& p) override;
+  SgdOptions o_;
+};
+
+struct AdamWOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.01f;
+};
+
+/// torch.optim.AdamW: decoupled weight decay, bias-corrected moments.
+class AdamW final : public Optimizer {
+ public:
+  explicit AdamW(const AdamWOptions& o);
+  std::string kind() const override { return "adamw"; }
+
+ private:
+  void update(Param& p) override;
+  AdamWOptions o_;
+};
+
+/// Scales every gradient so their joint L2 norm is at most max_norm; returns
+/// the norm before clipping (torch.nn.utils.clip_grad_norm_).
+float clip_grad_norm(const std::vector<Param*>& params, float max_norm);
+
+/// Learning rate by step: linear warm-up over warmup_steps, then constant,
+/// cosine or linear decay to min_lr at total_steps.
+struct LrSchedule {
+  enum class Kind { constant, cosine, linear };
+  Kind kind = Kind::constant;
+  float base_lr = 0.01f;
+  std::int64_t warmup_steps = 0;
+  std::int64_t total_steps = 0;
+  float min_lr = 0.0f;
+
+  float at(std::int64_t step) const;
+  /// "constant", "cosine", "linear"; anything else is a UsageError naming it.
+  static Kind parse(const std::string& name);
+};
+
+}  // namespace troupe::optim
