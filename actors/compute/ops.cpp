@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <thread>
 
 #include <fmt/format.h>
@@ -11,13 +12,14 @@
 #include "actors/compute/errors.hpp"
 #include "actors/compute/hash.hpp"
 #include "actors/compute/ops_impl.hpp"
+#include "actors/compute/parallel.hpp"
 
 namespace troupe::compute {
 
 namespace {
 
 thread_local Stream* t_stream = nullptr;
-int g_threads = 1;
+int g_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 
 // The device every defined operand lives on; a mix is an error naming the op.
 Device common_device(const char* op, std::initializer_list<const Tensor*> ts) {
@@ -57,6 +59,12 @@ float* opt(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
 #define TROUPE_DISPATCH(dev, fn, ...) \
   ((dev).is_cuda() ? impl::gpu::fn(__VA_ARGS__) : impl::cpu::fn(__VA_ARGS__))
 
+// OpenBLAS runs on one thread inside each of ours (ops_cpu.cpp splits the products).
+const bool g_blas_single = [] {
+  openblas_set_num_threads(1);
+  return true;
+}();
+
 void set_stream(Stream* stream) noexcept { t_stream = stream; }
 Stream* current_stream() noexcept { return t_stream; }
 
@@ -64,7 +72,7 @@ void set_num_threads(int n) {
   if (n < 0) throw UsageError(fmt::format("set_num_threads({}): the count cannot be negative", n));
   if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   g_threads = n;
-  openblas_set_num_threads(n);
+  detail::set_pool_threads(n);
 }
 
 int num_threads() noexcept { return g_threads; }

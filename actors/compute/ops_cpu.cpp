@@ -12,58 +12,101 @@
 #include "actors/compute/errors.hpp"
 #include "actors/compute/hash.hpp"
 #include "actors/compute/ops_impl.hpp"
+#include "actors/compute/parallel.hpp"
 
 namespace troupe::compute::impl::cpu {
 
+namespace {
+constexpr std::int64_t kGrain = 1 << 14;  // elements per part: below it a loop is not worth splitting
+
+// Element-wise loop body over [b, e), split across the compute threads.
+template <class F>
+void each(std::int64_t n, F&& body) {
+  compute::detail::parallel_for(n, kGrain, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t i = b; i < e; ++i) body(i);
+  });
+}
+}  // namespace
+
+// The products run single-threaded in OpenBLAS, split here across the compute
+// threads by output block: one pool of threads, not OpenBLAS's and ours
+// competing for the same cores. Blocks are multiples of 16 columns.
+namespace {
+
+std::int64_t gemm_grain(std::int64_t other) { return std::max<std::int64_t>(16, (1 << 16) / std::max<std::int64_t>(other, 1)); }
+
+template <class F>
+void split_columns(std::int64_t cols, std::int64_t other, F&& f) {
+  compute::detail::parallel_for((cols + 15) / 16, gemm_grain(other) / 16 + 1, [&](std::int64_t b, std::int64_t e) {
+    const std::int64_t c0 = b * 16, c1 = std::min(cols, e * 16);
+    if (c0 < c1) f(c0, c1);
+  });
+}
+
+int I(std::int64_t v) { return static_cast<int>(v); }
+
+}  // namespace
+
 void linear_forward(const float* x, const float* w, const float* b, float* y, std::int64_t B, std::int64_t in,
                     std::int64_t out) {
-  float beta = 0.0f;
-  if (b) {  // the bias goes in first and the product adds to it: no second pass
-    for (std::int64_t r = 0; r < B; ++r) std::memcpy(y + r * out, b, static_cast<std::size_t>(out) * sizeof(float));
-    beta = 1.0f;
-  }
   if (B == 0 || out == 0) return;
-  if (in == 0) {
-    if (!b) std::fill_n(y, B * out, 0.0f);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(B), static_cast<int>(out), static_cast<int>(in),
-              1.0f, x, static_cast<int>(in), w, static_cast<int>(in), beta, y, static_cast<int>(out));
+  // Each block of output features: the bias goes in first and the product adds to it (no second pass).
+  split_columns(out, B * in, [&](std::int64_t c0, std::int64_t c1) {
+    const std::int64_t n = c1 - c0;
+    if (b) {
+      for (std::int64_t r = 0; r < B; ++r) std::memcpy(y + r * out + c0, b + c0, static_cast<std::size_t>(n) * sizeof(float));
+    } else if (in == 0) {
+      for (std::int64_t r = 0; r < B; ++r) std::fill_n(y + r * out + c0, n, 0.0f);
+    }
+    if (in > 0)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, I(B), I(n), I(in), 1.0f, x, I(in), w + c0 * in, I(in),
+                  b ? 1.0f : 0.0f, y + c0, I(out));
+  });
 }
 
 void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, std::int64_t B,
                      std::int64_t in, std::int64_t out, bool accumulate) {
-  const int iB = static_cast<int>(B), iin = static_cast<int>(in), iout = static_cast<int>(out);
-  if (dw && in > 0 && out > 0) {
-    if (B == 0) {
-      if (!accumulate) std::fill_n(dw, out * in, 0.0f);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iout, iin, iB, 1.0f, dy, iout, x, iin,
-                  accumulate ? 1.0f : 0.0f, dw, iin);
-    }
-  }
-  if (db) {
-    if (!accumulate) std::fill_n(db, out, 0.0f);
-    for (std::int64_t r = 0; r < B; ++r) {
-      const float* row = dy + r * out;
-      for (std::int64_t c = 0; c < out; ++c) db[c] += row[c];
-    }
+  if ((dw || db) && out > 0) {
+    // dw[c0:c1, :] (+)= dy[:, c0:c1]^T x ; db[c0:c1] (+)= column sums of dy
+    split_columns(out, B * in, [&](std::int64_t c0, std::int64_t c1) {
+      const std::int64_t n = c1 - c0;
+      if (dw && in > 0) {
+        if (B == 0) {
+          if (!accumulate) std::fill_n(dw + c0 * in, n * in, 0.0f);
+        } else {
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, I(n), I(in), I(B), 1.0f, dy + c0, I(out), x, I(in),
+                      accumulate ? 1.0f : 0.0f, dw + c0 * in, I(in));
+        }
+      }
+      if (db) {
+        if (!accumulate) std::fill(db + c0, db + c1, 0.0f);
+        for (std::int64_t r = 0; r < B; ++r) {
+          const float* row = dy + r * out;
+          for (std::int64_t c = c0; c < c1; ++c) db[c] += row[c];
+        }
+      }
+    });
   }
   if (dx && B > 0 && in > 0) {
-    if (out == 0) {
-      std::fill_n(dx, B * in, 0.0f);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iB, iin, iout, 1.0f, dy, iout, w, iin, 0.0f, dx, iin);
-    }
+    // dx[:, k0:k1] = dy w[:, k0:k1]
+    split_columns(in, B * out, [&](std::int64_t k0, std::int64_t k1) {
+      const std::int64_t n = k1 - k0;
+      if (out == 0) {
+        for (std::int64_t r = 0; r < B; ++r) std::fill_n(dx + r * in + k0, n, 0.0f);
+        return;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, I(B), I(n), I(out), 1.0f, dy, I(out), w + k0, I(in), 0.0f,
+                  dx + k0, I(in));
+    });
   }
 }
 
 void relu_forward(const float* x, float* y, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  each(n, [=](std::int64_t i) { y[i] = x[i] > 0.0f ? x[i] : 0.0f; });
 }
 
 void relu_backward(const float* y, const float* dy, float* dx, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  each(n, [=](std::int64_t i) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; });
 }
 
 namespace {
@@ -72,28 +115,28 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 }  // namespace
 
 void gelu_forward(const float* x, float* y, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  each(n, [=](std::int64_t i) { y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2)); });
 }
 
 void gelu_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) {
+  each(n, [=](std::int64_t i) {
     const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
     const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
     dx[i] = dy[i] * (cdf + x[i] * pdf);
-  }
+  });
 }
 
 void dropout_forward(const float* x, float p, std::uint64_t seed, float* y, float* mask, std::int64_t n) {
   const float keep = 1.0f / (1.0f - p);
-  for (std::int64_t i = 0; i < n; ++i) {
+  each(n, [=](std::int64_t i) {
     const float m = detail::uniform01(seed, static_cast<std::uint64_t>(i)) >= p ? keep : 0.0f;
     mask[i] = m;
     y[i] = x[i] * m;
-  }
+  });
 }
 
 void mul(const float* a, const float* b, float* out, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = a[i] * b[i];
+  each(n, [=](std::int64_t i) { out[i] = a[i] * b[i]; });
 }
 
 void layernorm_forward(const float* x, const float* g, const float* b, float eps, float* y, float* mean, float* rstd,
@@ -192,14 +235,16 @@ void count_correct(const float* logits, const std::int32_t* labels, float* corre
 
 void sgd_update(float* p, const float* g, float* buf, std::int64_t n, float lr, float momentum, float dampening,
                 bool nesterov, float wd, bool first) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    float d = g[i] + wd * p[i];
-    if (momentum != 0.0f) {
-      buf[i] = first ? d : momentum * buf[i] + (1.0f - dampening) * d;
-      d = nesterov ? d + momentum * buf[i] : buf[i];
-    }
-    p[i] -= lr * d;
+  if (momentum == 0.0f) {
+    each(n, [=](std::int64_t i) { p[i] -= lr * (g[i] + wd * p[i]); });
+    return;
   }
+  each(n, [=](std::int64_t i) {
+    float d = g[i] + wd * p[i];
+    buf[i] = first ? d : momentum * buf[i] + (1.0f - dampening) * d;
+    d = nesterov ? d + momentum * buf[i] : buf[i];
+    p[i] -= lr * d;
+  });
 }
 
 void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t n, float lr, float b1, float b2, float eps,
@@ -209,12 +254,12 @@ void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t n, 
   const float step_size = lr / c1;
   const float c2_sqrt = std::sqrt(c2);
   const float decay = 1.0f - lr * wd;
-  for (std::int64_t i = 0; i < n; ++i) {
+  each(n, [=](std::int64_t i) {
     p[i] *= decay;
     m[i] = b1 * m[i] + (1.0f - b1) * g[i];
     v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
     p[i] -= step_size * m[i] / (std::sqrt(v[i]) / c2_sqrt + eps);
-  }
+  });
 }
 
 void sum_squares(const float* t, std::int64_t n, float* out) {
@@ -224,11 +269,11 @@ void sum_squares(const float* t, std::int64_t n, float* out) {
 }
 
 void scale(float* t, std::int64_t n, float f) {
-  for (std::int64_t i = 0; i < n; ++i) t[i] *= f;
+  each(n, [=](std::int64_t i) { t[i] *= f; });
 }
 
 void axpy(float* y, const float* x, std::int64_t n, float alpha) {
-  for (std::int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+  each(n, [=](std::int64_t i) { y[i] += alpha * x[i]; });
 }
 
 }  // namespace troupe::compute::impl::cpu

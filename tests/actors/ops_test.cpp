@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <thread>
 
 #include "actors/compute/errors.hpp"
 #include "actors/compute/ops.hpp"
@@ -126,4 +127,42 @@ TEST_CASE("dropout keeps about 1-p of its inputs, scaled, and is the identity ou
   // Same seed, same mask; another seed, another mask.
   CHECK(drop.forward(x, s, {true, 5}).to_vector() == y);
   CHECK(drop.forward(x, s, {true, 6}).to_vector() != y);
+}
+
+TEST_CASE("results do not depend on how many threads compute them, nor on concurrent callers", "[ops]") {
+  const std::int64_t B = 64, in = 300, out = 520;
+  Tensor x = Tensor::from(random_values(static_cast<std::size_t>(B * in), 31), {B, in});
+  Tensor w = Tensor::from(random_values(static_cast<std::size_t>(out * in), 32), {out, in});
+  Tensor b = Tensor::from(random_values(static_cast<std::size_t>(out), 33), {out});
+  Tensor dy = Tensor::from(random_values(static_cast<std::size_t>(B * out), 34), {B, out});
+  auto run = [&]() {
+    Tensor y = Tensor::empty({B, out}), dx = Tensor::empty({B, in}), dw = Tensor::empty({out, in}), db = Tensor::empty({out});
+    compute::linear_forward(x, w, b, y);
+    compute::relu_forward(y, y);
+    compute::linear_backward(x, w, dy, dx, dw, db, false);
+    std::vector<float> all = y.to_vector();
+    for (auto* t : {&dx, &dw, &db}) {
+      auto v = t->to_vector();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    return all;
+  };
+  compute::set_num_threads(1);
+  const auto one = run();
+  compute::set_num_threads(2);
+  CHECK(compute::num_threads() == 2);
+  const auto two = run();
+  REQUIRE(one.size() == two.size());
+  for (std::size_t i = 0; i < one.size(); ++i) REQUIRE(two[i] == Approx(one[i]).margin(1e-5));
+  // Two callers at once: one gets the pool, the other runs alone; both right.
+  std::vector<float> other;
+  std::thread t([&]() { other = run(); });
+  const auto mine = run();
+  t.join();
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    REQUIRE(mine[i] == Approx(one[i]).margin(1e-5));
+    REQUIRE(other[i] == Approx(one[i]).margin(1e-5));
+  }
+  CHECK_THROWS_AS(compute::set_num_threads(-1), UsageError);
+  compute::set_num_threads(1);
 }

@@ -75,16 +75,6 @@ Row row(const std::string& system, std::size_t ranks, std::uint64_t bytes, doubl
   return r;
 }
 
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  ::pclose(p);
-  return out;
-}
-
 std::string sizes_arg(const std::vector<std::uint64_t>& sizes) {
   std::string s;
   for (auto b : sizes) s += fmt::format("{}{}", s.empty() ? "" : ",", b);

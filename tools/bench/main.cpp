@@ -20,7 +20,9 @@ void usage() {
              "  remote   calls to process actors, next to a raw TCP ping-pong (same options)\n"
              "  spawn    process actors created per second   --actors N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
-             "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n");
+             "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
+             "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
+             "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
 
 int parse_int(const char* flag, const char* v) {
@@ -46,11 +48,14 @@ int main(int argc, char** argv) {
   bool json = false;
   ActorBenchConfig cfg;
   AllreduceConfig ar;
+  StepConfig step;
+  bool threads_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
     if (a == "--json") json = true;
-    else if (a == "--threads") cfg.threads = parse_int("--threads", next), ++i;
+    else if (a == "--threads") cfg.threads = parse_int("--threads", next), threads_given = true, ++i;
+    else if (a == "--seconds") step.seconds = parse_int("--seconds", next), ++i;
     else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), ++i;
     else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
@@ -79,6 +84,9 @@ int main(int argc, char** argv) {
                            "raw_tcp: 4-byte echo between two processes over loopback TCP");
   } else if (suite == "spawn") {
     report.rows = spawn_rows(cfg);
+  } else if (suite == "step") {
+    if (threads_given) step.threads = {cfg.threads};
+    report.rows = step_rows(step, report.notes);
   } else if (suite == "allreduce") {
     if (ar.ranks[0] < 2 || ar.ranks[0] > 64) {
       fmt::print(stderr, "troupe-bench: --ranks must be 2 to 64\n");

@@ -1,6 +1,7 @@
 #include "tools/bench/report.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -79,6 +80,16 @@ Row make_row(const std::string& system, const std::string& pattern, const Measur
   row.set("system", system).set("pattern", pattern).set("calls_per_s", m.calls_per_s);
   row.set("p50_us", m.p50_us).set("p99_us", m.p99_us);
   return row;
+}
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  ::pclose(p);
+  return out;
 }
 
 }  // namespace troupe::bench

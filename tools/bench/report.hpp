@@ -82,4 +82,15 @@ struct AllreduceConfig {
 /// Allreduce across worker processes, next to gloo and OpenMPI (allreduce.cpp).
 std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::string>& notes);
 
+/// One training step (forward, backward, SGD) of an MLP, troupe next to PyTorch.
+struct StepConfig {
+  std::vector<int> threads{1, 2};
+  std::vector<std::int64_t> gpu_batches{128, 1024, 8192};
+  double seconds = 2.0;  ///< per row, after warm-up
+};
+std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& notes);
+
+/// A shell command's standard output (empty if it cannot run).
+std::string run_capture(const std::string& cmd);
+
 }  // namespace troupe::bench
