@@ -52,7 +52,11 @@ Storage::Storage(std::size_t bytes, Device dev) : bytes_(bytes), dev_(dev) {
   }
 }
 
+Storage::Storage(void* data, std::size_t bytes, Device dev, std::shared_ptr<void> owner)
+    : ptr_(data), bytes_(bytes), dev_(dev), owner_(owner ? std::move(owner) : std::make_shared<int>(0)) {}
+
 Storage::~Storage() {
+  if (owner_) return;
   if (dev_.is_cuda())
     detail::device_free(ptr_, dev_.index);
   else
@@ -105,6 +109,15 @@ Tensor Tensor::from_i32(const std::vector<std::int32_t>& values, const Shape& sh
     throw ShapeError(fmt::format("{} values do not fill a tensor of shape {}", values.size(), shape_str(shape)));
   Tensor t = empty(shape, DType::i32);
   if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(std::int32_t));
+  return t;
+}
+
+Tensor Tensor::wrap(float* data, const Shape& shape, Device dev, std::shared_ptr<void> owner) {
+  Tensor t;
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  t.storage_ = std::make_shared<Storage>(data, static_cast<std::size_t>(shape_numel(shape)) * sizeof(float), dev,
+                                         std::move(owner));
   return t;
 }
 

@@ -41,6 +41,9 @@ std::int64_t shape_numel(const Shape& s);
 class Storage {
  public:
   Storage(std::size_t bytes, Device dev);
+  /// Memory owned elsewhere (a collective group's shared buffer, say), kept
+  /// alive by owner for as long as this storage lives.
+  Storage(void* data, std::size_t bytes, Device dev, std::shared_ptr<void> owner);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -52,6 +55,7 @@ class Storage {
   void* ptr_ = nullptr;
   std::size_t bytes_ = 0;
   Device dev_;
+  std::shared_ptr<void> owner_;  // set: the memory is not ours to free
 };
 
 class Tensor {
@@ -62,6 +66,8 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device dev = Device::cpu());
   /// A float32 host tensor holding values (their count must match the shape).
   static Tensor from(const std::vector<float>& values, const Shape& shape);
+  /// A float32 tensor over memory owned elsewhere (see Storage).
+  static Tensor wrap(float* data, const Shape& shape, Device dev, std::shared_ptr<void> owner = {});
   static Tensor from_i32(const std::vector<std::int32_t>& values, const Shape& shape);
 
   bool defined() const noexcept { return storage_ != nullptr; }

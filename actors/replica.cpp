@@ -1,0 +1,231 @@
+#include "actors/replica.hpp"
+
+#include <fmt/format.h>
+
+#include "actors/compute/ops.hpp"
+#include "actors/data/sampler.hpp"
+#include "actors/nn/loss.hpp"
+#include "actors/nn/model.hpp"
+#include "actors/optim/optimizer.hpp"
+#include "runtime/coll/group.hpp"
+#include "runtime/troupe.hpp"
+#include "runtime/when.hpp"
+
+namespace troupe::dp {
+
+using compute::Tensor;
+
+namespace {
+
+// Gradients of whole layers, last layer first (the order backward finishes
+// them), filled up to the cap; a layer larger than the cap is a bucket alone.
+struct Bucket {
+  std::vector<std::size_t> layers;
+  std::vector<nn::Param*> params;
+  std::int64_t elems = 0;
+  std::span<float> buf;
+  std::size_t pending = 0;
+  Ref<void> reduced;
+};
+
+nn::MlpSpec spec_of(const ReplicaConfig& c) {
+  nn::MlpSpec s;
+  s.inputs = c.inputs;
+  s.hidden = c.hidden;
+  s.classes = c.classes;
+  if (c.activation == "relu")
+    s.activation = nn::Activation::relu;
+  else if (c.activation == "gelu")
+    s.activation = nn::Activation::gelu;
+  else
+    throw UsageError(fmt::format("activation '{}': expected relu or gelu", c.activation));
+  s.dropout = c.dropout;
+  s.layernorm = c.layernorm;
+  return s;
+}
+
+}  // namespace
+
+struct Replica::Impl {
+  ReplicaConfig cfg;
+  data::Dataset train, test;
+  nn::Model model;
+  std::unique_ptr<optim::Optimizer> opt;
+  optim::LrSchedule schedule;
+  std::shared_ptr<coll::Group> group;
+  std::uint32_t rank = 0, world = 1;
+  std::vector<Bucket> buckets;
+  std::vector<std::vector<std::size_t>> buckets_of_layer;
+  std::int64_t step = 0, epoch = 0;
+  std::unique_ptr<data::Batcher> batcher;
+  nn::Tape tape;
+  nn::CrossEntropy ce;
+
+  std::int64_t per_replica() const {
+    return train.size() == 0 ? 0 : (train.size() + world - 1) / world;
+  }
+  std::int64_t steps_per_epoch() const { return per_replica() / cfg.batch / cfg.accumulation; }
+
+  void next_batch(Tensor& x, Tensor& y) {
+    // Every step takes whole micro-batches: an epoch ends where the next step would not fit.
+    if (!batcher || batcher_used >= steps_per_epoch() * cfg.accumulation) {
+      if (batcher) ++epoch;
+      data::DistributedSampler sampler(train.size(), static_cast<int>(world), static_cast<int>(rank), true, cfg.seed);
+      sampler.set_epoch(epoch);
+      batcher = std::make_unique<data::Batcher>(train, sampler.indices(), cfg.batch, true);
+      batcher_used = 0;
+    }
+    if (!batcher->next(x, y)) throw Error("replica: ran out of batches inside an epoch");
+    ++batcher_used;
+  }
+  std::int64_t batcher_used = 0;
+
+  void on_layer_ready(std::size_t layer) {
+    for (auto b : buckets_of_layer[layer])
+      if (--buckets[b].pending == 0) buckets[b].reduced = group->allreduce(buckets[b].buf, coll::Op::avg);
+  }
+};
+
+Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  if (cfg.batch < 1 || cfg.accumulation < 1 || cfg.epochs < 0)
+    throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1", cfg.batch, cfg.accumulation));
+  m.cfg = cfg;
+  compute::set_num_threads(cfg.threads);
+  const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
+  m.train = data::load_fashion_mnist(dir, data::Split::train);
+  if (cfg.train_limit > 0 && cfg.train_limit < m.train.size()) {
+    m.train.images = m.train.images.narrow(0, cfg.train_limit);
+    m.train.labels = m.train.labels.narrow(0, cfg.train_limit);
+  }
+  m.test = data::load_fashion_mnist(dir, data::Split::test);
+  m.model = nn::Model::mlp(spec_of(cfg), cfg.seed);
+  if (cfg.optimizer == "sgd")
+    m.opt = std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
+  else if (cfg.optimizer == "adamw")
+    m.opt = std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
+  else
+    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
+  m.schedule = {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
+}
+
+Replica::~Replica() = default;
+
+Task<std::int64_t> Replica::setup() {
+  auto& m = *impl_;
+  m.group = coll::group(m.cfg.group);
+  m.rank = m.group->rank();
+  m.world = m.group->size();
+  if (m.schedule.total_steps == 0) m.schedule.total_steps = m.cfg.epochs * m.steps_per_epoch();
+  m.buckets.clear();
+  m.buckets_of_layer.assign(m.model.size(), {});
+  const std::int64_t first_cap = std::max<std::int64_t>(1, m.cfg.first_bucket_bytes / 4);
+  const std::int64_t cap = std::max<std::int64_t>(1, m.cfg.bucket_bytes / 4);
+  for (std::size_t i = m.model.size(); i-- > 0;) {
+    auto ps = m.model.layer_params(i);
+    if (ps.empty()) continue;
+    std::int64_t n = 0;
+    for (auto* p : ps) n += p->value.numel();
+    const std::int64_t limit = m.buckets.size() <= 1 ? first_cap : cap;  // the open bucket's cap
+    if (m.buckets.empty() || (m.buckets.back().elems > 0 && m.buckets.back().elems + n > limit)) m.buckets.emplace_back();
+    auto& b = m.buckets.back();
+    b.layers.push_back(i);
+    for (auto* p : ps) b.params.push_back(p);
+    b.elems += n;
+    m.buckets_of_layer[i].push_back(m.buckets.size() - 1);
+  }
+  // The gradients live in the group's shared buffers: backward writes them
+  // where the all-reduce reads them, with no copy in or out.
+  for (auto& b : m.buckets) {
+    b.buf = co_await m.group->alloc<float>(static_cast<std::size_t>(b.elems));
+    std::int64_t off = 0;
+    for (auto* p : b.params) {
+      p->grad = Tensor::wrap(b.buf.data() + off, p->value.shape(), compute::Device::cpu(), m.group);
+      p->grad.zero();
+      p->grad_valid = false;
+      off += p->value.numel();
+    }
+  }
+  co_return static_cast<std::int64_t>(m.buckets.size());
+}
+
+Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
+  auto& m = *impl_;
+  if (!m.group) throw UsageError("replica: train() before setup()");
+  if (m.steps_per_epoch() == 0)
+    throw UsageError(fmt::format("replica: {} examples over {} replicas do not fill one step of {} x {}", m.train.size(),
+                                 m.world, m.cfg.batch, m.cfg.accumulation));
+  std::vector<StepStats> out;
+  auto params = m.model.params();
+  const std::function<void(std::size_t)> hook = [&m](std::size_t layer) { m.on_layer_ready(layer); };
+  for (std::int64_t k = 0; k < n; ++k) {
+    StepStats st;
+    st.lr = m.schedule.at(m.step);
+    m.opt->set_lr(st.lr);
+    m.model.zero_grad();
+    double loss = 0;
+    for (int micro = 0; micro < m.cfg.accumulation; ++micro) {
+      Tensor x, y;
+      m.next_batch(x, y);
+      st.epoch = m.epoch;
+      const std::uint64_t seed = m.cfg.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(m.step) << 20) ^
+                                 (static_cast<std::uint64_t>(micro) << 8) ^ m.rank;
+      Tensor logits = m.model.forward(x, m.tape, {true, seed});
+      Tensor d = m.ce.forward_backward(logits, y);
+      if (m.cfg.accumulation > 1) compute::scale_(d, 1.0f / static_cast<float>(m.cfg.accumulation));
+      const bool sync = micro == m.cfg.accumulation - 1 && m.world > 1;  // no-sync micro-batches before the last
+      if (sync)
+        for (auto& b : m.buckets) b.pending = b.layers.size();
+      m.model.backward(d, m.tape, sync ? hook : std::function<void(std::size_t)>{});
+      loss += m.ce.loss();
+      st.samples += x.size(0);
+    }
+    if (m.world > 1) {
+      std::vector<Ref<void>> reduced;
+      for (auto& b : m.buckets) reduced.push_back(b.reduced);
+      co_await when_all(std::move(reduced));
+    }
+    if (m.cfg.clip_norm > 0) optim::clip_grad_norm(params, m.cfg.clip_norm);
+    m.opt->step(params);
+    st.step = ++m.step;
+    st.loss = static_cast<float>(loss / m.cfg.accumulation);
+    out.push_back(st);
+  }
+  co_return out;
+}
+
+EvalStats Replica::evaluate(std::int64_t limit) {
+  auto& m = *impl_;
+  const std::int64_t n = limit > 0 ? std::min(limit, m.test.size()) : m.test.size();
+  EvalStats e;
+  nn::Tape tape;
+  nn::CrossEntropy ce;
+  double loss = 0;
+  for (std::int64_t at = 0; at < n; at += 1000) {
+    const std::int64_t b = std::min<std::int64_t>(1000, n - at);
+    Tensor logits = m.model.forward(m.test.images.narrow(at, b), tape, {false, 0});
+    ce.forward_backward(logits, m.test.labels.narrow(at, b));
+    loss += static_cast<double>(ce.loss()) * static_cast<double>(b);
+    e.correct += static_cast<std::int64_t>(ce.correct());
+  }
+  e.total = n;
+  e.loss = n ? static_cast<float>(loss / static_cast<double>(n)) : 0.0f;
+  return e;
+}
+
+std::uint64_t Replica::param_hash() {
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto* p : impl_->model.params()) {
+    auto v = p->value.to_vector();
+    const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
+    for (std::size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
+std::int64_t Replica::steps_per_epoch() { return impl_->steps_per_epoch(); }
+std::int64_t Replica::step() const { return impl_->step; }
+
+}  // namespace troupe::dp
+
+TROUPE_ACTOR(troupe::dp::Replica, setup, train, evaluate, param_hash, steps_per_epoch, step);
