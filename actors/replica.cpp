@@ -61,24 +61,26 @@ struct Replica::Impl {
   nn::Tape tape;
   nn::CrossEntropy ce;
 
+  std::int64_t batches_used = 0;  // of the current epoch's batcher
+
+  // Each replica's share of the data set, as the sampler pads it.
   std::int64_t per_replica() const {
-    return train.size() == 0 ? 0 : (train.size() + world - 1) / world;
+    return data::DistributedSampler(train.size(), static_cast<int>(world), static_cast<int>(rank)).per_replica();
   }
   std::int64_t steps_per_epoch() const { return per_replica() / cfg.batch / cfg.accumulation; }
 
   void next_batch(Tensor& x, Tensor& y) {
     // Every step takes whole micro-batches: an epoch ends where the next step would not fit.
-    if (!batcher || batcher_used >= steps_per_epoch() * cfg.accumulation) {
+    if (!batcher || batches_used >= steps_per_epoch() * cfg.accumulation) {
       if (batcher) ++epoch;
       data::DistributedSampler sampler(train.size(), static_cast<int>(world), static_cast<int>(rank), true, cfg.seed);
       sampler.set_epoch(epoch);
       batcher = std::make_unique<data::Batcher>(train, sampler.indices(), cfg.batch, true);
-      batcher_used = 0;
+      batches_used = 0;
     }
     if (!batcher->next(x, y)) throw Error("replica: ran out of batches inside an epoch");
-    ++batcher_used;
+    ++batches_used;
   }
-  std::int64_t batcher_used = 0;
 
   void on_layer_ready(std::size_t layer) {
     for (auto b : buckets_of_layer[layer])
@@ -89,7 +91,8 @@ struct Replica::Impl {
 Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   if (cfg.batch < 1 || cfg.accumulation < 1 || cfg.epochs < 0)
-    throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1", cfg.batch, cfg.accumulation));
+    throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1, epochs {} at least 0",
+                                 cfg.batch, cfg.accumulation, cfg.epochs));
   m.cfg = cfg;
   compute::set_num_threads(cfg.threads);
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;

@@ -158,9 +158,12 @@ void save(const std::string& path, const Checkpoint& c) {
 }
 
 Checkpoint load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw CheckpointError(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string file(static_cast<std::size_t>(in.tellg()), '\0');
+  in.seekg(0);
+  if (!in.read(file.data(), static_cast<std::streamsize>(file.size())))
+    throw CheckpointError(fmt::format("{}: read failed", path));
   if (file.size() < sizeof kMagic + 12 || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
     throw CheckpointError(fmt::format("{}: not a troupe checkpoint (no TROUPECK header)", path));
   const std::size_t body = file.size() - 4;

@@ -33,11 +33,12 @@ void each(std::int64_t n, F&& body) {
 // competing for the same cores. Blocks are multiples of 16 columns.
 namespace {
 
-std::int64_t gemm_grain(std::int64_t other) { return std::max<std::int64_t>(16, (1 << 16) / std::max<std::int64_t>(other, 1)); }
-
+// other: the product's size along the dimensions not split (rows x depth);
+// a part gets at least 2^16 multiply-adds (16-column blocks x other).
 template <class F>
 void split_columns(std::int64_t cols, std::int64_t other, F&& f) {
-  compute::detail::parallel_for((cols + 15) / 16, gemm_grain(other) / 16 + 1, [&](std::int64_t b, std::int64_t e) {
+  const std::int64_t min_blocks = std::max<std::int64_t>(1, (1 << 12) / std::max<std::int64_t>(other, 1));
+  compute::detail::parallel_for((cols + 15) / 16, min_blocks, [&](std::int64_t b, std::int64_t e) {
     const std::int64_t c0 = b * 16, c1 = std::min(cols, e * 16);
     if (c0 < c1) f(c0, c1);
   });

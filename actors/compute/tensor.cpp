@@ -53,10 +53,10 @@ Storage::Storage(std::size_t bytes, Device dev) : bytes_(bytes), dev_(dev) {
 }
 
 Storage::Storage(void* data, std::size_t bytes, Device dev, std::shared_ptr<void> owner)
-    : ptr_(data), bytes_(bytes), dev_(dev), owner_(owner ? std::move(owner) : std::make_shared<int>(0)) {}
+    : ptr_(data), bytes_(bytes), dev_(dev), owned_(false), owner_(std::move(owner)) {}
 
 Storage::~Storage() {
-  if (owner_) return;
+  if (!owned_) return;
   if (dev_.is_cuda())
     detail::device_free(ptr_, dev_.index);
   else

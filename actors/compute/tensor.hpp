@@ -55,7 +55,8 @@ class Storage {
   void* ptr_ = nullptr;
   std::size_t bytes_ = 0;
   Device dev_;
-  std::shared_ptr<void> owner_;  // set: the memory is not ours to free
+  bool owned_ = true;            // false: the memory is not ours to free
+  std::shared_ptr<void> owner_;  // keeps memory owned elsewhere alive
 };
 
 class Tensor {

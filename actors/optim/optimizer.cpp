@@ -21,10 +21,11 @@ void Optimizer::step(const std::vector<Param*>& params) {
   }
 }
 
-Tensor& Optimizer::buffer(const Param& p, const char* what) {
+Tensor& Optimizer::buffer(const Param& p, const char* what, bool* fresh) {
   auto& t = state_[fmt::format("{}.{}", p.name, what)];
-  if (!t.defined() || t.shape() != p.value.shape() || t.device() != p.value.device())
-    t = Tensor::zeros(p.value.shape(), compute::DType::f32, p.value.device());
+  const bool make = !t.defined() || t.shape() != p.value.shape() || t.device() != p.value.device();
+  if (make) t = Tensor::zeros(p.value.shape(), compute::DType::f32, p.value.device());
+  if (fresh) *fresh = make;
   return t;
 }
 
@@ -38,8 +39,8 @@ Sgd::Sgd(const SgdOptions& o) : Optimizer(o.lr), o_(o) {
 
 void Sgd::update(Param& p) {
   Tensor none;
-  const bool first = o_.momentum != 0.0f && !state_.contains(p.name + ".momentum");
-  Tensor& buf = o_.momentum != 0.0f ? buffer(p, "momentum") : none;
+  bool first = false;
+  Tensor& buf = o_.momentum != 0.0f ? buffer(p, "momentum", &first) : none;
   compute::sgd_update(p.value, p.grad, buf, lr_, o_.momentum, o_.dampening, o_.nesterov, o_.weight_decay, first);
 }
 

@@ -30,7 +30,8 @@ class Optimizer {
  protected:
   explicit Optimizer(float lr) : lr_(lr) {}
   virtual void update(Param& p) = 0;
-  Tensor& buffer(const Param& p, const char* what);
+  /// The state tensor "<param>.<what>"; *fresh is set when it was just made (zeros).
+  Tensor& buffer(const Param& p, const char* what, bool* fresh = nullptr);
 
   float lr_;
   std::int64_t steps_ = 0;
