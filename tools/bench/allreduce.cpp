@@ -128,8 +128,8 @@ std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::str
     }
   }
   // torch.distributed with gloo (python3-torch), one thread per process.
-  const std::string py = "/usr/bin/python3";
-  const std::string script = std::string(TROUPE_SOURCE_DIR) + "/tools/bench/allreduce_torch.py";
+  const std::string py = peer_python();
+  const std::string script = bench_script("allreduce_torch.py");
   if (std::system(fmt::format("{} -c 'import torch' > /dev/null 2>&1", py).c_str()) == 0) {
     for (std::size_t W : cfg.ranks)
       parse_peer(run_capture(fmt::format("{} {} {} {} 2>/dev/null", py, script, W, sizes_arg(cfg.sizes))), "gloo", W,

@@ -1,8 +1,9 @@
 #include "tools/bench/report.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -90,6 +91,16 @@ std::string run_capture(const std::string& cmd) {
   while (std::fgets(buf, sizeof buf, p)) out += buf;
   ::pclose(p);
   return out;
+}
+
+std::string peer_python() {
+  const char* env = std::getenv("TROUPE_PYTHON");
+  return env && *env ? env : "/usr/bin/python3";
+}
+
+std::string bench_script(const std::string& name) {
+  const char* env = std::getenv("TROUPE_SOURCE_DIR");
+  return std::string(env && *env ? env : TROUPE_SOURCE_DIR) + "/tools/bench/" + name;
 }
 
 }  // namespace troupe::bench

@@ -81,6 +81,9 @@ struct AllreduceConfig {
 };
 /// Allreduce across worker processes, next to gloo and OpenMPI (allreduce.cpp).
 std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::string>& notes);
+/// Allreduce of device buffers on one GPU: troupe's NCCL group next to raw
+/// NCCL, and the device-local path for ranks sharing the GPU (allreduce_gpu.cpp).
+std::vector<Row> allreduce_gpu_rows(const AllreduceConfig& cfg, std::vector<std::string>& notes);
 
 /// One training step (forward, backward, SGD) of an MLP, troupe next to PyTorch.
 struct StepConfig {
@@ -92,5 +95,12 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
 
 /// A shell command's standard output (empty if it cannot run).
 std::string run_capture(const std::string& cmd);
+
+// The Python that runs the torch peers: $TROUPE_PYTHON, else Debian's
+// /usr/bin/python3 (the one python3-torch installs into).
+std::string peer_python();
+// tools/bench/<name> under $TROUPE_SOURCE_DIR, else under the source tree the
+// bench was built from (a copy of the tree elsewhere sets the variable).
+std::string bench_script(const std::string& name);
 
 }  // namespace troupe::bench

@@ -79,8 +79,8 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
   } else {
     notes.push_back("cuda rows skipped: no CUDA device here");
   }
-  const std::string py = "/usr/bin/python3";
-  const std::string script = std::string(TROUPE_SOURCE_DIR) + "/tools/bench/step_torch.py";
+  const std::string py = peer_python();
+  const std::string script = bench_script("step_torch.py");
   if (std::system(fmt::format("{} -c 'import torch' > /dev/null 2>&1", py).c_str()) == 0) {
     // One process per thread count, its BLAS and OpenMP pinned to it: Debian's
     // torch runs its products in OpenBLAS, whose threads torch.set_num_threads
