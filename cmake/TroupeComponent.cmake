@@ -36,7 +36,7 @@ endfunction()
 #
 # One Catch2 binary per component; one CTest entry per suite (source file),
 # selected with Catch's filename tags (-#). Labels: files under tests/integration
-# get "integration", *_gpu_test.cpp get "gpu", everything else "unit".
+# get "integration", *_gpu_test.cpp and *_gpu_itest.cpp get "gpu", everything else "unit".
 function(troupe_add_test_suites)
   cmake_parse_arguments(T "" "COMPONENT;MAIN" "SOURCES;DEPS" ${ARGN})
   if(NOT T_MAIN)
@@ -52,10 +52,10 @@ function(troupe_add_test_suites)
     endif()
     get_filename_component(suite ${src} NAME_WE)
     set(label unit)
-    if(src MATCHES "integration/")
-      set(label integration)
-    elseif(suite MATCHES "_gpu_test$")
+    if(suite MATCHES "_gpu_i?test$")
       set(label gpu)
+    elseif(src MATCHES "integration/")
+      set(label integration)
     endif()
     add_test(NAME ${T_COMPONENT}.${suite} COMMAND ${bin} "-#" "--warn" "NoTests" "[#${suite}]")
     set_tests_properties(${T_COMPONENT}.${suite} PROPERTIES LABELS ${label} TIMEOUT 300

@@ -39,6 +39,16 @@ class Backend {
   virtual void abort(std::int32_t rank_at_fault, const std::string& why) noexcept = 0;
   /// Why the group failed ("" if it has not).
   virtual std::string failure() const = 0;
+
+  // Device backends.
+  /// Later work waits for `event` (a cudaEvent_t from gpu::record_ready).
+  virtual void wait_event(void* event) { (void)event; }
+  /// Backends that queue work and return at once (NCCL): the ticket of the
+  /// last operation issued. 0: every operation is complete when it returns.
+  virtual std::uint64_t ticket() noexcept { return 0; }
+  /// The highest ticket whose work has finished; throws CollectiveError once
+  /// the group has failed.
+  virtual std::uint64_t progress() { return 0; }
 };
 
 }  // namespace troupe::coll

@@ -1,5 +1,9 @@
 #include "runtime/coll/create.hpp"
 
+#include <map>
+
+#include "runtime/coll/gpu.hpp"
+
 #include "runtime/net/auth.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/remote_actor.hpp"
@@ -47,6 +51,37 @@ std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std:
   if (backend == "shm")
     throw UsageError(fmt::format("create_group: members run on {}; the shared-memory backend needs one host", where));
   return "tcp";
+}
+
+std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend) {
+  if (backend != "auto" && backend != "nccl" && backend != "cuda_local")
+    throw UsageError(fmt::format("create_group: backend '{}' does not take device buffers (nccl or cuda_local)", backend));
+  if (!gpu::built())
+    throw UsageError("create_group: device buffers need a CUDA build of troupe (this one is CPU-only)");
+  // Where each rank's GPU is: (node, device). In-process members are on the driver's node.
+  auto where = [&](const Member& m) {
+    return std::pair{m.remote.expired() ? rt.cluster().local_node() : m.node, m.device};
+  };
+  std::map<std::pair<std::uint64_t, int>, std::size_t> first;
+  std::string shared;
+  for (std::size_t r = 0; r < ms.size(); ++r) {
+    auto [it, fresh] = first.emplace(where(ms[r]), r);
+    if (!fresh && shared.empty())
+      shared = fmt::format("ranks {} and {} share GPU {} of node {}", it->second, r, where(ms[r]).second,
+                           where(ms[r]).first);
+  }
+  const bool one_gpu = first.size() == 1, own_gpus = first.size() == ms.size();
+  if (backend == "nccl" && !own_gpus)
+    throw UsageError(fmt::format("create_group: nccl needs one GPU per rank, but {} (cuda_local runs ranks that share "
+                                 "one GPU)", shared));
+  if (backend == "cuda_local" && !one_gpu)
+    throw UsageError(fmt::format("create_group: cuda_local needs every rank on one GPU, but ranks use {} GPUs",
+                                 first.size()));
+  if (backend != "auto") return backend;
+  if (own_gpus) return "nccl";
+  if (one_gpu) return "cuda_local";
+  throw UsageError(fmt::format("create_group: {}, but others have their own: NCCL needs one GPU per rank and "
+                               "cuda_local one GPU for all", shared));
 }
 
 void join_member(const Member& m, const GroupSpec& spec) {

@@ -26,7 +26,13 @@ namespace troupe::coll {
 
 struct GroupOptions {
   std::string name = "default";
-  std::string backend = "auto";  ///< "auto" (shm on one host, else tcp), "shm" or "tcp"
+  /// Host buffers: "auto" (shm on one host, else tcp), "shm" or "tcp".
+  /// Device buffers: "auto" (nccl when every rank has its own GPU, cuda_local
+  /// when all share one), "nccl" or "cuda_local".
+  std::string backend = "auto";
+  std::string memory = "host";    ///< where the buffers live: "host" or "cuda"
+  std::vector<int> devices;       ///< cuda: the device of each in-process member by rank (default 0);
+                                  ///< process members use the GPU their worker was given
   std::uint64_t staging_bytes = 4ull << 20;
   std::uint64_t p2p_bytes = 1ull << 20;
   std::uint64_t heap_bytes = 1ull << 30;  ///< room for alloc() buffers (touched lazily)
@@ -46,11 +52,14 @@ struct Member {
   std::weak_ptr<remote::RemoteActor> remote;     ///< process actors
   std::uint64_t node = 0;
   std::string name;
+  int device = 0;  ///< cuda groups: the GPU it uses on its node
 };
 void join_member(const Member& m, const GroupSpec& spec);
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why);
 std::uint64_t fresh_uid();
 std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend);
+/// Device groups: "nccl" (a GPU per rank) or "cuda_local" (one GPU for all), or UsageError.
+std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend);
 std::string driver_host(Runtime& rt);
 }  // namespace detail
 
@@ -69,14 +78,24 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
     if (a.remote()) {
       m.remote = a.remote()->weak_from_this();
       m.node = a.remote()->node();
+      const auto devs = a.remote()->devices();
+      m.device = devs.empty() ? 0 : static_cast<int>(devs.front());
+    } else if (o.memory == "cuda") {
+      const auto r = ms.size();
+      if (!o.devices.empty() && o.devices.size() != members.size())
+        throw UsageError(fmt::format("create_group: {} devices given for {} members", o.devices.size(), members.size()));
+      m.device = o.devices.empty() ? 0 : o.devices[r];
     }
     ms.push_back(std::move(m));
   }
+  if (o.memory != "host" && o.memory != "cuda")
+    throw UsageError(fmt::format("create_group: memory '{}' (host or cuda)", o.memory));
   GroupSpec base;
   base.name = o.name;
   base.uid = detail::fresh_uid();
   base.world = static_cast<std::uint32_t>(ms.size());
-  base.backend = detail::check_backend(rt, ms, o.backend);
+  base.memory = o.memory;
+  base.backend = o.memory == "cuda" ? detail::check_device_backend(rt, ms, o.backend) : detail::check_backend(rt, ms, o.backend);
   base.staging_bytes = o.staging_bytes;
   base.p2p_bytes = o.p2p_bytes;
   base.heap_bytes = o.heap_bytes;
@@ -85,6 +104,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
     GroupSpec s = base;
     s.rank = static_cast<std::uint32_t>(r);
     s.host = detail::driver_host(rt);  // a worker that dialled in from another host uses its own address
+    if (o.memory == "cuda") s.device = ms[r].remote.expired() ? ms[r].device : -1;  // a worker knows its own
     detail::join_member(ms[r], s);
   }
   auto shared = std::make_shared<std::vector<detail::Member>>(ms);

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/coll/gpu.hpp"
 #include "runtime/coll/tcp.hpp"
 #include "runtime/context.hpp"
 
@@ -19,7 +20,9 @@ Group::~Group() { destroy(); }
 void Group::run() {
   try {
     std::unique_ptr<Backend> shm;
-    if (spec_.backend == "tcp")
+    if (spec_.memory == "cuda")
+      shm = gpu::make_backend(spec_, &cancel_);
+    else if (spec_.backend == "tcp")
       shm = std::make_unique<TcpGroup>(spec_, &cancel_);
     else
       shm = std::make_unique<ShmGroup>(spec_, &cancel_);
@@ -28,19 +31,53 @@ void Group::run() {
     if (!pending_abort_.empty()) shm_->abort(static_cast<std::int32_t>(spec_.rank), pending_abort_);
   } catch (const std::exception& e) {
     std::lock_guard lock(mu_);
-    failed_ = e.what();
+    // Aborted while joining (a member died, the group was destroyed): that
+    // reason, not the "left the group" the interrupted join reports.
+    failed_ = pending_abort_.empty() ? e.what() : fmt::format("group '{}': {}", spec_.name, pending_abort_);
   }
+  // Operations a device backend has queued and not finished, by ticket.
+  std::deque<std::pair<std::uint64_t, DoneFn>> inflight;
+  auto complete_finished = [&]() {
+    if (inflight.empty()) return;
+    std::exception_ptr error;
+    std::uint64_t upto = 0;
+    try {
+      upto = shm_->progress();
+    } catch (...) {
+      error = std::current_exception();
+      std::lock_guard lock(mu_);
+      if (failed_.empty()) failed_ = shm_->failure();
+    }
+    while (!inflight.empty() && (error || inflight.front().first <= upto)) {
+      auto done = std::move(inflight.front().second);
+      inflight.pop_front();
+      done(error);
+    }
+  };
   for (;;) {
     OpFn op;
     DoneFn done;
     // Poll briefly before sleeping: a rank that issues operations back to back
     // (a training step's buckets, a benchmark) then never pays a wake-up.
+    // While device work is in flight, poll it until it finishes.
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
-    while (!has_work_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    while (!has_work_.load(std::memory_order_acquire) &&
+           (!inflight.empty() || std::chrono::steady_clock::now() < until)) {
+      complete_finished();
+      std::this_thread::yield();
+    }
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&]() { return closing_ || !queue_.empty(); });
-      if (queue_.empty()) return;
+      if (queue_.empty()) {
+        lock.unlock();
+        // Closing: what is still on the device finishes or fails first.
+        while (!inflight.empty()) {
+          complete_finished();
+          std::this_thread::yield();
+        }
+        return;
+      }
       op = std::move(queue_.front().first);
       done = std::move(queue_.front().second);
       queue_.pop_front();
@@ -57,7 +94,15 @@ void Group::run() {
     }
     std::exception_ptr error;
     try {
+      const auto before = shm_->ticket();
       op(*shm_);
+      const auto after = shm_->ticket();
+      if (after != before || !inflight.empty()) {
+        // Queued on the device: it completes in order, once its work has finished.
+        inflight.emplace_back(after, std::move(done));
+        complete_finished();
+        continue;
+      }
     } catch (const CollectiveError& e) {
       std::lock_guard lock(mu_);
       if (failed_.empty() && !shm_->failure().empty()) failed_ = e.what();  // sticky once the group failed
@@ -69,7 +114,30 @@ void Group::run() {
   }
 }
 
+void Group::after(void* stream) {
+  std::lock_guard lock(mu_);
+  producer_ = stream;
+  has_producer_ = true;
+}
+
+Group::OpFn Group::ordered(OpFn op) {
+  bool has_producer;
+  void* stream;
+  {
+    std::lock_guard lock(mu_);
+    has_producer = has_producer_;
+    stream = producer_;
+  }
+  if (spec_.memory != "cuda" || !has_producer) return op;
+  auto ready = gpu::record_ready(stream);  // now, on the caller's thread: what was queued before this call
+  return [ready, op = std::move(op)](Backend& g) {
+    g.wait_event(ready.get());
+    op(g);
+  };
+}
+
 Ref<void> Group::submit(OpFn op) {
+  op = ordered(std::move(op));
   auto p = std::make_shared<Promise<void>>();
   auto ref = p->ref();
   enqueue(std::move(op), [p](std::exception_ptr e) {

@@ -102,6 +102,14 @@ class Group {
     return ref;
   }
 
+  /// Device groups (GroupOptions::memory = "cuda"): operations issued from
+  /// now on first wait, on the device, for the work queued on `stream` (a
+  /// cudaStream_t; null: the legacy default stream) at the time each is
+  /// issued. Without it, device buffers must be complete when an operation
+  /// is issued. Operations finish in issue order; their Refs complete once
+  /// the device work has.
+  void after(void* stream);
+
   /// Fails every rank's pending and later operations with `why`.
   void abort(const std::string& why);
   /// Ends the group here; the other ranks' operations fail (destroyed).
@@ -111,6 +119,7 @@ class Group {
   using OpFn = std::function<void(Backend&)>;
   using DoneFn = std::function<void(std::exception_ptr)>;
   Ref<void> submit(OpFn op);
+  OpFn ordered(OpFn op);  // device groups: wait for the producer stream first
   void enqueue(OpFn op, DoneFn done);
   Ref<void> fail_now(std::string why);
   void run();
@@ -121,6 +130,8 @@ class Group {
   std::deque<std::pair<OpFn, DoneFn>> queue_;
   std::unique_ptr<Backend> shm_;   // made on the group's thread (shared memory or TCP)
   std::string failed_;             // sticky failure
+  void* producer_ = nullptr;       // after(): the stream device buffers come from
+  bool has_producer_ = false;
   std::string pending_abort_;      // an abort asked before the segment was mapped
   bool closing_ = false;
   std::atomic<bool> cancel_{false};  // stops a join still waiting for peers

@@ -44,6 +44,8 @@ struct ShmGroup::Desc {
   std::uint32_t heap;     // the buffer is a group-allocated one
   std::uint32_t copied;   // the data is already in the staging half
   std::uint64_t heap_base;
+  std::uint64_t word;                 // agree(): what a layered backend posts
+  std::array<std::byte, 64> blob;
 };
 
 struct alignas(64) Chan {
@@ -256,7 +258,7 @@ void* ShmGroup::alloc(std::size_t bytes) {
   if (heap_top_ + region * spec_.world > spec_.heap_bytes)
     throw CollectiveError(fmt::format("group '{}': alloc of {} bytes: the shared heap ({} bytes) is full", spec_.name,
                                       bytes, spec_.heap_bytes));
-  Desc me{++op_seq_, k_alloc, 0, bytes, 0, -1, 0, 0, 0};
+  Desc me{++op_seq_, k_alloc, 0, bytes, 0, -1, 0, 0, 0, 0, {}};
   publish(me);
   sync("alloc");
   check_all(me);
@@ -265,8 +267,26 @@ void* ShmGroup::alloc(std::size_t bytes) {
   return p;
 }
 
+std::vector<ShmGroup::Posted> ShmGroup::agree(std::uint32_t kind, DType d, std::uint64_t count, Op op,
+                                              std::int32_t root, const Posted& mine) {
+  Desc me{++op_seq_, kind, static_cast<std::uint32_t>(d), count, static_cast<std::uint32_t>(op), root, 0, 0, 0,
+          mine.word, mine.blob};
+  publish(me);
+  sync(kind_name(kind));
+  check_all(me);
+  std::vector<Posted> all(spec_.world);
+  for (std::uint32_t i = 0; i < spec_.world; ++i) {
+    const Desc& o = h_->ranks[i].desc[me.seq & 1];
+    all[i].word = o.word;
+    all[i].blob = o.blob;
+  }
+  return all;
+}
+
+std::int32_t ShmGroup::pid_of(std::uint32_t r) const { return h_->ranks[r].pid.load(std::memory_order_relaxed); }
+
 void ShmGroup::barrier() {
-  Desc me{++op_seq_, k_barrier, 0, 0, 0, -1, 0, 0, 0};
+  Desc me{++op_seq_, k_barrier, 0, 0, 0, -1, 0, 0, 0, 0, {}};
   publish(me);
   sync("barrier");
   check_all(me);
@@ -275,7 +295,7 @@ void ShmGroup::barrier() {
 void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   const std::size_t es = size_of(d), bytes = n * es;
   auto* mine = static_cast<std::byte*>(buf);
-  Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0};
+  Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0, {}};
   const auto off = bytes ? heap_offset(buf, bytes) : std::nullopt;
   if (off) {
     me.heap = 1;
@@ -338,7 +358,7 @@ void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
   const std::size_t es = size_of(d), W = spec_.world;
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
-  Desc me{++op_seq_, k_reduce_scatter, static_cast<std::uint32_t>(d), n_out, static_cast<std::uint32_t>(op), -1, 0, 0, 0};
+  Desc me{++op_seq_, k_reduce_scatter, static_cast<std::uint32_t>(d), n_out, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0, {}};
   const std::size_t per_piece = std::max<std::size_t>(half_ / (es * W), 1);
   const std::size_t pieces = std::max<std::size_t>((n_out + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
@@ -360,7 +380,7 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
   const std::size_t es = size_of(d), W = spec_.world;
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
-  Desc me{++op_seq_, k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1, 0, 0, 0};
+  Desc me{++op_seq_, k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1, 0, 0, 0, 0, {}};
   const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
   const std::size_t pieces = std::max<std::size_t>((n_in + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
@@ -378,7 +398,7 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
 void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) {
   const std::size_t es = size_of(d);
   auto* b = static_cast<std::byte*>(buf);
-  Desc me{++op_seq_, k_broadcast, static_cast<std::uint32_t>(d), n, 0, static_cast<std::int32_t>(root), 0, 0, 0};
+  Desc me{++op_seq_, k_broadcast, static_cast<std::uint32_t>(d), n, 0, static_cast<std::int32_t>(root), 0, 0, 0, 0, {}};
   const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
   const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
   const bool valid_root = root < spec_.world;

@@ -15,12 +15,14 @@
 // in pieces (two halves, alternating, so a piece needs one or two barriers).
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "runtime/coll/backend.hpp"
 #include "runtime/coll/types.hpp"
@@ -39,7 +41,9 @@ struct GroupSpec {
   std::uint64_t p2p_bytes = 1ull << 20;      ///< per rank
   std::uint64_t heap_bytes = 1ull << 30;     ///< group-allocated buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;         ///< longest wait for a peer
-  TROUPE_FIELDS(name, uid, world, rank, backend, host, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)
+  std::string memory = "host";               ///< where the buffers live: "host" or "cuda"
+  std::int32_t device = -1;                  ///< cuda: this rank's device (-1: gpu::default_device())
+  TROUPE_FIELDS(name, uid, world, rank, backend, host, staging_bytes, p2p_bytes, heap_bytes, timeout_ms, memory, device)
 };
 
 inline constexpr std::uint32_t kMaxRanks = 64;
@@ -73,6 +77,22 @@ class ShmGroup final : public Backend {
   void abort(std::int32_t rank_at_fault, const std::string& why) noexcept override;
   /// The failure, if the group has failed ("" otherwise).
   std::string failure() const override;
+
+  // For a backend layered on this one (the device-local GPU path), which
+  // keeps its data elsewhere and uses this group for agreement and barriers.
+  /// What each rank publishes with an operation besides the descriptor.
+  struct Posted {
+    std::uint64_t word = 0;
+    std::array<std::byte, 64> blob{};
+  };
+  /// Publishes this rank's operation and `mine`, waits for every rank, checks
+  /// that they agree (as any operation here), and returns each rank's Posted.
+  std::vector<Posted> agree(std::uint32_t kind, DType d, std::uint64_t count, Op op, std::int32_t root,
+                            const Posted& mine);
+  /// A barrier over every rank (no descriptor; `what` names it in errors).
+  void rendezvous(const char* what) { sync(what); }
+  /// The pid of rank r's process.
+  std::int32_t pid_of(std::uint32_t r) const;
 
  private:
   struct Header;

@@ -94,6 +94,11 @@ std::uint64_t RemoteActor::node() const {
   return node_;
 }
 
+std::vector<unsigned> RemoteActor::devices() const {
+  std::lock_guard lock(mu_);
+  return devices_;
+}
+
 std::uint64_t RemoteActor::cluster_id() const {
   std::lock_guard lock(mu_);
   return cluster_id_;

@@ -97,6 +97,8 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   /// The node it runs on, and its id in the cluster's actor directory.
   std::uint64_t node() const;
   std::uint64_t cluster_id() const;
+  /// The GPUs its worker was given (real device ids; empty: none).
+  std::vector<unsigned> devices() const;
 
  private:
   void spawn_worker();  // under mu_: place, then start (here) or await (remote)

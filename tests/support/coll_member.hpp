@@ -4,12 +4,15 @@
 // check it against a CPU reference.
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "runtime/coll/create.hpp"
+#include "runtime/coll/gpu.hpp"
+#include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 
 namespace troupe::test {
@@ -25,7 +28,8 @@ struct CollCase {
   std::uint32_t root = 0;
   bool heap = false;     ///< use a group-allocated buffer
   std::string group = "t";
-  TROUPE_FIELDS(op, dtype, n, reduce, root, heap, group)
+  bool device = false;   ///< buffers in GPU memory (a device group)
+  TROUPE_FIELDS(op, dtype, n, reduce, root, heap, group, device)
 };
 
 class CollMember {
@@ -33,6 +37,15 @@ class CollMember {
   CollMember() = default;
 
   Task<std::vector<double>> run(CollCase c) {
+    if (c.device) {
+      switch (static_cast<coll::DType>(c.dtype)) {
+        case coll::DType::f32: co_return co_await typed_device<float>(c);
+        case coll::DType::f64: co_return co_await typed_device<double>(c);
+        case coll::DType::i32: co_return co_await typed_device<std::int32_t>(c);
+        case coll::DType::i64: co_return co_await typed_device<std::int64_t>(c);
+        case coll::DType::u8: co_return co_await typed_device<std::uint8_t>(c);
+      }
+    }
     switch (static_cast<coll::DType>(c.dtype)) {
       case coll::DType::f32: co_return co_await typed<float>(c);
       case coll::DType::f64: co_return co_await typed<double>(c);
@@ -45,6 +58,85 @@ class CollMember {
   int pid() const { return static_cast<int>(::getpid()); }
 
  private:
+  // A ring: send to r+1, receive from r-1 (even ranks send first).
+  template <class T>
+  static Task<void> ring(coll::Group& g, std::span<T> mine, std::span<T> got) {
+    const auto r = g.rank(), W = g.size();
+    const auto next = (r + 1) % W, prev = (r + W - 1) % W;
+    if (r % 2 == 0) {
+      co_await g.send(std::span<const T>(mine), next);
+      co_await g.recv(got, prev);
+    } else {
+      co_await g.recv(got, prev);
+      co_await g.send(std::span<const T>(mine), next);
+    }
+  }
+
+  // The same cases with the buffers in GPU memory: inputs are uploaded
+  // before the operation, results downloaded after it.
+  template <class T>
+  Task<std::vector<double>> typed_device(CollCase c) {
+    auto g = coll::group(c.group);
+    const std::size_t r = g->rank(), W = g->size();
+    const auto op = static_cast<coll::Op>(c.reduce);
+    std::deque<coll::gpu::DeviceBuffer> own;
+    auto host = [&](std::size_t count) {
+      std::vector<T> v(count);
+      for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<T>(coll_input(r, i));
+      return v;
+    };
+    auto make = [&](std::size_t count, bool heap) -> Task<std::span<T>> {
+      if (heap) co_return co_await g->template alloc<T>(count);
+      own.emplace_back(count * sizeof(T));
+      co_return std::span<T>(static_cast<T*>(own.back().data()), count);
+    };
+    auto up = [](std::span<T> d, const std::vector<T>& h) { coll::gpu::copy_to_device(d.data(), h.data(), h.size() * sizeof(T)); };
+    auto down = [](std::span<T> d) {
+      std::vector<T> h(d.size());
+      coll::gpu::copy_to_host(h.data(), d.data(), h.size() * sizeof(T));
+      return std::vector<double>(h.begin(), h.end());
+    };
+    if (c.op == "allreduce") {
+      auto buf = co_await make(c.n, c.heap);
+      up(buf, host(c.n));
+      co_await g->allreduce(buf, op);
+      co_return down(buf);
+    }
+    if (c.op == "reduce_scatter") {
+      auto in = co_await make(c.n * W, false);
+      auto res = co_await make(c.n, false);
+      up(in, host(c.n * W));
+      co_await g->reduce_scatter(std::span<const T>(in), res, op);
+      co_return down(res);
+    }
+    if (c.op == "allgather") {
+      auto in = co_await make(c.n, false);
+      auto res = co_await make(c.n * W, false);
+      up(in, host(c.n));
+      co_await g->allgather(std::span<const T>(in), res);
+      co_return down(res);
+    }
+    if (c.op == "broadcast") {
+      auto buf = co_await make(c.n, c.heap);
+      up(buf, r == c.root ? host(c.n) : std::vector<T>(c.n));
+      co_await g->broadcast(buf, c.root);
+      co_return down(buf);
+    }
+    if (c.op == "sendrecv") {
+      auto mine = co_await make(c.n, false);
+      auto got = co_await make(c.n, false);
+      up(mine, host(c.n));
+      if (W == 1) co_return down(mine);
+      co_await ring<T>(*g, mine, got);
+      co_return down(got);
+    }
+    if (c.op == "barrier") {
+      co_await g->barrier();
+      co_return std::vector<double>{};
+    }
+    throw UsageError("unknown op " + c.op);
+  }
+
   template <class T>
   Task<std::vector<double>> typed(CollCase c) {
     auto g = coll::group(c.group);
@@ -91,14 +183,7 @@ class CollMember {
       std::vector<T> mine(c.n), got(c.n);
       fill(mine, c.n);
       if (W == 1) co_return out(mine);
-      const auto next = static_cast<std::uint32_t>((r + 1) % W), prev = static_cast<std::uint32_t>((r + W - 1) % W);
-      if (r % 2 == 0) {
-        co_await g->send(std::span<const T>(mine), next);
-        co_await g->recv(std::span<T>(got), prev);
-      } else {
-        co_await g->recv(std::span<T>(got), prev);
-        co_await g->send(std::span<const T>(mine), next);
-      }
+      co_await ring<T>(*g, mine, got);
       co_return out(got);
     }
     if (c.op == "barrier") {
@@ -108,6 +193,31 @@ class CollMember {
     throw UsageError("unknown op " + c.op);
   }
 };
+
+/// The gpu suites: true when a GPU answers, else a warning that says why not.
+inline bool gpu_or_warn() {
+  if (!devices().gpus.empty()) return true;
+  WARN("no CUDA device here (" << devices().status << "): the GPU cases check nothing");
+  return false;
+}
+
+/// A device group's options (buffers in GPU memory) for the gpu suites.
+inline coll::GroupOptions device_group(const std::string& backend) {
+  coll::GroupOptions o;
+  o.name = "g";
+  o.memory = "cuda";
+  o.backend = backend;
+  o.staging_bytes = 1 << 20;  // the device-local path's smallest: large cases run in pieces
+  o.timeout_ms = 30000;
+  return o;
+}
+
+/// Case c on device buffers, in the group device_group() names.
+inline CollCase on_device(CollCase c) {
+  c.device = true;
+  c.group = "g";
+  return c;
+}
 
 /// What rank r should get for case c in a group of W.
 inline std::vector<double> coll_expected(const CollCase& c, std::size_t W, std::size_t r) {
