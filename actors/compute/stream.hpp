@@ -30,7 +30,10 @@ namespace detail {
 void* device_alloc(std::size_t bytes, int device);
 void device_free(void* p, int device) noexcept;
 /// dst and src each on the host (device < 0) or a device; async on stream
-/// when one is given and either side is a device, else synchronous.
+/// when one is given and either side is a device, else synchronous (on the
+/// thread's bound stream, after its queued work, when one is bound).
+/// device_fill and device_copy_strided without a stream use the bound one
+/// (no wait), else the legacy stream, waited for.
 void copy_bytes(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes, Stream* stream);
 void device_fill(float* p, std::size_t n, float value, int device, Stream* stream);
 /// 2-D strided gather into a contiguous device buffer (for transposed views).

@@ -1,6 +1,7 @@
 #pragma once
 // One check for every CUDA and cuBLAS call (NCCL's NCCLCHECK): a failure
 // becomes a DeviceError naming the call, its result and the call site.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 

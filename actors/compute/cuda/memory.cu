@@ -9,6 +9,8 @@
 
 namespace troupe::compute {
 
+Stream* current_stream() noexcept;  // ops.hpp: the stream this thread's ops are bound to
+
 namespace cuda {
 
 void fail_cuda(cudaError_t e, const char* call, const char* file, int line) {
@@ -92,14 +94,22 @@ void copy_bytes(void* dst, int dst_device, const void* src, int src_device, std:
   use_device(dst_device >= 0 ? dst_device : src_device);
   if (stream) {
     TROUPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, native(stream)));
+  } else if (Stream* bound = current_stream()) {
+    // Synchronous, and after what this thread's ops queued on their stream.
+    TROUPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, native(bound)));
+    bound->synchronize();
   } else {
     TROUPE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    // From pageable memory cudaMemcpy returns before its DMA lands: wait, so
+    // that work on any stream (a non-blocking one too) sees the data.
+    if (src_device < 0) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
   }
 }
 
 void device_fill(float* p, std::size_t n, float value, int device, Stream* stream) {
   if (n == 0) return;
   use_device(device);
+  if (!stream) stream = current_stream();  // ordered with the thread's ops, no wait
   fill_kernel<<<blocks_for(n), 256, 0, native(stream)>>>(p, n, value);
   TROUPE_CUDA_CHECK(cudaGetLastError());
   if (!stream) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
@@ -109,6 +119,7 @@ void device_copy_strided(float* dst, const float* src, std::int64_t rows, std::i
                          std::int64_t col_stride, int device, Stream* stream) {
   if (rows * cols == 0) return;
   use_device(device);
+  if (!stream) stream = current_stream();
   strided_kernel<<<blocks_for(static_cast<std::size_t>(rows * cols)), 256, 0, native(stream)>>>(dst, src, rows, cols,
                                                                                               row_stride, col_stride);
   TROUPE_CUDA_CHECK(cudaGetLastError());

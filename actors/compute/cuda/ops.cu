@@ -1,6 +1,9 @@
 // Device kernels behind ops.hpp: cuBLAS for the products, CUDA C++ for the
 // rest. Everything is queued on the thread's bound stream; nothing waits.
 #include <cmath>
+#include <cstdlib>
+#include <map>
+#include <tuple>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -16,10 +19,25 @@ namespace troupe::compute::impl::gpu {
 
 namespace {
 
+// linear_forward through cublasLt with the bias in the epilogue (one kernel,
+// no bias broadcast, no read of y), one plan per shape, found once.
+struct LtPlan {
+  bool ok = false;
+  cublasLtMatmulDesc_t desc{};
+  cublasLtMatrixLayout_t a{}, b{}, c{};
+  cublasLtMatmulAlgo_t algo{};
+};
+
 struct Binding {
   int device = -1;
   cudaStream_t stream{};
   std::vector<cublasHandle_t> handles;  // per device, made on first use
+  // Per device: a vector of ones, for column sums as a matrix-vector product.
+  std::vector<std::pair<float*, std::int64_t>> ones;
+  // Per device: cublasLt, its workspace and plans by (B, in, out).
+  std::vector<cublasLtHandle_t> lt;
+  std::vector<void*> lt_space;
+  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t>, LtPlan> plans;
 };
 thread_local Binding t_bind;
 
@@ -32,6 +50,84 @@ cublasHandle_t blas() {
   if (!h) TROUPE_CUBLAS_CHECK(cublasCreate(&h));
   TROUPE_CUBLAS_CHECK(cublasSetStream(h, t_bind.stream));
   return h;
+}
+
+__global__ void k_fill(float* p, std::int64_t n, float v);
+
+// At least n ones on the bound device. Grows outside any graph capture: the
+// first step at a batch size allocates, later ones (and captured ones) reuse.
+const float* ones(std::int64_t n) {
+  auto& os = t_bind.ones;
+  if (static_cast<int>(os.size()) <= t_bind.device) os.resize(static_cast<std::size_t>(t_bind.device) + 1, {nullptr, 0});
+  auto& [p, len] = os[static_cast<std::size_t>(t_bind.device)];
+  if (len < n) {
+    if (p) TROUPE_CUDA_CHECK(cudaFree(p));
+    p = nullptr;
+    len = 0;
+    const std::int64_t want = std::max<std::int64_t>(n, 1024);
+    TROUPE_CUDA_CHECK(cudaMalloc(&p, static_cast<std::size_t>(want) * sizeof(float)));
+    k_fill<<<static_cast<unsigned>((want + 255) / 256), 256, 0, t_bind.stream>>>(p, want, 1.0f);
+    TROUPE_CUDA_CHECK(cudaGetLastError());
+    len = want;
+  }
+  return p;
+}
+
+constexpr std::size_t kLtSpace = 32u << 20;
+
+// TROUPE_CUBLASLT=0 turns the fused path off (for comparisons).
+bool lt_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("TROUPE_CUBLASLT");
+    return !(v && v[0] == '0');
+  }();
+  return on;
+}
+
+// The plan for y[B, out] = x[B, in] W^T + b, or nullptr when cublasLt has none
+// (then the caller uses sgemm). Made outside graph capture: the first step at
+// a shape plans, later ones reuse.
+const LtPlan* lt_plan(std::int64_t B, std::int64_t in, std::int64_t out) {
+  auto& bind = t_bind;
+  const auto dev = static_cast<std::size_t>(bind.device);
+  if (bind.lt.size() <= dev) {
+    bind.lt.resize(dev + 1, nullptr);
+    bind.lt_space.resize(dev + 1, nullptr);
+  }
+  auto key = std::tuple{bind.device, B, in, out};
+  auto it = bind.plans.find(key);
+  if (it != bind.plans.end()) return it->second.ok ? &it->second : nullptr;
+  LtPlan& p = bind.plans[key];
+  if (!bind.lt[dev]) {
+    if (cublasLtCreate(&bind.lt[dev]) != CUBLAS_STATUS_SUCCESS) return nullptr;
+    TROUPE_CUDA_CHECK(cudaMalloc(&bind.lt_space[dev], kLtSpace));
+  }
+  const cublasOperation_t t = CUBLAS_OP_T, n = CUBLAS_OP_N;
+  const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  bool ok = cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &n, sizeof n) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
+            // Column-major: W is in x out (ld in), x is in x B (ld in), y is out x B (ld out).
+            cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(out), in) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(B), in) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, static_cast<std::uint64_t>(out), static_cast<std::uint64_t>(B), out) == CUBLAS_STATUS_SUCCESS;
+  if (ok) {
+    cublasLtMatmulPreference_t pref{};
+    std::size_t space = kLtSpace;
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    ok = cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &space, sizeof space) ==
+             CUBLAS_STATUS_SUCCESS &&
+         cublasLtMatmulAlgoGetHeuristic(bind.lt[dev], p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found) ==
+             CUBLAS_STATUS_SUCCESS &&
+         found > 0;
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ok) p.algo = result.algo;
+  }
+  p.ok = ok;
+  return ok ? &p : nullptr;
 }
 
 constexpr int kThreads = 256;
@@ -51,13 +147,7 @@ unsigned grid(std::int64_t n) {
 __global__ void k_bias_rows(float* y, const float* b, std::int64_t B, std::int64_t out) {
   GRID_STRIDE(i, B * out) y[i] = b[i % out];
 }
-__global__ void k_col_sums(const float* dy, float* db, std::int64_t B, std::int64_t out, bool acc) {
-  GRID_STRIDE(c, out) {
-    float s = acc ? db[c] : 0.0f;
-    for (std::int64_t r = 0; r < B; ++r) s += dy[r * out + c];
-    db[c] = s;
-  }
-}
+__global__ void k_fill(float* p, std::int64_t n, float v) { GRID_STRIDE(i, n) p[i] = v; }
 __global__ void k_relu(const float* x, float* y, std::int64_t n) { GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
 __global__ void k_relu_bwd(const float* y, const float* dy, float* dx, std::int64_t n) {
   GRID_STRIDE(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
@@ -235,6 +325,16 @@ void bind(int device, Stream* s) {
 void linear_forward(const float* x, const float* w, const float* b, float* y, std::int64_t B, std::int64_t in,
                     std::int64_t out) {
   if (B == 0 || out == 0) return;
+  if (b && in > 0 && lt_enabled()) {
+    if (const LtPlan* p = lt_plan(B, in, out)) {
+      const float one = 1.0f, zero = 0.0f;
+      const auto dev = static_cast<std::size_t>(t_bind.device);
+      TROUPE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+      TROUPE_CUBLAS_CHECK(cublasLtMatmul(t_bind.lt[dev], p->desc, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c,
+                                         &p->algo, t_bind.lt_space[dev], kLtSpace, stream()));
+      return;
+    }
+  }
   float beta = 0.0f;
   if (b) {
     TROUPE_LAUNCH(k_bias_rows, grid(B * out), kThreads, y, b, B, out);
@@ -262,7 +362,15 @@ void linear_backward(const float* x, const float* w, const float* dy, float* dx,
                                       accumulate ? &one : &zero, dw, iin));
     }
   }
-  if (db && out > 0) TROUPE_LAUNCH(k_col_sums, grid(out), kThreads, dy, db, B, out, accumulate);
+  if (db && out > 0) {
+    // db = dy^T 1: dy (B x out, row-major) is an out x B column-major matrix.
+    if (B == 0) {
+      if (!accumulate) TROUPE_CUDA_CHECK(cudaMemsetAsync(db, 0, static_cast<std::size_t>(out) * sizeof(float), stream()));
+    } else {
+      TROUPE_CUBLAS_CHECK(cublasSgemv(blas(), CUBLAS_OP_N, iout, iB, &one, dy, iout, ones(B), 1,
+                                      accumulate ? &one : &zero, db, 1));
+    }
+  }
   if (dx && B > 0 && in > 0) {
     if (out == 0) {
       TROUPE_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<std::size_t>(B * in) * sizeof(float), stream()));
