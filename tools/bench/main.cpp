@@ -21,6 +21,8 @@ void usage() {
              "  spawn    process actors created per second   --actors N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
+             "  allreduce-gpu  float32 allreduce of GPU buffers: troupe's NCCL group next to raw NCCL (one rank),\n"
+             "           and ranks sharing one GPU (cuda_local)   --ranks N (2 or 4)  --max-bytes B\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
              "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
@@ -87,6 +89,10 @@ int main(int argc, char** argv) {
   } else if (suite == "step") {
     if (threads_given) step.threads = {cfg.threads};
     report.rows = step_rows(step, report.notes);
+  } else if (suite == "allreduce-gpu") {
+    AllreduceConfig gpu_cfg = ar;
+    std::erase_if(gpu_cfg.sizes, [](std::uint64_t b) { return b < (1u << 20); });
+    report.rows = allreduce_gpu_rows(gpu_cfg, report.notes);
   } else if (suite == "allreduce") {
     if (ar.ranks[0] < 2 || ar.ranks[0] > 64) {
       fmt::print(stderr, "troupe-bench: --ranks must be 2 to 64\n");

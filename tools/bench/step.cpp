@@ -3,10 +3,12 @@
 // and, when a GPU answers, on it at several batches; PyTorch's same step in
 // the same run (tools/bench/step_torch.py through Debian's python3).
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "actors/compute/graph.hpp"
 #include "actors/compute/ops.hpp"
 #include "actors/compute/stream.hpp"
 #include "actors/nn/layers.hpp"
@@ -21,8 +23,9 @@ namespace {
 
 using compute::Tensor;
 
-// Samples per second of the step at this batch on dev.
-double time_steps(std::int64_t batch, compute::Device dev, double seconds) {
+// Samples per second of the step at this batch on dev; `graph`: on a GPU,
+// the step recorded once as a CUDA graph and replayed.
+double time_steps(std::int64_t batch, compute::Device dev, double seconds, bool graph = false) {
   auto model = nn::Model::mlp({}, 1);
   model.to(dev);
   optim::Sgd sgd({0.01f, 0.9f});
@@ -35,29 +38,48 @@ double time_steps(std::int64_t batch, compute::Device dev, double seconds) {
   nn::Tape tape;
   nn::CrossEntropy ce;
   auto params = model.params();
-  auto step = [&]() {
+  std::function<void()> step = [&]() {
     model.zero_grad();
     model.backward(ce.forward_backward(model.forward(x, tape), y), tape);
     sgd.step(params);
   };
+  std::optional<compute::Stream> stream;
+  if (dev.is_cuda()) {
+    stream.emplace(dev.index);
+    compute::set_stream(&*stream);
+  }
   for (int i = 0; i < 5; ++i) step();
   (void)ce.loss();  // waits for a device
+  compute::Graph g;
+  if (graph) g.capture(*stream, step);
+  auto run = [&]() {
+    if (graph)
+      g.launch();
+    else
+      step();
+  };
   std::int64_t steps = 0;
   const auto start = Clock::now();
   double elapsed = 0;
   while (elapsed < seconds || steps < 10) {
-    for (int i = 0; i < 10; ++i) step();
+    for (int i = 0; i < 10; ++i) run();
     steps += 10;
-    (void)ce.loss();
+    (void)ce.loss();  // a read-back: waits for the bound stream
     elapsed = micros(Clock::now() - start) / 1e6;
+  }
+  if (stream) {
+    stream->synchronize();
+    compute::set_stream(nullptr);
   }
   return static_cast<double>(steps * batch) / elapsed;
 }
 
-Row step_row(const std::string& system, const std::string& device, int threads, std::int64_t batch, double sps) {
+Row step_row(const std::string& system, const std::string& device, int threads, std::int64_t batch, double sps,
+             const std::string& mode = "eager") {
   Row r;
   r.set("system", system)
       .set("device", device)
+      .set("mode", mode)
       .set("threads", static_cast<std::int64_t>(threads))
       .set("batch", batch)
       .set("samples_per_s", sps);
@@ -74,8 +96,14 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
   }
   const bool gpu = compute::cuda_available();
   if (gpu) {
-    for (auto b : cfg.gpu_batches)
+    for (auto b : cfg.gpu_batches) {
       rows.push_back(step_row("troupe", "cuda", 0, b, time_steps(b, compute::Device::cuda(0), cfg.seconds)));
+      try {
+        rows.push_back(step_row("troupe", "cuda", 0, b, time_steps(b, compute::Device::cuda(0), cfg.seconds, true), "graph"));
+      } catch (const std::exception& e) {
+        notes.push_back(fmt::format("graph row at batch {} failed: {}", b, e.what()));
+      }
+    }
   } else {
     notes.push_back("cuda rows skipped: no CUDA device here");
   }

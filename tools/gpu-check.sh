@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine (tools/gpu-build.sh first, then carry
+# build-gpu/carry there): the gpu-labelled suites, then the GPU benchmarks.
+# Prints everything; a copy goes to $OUT/gpu-check.log when $OUT is set.
+#   tools/gpu-check.sh [tests|bench|all] (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=build-gpu/carry
+log=${OUT:-/tmp}/gpu-check.log
+what=${1:-all}
+export TROUPE_SOURCE_DIR=$PWD TROUPE_PYTHON=${TROUPE_PYTHON:-python3}
+{
+  echo "== $(date -u) $(nvidia-smi -L 2>&1 | head -2)"
+  nvidia-smi --query-gpu=driver_version,memory.total --format=csv,noheader 2>&1
+  rc=0
+  if [[ $what == tests || $what == all ]]; then
+    for t in "$bin"/troupe_*_tests; do
+      echo "== $(basename "$t") [gpu]"
+      timeout 180 "$t" "[gpu]" || rc=1
+    done
+    echo "== troupe_actors_tests [gpu], sgemm path (TROUPE_CUBLASLT=0)"
+    TROUPE_CUBLASLT=0 timeout 120 "$bin/troupe_actors_tests" "[gpu]" || rc=1
+    if command -v compute-sanitizer >/dev/null; then
+      echo "== compute-sanitizer memcheck: actors [gpu]"
+      # API errors are not reported: the graph test provokes two on purpose (a cudaMalloc
+      # inside a capture) and every call is checked by the code anyway.
+      timeout 120 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 "$bin/troupe_actors_tests" "[gpu]" | tail -5 || rc=1
+    fi
+  fi
+  if [[ $what == bench || $what == all ]]; then
+    echo "== troupe-bench step"
+    timeout 200 "$bin/troupe-bench" step --threads 1 --seconds 1 || rc=1
+    if "$bin/troupe-bench" --help 2>&1 | grep -q allreduce-gpu; then
+      echo "== troupe-bench allreduce-gpu"
+      timeout 200 "$bin/troupe-bench" allreduce-gpu || rc=1
+    fi
+  fi
+  echo "== gpu-check exit $rc"
+} 2>&1 | tee "$log"
