@@ -1,7 +1,12 @@
 #include "actors/replica.hpp"
 
+#include <unistd.h>
+
+#include <map>
+
 #include <fmt/format.h>
 
+#include "actors/ckpt/checkpoint.hpp"
 #include "actors/compute/ops.hpp"
 #include "actors/data/sampler.hpp"
 #include "actors/nn/loss.hpp"
@@ -80,6 +85,25 @@ struct Replica::Impl {
     }
     if (!batcher->next(x, y)) throw Error("replica: ran out of batches inside an epoch");
     ++batches_used;
+  }
+
+  // The batcher of `at_epoch` with `used` batches taken (a restored position).
+  void seek(std::int64_t at_epoch, std::int64_t used) {
+    epoch = at_epoch;
+    data::DistributedSampler sampler(train.size(), static_cast<int>(world), static_cast<int>(rank), true, cfg.seed);
+    sampler.set_epoch(epoch);
+    batcher = std::make_unique<data::Batcher>(train, sampler.indices(), cfg.batch, true);
+    Tensor x, y;
+    for (std::int64_t i = 0; i < used; ++i)
+      if (!batcher->next(x, y)) break;
+    batches_used = used;
+  }
+
+  // What a checkpoint must agree on to continue this run.
+  std::map<std::string, std::string> identity() const {
+    return {{"replicas", std::to_string(world)},          {"batch", std::to_string(cfg.batch)},
+            {"accumulation", std::to_string(cfg.accumulation)}, {"seed", std::to_string(cfg.seed)},
+            {"train_examples", std::to_string(train.size())}, {"optimizer", cfg.optimizer}};
   }
 
   void on_layer_ready(std::size_t layer) {
@@ -228,7 +252,44 @@ std::uint64_t Replica::param_hash() {
 
 std::int64_t Replica::steps_per_epoch() { return impl_->steps_per_epoch(); }
 std::int64_t Replica::step() const { return impl_->step; }
+int Replica::pid() const { return static_cast<int>(::getpid()); }
+
+std::int64_t Replica::save(std::string path) {
+  auto& m = *impl_;
+  auto meta = m.identity();
+  meta["kind"] = "troupe.dp.replica";
+  meta["step"] = std::to_string(m.step);
+  meta["epoch"] = std::to_string(m.epoch);
+  meta["batches_used"] = std::to_string(m.batcher ? m.batches_used : 0);
+  ckpt::save(path, ckpt::snapshot(m.model, m.opt.get(), meta));
+  return m.step;
+}
+
+std::int64_t Replica::load(std::string path) {
+  auto& m = *impl_;
+  if (!m.group) throw UsageError("replica: load() before setup()");
+  const ckpt::Checkpoint c = ckpt::load(path);
+  auto get = [&](const std::string& key) {
+    auto it = c.meta.find(key);
+    if (it == c.meta.end()) throw ckpt::CheckpointError(fmt::format("{}: not a data-parallel checkpoint (no '{}')", path, key));
+    return it->second;
+  };
+  if (get("kind") != "troupe.dp.replica")
+    throw ckpt::CheckpointError(fmt::format("{}: a '{}' checkpoint, not a data-parallel replica's", path, get("kind")));
+  for (auto& [key, want] : m.identity())
+    if (get(key) != want)
+      throw ckpt::CheckpointError(
+          fmt::format("{}: written with {} = {}, but this run has {} = {}", path, key, get(key), key, want));
+  ckpt::restore(c, m.model, m.opt.get());  // checks every tensor before it changes anything
+  m.step = std::stoll(get("step"));
+  const std::int64_t used = std::stoll(get("batches_used"));
+  if (used == 0 && m.step == 0)
+    m.batcher.reset();  // the very start: next_batch makes epoch 0's batcher
+  else
+    m.seek(std::stoll(get("epoch")), used);
+  return m.step;
+}
 
 }  // namespace troupe::dp
 
-TROUPE_ACTOR(troupe::dp::Replica, setup, train, evaluate, param_hash, steps_per_epoch, step);
+TROUPE_ACTOR(troupe::dp::Replica, setup, train, evaluate, param_hash, steps_per_epoch, step, save, load, pid);

@@ -81,6 +81,14 @@ class Replica {
   std::uint64_t param_hash();
   std::int64_t steps_per_epoch();
   std::int64_t step() const;
+  /// Writes parameters, optimizer state and the data position (step, epoch,
+  /// batch) to `path` atomically; returns the step it holds.
+  std::int64_t save(std::string path);
+  /// Restores what save() wrote, after checking it was written for this
+  /// configuration (model, replicas, batch, accumulation, seed, data);
+  /// training then continues exactly where it left off. Returns the step.
+  std::int64_t load(std::string path);
+  int pid() const;
 
  private:
   struct Impl;

@@ -1,68 +1,188 @@
 #include "trainers/data_parallel.hpp"
 
+#include <filesystem>
+#include <thread>
+
 #include <fmt/format.h>
 
 #include "runtime/coll/create.hpp"
 
 namespace troupe::dp {
 
+namespace fs = std::filesystem;
+
 DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, TrainerOptions opts)
     : rt_(rt), cfg_(std::move(cfg)), opts_(std::move(opts)) {
   if (opts_.replicas < 1) throw UsageError(fmt::format("data parallel: {} replicas (at least 1)", opts_.replicas));
   if (opts_.chunk_steps < 1) throw UsageError("data parallel: chunk_steps must be at least 1");
+  if (opts_.checkpoint_every < 0) throw UsageError("data parallel: checkpoint_every cannot be negative");
+  if (opts_.max_recoveries < 0) throw UsageError("data parallel: max_recoveries cannot be negative");
 }
+
+std::string DataParallelTrainer::checkpoint_path() const {
+  return opts_.checkpoint_dir.empty() ? std::string() : (fs::path(opts_.checkpoint_dir) / "latest.troupeck").string();
+}
+
+namespace {
+
+// Every member's call, each waited for; the first failure is rethrown once
+// all have settled (a survivor must not still be training when the group is
+// rebuilt).
+template <class R, class F>
+std::vector<R> call_all(Mesh<Replica>& mesh, F&& call, std::chrono::milliseconds limit) {
+  std::vector<Ref<R>> refs;
+  for (auto& m : mesh.members()) refs.push_back(call(m));
+  std::vector<R> out;
+  std::exception_ptr first;
+  for (auto& r : refs) {
+    try {
+      out.push_back(r.get(limit));
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+  return out;
+}
+
+// Waits until every replica answers (a killed one is restarted by the runtime).
+void wait_all_alive(Mesh<Replica>& mesh, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (auto& m : mesh.members()) {
+    for (;;) {
+      try {
+        m.call(&Replica::pid).get(std::chrono::seconds(30));
+        break;
+      } catch (const std::exception& e) {
+        if (!m.alive() || std::chrono::steady_clock::now() > until)
+          throw Error(fmt::format("data parallel: replica {} did not come back: {}", m.id(), e.what()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+}
+
+}  // namespace
 
 FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& on_progress) {
   using namespace std::chrono;
   const auto replicas = static_cast<std::size_t>(opts_.replicas);
+  const auto limit = duration_cast<milliseconds>(minutes(30));
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
+  if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_recoveries);
   auto mesh = rt_.spawn_mesh<Replica>(replicas, cfg_, o);
   coll::GroupOptions g;
   g.name = cfg_.group;
-  coll::create_group(rt_, mesh, g);
-  const auto limit = minutes(30);
-  mesh.call(&Replica::setup).get(limit);
+  auto form_group = [&]() {
+    coll::create_group(rt_, mesh, g);
+    call_all<std::int64_t>(mesh, [](auto& m) { return m.call(&Replica::setup); }, limit);
+  };
+  form_group();
   const std::int64_t per_epoch = mesh[0].call(&Replica::steps_per_epoch).get(limit);
   const std::int64_t total = per_epoch * cfg_.epochs;
+  const std::string ckpt = checkpoint_path();
   FitResult r;
+  std::int64_t step = 0, last_ckpt = -1;
+  auto load_all = [&]() {
+    auto steps = call_all<std::int64_t>(mesh, [&](auto& m) { return m.call(&Replica::load, ckpt); }, limit);
+    return steps.at(0);
+  };
+  auto save = [&]() {
+    fs::create_directories(opts_.checkpoint_dir);
+    mesh[0].call(&Replica::save, ckpt).get(limit);  // every replica holds the same state
+    last_ckpt = step;
+    r.checkpoint = ckpt;
+  };
+  if (!ckpt.empty()) {
+    if (opts_.resume && fs::exists(ckpt)) {
+      step = load_all();
+      r.resumed_from = step;
+      last_ckpt = step;
+    } else {
+      save();  // step 0: a failure before the first interval restarts from here
+    }
+  }
+  std::vector<std::pair<std::int64_t, float>> losses;  // (step, loss)
+  Progress last_eval;
+  bool eval_at_end = false;
   const auto start = steady_clock::now();
   std::int64_t samples = 0;
-  while (r.steps < total) {
-    const std::int64_t n = std::min(opts_.chunk_steps, total - r.steps);
-    auto chunks = mesh.call(&Replica::train, n).get(limit);
+  while (step < total) {
+    const std::int64_t epoch_end = (step / per_epoch + 1) * per_epoch;
+    const std::int64_t n = std::min({opts_.chunk_steps, total - step, epoch_end - step});
+    std::vector<std::vector<StepStats>> chunks;
+    try {
+      chunks = call_all<std::vector<StepStats>>(mesh, [&](auto& m) { return m.call(&Replica::train, n); }, limit);
+    } catch (const std::exception& e) {
+      if (ckpt.empty() || r.recoveries >= opts_.max_recoveries)
+        throw Error(fmt::format("data parallel: training failed after step {}: {}{}", step, e.what(),
+                                ckpt.empty() ? " (no checkpoint directory: nothing to recover from)"
+                                             : fmt::format(" ({} recoveries already)", r.recoveries)));
+      // A replica died (or its group failed): bring every replica back to the
+      // last checkpoint in a new group, and go on from there.
+      ++r.recoveries;
+      wait_all_alive(mesh, seconds(120));
+      form_group();
+      step = load_all();
+      std::erase_if(losses, [&](auto& l) { return l.first > step; });
+      continue;
+    }
     for (std::int64_t k = 0; k < n; ++k) {
       double loss = 0;
       for (auto& c : chunks) {
         loss += c.at(static_cast<std::size_t>(k)).loss;
         samples += c[static_cast<std::size_t>(k)].samples;
       }
-      r.losses.push_back(static_cast<float>(loss / static_cast<double>(replicas)));
+      losses.emplace_back(step + k + 1, static_cast<float>(loss / static_cast<double>(replicas)));
     }
-    r.steps += n;
+    step += n;
     // Every replica applied the same averaged gradients: any difference is a bug, not noise.
     auto hashes = mesh.call(&Replica::param_hash).get(limit);
     for (std::size_t i = 1; i < hashes.size(); ++i)
       if (hashes[i] != hashes[0])
-        throw Error(fmt::format("data parallel: replica {} parameters differ from replica 0's after step {}", i, r.steps));
+        throw Error(fmt::format("data parallel: replica {} parameters differ from replica 0's after step {}", i, step));
+    r.param_hash = hashes[0];
+    const bool epoch_done = step % per_epoch == 0;
+    Progress p;
+    if (epoch_done && opts_.eval_each_epoch) {
+      auto e = mesh[0].call(&Replica::evaluate, opts_.eval_limit).get(limit);
+      p.evaluated = true;
+      p.test_accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
+      p.test_loss = e.loss;
+      eval_at_end = step == total;
+      last_eval = p;
+    }
+    if (!ckpt.empty() &&
+        (epoch_done || step == total || (opts_.checkpoint_every > 0 && step - last_ckpt >= opts_.checkpoint_every)))
+      save();
+    if (opts_.after_chunk) opts_.after_chunk(step, mesh);
     if (on_progress) {
       const auto& last = chunks[0].back();
-      Progress p;
-      p.step = r.steps;
+      p.step = step;
       p.total_steps = total;
       p.epoch = last.epoch;
-      p.loss = r.losses.back();
+      p.loss = losses.back().second;
       p.lr = last.lr;
       p.elapsed_s = duration<double>(steady_clock::now() - start).count();
       p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(samples) / p.elapsed_s : 0;
+      p.recoveries = r.recoveries;
       on_progress(p);
     }
   }
+  r.steps = step;
+  for (auto& [s, l] : losses) r.losses.push_back(l);
   r.seconds = duration<double>(steady_clock::now() - start).count();
   r.samples_per_s = r.seconds > 0 ? static_cast<double>(samples) / r.seconds : 0;
-  auto e = mesh[0].call(&Replica::evaluate, opts_.eval_limit).get(limit);
-  r.accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
-  r.test_loss = e.loss;
+  if (eval_at_end) {
+    r.accuracy = last_eval.test_accuracy;
+    r.test_loss = last_eval.test_loss;
+  } else {
+    auto e = mesh[0].call(&Replica::evaluate, opts_.eval_limit).get(limit);
+    r.accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
+    r.test_loss = e.loss;
+  }
+  if (r.param_hash == 0) r.param_hash = mesh[0].call(&Replica::param_hash).get(limit);
   return r;
 }
 

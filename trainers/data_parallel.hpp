@@ -18,8 +18,17 @@ struct TrainerOptions {
   int replicas = 2;
   bool processes = true;         ///< each replica in a worker process (else in this process)
   std::int64_t chunk_steps = 50; ///< steps between progress reports and parameter checks
-  std::int64_t eval_limit = 0;   ///< test examples for the final evaluation (0: all)
+  std::int64_t eval_limit = 0;   ///< test examples for each evaluation (0: all)
+  bool eval_each_epoch = true;   ///< evaluate on the test set at the end of every epoch
   Options actor_options;         ///< resources etc. for each replica
+  // Checkpoints and recovery.
+  std::string checkpoint_dir;         ///< "": none (and no recovery)
+  std::int64_t checkpoint_every = 0;  ///< steps between checkpoints (at chunk ends); 0: epoch ends only
+  bool resume = true;                 ///< continue from checkpoint_dir's checkpoint when there is one
+  int max_recoveries = 3;             ///< replica failures survived: the group is rebuilt with a
+                                      ///< restarted replica and every replica restores the checkpoint
+  /// After every chunk (tests; custom checks), with the replicas.
+  std::function<void(std::int64_t step, Mesh<Replica>& replicas)> after_chunk;
 };
 
 /// What the trainer reports after each chunk.
@@ -29,6 +38,10 @@ struct Progress {
   float lr = 0;
   double samples_per_s = 0;   ///< over the run so far
   double elapsed_s = 0;
+  bool evaluated = false;     ///< an epoch ended: the test set was evaluated
+  double test_accuracy = 0;
+  float test_loss = 0;
+  int recoveries = 0;
 };
 
 struct FitResult {
@@ -37,13 +50,22 @@ struct FitResult {
   double seconds = 0, samples_per_s = 0;
   double accuracy = 0;
   float test_loss = 0;
+  std::int64_t resumed_from = -1;  ///< the checkpoint step it started from (-1: a fresh run)
+  int recoveries = 0;              ///< replica failures it recovered from
+  std::uint64_t param_hash = 0;    ///< of the final parameters (equal on every replica)
+  std::string checkpoint;          ///< the last checkpoint written ("" if none)
 };
 
 class DataParallelTrainer {
  public:
   DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, TrainerOptions opts);
-  /// Trains cfg.epochs epochs; on_progress runs after every chunk.
+  /// Trains cfg.epochs epochs; on_progress runs after every chunk. With a
+  /// checkpoint directory it writes <dir>/latest.troupeck at step 0, every
+  /// checkpoint_every steps, at epoch ends and at the end; resumes from it;
+  /// and survives a replica's death by restoring it on every replica.
   FitResult fit(const std::function<void(const Progress&)>& on_progress = {});
+  /// Where fit() keeps its checkpoint.
+  std::string checkpoint_path() const;
 
  private:
   Runtime& rt_;
