@@ -3,6 +3,7 @@ find_package(Threads REQUIRED)
 find_package(Boost 1.81 REQUIRED)
 find_package(CapnProto REQUIRED)
 find_package(fmt REQUIRED)
+find_package(tomlplusplus 3 REQUIRED)
 
 find_package(BLAS QUIET)
 find_path(TROUPE_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas)

@@ -1,6 +1,11 @@
 // The command-line programs, run as real processes.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "tests/support/process.hpp"
 
 using troupe::test::bin;
@@ -47,4 +52,53 @@ TEST_CASE("troupe-daemon without a role prints usage and exits 2", "[cli]") {
   auto r = run_process({bin("troupe-daemon"), "--frobnicate"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("unknown option '--frobnicate'") && Catch::Contains("usage"));
+}
+
+TEST_CASE("troupe run trains from a topology file: progress, metrics, plot; bad files stop it with the place", "[cli][dp]") {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("troupe-run-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto toml = (dir / "tiny.toml").string();
+  {
+    std::ofstream f(toml);
+    f << "name = \"tiny\"\n[model]\nhidden = [32]\n[data]\ntrain_limit = 1024\neval_limit = 500\n"
+         "[train]\nstrategy = \"data_parallel\"\nreplicas = 2\nbatch = 32\nepochs = 2\nchunk_steps = 4\n"
+         "[optimizer]\nlr = 0.05\n[schedule]\nkind = \"cosine\"\n"
+         "[checkpoint]\ndir = \"" << (dir / "ckpt").string() << "\"\ninterval_steps = 8\n"
+         "[output]\ndir = \"" << (dir / "out").string() << "\"\nmetrics = \"csv\"\n";
+  }
+  auto r = run_process({bin("troupe"), "run", toml}, std::chrono::seconds(300));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("steps 32") && Catch::Contains("test accuracy 0."));
+  CHECK_THAT(r.err, Catch::Contains("step 32/32") && Catch::Contains("samples/s") && Catch::Contains("test acc"));
+  std::ifstream metrics(dir / "out" / "metrics.csv");
+  std::string header, line;
+  std::getline(metrics, header);
+  CHECK(header == "step,total_steps,epoch,loss,lr,samples_per_s,elapsed_s,test_accuracy,test_loss");
+  int lines = 0;
+  while (std::getline(metrics, line)) ++lines;
+  CHECK(lines == 8);  // 32 steps in chunks of 4
+  CHECK(fs::file_size(dir / "out" / "plot.svg") > 500);
+  CHECK(fs::exists(dir / "ckpt" / "latest.troupeck"));
+  // Run again: it resumes at the end (nothing to train) and says so.
+  auto again = run_process({bin("troupe"), "run", toml, "--quiet"}, std::chrono::seconds(120));
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.out, Catch::Contains("resumed from step 32"));
+
+  // A mistake: exit 2, the file, line and key, and nothing written.
+  const auto bad = (dir / "bad.toml").string();
+  {
+    std::ofstream f(bad);
+    f << "[train]\nstrategy = \"data_parallel\"\nreplicas = -1\n[output]\ndir = \"" << (dir / "bad-out").string() << "\"\n";
+  }
+  auto b = run_process({bin("troupe"), "run", bad}, std::chrono::seconds(30));
+  CHECK(b.exit_code == 2);
+  CHECK_THAT(b.err, Catch::Contains(bad + ":3:12: key 'train.replicas'"));
+  CHECK_FALSE(fs::exists(dir / "bad-out"));
+  auto missing = run_process({bin("troupe"), "run", (dir / "nope.toml").string()}, std::chrono::seconds(30));
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("nope.toml: cannot read"));
+  fs::remove_all(dir);
 }

@@ -35,3 +35,14 @@ TEST_CASE("wordcount reports a missing file and fails", "[example]") {
   CHECK(r.exit_code == 1);
   CHECK_THAT(r.err, Catch::Contains("cannot read '/nonexistent/troupe-input.txt'"));
 }
+
+TEST_CASE("the C++ data-parallel example trains on Fashion-MNIST with two worker processes", "[example][dp]") {
+  auto dir = std::filesystem::temp_directory_path() / ("troupe-dp-example-" + std::to_string(::getpid()));
+  auto r = run_process({bin("fashion_mnist_dp"), "--epochs", "1", "--checkpoints", dir.string()}, std::chrono::seconds(300));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("step 468/468") && Catch::Contains("test accuracy 0.8"));
+  CHECK_THAT(r.out, Catch::Contains("done: 468 steps, test accuracy 0.8"));
+  CHECK(std::filesystem::exists(dir / "latest.troupeck"));
+  std::filesystem::remove_all(dir);
+}

@@ -10,7 +10,10 @@
 
 #include "runtime/device.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/init.hpp"
 #include "tools/cli/cluster_commands.hpp"
+#include "tools/cli/run_command.hpp"
+#include "trainers/topology.hpp"
 #include "tools/cli/build_info.hpp"
 
 namespace {
@@ -26,6 +29,8 @@ void usage(std::FILE* out) {
              "  actors    one row per actor the head placed (dead too)    [--address A] [--json]\n"
              "            (--address HOST:PORT, else $TROUPE_ADDRESS, else the local head;\n"
              "             --token / --token-file, else $TROUPE_TOKEN, else ~/.troupe/cluster.token)\n"
+             "  run       train from a topology file (TOML): progress, metrics, plot\n"
+             "            troupe run FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]\n"
              "  help      this text\n");
 }
 
@@ -43,6 +48,8 @@ int info() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // `troupe run` starts process actors: they re-run this binary as their worker.
+  if (argc >= 2 && std::strcmp(argv[1], "--troupe-worker") == 0) troupe::init(argc, argv);
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -61,6 +68,10 @@ int main(int argc, char** argv) {
     if (cmd == "status") return troupe::cli::status_command(argc - 2, argv + 2);
     if (cmd == "nodes") return troupe::cli::nodes_command(argc - 2, argv + 2);
     if (cmd == "actors") return troupe::cli::actors_command(argc - 2, argv + 2);
+    if (cmd == "run") return troupe::cli::run_command(argc - 1, argv + 1);
+  } catch (const troupe::dp::TopologyError& e) {
+    fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
+    return 2;
   } catch (const troupe::UsageError& e) {
     fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
     return 2;

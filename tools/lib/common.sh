@@ -3,7 +3,7 @@
 # The Debian packages the build and the test suite need (nothing more:
 # benchmark peers come from tools/install-peers.sh).
 TROUPE_BUILD_PACKAGES=(cmake make g++ pkg-config libboost1.81-dev capnproto libcapnp-dev libfmt-dev catch2
-  libopenblas-dev zlib1g-dev dataset-fashion-mnist)
+  libtomlplusplus-dev libopenblas-dev zlib1g-dev dataset-fashion-mnist)
 
 as_root() {
   if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi

@@ -1,0 +1,128 @@
+// Topology files: the example loads as written; every kind of mistake is an
+// error naming the file, the line and the key; metrics and plots are written.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "trainers/metrics.hpp"
+#include "trainers/topology.hpp"
+
+using namespace troupe;
+using dp::parse_topology;
+using dp::TopologyError;
+
+namespace {
+const std::string kMinimal = "[train]\nstrategy = \"data_parallel\"\n";
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST_CASE("the example topology loads with what it says", "[topology]") {
+  auto t = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_dp.toml");
+  CHECK(t.name == "fashion_mnist_dp");
+  CHECK(t.address.empty());
+  CHECK(t.trainer.replicas == 2);
+  CHECK(t.trainer.processes);
+  CHECK(t.replica.hidden == std::vector<std::int64_t>{512, 256});
+  CHECK(t.replica.batch == 64);
+  CHECK(t.replica.epochs == 8);
+  CHECK(t.replica.schedule == "cosine");
+  CHECK(t.replica.warmup_steps == 100);
+  CHECK(t.replica.lr == Approx(0.1));
+  CHECK(t.trainer.checkpoint_every == 500);
+  CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp/checkpoints");
+  CHECK(t.metrics == "jsonl");
+  CHECK(t.plot == "svg");
+}
+
+TEST_CASE("a minimal topology takes the defaults", "[topology]") {
+  auto t = parse_topology(kMinimal, "min.toml");
+  CHECK(t.name == "run");
+  CHECK(t.trainer.replicas == 2);
+  CHECK(t.replica.optimizer == "sgd");
+}
+
+TEST_CASE("topology mistakes name the file, the line and the key; nothing starts", "[topology]") {
+  struct Bad {
+    std::string text, want;
+  };
+  const std::vector<Bad> cases = {
+      {kMinimal + "[model]\nhiden = [64]\n", "t.toml:4:1: unknown key 'model.hiden'"},
+      {kMinimal + "[train.x]\n", "unknown key 'train.x'"},
+      {"[trian]\nstrategy = \"data_parallel\"\n", "t.toml:1:2: unknown key 'trian'"},
+      {kMinimal + "[optimizer]\nlr = \"fast\"\n", "t.toml:4:6: key 'optimizer.lr': expected a number, got a string"},
+      {kMinimal + "[optimizer]\nlr = 0\n", "key 'optimizer.lr': the learning rate must be above 0"},
+      {kMinimal + "[optimizer]\nname = \"lion\"\n", "key 'optimizer.name': 'lion' is not one of: sgd, adamw"},
+      {kMinimal + "[model]\ndropout = 1.0\n", "key 'model.dropout': 1 is out of range"},
+      {kMinimal + "[model]\nhidden = [64, 0]\n", "key 'model.hidden[1]': 0 is out of range"},
+      {kMinimal + "[model]\nhidden = 64\n", "key 'model.hidden': expected an array"},
+      {"[train]\nstrategy = \"pipeline\"\n", "t.toml:2:12: key 'train.strategy': 'pipeline' is not one of: data_parallel"},
+      {"[train]\nreplicas = 2\n", "key 'train.strategy': missing"},
+      {"[model]\nhidden = [8]\n", "no [train] table"},
+      {kMinimal + "replicas = 0\n", "t.toml:3:12: key 'train.replicas': 0 is out of range (1 to 64)"},
+      {kMinimal + "processes = \"yes\"\n", "key 'train.processes': expected true or false, got a string"},
+      {kMinimal + "[checkpoint]\ninterval_steps = 10\n", "key 'checkpoint.interval_steps': set, but checkpoint.dir is not"},
+      {kMinimal + "[resources]\ngpus = 1\n", "key 'resources.gpus'"},
+      {kMinimal + "[output]\nmetrics = \"xml\"\n", "key 'output.metrics': 'xml' is not one of: jsonl, csv"},
+      {kMinimal + "[model]\nclasses = 7\n", "fashion_mnist has 784 inputs and 10 classes"},
+      {kMinimal + "[train\n", "t.toml:3:"},  // a syntax error: TOML++'s message, with the place
+      {"model = 3\n" + kMinimal, "t.toml:1:9: key 'model': expected a table, got an integer"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    CHECK_THROWS_WITH(parse_topology(c.text, "t.toml"), Catch::Contains(c.want));
+  }
+  CHECK_THROWS_AS(parse_topology(kMinimal + "[model]\nhiden = [64]\n", "t.toml"), TopologyError);
+  CHECK_THROWS_WITH(dp::load_topology("/nonexistent/x.toml"), Catch::Contains("/nonexistent/x.toml: cannot read"));
+}
+
+TEST_CASE("metrics as JSON lines or CSV, the plot as SVG, the progress line", "[topology]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("troupe-metrics-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  dp::Progress p;
+  p.step = 10;
+  p.total_steps = 40;
+  p.epoch = 0;
+  p.loss = 0.5f;
+  p.lr = 0.1f;
+  p.samples_per_s = 12000;
+  p.elapsed_s = 2;
+  {
+    dp::MetricsWriter j((dir / "m.jsonl").string(), "jsonl", false);
+    j.write(p);
+    p.evaluated = true;
+    p.test_accuracy = 0.75;
+    p.step = 20;
+    j.write(p);
+  }
+  auto jl = slurp((dir / "m.jsonl").string());
+  CHECK_THAT(jl, Catch::StartsWith("{\"step\":10,\"total_steps\":40,\"epoch\":0,\"loss\":0.5,"));
+  CHECK_THAT(jl, Catch::Contains("\"step\":20") && Catch::Contains("\"test_accuracy\":0.75000"));
+  CHECK(std::count(jl.begin(), jl.end(), '\n') == 2);
+  {
+    dp::MetricsWriter c((dir / "m.csv").string(), "csv", false);
+    c.write(p);
+  }
+  {
+    dp::MetricsWriter c((dir / "m.csv").string(), "csv", true);  // a resumed run appends, no second header
+    c.write(p);
+  }
+  auto csv = slurp((dir / "m.csv").string());
+  CHECK_THAT(csv, Catch::StartsWith("step,total_steps,epoch,loss,lr,samples_per_s,elapsed_s,test_accuracy,test_loss\n20,40,0,"));
+  CHECK(std::count(csv.begin(), csv.end(), '\n') == 3);
+  dp::write_svg_plot((dir / "p.svg").string(), "a <run>", {{{1, 2.0}, {2, 1.0}}, {{2, 0.5}}});
+  auto svg = slurp((dir / "p.svg").string());
+  CHECK_THAT(svg, Catch::StartsWith("<svg") && Catch::Contains("<polyline") && Catch::Contains("a &lt;run&gt;") &&
+                      Catch::Contains("test accuracy"));
+  CHECK_THAT(dp::progress_line(p), Catch::Contains("step 20/40") && Catch::Contains("12.0k samples/s") &&
+                                       Catch::Contains("ETA 2s") && Catch::Contains("test acc 0.7500"));
+  CHECK_THROWS_AS(dp::MetricsWriter("/nonexistent/dir/m.jsonl", "jsonl", false), Error);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,103 @@
+// troupe run FILE [--address HOST:PORT] [--out DIR] [--epochs N] [--no-resume] [--quiet]
+//
+// Reads and checks the topology (nothing starts on a bad file), joins the
+// cluster it names (or the embedded one), trains, and shows a progress bar
+// (step, loss, samples/s, ETA) on a terminal or one line per report
+// otherwise; writes <out>/metrics.jsonl (or .csv) and <out>/plot.svg.
+#include "tools/cli/run_command.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "runtime/init.hpp"
+#include "runtime/troupe.hpp"
+#include "trainers/metrics.hpp"
+#include "trainers/topology.hpp"
+
+namespace troupe::cli {
+
+namespace fs = std::filesystem;
+
+int run_command(int argc, char** argv) {
+  std::string file, address, out;
+  std::int64_t epochs = 0;
+  bool quiet = false, no_resume = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* flag) -> std::string {
+      if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", flag));
+      return argv[++i];
+    };
+    if (a == "--address") address = value("--address");
+    else if (a == "--out") out = value("--out");
+    else if (a == "--epochs") {
+      const std::string v = value("--epochs");
+      char* end = nullptr;
+      epochs = std::strtoll(v.c_str(), &end, 10);
+      if (*end || epochs < 1) throw UsageError(fmt::format("--epochs needs a positive integer, got '{}'", v));
+    } else if (a == "--quiet") quiet = true;
+    else if (a == "--no-resume") no_resume = true;
+    else if (!a.empty() && a[0] == '-') throw UsageError(fmt::format("unknown option '{}'", a));
+    else if (file.empty()) file = a;
+    else throw UsageError(fmt::format("one topology file, got '{}' and '{}'", file, a));
+  }
+  if (file.empty()) throw UsageError("usage: troupe run TOPOLOGY.toml [--address HOST:PORT] [--out DIR] [--epochs N] "
+                                     "[--no-resume] [--quiet]");
+  dp::Topology t = dp::load_topology(file);  // bad input stops here, before anything starts
+  if (epochs > 0) t.replica.epochs = epochs;
+  if (no_resume) t.trainer.resume = false;
+  if (!address.empty()) t.address = address;
+  // The cluster: --address, else the file's, else $TROUPE_ADDRESS, else embedded.
+  if (!t.address.empty()) ::setenv("TROUPE_ADDRESS", t.address.c_str(), 1);
+  int no_args = 1;
+  char* self[] = {argv[0], nullptr};
+  troupe::init(no_args, self);
+  const std::string dir = !out.empty() ? out : !t.out_dir.empty() ? t.out_dir : "runs/" + t.name;
+  fs::create_directories(dir);
+  const std::string metrics_path = (fs::path(dir) / ("metrics." + t.metrics)).string();
+  const bool resuming = t.trainer.resume && !t.trainer.checkpoint_dir.empty() &&
+                        fs::exists(fs::path(t.trainer.checkpoint_dir) / "latest.troupeck");
+  dp::MetricsWriter metrics(metrics_path, t.metrics, resuming);
+  const bool tty = ::isatty(STDERR_FILENO);
+  fmt::print(stderr, "troupe run {}: {} replicas ({}), MLP {}x{}x{}, batch {} per replica, {} epochs{}{}\n", file,
+             t.trainer.replicas, t.trainer.processes ? "worker processes" : "in this process", t.replica.inputs,
+             fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch, t.replica.epochs,
+             t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
+             resuming ? ", resuming from " + t.trainer.checkpoint_dir : "");
+  dp::PlotSeries plot;
+  Runtime rt;
+  dp::DataParallelTrainer trainer(rt, t.replica, t.trainer);
+  auto result = trainer.fit([&](const dp::Progress& p) {
+    metrics.write(p);
+    plot.loss.emplace_back(static_cast<double>(p.step), p.loss);
+    if (p.evaluated) plot.accuracy.emplace_back(static_cast<double>(p.step), p.test_accuracy);
+    if (quiet) return;
+    const std::string line = dp::progress_line(p);
+    if (tty)
+      fmt::print(stderr, "\r{}\033[K{}", line, p.evaluated || p.step == p.total_steps ? "\n" : "");
+    else
+      fmt::print(stderr, "{}\n", line);
+  });
+  if (t.plot == "svg") {
+    const std::string svg = (fs::path(dir) / "plot.svg").string();
+    dp::write_svg_plot(svg, fmt::format("{}: {} replicas, test accuracy {:.4f}", t.name, t.trainer.replicas, result.accuracy),
+                       plot);
+    fmt::print(stderr, "plot: {}\n", svg);
+  }
+  fmt::print(stderr, "metrics: {}\n", metrics_path);
+  if (!result.checkpoint.empty()) fmt::print(stderr, "checkpoint: {}\n", result.checkpoint);
+  fmt::print("steps {}  test accuracy {:.4f}  test loss {:.4f}  {:.0f} samples/s  {:.1f} s{}{}\n", result.steps,
+             result.accuracy, result.test_loss, result.samples_per_s, result.seconds,
+             result.resumed_from >= 0 ? fmt::format("  (resumed from step {})", result.resumed_from) : "",
+             result.recoveries ? fmt::format("  ({} recoveries)", result.recoveries) : "");
+  return 0;
+}
+
+}  // namespace troupe::cli

@@ -1,0 +1,117 @@
+#include "trainers/metrics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace troupe::dp {
+
+MetricsWriter::MetricsWriter(const std::string& path, const std::string& format, bool append)
+    : path_(path), format_(format) {
+  if (format_ != "jsonl" && format_ != "csv")
+    throw UsageError(fmt::format("metrics format '{}': jsonl or csv", format_));
+  const bool fresh = !append || !std::ifstream(path_).good();
+  out_.open(path_, append ? std::ios::app : std::ios::trunc);
+  if (!out_) throw Error(fmt::format("{}: cannot write the metrics: {}", path_, std::strerror(errno)));
+  if (format_ == "csv" && fresh) out_ << "step,total_steps,epoch,loss,lr,samples_per_s,elapsed_s,test_accuracy,test_loss\n";
+}
+
+void MetricsWriter::write(const Progress& p) {
+  if (format_ == "jsonl") {
+    out_ << fmt::format(R"({{"step":{},"total_steps":{},"epoch":{},"loss":{:.6g},"lr":{:.6g},"samples_per_s":{:.1f},"elapsed_s":{:.3f})",
+                        p.step, p.total_steps, p.epoch, p.loss, p.lr, p.samples_per_s, p.elapsed_s);
+    if (p.evaluated) out_ << fmt::format(R"(,"test_accuracy":{:.5f},"test_loss":{:.6g})", p.test_accuracy, p.test_loss);
+    out_ << "}\n";
+  } else {
+    out_ << fmt::format("{},{},{},{:.6g},{:.6g},{:.1f},{:.3f},", p.step, p.total_steps, p.epoch, p.loss, p.lr,
+                        p.samples_per_s, p.elapsed_s);
+    if (p.evaluated) out_ << fmt::format("{:.5f},{:.6g}", p.test_accuracy, p.test_loss);
+    else out_ << ",";
+    out_ << "\n";
+  }
+  out_.flush();
+  if (!out_) throw Error(fmt::format("{}: writing the metrics failed", path_));
+}
+
+namespace {
+
+std::string escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '<') o += "&lt;";
+    else if (c == '>') o += "&gt;";
+    else if (c == '&') o += "&amp;";
+    else o += c;
+  }
+  return o;
+}
+
+// One panel: axes, ticks, a polyline (and dots for sparse series).
+std::string panel(double x0, double y0, double w, double h, const std::vector<std::pair<double, double>>& pts,
+                  const std::string& label, const std::string& colour, bool dots) {
+  std::string s = fmt::format(R"(<g><rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)", x0, y0, w, h);
+  s += fmt::format(R"(<text x="{}" y="{}" font-size="13" font-family="sans-serif">{}</text>)", x0, y0 - 6, escape(label));
+  if (pts.empty()) {
+    s += fmt::format(R"(<text x="{}" y="{}" font-size="12" fill="#888" font-family="sans-serif">no data</text></g>)",
+                     x0 + 10, y0 + h / 2);
+    return s;
+  }
+  double xmin = pts.front().first, xmax = pts.front().first, ymin = pts.front().second, ymax = pts.front().second;
+  for (auto [x, y] : pts) {
+    xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+    ymin = std::min(ymin, y), ymax = std::max(ymax, y);
+  }
+  if (xmax == xmin) xmax = xmin + 1;
+  if (ymax == ymin) ymax = ymin + 1e-3, ymin -= 1e-3;
+  auto X = [&](double x) { return x0 + (x - xmin) / (xmax - xmin) * w; };
+  auto Y = [&](double y) { return y0 + h - (y - ymin) / (ymax - ymin) * h; };
+  for (int i = 0; i <= 4; ++i) {
+    const double yv = ymin + (ymax - ymin) * i / 4, xv = xmin + (xmax - xmin) * i / 4;
+    s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="end" font-family="sans-serif">{:.4g}</text>)",
+                     x0 - 4, Y(yv) + 3, yv);
+    s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="middle" font-family="sans-serif">{:.0f}</text>)",
+                     X(xv), y0 + h + 14, xv);
+  }
+  std::string poly;
+  for (auto [x, y] : pts) poly += fmt::format("{:.1f},{:.1f} ", X(x), Y(y));
+  s += fmt::format(R"(<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>)", colour, poly);
+  if (dots)
+    for (auto [x, y] : pts) s += fmt::format(R"(<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>)", X(x), Y(y), colour);
+  s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="middle" font-family="sans-serif">step</text></g>)",
+                   x0 + w / 2, y0 + h + 28);
+  return s;
+}
+
+}  // namespace
+
+void write_svg_plot(const std::string& path, const std::string& title, const PlotSeries& s) {
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) throw Error(fmt::format("{}: cannot write the plot: {}", path, std::strerror(errno)));
+  out << R"(<svg xmlns="http://www.w3.org/2000/svg" width="900" height="360" viewBox="0 0 900 360">)"
+      << R"(<rect width="900" height="360" fill="white"/>)"
+      << fmt::format(R"(<text x="450" y="22" font-size="15" text-anchor="middle" font-family="sans-serif">{}</text>)",
+                     escape(title))
+      << panel(70, 60, 340, 240, s.loss, "training loss", "#1f77b4", false)
+      << panel(520, 60, 340, 240, s.accuracy, "test accuracy", "#d62728", true) << "</svg>\n";
+  if (!out) throw Error(fmt::format("{}: writing the plot failed", path));
+}
+
+std::string progress_line(const Progress& p, int width) {
+  const double f = p.total_steps ? static_cast<double>(p.step) / static_cast<double>(p.total_steps) : 0;
+  const int filled = static_cast<int>(std::round(f * width));
+  std::string bar = std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.');
+  std::string eta = "--";
+  if (p.samples_per_s > 0 && p.step > 0 && p.elapsed_s > 0) {
+    const double left = p.elapsed_s / static_cast<double>(p.step) * static_cast<double>(p.total_steps - p.step);
+    eta = left >= 60 ? fmt::format("{}m{:02}s", static_cast<int>(left) / 60, static_cast<int>(left) % 60)
+                     : fmt::format("{:.0f}s", left);
+  }
+  std::string s = fmt::format("[{}] step {}/{} epoch {} loss {:.4f} {:.1f}k samples/s ETA {}", bar, p.step, p.total_steps,
+                              p.epoch, p.loss, p.samples_per_s / 1000, eta);
+  if (p.evaluated) s += fmt::format(" | test acc {:.4f}", p.test_accuracy);
+  return s;
+}
+
+}  // namespace troupe::dp

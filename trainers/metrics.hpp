@@ -1,0 +1,37 @@
+#pragma once
+// What a training run leaves behind: metrics as JSON lines or CSV, one record
+// per progress report (and per evaluation), and a plot of the training loss
+// and the test accuracy as a self-contained SVG.
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "trainers/data_parallel.hpp"
+
+namespace troupe::dp {
+
+class MetricsWriter {
+ public:
+  /// format: "jsonl" or "csv". Appends when `append` (a resumed run).
+  MetricsWriter(const std::string& path, const std::string& format, bool append);
+  void write(const Progress& p);
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_, format_;
+  std::ofstream out_;
+};
+
+struct PlotSeries {
+  std::vector<std::pair<double, double>> loss;      ///< (step, training loss)
+  std::vector<std::pair<double, double>> accuracy;  ///< (step, test accuracy)
+};
+
+/// Writes the plot (two panels) to `path`; throws Error if it cannot.
+void write_svg_plot(const std::string& path, const std::string& title, const PlotSeries& s);
+
+/// "[#####.....]  step 120/4685  loss 0.4312  12.3k samples/s  ETA 1m02s"
+std::string progress_line(const Progress& p, int width = 30);
+
+}  // namespace troupe::dp

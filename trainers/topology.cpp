@@ -1,0 +1,228 @@
+#include "trainers/topology.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <toml++/toml.h>
+
+namespace troupe::dp {
+
+namespace {
+
+struct Reader {
+  std::string path;
+
+  std::string at(const toml::source_region& s) const {
+    return s.begin.line ? fmt::format("{}:{}:{}", path, s.begin.line, s.begin.column) : path;
+  }
+  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& what) const {
+    throw TopologyError(fmt::format("{}: key '{}': {}", at(n.source()), key, what));
+  }
+
+  static const char* type_name(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::table: return "a table";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      default: return "a date/time";
+    }
+  }
+
+  std::int64_t integer(const toml::node& n, const std::string& key, std::int64_t lo, std::int64_t hi) const {
+    auto v = n.value_exact<std::int64_t>();
+    if (!v) fail(n, key, fmt::format("expected an integer, got {}", type_name(n)));
+    if (*v < lo || *v > hi) fail(n, key, fmt::format("{} is out of range ({} to {})", *v, lo, hi));
+    return *v;
+  }
+  double number(const toml::node& n, const std::string& key, double lo, double hi, bool open_hi = false) const {
+    std::optional<double> v;
+    if (auto i = n.value_exact<std::int64_t>()) v = static_cast<double>(*i);
+    else if (auto f = n.value_exact<double>()) v = *f;
+    if (!v) fail(n, key, fmt::format("expected a number, got {}", type_name(n)));
+    if (!(*v >= lo) || (open_hi ? !(*v < hi) : !(*v <= hi)))
+      fail(n, key, fmt::format("{} is out of range ({} to {}{})", *v, lo, open_hi ? "below " : "", hi));
+    return *v;
+  }
+  bool boolean(const toml::node& n, const std::string& key) const {
+    auto v = n.value_exact<bool>();
+    if (!v) fail(n, key, fmt::format("expected true or false, got {}", type_name(n)));
+    return *v;
+  }
+  std::string string(const toml::node& n, const std::string& key, std::vector<std::string_view> allowed = {}) const {
+    auto v = n.value_exact<std::string>();
+    if (!v) fail(n, key, fmt::format("expected a string, got {}", type_name(n)));
+    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), *v) == allowed.end())
+      fail(n, key, fmt::format("'{}' is not one of: {}", *v, fmt::join(allowed, ", ")));
+    return *v;
+  }
+};
+
+using Setter = std::function<void(const toml::node&, const std::string& key)>;
+
+// Applies each key of `table` (named `section`) through its setter; a key
+// without one is an error that lists the known ones.
+void apply(const Reader& r, const toml::node& node, const std::string& section, const std::map<std::string, Setter>& keys) {
+  const auto* table = node.as_table();
+  if (!table) r.fail(node, section, fmt::format("expected a table, got {}", Reader::type_name(node)));
+  for (auto&& [k, v] : *table) {
+    const std::string key = section + "." + std::string(k.str());
+    auto it = keys.find(std::string(k.str()));
+    if (it == keys.end()) {
+      std::vector<std::string> known;
+      for (auto& [name, _] : keys) known.push_back(name);
+      throw TopologyError(fmt::format("{}: unknown key '{}' (in [{}]: {})", r.at(k.source()), key, section,
+                                      fmt::join(known, ", ")));
+    }
+    it->second(v, key);
+  }
+}
+
+}  // namespace
+
+Topology parse_topology(const std::string& text, const std::string& path) {
+  Reader r{path};
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw TopologyError(fmt::format("{}: {}", r.at(e.source()), e.description()));
+  }
+  Topology t;
+  t.path = path;
+  auto& c = t.replica;
+  auto& o = t.trainer;
+  std::string strategy;
+  const toml::node* strategy_node = nullptr;
+  const toml::node* train_node = nullptr;
+  std::map<std::string, Setter> sections;
+  sections["name"] = [&](const toml::node& n, const std::string& k) { t.name = r.string(n, k); };
+  sections["cluster"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s, {{"address", [&](auto& v, auto& k) { t.address = r.string(v, k); }}});
+  };
+  sections["resources"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"cpus", [&](auto& v, auto& k) { t.cpus = r.number(v, k, 0, 1024); }},
+           {"gpus", [&](auto& v, auto& k) { t.gpus = r.number(v, k, 0, 64); }}});
+  };
+  sections["model"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"inputs", [&](auto& v, auto& k) { c.inputs = r.integer(v, k, 1, 1 << 24); }},
+           {"classes", [&](auto& v, auto& k) { c.classes = r.integer(v, k, 2, 1 << 20); }},
+           {"activation", [&](auto& v, auto& k) { c.activation = r.string(v, k, {"relu", "gelu"}); }},
+           {"dropout", [&](auto& v, auto& k) { c.dropout = static_cast<float>(r.number(v, k, 0, 1, true)); }},
+           {"layernorm", [&](auto& v, auto& k) { c.layernorm = r.boolean(v, k); }},
+           {"hidden", [&](auto& v, auto& k) {
+              const auto* a = v.as_array();
+              if (!a) r.fail(v, k, fmt::format("expected an array of layer widths, got {}", Reader::type_name(v)));
+              c.hidden.clear();
+              for (std::size_t i = 0; i < a->size(); ++i)
+                c.hidden.push_back(r.integer(*a->get(i), fmt::format("{}[{}]", k, i), 1, 1 << 20));
+            }}});
+  };
+  sections["data"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"dataset", [&](auto& v, auto& k) { r.string(v, k, {"fashion_mnist"}); }},
+           {"dir", [&](auto& v, auto& k) { c.data_dir = r.string(v, k); }},
+           {"train_limit", [&](auto& v, auto& k) { c.train_limit = r.integer(v, k, 0, 1ll << 40); }},
+           {"eval_limit", [&](auto& v, auto& k) { o.eval_limit = r.integer(v, k, 0, 1ll << 40); }}});
+  };
+  sections["train"] = [&](const toml::node& n, const std::string& s) {
+    train_node = &n;
+    apply(r, n, s,
+          {{"strategy", [&](auto& v, auto& k) {
+              strategy_node = &v;
+              strategy = r.string(v, k, {"data_parallel"});
+            }},
+           {"replicas", [&](auto& v, auto& k) { o.replicas = static_cast<int>(r.integer(v, k, 1, 64)); }},
+           {"processes", [&](auto& v, auto& k) { o.processes = r.boolean(v, k); }},
+           {"batch", [&](auto& v, auto& k) { c.batch = r.integer(v, k, 1, 1 << 20); }},
+           {"accumulation", [&](auto& v, auto& k) { c.accumulation = static_cast<int>(r.integer(v, k, 1, 1024)); }},
+           {"epochs", [&](auto& v, auto& k) { c.epochs = r.integer(v, k, 1, 100000); }},
+           {"seed", [&](auto& v, auto& k) { c.seed = static_cast<std::uint64_t>(r.integer(v, k, 0, INT64_MAX)); }},
+           {"chunk_steps", [&](auto& v, auto& k) { o.chunk_steps = r.integer(v, k, 1, 1 << 30); }},
+           {"threads", [&](auto& v, auto& k) { c.threads = static_cast<int>(r.integer(v, k, 1, 1024)); }},
+           {"bucket_bytes", [&](auto& v, auto& k) { c.bucket_bytes = r.integer(v, k, 4, 1ll << 34); }}});
+  };
+  sections["optimizer"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"name", [&](auto& v, auto& k) { c.optimizer = r.string(v, k, {"sgd", "adamw"}); }},
+           {"lr", [&](auto& v, auto& k) {
+              c.lr = static_cast<float>(r.number(v, k, 0, 100));
+              if (c.lr <= 0) r.fail(v, k, "the learning rate must be above 0");
+            }},
+           {"momentum", [&](auto& v, auto& k) { c.momentum = static_cast<float>(r.number(v, k, 0, 1, true)); }},
+           {"weight_decay", [&](auto& v, auto& k) { c.weight_decay = static_cast<float>(r.number(v, k, 0, 10)); }},
+           {"nesterov", [&](auto& v, auto& k) { c.nesterov = r.boolean(v, k); }},
+           {"clip_norm", [&](auto& v, auto& k) { c.clip_norm = static_cast<float>(r.number(v, k, 0, 1e9)); }}});
+  };
+  sections["schedule"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"kind", [&](auto& v, auto& k) { c.schedule = r.string(v, k, {"constant", "cosine", "linear"}); }},
+           {"warmup_steps", [&](auto& v, auto& k) { c.warmup_steps = r.integer(v, k, 0, 1ll << 40); }},
+           {"min_lr", [&](auto& v, auto& k) { c.min_lr = static_cast<float>(r.number(v, k, 0, 100)); }}});
+  };
+  sections["checkpoint"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"dir", [&](auto& v, auto& k) { o.checkpoint_dir = r.string(v, k); }},
+           {"interval_steps", [&](auto& v, auto& k) { o.checkpoint_every = r.integer(v, k, 0, 1ll << 40); }},
+           {"resume", [&](auto& v, auto& k) { o.resume = r.boolean(v, k); }}});
+  };
+  sections["output"] = [&](const toml::node& n, const std::string& s) {
+    apply(r, n, s,
+          {{"dir", [&](auto& v, auto& k) { t.out_dir = r.string(v, k); }},
+           {"metrics", [&](auto& v, auto& k) { t.metrics = r.string(v, k, {"jsonl", "csv"}); }},
+           {"plot", [&](auto& v, auto& k) { t.plot = r.string(v, k, {"svg", "none"}); }}});
+  };
+  for (auto&& [k, v] : root) {
+    auto it = sections.find(std::string(k.str()));
+    if (it == sections.end()) {
+      std::vector<std::string> known;
+      for (auto& [name, _] : sections) known.push_back(name);
+      throw TopologyError(fmt::format("{}: unknown key '{}' (at the top: {})", r.at(k.source()), k.str(), fmt::join(known, ", ")));
+    }
+    it->second(v, std::string(k.str()));
+  }
+  // Across keys.
+  if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
+  if (strategy.empty()) r.fail(*train_node, "train.strategy", "missing (the only strategy is \"data_parallel\")");
+  (void)strategy_node;
+  if (c.warmup_steps > 0 && c.schedule == "constant" && c.min_lr > 0)
+    throw TopologyError(fmt::format("{}: key 'schedule.min_lr': a constant schedule has no minimum", path));
+  if (c.min_lr > c.lr)
+    throw TopologyError(fmt::format("{}: key 'schedule.min_lr': {} is above optimizer.lr {}", path, c.min_lr, c.lr));
+  if (o.checkpoint_every > 0 && o.checkpoint_dir.empty())
+    throw TopologyError(fmt::format("{}: key 'checkpoint.interval_steps': set, but checkpoint.dir is not", path));
+  if (c.classes != 10 || c.inputs != 784)
+    throw TopologyError(fmt::format("{}: key 'model': fashion_mnist has 784 inputs and 10 classes (got {} and {})", path,
+                                    c.inputs, c.classes));
+  if (t.name.empty()) t.name = "run";
+  if (t.gpus > 0)
+    throw TopologyError(fmt::format("{}: key 'resources.gpus': data-parallel replicas train on the host in this "
+                                    "version (GPU replicas are not built yet); set it to 0",
+                                    path));
+  if (o.processes) o.actor_options.cpus(t.cpus);
+  return t;
+}
+
+Topology load_topology(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw TopologyError(fmt::format("{}: cannot read the topology file: {}", path, std::strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_topology(ss.str(), path);
+}
+
+}  // namespace troupe::dp
