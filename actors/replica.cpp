@@ -106,6 +106,8 @@ struct Replica::Impl {
             {"train_examples", std::to_string(train.size())}, {"optimizer", cfg.optimizer}};
   }
 
+  EvalStats evaluate(std::int64_t from, std::int64_t to);  // test examples [from, to)
+
   void on_layer_ready(std::size_t layer) {
     for (auto b : buckets_of_layer[layer])
       if (--buckets[b].pending == 0) buckets[b].reduced = group->allreduce(buckets[b].buf, coll::Op::avg);
@@ -224,12 +226,25 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
 EvalStats Replica::evaluate(std::int64_t limit) {
   auto& m = *impl_;
   const std::int64_t n = limit > 0 ? std::min(limit, m.test.size()) : m.test.size();
+  return m.evaluate(0, n);
+}
+
+EvalStats Replica::evaluate_share(std::int64_t limit) {
+  auto& m = *impl_;
+  const std::int64_t n = limit > 0 ? std::min(limit, m.test.size()) : m.test.size();
+  const auto W = static_cast<std::int64_t>(m.world), r = static_cast<std::int64_t>(m.rank);
+  return m.evaluate(n * r / W, n * (r + 1) / W);
+}
+
+EvalStats Replica::Impl::evaluate(std::int64_t from, std::int64_t to) {
+  auto& m = *this;
+  const std::int64_t n = to - from;
   EvalStats e;
   nn::Tape tape;
   nn::CrossEntropy ce;
   double loss = 0;
-  for (std::int64_t at = 0; at < n; at += 1000) {
-    const std::int64_t b = std::min<std::int64_t>(1000, n - at);
+  for (std::int64_t at = from; at < to; at += 1000) {
+    const std::int64_t b = std::min<std::int64_t>(1000, to - at);
     Tensor logits = m.model.forward(m.test.images.narrow(at, b), tape, {false, 0});
     ce.forward_backward(logits, m.test.labels.narrow(at, b));
     loss += static_cast<double>(ce.loss()) * static_cast<double>(b);
@@ -292,4 +307,4 @@ std::int64_t Replica::load(std::string path) {
 
 }  // namespace troupe::dp
 
-TROUPE_ACTOR(troupe::dp::Replica, setup, train, evaluate, param_hash, steps_per_epoch, step, save, load, pid);
+TROUPE_ACTOR(troupe::dp::Replica, setup, train, evaluate, evaluate_share, param_hash, steps_per_epoch, step, save, load, pid);

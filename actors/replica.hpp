@@ -77,6 +77,10 @@ class Replica {
   Task<std::vector<StepStats>> train(std::int64_t n);
   /// Loss and accuracy on the test set (or its first limit examples).
   EvalStats evaluate(std::int64_t limit);
+  /// The same on this replica's share of those examples (rank r of W takes
+  /// the r-th of W contiguous parts): the replicas evaluate in parallel and
+  /// the caller adds the counts (loss is the share's mean).
+  EvalStats evaluate_share(std::int64_t limit);
   /// A hash of every parameter's bytes: equal on every replica after every step.
   std::uint64_t param_hash();
   std::int64_t steps_per_epoch();

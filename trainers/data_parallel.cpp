@@ -103,6 +103,19 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
       save();  // step 0: a failure before the first interval restarts from here
     }
   }
+  // The test set, split over the replicas, evaluated in parallel.
+  auto evaluate = [&]() {
+    auto parts = mesh.call(&Replica::evaluate_share, opts_.eval_limit).get(limit);
+    EvalStats e;
+    double loss = 0;
+    for (auto& p : parts) {
+      e.correct += p.correct;
+      e.total += p.total;
+      loss += static_cast<double>(p.loss) * static_cast<double>(p.total);
+    }
+    e.loss = e.total ? static_cast<float>(loss / static_cast<double>(e.total)) : 0.0f;
+    return e;
+  };
   std::vector<std::pair<std::int64_t, float>> losses;  // (step, loss)
   Progress last_eval;
   bool eval_at_end = false;
@@ -146,7 +159,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     const bool epoch_done = step % per_epoch == 0;
     Progress p;
     if (epoch_done && opts_.eval_each_epoch) {
-      auto e = mesh[0].call(&Replica::evaluate, opts_.eval_limit).get(limit);
+      auto e = evaluate();
       p.evaluated = true;
       p.test_accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
       p.test_loss = e.loss;
@@ -178,7 +191,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     r.accuracy = last_eval.test_accuracy;
     r.test_loss = last_eval.test_loss;
   } else {
-    auto e = mesh[0].call(&Replica::evaluate, opts_.eval_limit).get(limit);
+    auto e = evaluate();
     r.accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
     r.test_loss = e.loss;
   }
