@@ -23,6 +23,8 @@ void usage() {
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
              "  allreduce-gpu  float32 allreduce of GPU buffers: troupe's NCCL group next to raw NCCL (one rank),\n"
              "           and ranks sharing one GPU (cuda_local)   --ranks N (2 or 4)  --max-bytes B\n"
+             "  dp       data-parallel training (MLP 784-1024-1024-10, Fashion-MNIST), troupe next to PyTorch DDP\n"
+             "           --ranks N (replicas; default: 1 and 2)  --epochs N (default 3)\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
              "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
@@ -51,6 +53,7 @@ int main(int argc, char** argv) {
   ActorBenchConfig cfg;
   AllreduceConfig ar;
   StepConfig step;
+  DpConfig dpc;
   bool threads_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -62,7 +65,12 @@ int main(int argc, char** argv) {
     else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
     else if (a == "--actors") cfg.spawn_actors = parse_int("--actors", next), ++i;
-    else if (a == "--ranks") ar.ranks = {static_cast<std::size_t>(parse_int("--ranks", next))}, ++i;
+    else if (a == "--ranks") {
+      ar.ranks = {static_cast<std::size_t>(parse_int("--ranks", next))};
+      dpc.replicas = {static_cast<int>(ar.ranks[0])};
+      ++i;
+    }
+    else if (a == "--epochs") dpc.epochs = parse_int("--epochs", next), ++i;
     else if (a == "--max-bytes") {
       const auto max = static_cast<std::uint64_t>(parse_int("--max-bytes", next));
       ++i;
@@ -87,8 +95,14 @@ int main(int argc, char** argv) {
   } else if (suite == "spawn") {
     report.rows = spawn_rows(cfg);
   } else if (suite == "step") {
-    if (threads_given) step.threads = {cfg.threads};
+    if (threads_given) step.threads = {static_cast<int>(cfg.threads)};
     report.rows = step_rows(step, report.notes);
+  } else if (suite == "dp") {
+    if (dpc.replicas[0] > 16) {
+      fmt::print(stderr, "troupe-bench: dp --ranks must be 1 to 16\n");
+      return 2;
+    }
+    report.rows = dp_rows(dpc, report.notes);
   } else if (suite == "allreduce-gpu") {
     AllreduceConfig gpu_cfg = ar;
     std::erase_if(gpu_cfg.sizes, [](std::uint64_t b) { return b < (1u << 20); });

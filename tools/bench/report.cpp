@@ -15,6 +15,7 @@ std::string cell(const Value& v) {
   if (auto* i = std::get_if<std::int64_t>(&v)) return fmt::format("{}", *i);
   double d = std::get<double>(v);
   if (std::fabs(d) >= 1000) return fmt::format("{:.0f}", d);
+  if (std::fabs(d) < 1 && d != 0) return fmt::format("{:.4f}", d);  // accuracies, ratios
   return fmt::format("{:.2f}", d);
 }
 std::string json_value(const Value& v) {

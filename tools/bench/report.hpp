@@ -93,6 +93,13 @@ struct StepConfig {
 };
 std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& notes);
 
+/// Data-parallel training, troupe next to PyTorch DDP (dp.cpp).
+struct DpConfig {
+  std::vector<int> replicas{1, 2};
+  std::int64_t epochs = 3;
+};
+std::vector<Row> dp_rows(const DpConfig& cfg, std::vector<std::string>& notes);
+
 /// A shell command's standard output (empty if it cannot run).
 std::string run_capture(const std::string& cmd);
 
