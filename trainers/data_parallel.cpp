@@ -20,7 +20,10 @@ DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, Trainer
 }
 
 std::string DataParallelTrainer::checkpoint_path() const {
-  return opts_.checkpoint_dir.empty() ? std::string() : (fs::path(opts_.checkpoint_dir) / "latest.troupeck").string();
+  // Absolute, as the driver sees it: replica 0 writes it and every replica
+  // reads it, from processes that may run in another folder (a node daemon's).
+  return opts_.checkpoint_dir.empty() ? std::string()
+                                      : fs::absolute(fs::path(opts_.checkpoint_dir) / "latest.troupeck").string();
 }
 
 namespace {

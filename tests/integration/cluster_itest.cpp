@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "tests/support/cluster.hpp"
 
@@ -80,4 +81,29 @@ TEST_CASE("daemon and CLI reject bad arguments", "[cluster]") {
   auto cli = run_process({bin("troupe"), "nodes", "--address", "nowhere"});
   CHECK(cli.exit_code == 2);
   CHECK_THAT(cli.err, Catch::Contains("HOST:PORT"));
+}
+
+TEST_CASE("troupe run trains on a running cluster with --address", "[cluster][dp]") {
+  Cluster c;
+  auto n1 = c.node();
+  const auto dir = c.dir / "run";
+  std::filesystem::create_directories(dir);
+  const auto toml = (dir / "tiny.toml").string();
+  {
+    std::ofstream f(toml);
+    f << "name = \"tiny\"\n[model]\nhidden = [32]\n[data]\ntrain_limit = 512\neval_limit = 200\n"
+         "[train]\nstrategy = \"data_parallel\"\nreplicas = 2\nbatch = 32\nepochs = 1\nchunk_steps = 4\n"
+         "[checkpoint]\ndir = \"" << (dir / "ckpt").string() << "\"\n[output]\ndir = \"" << (dir / "out").string() << "\"\n";
+  }
+  ::setenv("TROUPE_TOKEN", c.token.c_str(), 1);
+  auto r = run_process({bin("troupe"), "run", toml, "--address", c.address}, std::chrono::seconds(180));
+  ::unsetenv("TROUPE_TOKEN");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::Contains("cluster " + c.address));
+  CHECK_THAT(r.out, Catch::Contains("steps 8"));
+  // The replicas ran as actors the head placed.
+  auto actors = c.cli("actors");
+  CHECK(c.count(actors.out, "Replica") >= 2);
+  CHECK(std::filesystem::exists(dir / "ckpt" / "latest.troupeck"));
 }
