@@ -105,7 +105,6 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   auto& c = t.replica;
   auto& o = t.trainer;
   std::string strategy;
-  const toml::node* strategy_node = nullptr;
   const toml::node* train_node = nullptr;
   std::map<std::string, Setter> sections;
   sections["name"] = [&](const toml::node& n, const std::string& k) { t.name = r.string(n, k); };
@@ -142,10 +141,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   sections["train"] = [&](const toml::node& n, const std::string& s) {
     train_node = &n;
     apply(r, n, s,
-          {{"strategy", [&](auto& v, auto& k) {
-              strategy_node = &v;
-              strategy = r.string(v, k, {"data_parallel"});
-            }},
+          {{"strategy", [&](auto& v, auto& k) { strategy = r.string(v, k, {"data_parallel"}); }},
            {"replicas", [&](auto& v, auto& k) { o.replicas = static_cast<int>(r.integer(v, k, 1, 64)); }},
            {"processes", [&](auto& v, auto& k) { o.processes = r.boolean(v, k); }},
            {"batch", [&](auto& v, auto& k) { c.batch = r.integer(v, k, 1, 1 << 20); }},
@@ -198,8 +194,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   // Across keys.
   if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
   if (strategy.empty()) r.fail(*train_node, "train.strategy", "missing (the only strategy is \"data_parallel\")");
-  (void)strategy_node;
-  if (c.warmup_steps > 0 && c.schedule == "constant" && c.min_lr > 0)
+  if (c.schedule == "constant" && c.min_lr > 0)
     throw TopologyError(fmt::format("{}: key 'schedule.min_lr': a constant schedule has no minimum", path));
   if (c.min_lr > c.lr)
     throw TopologyError(fmt::format("{}: key 'schedule.min_lr': {} is above optimizer.lr {}", path, c.min_lr, c.lr));

@@ -56,6 +56,7 @@ int run_command(int argc, char** argv) {
   if (!address.empty()) t.address = address;
   // The cluster: --address, else the file's, else $TROUPE_ADDRESS, else embedded.
   if (!t.address.empty()) ::setenv("TROUPE_ADDRESS", t.address.c_str(), 1);
+  // The cluster is chosen above (through the environment); init sees no flags.
   int no_args = 1;
   char* self[] = {argv[0], nullptr};
   troupe::init(no_args, self);
