@@ -19,18 +19,15 @@ namespace troupe::coll {
 namespace {
 
 using clock = std::chrono::steady_clock;
-constexpr std::uint64_t kMagic = 0x74726f7570653031ull;  // "troupe01"
 constexpr std::size_t kPage = 4096;
 
 std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
-
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
 }
-
 
 }  // namespace
 
@@ -56,7 +53,6 @@ struct alignas(64) Chan {
 };
 
 struct ShmGroup::Header {
-  std::atomic<std::uint64_t> magic;
   std::atomic<std::int32_t> aborted;   // 0 ok, 2 writing the reason, 1 failed
   std::atomic<std::int32_t> at_fault;
   char reason[512];
