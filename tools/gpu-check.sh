@@ -9,6 +9,7 @@ bin=build-gpu/carry
 log=${OUT:-/tmp}/gpu-check.log
 what=${1:-all}
 export TROUPE_SOURCE_DIR=$PWD TROUPE_PYTHON=${TROUPE_PYTHON:-python3}
+export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # TOML++
 {
   echo "== $(date -u) $(nvidia-smi -L 2>&1 | head -2)"
   nvidia-smi --query-gpu=driver_version,memory.total --format=csv,noheader 2>&1

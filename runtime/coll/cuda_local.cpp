@@ -135,16 +135,7 @@ std::optional<std::pair<std::size_t, std::size_t>> CudaLocalGroup::find_heap(con
 }
 
 void CudaLocalGroup::check_buffer(const void* p, std::size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  cudaPointerAttributes a{};
-  if (cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
-    cudaGetLastError();
-    throw UsageError(fmt::format("group '{}' (cuda_local) is a device group: the {} buffer at {} is host memory",
-                                 spec_.name, what, p));
-  }
-  if (a.type == cudaMemoryTypeDevice && a.device != device_)
-    throw UsageError(fmt::format("group '{}': rank {} runs on CUDA device {} but its {} buffer is on device {}",
-                                 spec_.name, spec_.rank, device_, what, a.device));
+  gpu::check_device_buffer(spec_, device_, p, bytes, what);
 }
 
 void CudaLocalGroup::spread(std::vector<std::byte*> srcs, std::vector<std::byte*> dsts, std::size_t n, DType d, Op op) {
@@ -153,6 +144,15 @@ void CudaLocalGroup::spread(std::vector<std::byte*> srcs, std::vector<std::byte*
                            static_cast<int>(d), static_cast<int>(op), spec_.world, stream_),
        "the reduction kernel");
 }
+
+namespace {
+// n elements in pieces of `per` (at least one piece, empty when n is 0).
+std::size_t piece_count(std::size_t n, std::size_t per) { return std::max<std::size_t>((n + per - 1) / per, 1); }
+std::pair<std::size_t, std::size_t> piece(std::size_t n, std::size_t per, std::size_t p) {
+  const std::size_t k0 = p * per;
+  return {k0, std::min(per, n - std::min(n, k0))};
+}
+}  // namespace
 
 std::size_t CudaLocalGroup::piece_elems(std::size_t es, std::size_t blocks) const {
   return std::max<std::size_t>(staging_.bytes / (es * blocks), 1);
@@ -184,9 +184,9 @@ void CudaLocalGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     host_.rendezvous("allreduce");
     return;
   }
-  const std::size_t pieces = std::max<std::size_t>((n + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n, per);
   for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t p0 = p * per, pn = std::min(per, n - std::min(n, p0));
+    const auto [p0, pn] = piece(n, per, p);
     if (p > 0 || !staged_first) {
       // Every rank's piece is in its staging before any kernel reads it.
       copy(staging_.at[spec_.rank], mine + p0 * es, pn * es);
@@ -212,9 +212,9 @@ void CudaLocalGroup::reduce_scatter(const void* in, void* out, std::size_t n_out
   auto* dst = static_cast<std::byte*>(out);
   inputs_ready();
   const std::size_t per = piece_elems(es, W);
-  const std::size_t pieces = std::max<std::size_t>((n_out + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n_out, per);
   for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per, len = std::min(per, n_out - std::min(n_out, k0));
+    const auto [k0, len] = piece(n_out, per, p);
     for (std::size_t c = 0; c < W; ++c) copy(staging_.at[spec_.rank] + c * len * es, src + (c * n_out + k0) * es, len * es);
     drain();
     if (p == 0)
@@ -237,9 +237,9 @@ void CudaLocalGroup::allgather(const void* in, void* out, std::size_t n_in, DTyp
   auto* dst = static_cast<std::byte*>(out);
   inputs_ready();
   const std::size_t per = piece_elems(es);
-  const std::size_t pieces = std::max<std::size_t>((n_in + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n_in, per);
   for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per, len = std::min(per, n_in - std::min(n_in, k0));
+    const auto [k0, len] = piece(n_in, per, p);
     copy(staging_.at[spec_.rank], src + k0 * es, len * es);
     drain();
     if (p == 0)
@@ -259,9 +259,9 @@ void CudaLocalGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t 
   inputs_ready();
   const bool valid_root = root < spec_.world;
   const std::size_t per = piece_elems(es);
-  const std::size_t pieces = std::max<std::size_t>((n + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n, per);
   for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per, len = std::min(per, n - std::min(n, k0));
+    const auto [k0, len] = piece(n, per, p);
     if (valid_root && root == spec_.rank) copy(staging_.at[root], b + k0 * es, len * es);
     drain();
     if (p == 0)
@@ -283,9 +283,9 @@ void CudaLocalGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t
   auto* src = static_cast<const std::byte*>(buf);
   inputs_ready();
   const std::size_t per = piece_elems(es);
-  const std::size_t pieces = std::max<std::size_t>((n + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n, per);
   for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per, len = std::min(per, n - std::min(n, k0));
+    const auto [k0, len] = piece(n, per, p);
     copy(staging_.at[spec_.rank], src + k0 * es, len * es);
     drain();
     std::int64_t token[2] = {static_cast<std::int64_t>(n), static_cast<std::int64_t>(d)};
@@ -300,7 +300,7 @@ void CudaLocalGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer)
   check_buffer(buf, n * es, "recv");
   auto* dst = static_cast<std::byte*>(buf);
   const std::size_t per = piece_elems(es);
-  const std::size_t pieces = std::max<std::size_t>((n + per - 1) / per, 1);
+  const std::size_t pieces = piece_count(n, per);
   for (std::size_t p = 0; p < pieces; ++p) {
     std::int64_t token[2] = {};
     host_.recv(token, 2, DType::i64, peer);
@@ -310,7 +310,7 @@ void CudaLocalGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer)
                         to_string(static_cast<DType>(token[1])), token[0], spec_.rank, to_string(d), n));
       throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure()));
     }
-    const std::size_t k0 = p * per, len = std::min(per, n - std::min(n, k0));
+    const auto [k0, len] = piece(n, per, p);
     copy(dst + k0 * es, staging_.at[peer], len * es);
     drain();
     std::int64_t ack = 1;

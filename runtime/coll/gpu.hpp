@@ -30,6 +30,10 @@ bool built() noexcept;
 /// $TROUPE_DEVICE (what the daemon gave a GPU worker), else 0.
 int default_device() noexcept;
 
+/// CUDA builds, for the device backends: UsageError unless [p, p + bytes) is
+/// device (or managed) memory on `device`, naming the group, rank and buffer.
+void check_device_buffer(const GroupSpec& spec, int device, const void* p, std::size_t bytes, const char* what);
+
 /// A device buffer for tests and small programs (cudaMalloc on the current
 /// device; freed when it goes). Throws Error in a CPU-only build or when the
 /// allocation fails.

@@ -39,6 +39,19 @@ std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<b
   throw CollectiveError(fmt::format("group '{}': backend '{}' does not take device buffers", spec.name, spec.backend));
 }
 
+void check_device_buffer(const GroupSpec& spec, int device, const void* p, std::size_t bytes, const char* what) {
+  if (bytes == 0) return;
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
+    cudaGetLastError();
+    throw UsageError(fmt::format("group '{}' ({}) is a device group: the {} buffer at {} is host memory", spec.name,
+                                 spec.backend, what, p));
+  }
+  if (a.type == cudaMemoryTypeDevice && a.device != device)
+    throw UsageError(fmt::format("group '{}': rank {} runs on CUDA device {} but its {} buffer is on device {}",
+                                 spec.name, spec.rank, device, what, a.device));
+}
+
 std::shared_ptr<void> record_ready(void* stream) {
   cudaEvent_t ev = nullptr;
   if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {

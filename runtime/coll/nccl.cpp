@@ -128,7 +128,8 @@ NcclGroup::~NcclGroup() {
 void NcclGroup::abort(std::int32_t rank_at_fault, const std::string& why) noexcept {
   std::lock_guard lock(mu_);
   if (aborted_.load()) return;
-  why_ = rank_at_fault >= 0 && why.find("rank") == std::string::npos ? fmt::format("rank {}: {}", rank_at_fault, why) : why;
+  (void)rank_at_fault;  // every reason already names the rank it is about
+  why_ = why;
   aborted_.store(true);
 }
 
@@ -184,16 +185,7 @@ void NcclGroup::check(ncclResult_t r, const char* what) {
 }
 
 void NcclGroup::check_buffer(const void* p, std::size_t bytes, const char* what) {
-  if (bytes == 0) return;
-  cudaPointerAttributes a{};
-  if (cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
-    cudaGetLastError();
-    throw UsageError(fmt::format("group '{}' ({}) is a device group: the {} buffer at {} is host memory", spec_.name,
-                                 "nccl", what, p));
-  }
-  if (a.type == cudaMemoryTypeDevice && a.device != device_)
-    throw UsageError(fmt::format("group '{}': rank {} runs on CUDA device {} but its {} buffer is on device {}",
-                                 spec_.name, spec_.rank, device_, what, a.device));
+  gpu::check_device_buffer(spec_, device_, p, bytes, what);
 }
 
 void NcclGroup::wait_event(void* event) {
