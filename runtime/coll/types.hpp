@@ -34,9 +34,10 @@ class CollectiveError : public Error {
   using Error::Error;
 };
 
-/// `out[i] = op(out[i], in[i])` for n elements (avg sums; the caller divides).
+/// `out[i] = op(out[i], in[i])` for n elements (avg sums; the caller divides); the
+/// ranges must not overlap.
 void reduce_into(void* out, const void* in, std::size_t n, DType d, Op op) noexcept;
-/// `out[i] = op(a[i], b[i])`.
+/// `out[i] = op(a[i], b[i])`; `out` may be `a`, and must not overlap `b` otherwise.
 void reduce3(void* out, const void* a, const void* b, std::size_t n, DType d, Op op) noexcept;
 /// Divides n elements by `by` (for avg; integers round toward zero).
 void scale_down(void* buf, std::size_t n, DType d, std::size_t by) noexcept;
