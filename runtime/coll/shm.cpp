@@ -292,12 +292,17 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   const std::size_t es = size_of(d), bytes = n * es;
   auto* mine = static_cast<std::byte*>(buf);
   Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0, {}};
-  const auto off = bytes ? heap_offset(buf, bytes) : std::nullopt;
+  // Group-allocated buffers past a few pages are reduced in place (two
+  // barriers, no copies); everything else goes through the staging halves
+  // (one barrier a piece), with the first piece staged before the agreement.
+  constexpr std::size_t kInPlaceFrom = 64 * 1024;
+  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
+  const auto off = bytes >= kInPlaceFrom ? heap_offset(buf, bytes) : std::nullopt;
   if (off) {
     me.heap = 1;
     me.heap_base = *off;  // each rank publishes where its own buffer is
-  } else if (bytes <= half_) {
-    copy_bytes(stage(spec_.rank, next_half_), buf, bytes);
+  } else {
+    copy_bytes(stage(spec_.rank, next_half_), mine, std::min(n, per_piece) * es);
     me.copied = 1;
   }
   publish(me);
@@ -310,10 +315,10 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     all_copied = all_copied && o.copied;
   }
   auto peer = [&](std::uint32_t i) { return heap_ + h_->ranks[i].desc[me.seq & 1].heap_base; };
+  constexpr std::size_t kBlock = 16384;  // elements: a block of every input stays in L2
   if (all_heap) {
     // In place: rank r reduces chunk r across every buffer, then writes it into all.
     auto [b, e] = chunk(n, spec_.world, spec_.rank);
-    constexpr std::size_t kBlock = 16384;
     for (std::size_t s = b; s < e; s += kBlock) {
       const std::size_t len = std::min(kBlock, e - s);
       std::byte* acc = mine + s * es;
@@ -326,26 +331,27 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
     sync("allreduce");
     return;
   }
-  // Through the staging halves, piece by piece.
-  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
+  // Through the staging halves: every rank reduces the whole piece from every
+  // rank's half, in rank order (the same result everywhere), into its own
+  // buffer. The halves alternate, so one barrier a piece is enough: a rank
+  // writes a half again only after everyone has passed the barrier of the
+  // piece that followed its last use.
   const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
     const std::size_t p0 = p * per_piece, pn = std::min(per_piece, n - std::min(n, p0));
     const unsigned h = next_half_;
     next_half_ ^= 1u;
-    if (!(p == 0 && all_copied)) {
-      copy_bytes(stage(spec_.rank, h), mine + p0 * es, pn * es);
+    if (p > 0 || !all_copied) {
+      if (!(p == 0 && me.copied)) copy_bytes(stage(spec_.rank, h), mine + p0 * es, pn * es);
       sync("allreduce");
     }
-    auto [b, e] = chunk(pn, spec_.world, spec_.rank);
-    std::byte* acc = stage(spec_.rank, h) + b * es;
-    for (std::uint32_t i = 0; i < spec_.world; ++i)
-      if (i != spec_.rank) reduce_into(acc, stage(i, h) + b * es, e - b, d, op);
-    if (op == Op::avg) scale_down(acc, e - b, d, spec_.world);
-    sync("allreduce");
-    for (std::uint32_t c = 0; c < spec_.world; ++c) {
-      auto [cb, ce] = chunk(pn, spec_.world, c);
-      copy_bytes(mine + (p0 + cb) * es, stage(c, h) + cb * es, (ce - cb) * es);
+    if (spec_.world == 1) continue;  // its own data, already in place
+    for (std::size_t s = 0; s < pn; s += kBlock) {
+      const std::size_t len = std::min(kBlock, pn - s);
+      std::byte* out = mine + (p0 + s) * es;
+      reduce3(out, stage(0, h) + s * es, stage(1, h) + s * es, len, d, op);
+      for (std::uint32_t i = 2; i < spec_.world; ++i) reduce_into(out, stage(i, h) + s * es, len, d, op);
+      if (op == Op::avg) scale_down(out, len, d, spec_.world);
     }
   }
 }

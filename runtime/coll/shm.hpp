@@ -9,10 +9,12 @@
 // message instead of hanging. Waits watch an abort flag, the peers' pids and a
 // deadline: a dead or stuck rank fails everyone within a bounded time.
 //
-// Allreduce on buffers from alloc() works in place: rank r reduces chunk r
-// across every rank's buffer and writes the result into all of them, so the
-// data is never copied in or out. Other buffers go through the staging areas
-// in pieces (two halves, alternating, so a piece needs one or two barriers).
+// Allreduce on buffers from alloc() (64 KiB and up) works in place: rank r
+// reduces chunk r across every rank's buffer and writes the result into all
+// of them, so the data is never copied in or out. Other buffers go through
+// the staging areas in pieces: every rank reduces the whole piece from every
+// rank's staging into its own buffer, in rank order. The two staging halves
+// alternate, so such a piece needs one barrier.
 #include <sys/types.h>
 
 #include <array>

@@ -54,6 +54,23 @@ TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]
   }
 }
 
+TEST_CASE("allreduce where some ranks pass group buffers and others their own", "[coll]") {
+  // The in-place path needs every rank's buffer in the shared heap; a group
+  // that mixes them must agree on the staging path (one rank already staged
+  // its first piece, another has not).
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(3);
+  coll::create_group(rt, mesh, small_staging("t", "shm"));
+  for (std::size_t n : {13u, 20000u, 40009u})
+    for (int op : {0, 1, 2}) {
+      CollCase c{"allreduce", 0, n, op, 0, true};
+      c.own_rank = 1;
+      troupe::test::check_coll_case(mesh, c);
+      c.own_rank = 0;
+      troupe::test::check_coll_case(mesh, c);
+    }
+}
+
 TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {
   const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
   Runtime rt({.threads = 2});

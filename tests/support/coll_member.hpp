@@ -29,7 +29,8 @@ struct CollCase {
   bool heap = false;     ///< use a group-allocated buffer
   std::string group = "t";
   bool device = false;   ///< buffers in GPU memory (a device group)
-  TROUPE_FIELDS(op, dtype, n, reduce, root, heap, group, device)
+  std::int32_t own_rank = -1;  ///< heap allreduce: this rank allocates too, but passes its own buffer
+  TROUPE_FIELDS(op, dtype, n, reduce, root, heap, group, device, own_rank)
 };
 
 class CollMember {
@@ -155,6 +156,10 @@ class CollMember {
     };
     if (c.op == "allreduce") {
       buf = co_await get(c.n);
+      if (c.heap && static_cast<std::int32_t>(r) == c.own_rank) {
+        own.assign(c.n, T{});
+        buf = std::span<T>(own);
+      }
       fill(buf, c.n);
       co_await g->allreduce(buf, op);
       co_return out(buf);
