@@ -22,6 +22,18 @@ inline void copy_bytes(void* dst, const void* src, std::size_t n) noexcept {
   if (n) __builtin_memcpy(dst, src, n);
 }
 
+/// A small operation the caller's own thread may run, with no hop to the
+/// group's thread (what a latency-bound caller, waiting at once, pays most).
+struct FastOp {
+  std::uint32_t kind = k_none;  ///< k_allreduce or k_barrier
+  void* buf = nullptr;
+  std::size_t n = 0;
+  DType dtype = DType::f32;
+  Op op = Op::sum;
+  // The backend's own bookkeeping between start and finish.
+  std::uint64_t seq = 0, gen = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -39,6 +51,15 @@ class Backend {
   virtual void abort(std::int32_t rank_at_fault, const std::string& why) noexcept = 0;
   /// Why the group failed ("" if it has not).
   virtual std::string failure() const = 0;
+
+  /// Starts `f` if this backend runs it on the caller's thread: publishes this
+  /// rank's part without waiting for anyone. False (and nothing done) if not.
+  virtual bool fast_start(FastOp& f) { (void)f; return false; }
+  /// Whether fast_finish would return without waiting (or the group failed).
+  virtual bool fast_ready(const FastOp& f) { (void)f; return true; }
+  /// Completes a started `f`, waiting for the peers (with the usual timeout,
+  /// abort and dead-peer checks); on any thread, before any other operation.
+  virtual void fast_finish(FastOp& f) { (void)f; }
 
   // Device backends.
   /// Later work waits for `event` (a cudaEvent_t from gpu::record_ready).

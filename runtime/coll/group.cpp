@@ -11,6 +11,18 @@
 
 namespace troupe::coll {
 
+class Group::OpState final : public troupe::detail::State<void> {
+ public:
+  OpState(std::weak_ptr<Group> g, std::uint64_t id) : troupe::detail::State<void>(1), group_(std::move(g)), id_(id) {}
+  void help() const noexcept override {
+    if (auto g = group_.lock()) g->help(id_);
+  }
+
+ private:
+  std::weak_ptr<Group> group_;
+  std::uint64_t id_;
+};
+
 Group::Group(GroupSpec spec) : spec_(std::move(spec)) {
   thread_ = std::thread([this]() { run(); });
 }
@@ -68,7 +80,12 @@ void Group::run() {
     }
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&]() { return closing_ || !queue_.empty(); });
+      cv_.wait(lock, [&]() { return closing_ || (!queue_.empty() && !running_); });
+      if (running_) {  // closing while a caller runs a fast operation: it fails (aborted) and finishes
+        lock.unlock();
+        std::this_thread::yield();
+        continue;
+      }
       if (queue_.empty()) {
         lock.unlock();
         // Closing: what is still on the device finishes or fails first.
@@ -78,39 +95,45 @@ void Group::run() {
         }
         return;
       }
-      op = std::move(queue_.front().first);
-      done = std::move(queue_.front().second);
+      op = std::move(queue_.front().op);
+      done = std::move(queue_.front().done);
       queue_.pop_front();
       has_work_.store(!queue_.empty() || closing_, std::memory_order_release);
+      running_ = true;
     }
-    std::string failed;
+    const auto before = shm_ ? shm_->ticket() : 0;  // no backend: the group failed to form (execute says so)
+    auto error = execute(op);  // catches everything
+    const auto after = shm_ ? shm_->ticket() : 0;
     {
+      // The backend is free for callers again before the Ref completes: the
+      // waiter's next operation can then run on its own thread.
       std::lock_guard lock(mu_);
-      failed = failed_;
+      running_ = false;
     }
-    if (!failed.empty()) {
-      done(std::make_exception_ptr(CollectiveError(failed)));
+    if (!error && (after != before || !inflight.empty())) {
+      // Queued on the device: it completes in order, once its work has finished.
+      inflight.emplace_back(after, std::move(done));
+      complete_finished();
       continue;
     }
-    std::exception_ptr error;
-    try {
-      const auto before = shm_->ticket();
-      op(*shm_);
-      const auto after = shm_->ticket();
-      if (after != before || !inflight.empty()) {
-        // Queued on the device: it completes in order, once its work has finished.
-        inflight.emplace_back(after, std::move(done));
-        complete_finished();
-        continue;
-      }
-    } catch (const CollectiveError& e) {
-      std::lock_guard lock(mu_);
-      if (failed_.empty() && !shm_->failure().empty()) failed_ = e.what();  // sticky once the group failed
-      error = std::current_exception();
-    } catch (...) {
-      error = std::current_exception();
-    }
     done(error);
+  }
+}
+
+std::exception_ptr Group::execute(const OpFn& op) {
+  {
+    std::lock_guard lock(mu_);
+    if (!failed_.empty()) return std::make_exception_ptr(CollectiveError(failed_));
+  }
+  try {
+    op(*shm_);
+    return nullptr;
+  } catch (const CollectiveError& e) {
+    std::lock_guard lock(mu_);
+    if (failed_.empty() && !shm_->failure().empty()) failed_ = e.what();  // sticky once the group failed
+    return std::current_exception();
+  } catch (...) {
+    return std::current_exception();
   }
 }
 
@@ -136,24 +159,104 @@ Group::OpFn Group::ordered(OpFn op) {
   };
 }
 
-Ref<void> Group::submit(OpFn op) {
-  op = ordered(std::move(op));
-  auto p = std::make_shared<Promise<void>>();
-  auto ref = p->ref();
-  enqueue(std::move(op), [p](std::exception_ptr e) {
+bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
+  {
+    std::lock_guard lock(mu_);
+    if (!shm_ || closing_ || running_ || !queue_.empty() || !failed_.empty()) return false;
+    running_ = true;
+  }
+  bool started = false, late = false;
+  auto error = execute([&](Backend& g) {
+    if (!(started = g.fast_start(fast))) return;
+    const auto until = std::chrono::steady_clock::now() + kInlineWait;
+    for (unsigned spins = 0; !g.fast_ready(fast); ++spins) {
+      if (spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        continue;
+      }
+      // Ranks may outnumber cores: let the late one run.
+      std::this_thread::yield();
+      if (std::chrono::steady_clock::now() >= until) {
+        late = true;
+        return;
+      }
+    }
+    g.fast_finish(fast);
+  });
+  Entry rest;
+  if (late) {
+    // The peers are late: the group's thread (or a helping waiter) finishes
+    // it, first in line.
+    auto p = std::make_shared<Promise<void>>(troupe::detail::StatePtr<troupe::detail::State<void>>(new OpState(weak_from_this(), id)));
+    out = p->ref();
+    rest = Entry{[fast](Backend& g) mutable { g.fast_finish(fast); }, complete_with(std::move(p)), id};
+  } else if (started || error) {
+    out = error ? Ref<void>::from_error(error) : Ref<void>::from_value();
+  }
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    running_ = false;
+    if (late) {
+      queue_.push_front(std::move(rest));
+      has_work_.store(true, std::memory_order_release);
+    }
+    wake = !queue_.empty();  // else the group's thread sleeps on: waking it costs every rank a core
+  }
+  if (wake) cv_.notify_one();
+  return started || error;
+}
+
+void Group::help(std::uint64_t id) {
+  std::unique_lock lock(mu_);
+  if (running_ || closing_ || !shm_ || spec_.memory != "host" || queue_.empty() || queue_.front().id > id) return;
+  running_ = true;
+  while (!queue_.empty() && queue_.front().id <= id) {
+    Entry e = std::move(queue_.front());
+    queue_.pop_front();
+    has_work_.store(!queue_.empty(), std::memory_order_release);
+    lock.unlock();
+    e.done(execute(e.op));
+    lock.lock();
+  }
+  running_ = false;
+  const bool wake = !queue_.empty();
+  lock.unlock();
+  if (wake) cv_.notify_one();
+}
+
+Group::DoneFn Group::complete_with(std::shared_ptr<Promise<void>> p) {
+  return [p = std::move(p)](std::exception_ptr e) {
     if (e)
       p->set_error(e);
     else
       p->set_value();
-  });
+  };
+}
+
+Ref<void> Group::submit(OpFn op, FastOp fast) {
+  const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  if (fast.kind != k_none && spec_.memory == "host") {
+    Ref<void> done;
+    if (try_inline(fast, id, done)) return done;
+  }
+  op = ordered(std::move(op));
+  // A caller that blocks on the Ref (get()) runs the queued operations up to
+  // this one itself when the group's thread has not started them: no hop.
+  auto p = std::make_shared<Promise<void>>(troupe::detail::StatePtr<troupe::detail::State<void>>(
+      spec_.memory == "host" ? new OpState(weak_from_this(), id) : new troupe::detail::State<void>(1)));
+  auto ref = p->ref();
+  enqueue(std::move(op), complete_with(std::move(p)), id);
   return ref;
 }
 
-void Group::enqueue(OpFn op, DoneFn done) {
+void Group::enqueue(OpFn op, DoneFn done, std::uint64_t id) {
   {
     std::lock_guard lock(mu_);
     if (!closing_) {
-      queue_.emplace_back(std::move(op), std::move(done));
+      queue_.push_back({std::move(op), std::move(done), id ? id : next_id_.fetch_add(1, std::memory_order_relaxed)});
       has_work_.store(true, std::memory_order_release);
       cv_.notify_one();
       return;
@@ -167,7 +270,9 @@ Ref<void> Group::fail_now(std::string why) {
 }
 
 Ref<void> Group::barrier() {
-  return submit([](Backend& g) { g.barrier(); });
+  FastOp f;
+  f.kind = k_barrier;
+  return submit([](Backend& g) { g.barrier(); }, f);
 }
 
 void Group::abort(const std::string& why) {
@@ -199,13 +304,13 @@ void Group::destroy() {
   cv_.notify_all();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
   // Operations still queued fail: the group is gone.
-  std::deque<std::pair<OpFn, DoneFn>> left;
+  std::deque<Entry> left;
   {
     std::lock_guard lock(mu_);
     left.swap(queue_);
   }
-  for (auto& [op, done] : left)
-    done(std::make_exception_ptr(CollectiveError(fmt::format("group '{}' was destroyed", spec_.name))));
+  for (auto& e : left)
+    e.done(std::make_exception_ptr(CollectiveError(fmt::format("group '{}' was destroyed", spec_.name))));
 }
 
 namespace {

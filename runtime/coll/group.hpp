@@ -9,11 +9,17 @@
 //   co_await g->allreduce(grads, troupe::coll::Op::avg);
 //
 // Every operation returns a Ref at once and runs on the group's own thread,
-// in the order issued, so compute can overlap it. Buffers must stay alive and
+// in the order issued, so compute can overlap it. Small host operations
+// (allreduce up to 256 KiB, barrier) issued while the group is idle run on the
+// caller's thread instead when every peer is already there (a few us, no
+// thread hop); one whose peers have not arrived within 20 us goes on on the
+// group's thread, and its Ref completes from there. Buffers must stay alive and
 // untouched until the Ref completes. All ranks must issue the same operations
 // in the same order; a rank that disagrees (size, dtype, op, root), a dead
 // member, or a destroyed group fails every rank's pending and later
 // operations with CollectiveError naming the rank, never a hang.
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -26,13 +32,14 @@
 
 #include <fmt/format.h>
 
+#include "runtime/coll/backend.hpp"
 #include "runtime/coll/shm.hpp"
 #include "runtime/coll/types.hpp"
 #include "runtime/ref.hpp"
 
 namespace troupe::coll {
 
-class Group {
+class Group : public std::enable_shared_from_this<Group> {
  public:
   /// Starts the group's thread, which maps the shared segment and waits for
   /// every rank to join before the first operation runs.
@@ -48,7 +55,8 @@ class Group {
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
-    return submit([=](Backend& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); });
+    return submit([=](Backend& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); },
+                  FastOp{k_allreduce, buf.data(), buf.size(), dtype_of<T>(), op});
   }
   /// `in` holds size() blocks of out.size() elements; block r, reduced, lands in `out` on rank r.
   template <class T>
@@ -118,22 +126,42 @@ class Group {
  private:
   using OpFn = std::function<void(Backend&)>;
   using DoneFn = std::function<void(std::exception_ptr)>;
-  Ref<void> submit(OpFn op);
+  struct Entry {
+    OpFn op;
+    DoneFn done;
+    std::uint64_t id = 0;  // issue order
+  };
+  class OpState;  // a Ref's state whose blocking waiter helps (help())
+  /// How long a caller running a fast operation waits for its peers before
+  /// leaving it to the group's thread.
+  static constexpr std::chrono::microseconds kInlineWait{200};
+
+  Ref<void> submit(OpFn op, FastOp fast = {});
+  // Runs `fast` on this thread if the group is idle; false if it did not start it.
+  bool try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out);
+  // A thread blocked on operation `id`: runs the queued operations up to it
+  // here, unless the group's thread (or another helper) is at work.
+  void help(std::uint64_t id);
+  // Runs `op` on the backend: the error to complete it with, or null.
+  std::exception_ptr execute(const OpFn& op);
+  static DoneFn complete_with(std::shared_ptr<Promise<void>> p);
   OpFn ordered(OpFn op);  // device groups: wait for the producer stream first
-  void enqueue(OpFn op, DoneFn done);
+  void enqueue(OpFn op, DoneFn done, std::uint64_t id = 0);
   Ref<void> fail_now(std::string why);
   void run();
 
   GroupSpec spec_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::pair<OpFn, DoneFn>> queue_;
+  std::deque<Entry> queue_;
+  std::atomic<std::uint64_t> next_id_{1};
   std::unique_ptr<Backend> shm_;   // made on the group's thread (shared memory or TCP)
   std::string failed_;             // sticky failure
   void* producer_ = nullptr;       // after(): the stream device buffers come from
   bool has_producer_ = false;
   std::string pending_abort_;      // an abort asked before the segment was mapped
   bool closing_ = false;
+  bool running_ = false;           // an operation is on the backend (group thread or a caller)
   std::atomic<bool> cancel_{false};  // stops a join still waiting for peers
   std::atomic<bool> has_work_{false};  // lets the group's thread poll without the lock
   std::thread thread_;

@@ -20,6 +20,13 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr std::size_t kPage = 4096;
+// Allreduce of group-allocated buffers from this size on works in place
+// (smaller ones are staged: one barrier, not two).
+constexpr std::size_t kInPlaceFrom = 64 * 1024;
+// Allreduces up to this size can run on the caller's thread (fast_start): a
+// few us of work once the peers are there.
+constexpr std::size_t kFastMax = 256 * 1024;
+constexpr std::size_t kBlock = 16384;  // elements: a block of every input stays in L2
 
 std::size_t align_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
 
@@ -196,18 +203,18 @@ void ShmGroup::wait(Pred done, const char* what, std::int32_t peer) {
 
 void ShmGroup::publish(const Desc& d) { h_->ranks[spec_.rank].desc[d.seq & 1] = d; }
 
+bool ShmGroup::arrived(std::uint64_t g) const {
+  for (std::uint32_t i = 0; i < spec_.world; ++i)
+    if (h_->ranks[i].arrive.load(std::memory_order_acquire) < g) return false;
+  return true;
+}
+
 void ShmGroup::sync(const char* what) {
   if (h_->aborted.load(std::memory_order_acquire)) fail();
   ++gen_;
   h_->ranks[spec_.rank].arrive.store(gen_, std::memory_order_release);
   const auto g = gen_;
-  wait(
-      [&]() {
-        for (std::uint32_t i = 0; i < spec_.world; ++i)
-          if (h_->ranks[i].arrive.load(std::memory_order_acquire) < g) return false;
-        return true;
-      },
-      what, -1);
+  wait([&]() { return arrived(g); }, what, -1);
 }
 
 void ShmGroup::check_all(const Desc& mine) {
@@ -282,40 +289,91 @@ std::vector<ShmGroup::Posted> ShmGroup::agree(std::uint32_t kind, DType d, std::
 std::int32_t ShmGroup::pid_of(std::uint32_t r) const { return h_->ranks[r].pid.load(std::memory_order_relaxed); }
 
 void ShmGroup::barrier() {
-  Desc me{++op_seq_, k_barrier, 0, 0, 0, -1, 0, 0, 0, 0, {}};
+  FastOp f;
+  f.kind = k_barrier;
+  fast_start(f);
+  fast_finish(f);
+}
+
+bool ShmGroup::fast_start(FastOp& f) {
+  const std::size_t bytes = f.n * size_of(f.dtype);
+  if (f.kind == k_allreduce ? bytes > kFastMax : f.kind != k_barrier) return false;
+  if (h_->aborted.load(std::memory_order_acquire)) fail();
+  Desc me{++op_seq_, f.kind, 0, 0, 0, -1, 0, 0, 0, 0, {}};
+  if (f.kind == k_allreduce) {
+    me.dtype = static_cast<std::uint32_t>(f.dtype);
+    me.count = f.n;
+    me.op = static_cast<std::uint32_t>(f.op);
+    // Group-allocated buffers are reduced in place (no copies, a second
+    // barrier); others go through the staging halves, the first piece staged
+    // here, before the agreement.
+    const auto off = bytes >= kInPlaceFrom ? heap_offset(f.buf, bytes) : std::nullopt;
+    if (off) {
+      me.heap = 1;
+      me.heap_base = *off;  // each rank publishes where its own buffer is
+    } else {
+      copy_bytes(stage(spec_.rank, next_half_), f.buf, std::min(bytes, half_ / size_of(f.dtype) * size_of(f.dtype)));
+      me.copied = 1;
+    }
+  }
   publish(me);
-  sync("barrier");
+  h_->ranks[spec_.rank].arrive.store(++gen_, std::memory_order_release);
+  f.seq = me.seq;
+  f.gen = gen_;
+  return true;
+}
+
+bool ShmGroup::fast_ready(const FastOp& f) {
+  return h_->aborted.load(std::memory_order_acquire) != 0 || arrived(f.gen);
+}
+
+void ShmGroup::fast_finish(FastOp& f) {
+  if (h_->aborted.load(std::memory_order_acquire)) fail();
+  wait([&]() { return arrived(f.gen); }, kind_name(f.kind), -1);
+  const Desc me = h_->ranks[spec_.rank].desc[f.seq & 1];
   check_all(me);
+  if (f.kind == k_allreduce) finish_allreduce(me, static_cast<std::byte*>(f.buf), f.n, f.dtype, f.op);
+}
+
+void ShmGroup::reduce_staged(std::byte* out, unsigned h, std::size_t n, DType d, Op op) {
+  if (spec_.world == 1) return;  // its own data, already in place
+  const std::size_t es = size_of(d);
+  for (std::size_t s = 0; s < n; s += kBlock) {
+    const std::size_t len = std::min(kBlock, n - s);
+    std::byte* o = out + s * es;
+    reduce3(o, stage(0, h) + s * es, stage(1, h) + s * es, len, d, op);
+    for (std::uint32_t i = 2; i < spec_.world; ++i) reduce_into(o, stage(i, h) + s * es, len, d, op);
+    if (op == Op::avg) scale_down(o, len, d, spec_.world);
+  }
 }
 
 void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
-  const std::size_t es = size_of(d), bytes = n * es;
-  auto* mine = static_cast<std::byte*>(buf);
+  FastOp f{k_allreduce, buf, n, d, op};
+  if (fast_start(f)) return fast_finish(f);
   Desc me{++op_seq_, k_allreduce, static_cast<std::uint32_t>(d), n, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0, {}};
-  // Group-allocated buffers past a few pages are reduced in place (two
-  // barriers, no copies); everything else goes through the staging halves
-  // (one barrier a piece), with the first piece staged before the agreement.
-  constexpr std::size_t kInPlaceFrom = 64 * 1024;
-  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
-  const auto off = bytes >= kInPlaceFrom ? heap_offset(buf, bytes) : std::nullopt;
-  if (off) {
+  const std::size_t es = size_of(d), bytes = n * es;
+  if (const auto off = heap_offset(buf, bytes)) {
     me.heap = 1;
-    me.heap_base = *off;  // each rank publishes where its own buffer is
+    me.heap_base = *off;
   } else {
-    copy_bytes(stage(spec_.rank, next_half_), mine, std::min(n, per_piece) * es);
+    copy_bytes(stage(spec_.rank, next_half_), buf, std::min(bytes, half_ / es * es));
     me.copied = 1;
   }
   publish(me);
   sync("allreduce");
   check_all(me);
-  bool all_heap = bytes > 0, all_copied = true;
+  finish_allreduce(me, static_cast<std::byte*>(buf), n, d, op);
+}
+
+void ShmGroup::finish_allreduce(const Desc& me, std::byte* mine, std::size_t n, DType d, Op op) {
+  const std::size_t es = size_of(d);
+  bool all_heap = n > 0, all_copied = true;
   for (std::uint32_t i = 0; i < spec_.world; ++i) {
     const Desc& o = h_->ranks[i].desc[me.seq & 1];
     all_heap = all_heap && o.heap;
     all_copied = all_copied && o.copied;
   }
   auto peer = [&](std::uint32_t i) { return heap_ + h_->ranks[i].desc[me.seq & 1].heap_base; };
-  constexpr std::size_t kBlock = 16384;  // elements: a block of every input stays in L2
   if (all_heap) {
     // In place: rank r reduces chunk r across every buffer, then writes it into all.
     auto [b, e] = chunk(n, spec_.world, spec_.rank);
@@ -336,6 +394,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   // buffer. The halves alternate, so one barrier a piece is enough: a rank
   // writes a half again only after everyone has passed the barrier of the
   // piece that followed its last use.
+  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
   const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
   for (std::size_t p = 0; p < pieces; ++p) {
     const std::size_t p0 = p * per_piece, pn = std::min(per_piece, n - std::min(n, p0));
@@ -345,14 +404,7 @@ void ShmGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
       if (!(p == 0 && me.copied)) copy_bytes(stage(spec_.rank, h), mine + p0 * es, pn * es);
       sync("allreduce");
     }
-    if (spec_.world == 1) continue;  // its own data, already in place
-    for (std::size_t s = 0; s < pn; s += kBlock) {
-      const std::size_t len = std::min(kBlock, pn - s);
-      std::byte* out = mine + (p0 + s) * es;
-      reduce3(out, stage(0, h) + s * es, stage(1, h) + s * es, len, d, op);
-      for (std::uint32_t i = 2; i < spec_.world; ++i) reduce_into(out, stage(i, h) + s * es, len, d, op);
-      if (op == Op::avg) scale_down(out, len, d, spec_.world);
-    }
+    reduce_staged(mine + p0 * es, h, pn, d, op);
   }
 }
 

@@ -72,6 +72,11 @@ class ShmGroup final : public Backend {
   void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void barrier() override;
 
+  /// Allreduce up to 256 KiB and barriers: start here, finish anywhere.
+  bool fast_start(FastOp& f) override;
+  bool fast_ready(const FastOp& f) override;
+  void fast_finish(FastOp& f) override;
+
   /// Collective: every rank calls it with the same size, in the same order.
   /// Returns this rank's buffer in the shared heap.
   void* alloc(std::size_t bytes) override;
@@ -102,6 +107,11 @@ class ShmGroup final : public Backend {
   void publish(const Desc& d);
   void check_all(const Desc& mine);
   void sync(const char* what);  // barrier over every rank
+  bool arrived(std::uint64_t gen) const;  // every rank has reached barrier generation `gen`
+  // After the agreement: the in-place or staged rest of an allreduce.
+  void finish_allreduce(const Desc& me, std::byte* mine, std::size_t n, DType d, Op op);
+  // out[0, n) = op over every rank's staging half h, in rank order.
+  void reduce_staged(std::byte* out, unsigned h, std::size_t n, DType d, Op op);
   template <class Pred>
   void wait(Pred done, const char* what, std::int32_t peer);
   [[noreturn]] void fail();

@@ -74,6 +74,8 @@ void StateBase::wait() const {
     throw UsageError(fmt::format(
         "get() inside {} on the result of its own call would deadlock its mailbox; use co_await",
         actor_label(origin_)));
+  help();
+  if (ready()) return;
   // Pause first; then yield for a bounded time, so a waiter never keeps the
   // thread that will complete this Ref off a core (more busy threads than
   // cores is common: collectives, process actors on a small machine).

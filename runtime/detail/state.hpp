@@ -58,6 +58,10 @@ class StateBase {
   /// Blocks until ready. Throws UsageError if called from inside the actor
   /// whose result it waits for (that would deadlock its mailbox).
   void wait() const;
+  /// What wait() does first: a producer whose work can run on the waiting
+  /// thread does it there (a collective group's queued operations). Nothing
+  /// by default.
+  virtual void help() const noexcept {}
   /// Blocks up to `timeout`; returns ready().
   bool wait_for(std::chrono::nanoseconds timeout) const;
   /// wait_for, then a TimeoutError naming the actor that owes the result.

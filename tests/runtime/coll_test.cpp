@@ -24,6 +24,31 @@ coll::GroupOptions small_staging(const std::string& name = "t", const std::strin
   return o;
 }
 
+// Issues `count` allreduces back to back, then waits for them all (get() or
+// co_await): rank r's op k holds (k + 1) * (r + 1) + i % 3 at index i.
+class Burst {
+ public:
+  Task<std::vector<float>> run(std::size_t n, int count, int delay_ms, bool block) {
+    auto g = coll::group("t");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    std::vector<std::vector<float>> bufs(static_cast<std::size_t>(count), std::vector<float>(n));
+    std::vector<Ref<void>> refs;
+    for (int k = 0; k < count; ++k) {
+      auto& b = bufs[static_cast<std::size_t>(k)];
+      for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<float>((k + 1) * (g->rank() + 1) + i % 3);
+      refs.push_back(g->allreduce(std::span<float>(b)));
+    }
+    for (auto& r : refs) {
+      if (block)
+        r.get();
+      else
+        co_await r;
+    }
+    std::vector<float> out;
+    for (auto& b : bufs) out.insert(out.end(), b.begin(), b.end());
+    co_return out;
+  }
+};
 
 }  // namespace
 
@@ -69,6 +94,30 @@ TEST_CASE("allreduce where some ranks pass group buffers and others their own", 
       c.own_rank = 0;
       troupe::test::check_coll_case(mesh, c);
     }
+}
+
+TEST_CASE("operations complete in issue order whoever runs them: caller, waiter or the group's thread", "[coll]") {
+  // Small operations start on the caller's thread and, when a peer is late,
+  // finish on the group's thread; a caller blocked in get() runs queued ones
+  // itself. Each mix must give every operation its own, right result.
+  Runtime rt({.threads = 3});
+  auto mesh = rt.spawn_mesh<Burst>(2);
+  coll::create_group(rt, mesh, small_staging("t", "shm"));
+  for (std::size_t n : {1u, 3000u, 70000u})
+    for (bool block : {false, true})
+      for (int late : {0, 30}) {
+        INFO("n " << n << " block " << block << " late rank waits " << late << " ms");
+        const int count = 4;
+        auto a = mesh[0].call(&Burst::run, n, count, 0, block);
+        auto b = mesh[1].call(&Burst::run, n, count, late, block);
+        for (auto* r : {&a, &b}) {
+          auto got = r->get(20s);
+          REQUIRE(got.size() == n * count);
+          for (int k = 0; k < count; ++k)
+            for (std::size_t i = 0; i < n; ++i)
+              REQUIRE(got[k * n + i] == static_cast<float>(3 * (k + 1) + 2 * (i % 3)));
+        }
+      }
 }
 
 TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {
