@@ -1,7 +1,7 @@
 # PyTorch DDP's side of `troupe-bench dp`: the same MLP, data, batch and
 # optimizer, gloo, one thread per process. Prints one line:
 #   replicas samples_per_s seconds_to_target final_acc
-#   python3 dp_torch.py REPLICAS EPOCHS BATCH LR MOMENTUM TARGET DATA_DIR HIDDEN(,..)
+#   python3 dp_torch.py REPLICAS EPOCHS BATCH LR MOMENTUM TARGET DATA_DIR HIDDEN(,..) [SEED]
 import gzip
 import os
 import socket
@@ -34,10 +34,10 @@ def load(d):
 def worker(rank, world, port, args, out):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    epochs, batch, lr, momentum, target, data_dir, hidden = args
+    epochs, batch, lr, momentum, target, data_dir, hidden, seed = args
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     xtr, ytr, xte, yte = load(data_dir)
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     layers, width = [], 784
     for h in hidden:
         layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
@@ -45,7 +45,7 @@ def worker(rank, world, port, args, out):
     layers.append(torch.nn.Linear(width, 10))
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(*layers))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    sampler = torch.utils.data.distributed.DistributedSampler(range(len(xtr)), num_replicas=world, rank=rank, seed=1)
+    sampler = torch.utils.data.distributed.DistributedSampler(range(len(xtr)), num_replicas=world, rank=rank, seed=seed)
     loss_fn = torch.nn.CrossEntropyLoss()
     dist.barrier()
     start, samples, reached, acc = time.perf_counter(), 0, -1.0, 0.0
@@ -74,12 +74,13 @@ def main():
     replicas, epochs, batch = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     lr, momentum, target = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
     data_dir, hidden = sys.argv[7], [int(h) for h in sys.argv[8].split(",")]
+    seed = int(sys.argv[9]) if len(sys.argv) > 9 else 1
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    args = (epochs, batch, lr, momentum, target, data_dir, hidden)
+    args = (epochs, batch, lr, momentum, target, data_dir, hidden, seed)
     procs = [ctx.Process(target=worker, args=(r, replicas, port, args, out)) for r in range(replicas)]
     for p in procs:
         p.start()

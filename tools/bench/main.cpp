@@ -25,6 +25,7 @@ void usage() {
              "           and ranks sharing one GPU (cuda_local)   --ranks N (2 or 4)  --max-bytes B\n"
              "  dp       data-parallel training (MLP 784-1024-1024-10, Fashion-MNIST), troupe next to PyTorch DDP\n"
              "           --ranks N (replicas; default: 1 and 2)  --epochs N (default 3)\n"
+             "           --seeds N (runs per setting, seeds 1..N, and their mean accuracy; default 1)\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
              "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
       ++i;
     }
     else if (a == "--epochs") dpc.epochs = parse_int("--epochs", next), ++i;
+    else if (a == "--seeds") dpc.seeds = parse_int("--seeds", next), ++i;
     else if (a == "--max-bytes") {
       const auto max = static_cast<std::uint64_t>(parse_int("--max-bytes", next));
       ++i;

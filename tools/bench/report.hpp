@@ -97,6 +97,7 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
 struct DpConfig {
   std::vector<int> replicas{1, 2};
   std::int64_t epochs = 3;
+  int seeds = 1;  ///< runs per setting, seeds 1..seeds (initialisation and data order)
 };
 std::vector<Row> dp_rows(const DpConfig& cfg, std::vector<std::string>& notes);
 
