@@ -99,6 +99,7 @@ void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
   if (closed_) throw UsageError("spawn on a runtime that has been shut down");
   std::erase_if(processes_, [](auto& w) { return w.expired(); });
   processes_.push_back(r);
+  r->set_owner(this);
 }
 
 std::shared_ptr<cluster::ClusterClient> Runtime::cluster_link() {

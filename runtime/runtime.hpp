@@ -148,6 +148,10 @@ class Runtime {
       actor.cell()->add_monitor(std::move(fn));
   }
 
+  /// monitor() of a process actor by its handle (collective groups formed
+  /// from inside actors, which have no ActorRef of their peers).
+  void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
+
   /// Runs a driver coroutine on the pool; its Ref gives the result.
   template <class T>
   Ref<T> start(Task<T> task) {
@@ -173,7 +177,6 @@ class Runtime {
   std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
   void forget(detail::CellBase& cell);
   void run_pool_thread();
-  void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
   void adopt_remote(const std::shared_ptr<remote::RemoteActor>& r);
   std::shared_ptr<cluster::ClusterClient> cluster_link();
 

@@ -1,8 +1,12 @@
 #pragma once
 // Making a collective group from the driver, out of actors (a mesh or a list,
-// ranks in order), as ray.util.collective.create_collective_group does.
+// ranks in order), as ray.util.collective.create_collective_group does:
 //
 //   auto info = troupe::coll::create_group(rt, replicas, {.name = "dp"});
+//
+// or from inside the actors, each with its rank, as init_collective_group does:
+//
+//   auto g = co_await troupe::coll::init_group(world, rank, {.name = "dp"});
 //
 // Each member learns its rank in order with the calls sent to it (a call sent
 // after create_group finds the group there). The driver watches the members:
@@ -10,6 +14,7 @@
 // and later operations fail naming the dead rank; rebuild with a new
 // create_group of the survivors (or restarted members) under the same name.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -37,6 +42,7 @@ struct GroupOptions {
   std::uint64_t p2p_bytes = 1ull << 20;
   std::uint64_t heap_bytes = 1ull << 30;  ///< room for alloc() buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;      ///< longest wait on a peer before failing
+  TROUPE_FIELDS(name, backend, memory, devices, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)
 };
 
 struct GroupInfo {
@@ -53,7 +59,23 @@ struct Member {
   std::uint64_t node = 0;
   std::string name;
   int device = 0;  ///< cuda groups: the GPU it uses on its node
+  std::function<void(MonitorFn)> watch;  ///< init_group: how to monitor it (create_group uses its ActorRef)
 };
+/// What a member asks for with init_group (sent by a worker to its driver).
+struct JoinRequest {
+  GroupOptions options;
+  std::uint32_t world = 0, rank = 0;
+  TROUPE_FIELDS(options, world, rank)
+};
+/// Driver side of init_group: member `m` asks to be rank q.rank; once every
+/// rank has, the group is formed (form_group) and monitored. A disagreeing
+/// or late round fails its members (abort_member with uid 0 / abortGroup).
+void join_request(Runtime& rt, const JoinRequest& q, Member m);
+/// Checks the options, picks the backend and makes every member join as its
+/// rank (the part of create_group that needs no ActorRef).
+GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOptions& o);
+/// A monitor that aborts the other members' group when rank r dies.
+MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r, GroupSpec base);
 void join_member(const Member& m, const GroupSpec& spec);
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why);
 std::uint64_t fresh_uid();
@@ -88,32 +110,9 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
     }
     ms.push_back(std::move(m));
   }
-  if (o.memory != "host" && o.memory != "cuda")
-    throw UsageError(fmt::format("create_group: memory '{}' (host or cuda)", o.memory));
-  GroupSpec base;
-  base.name = o.name;
-  base.uid = detail::fresh_uid();
-  base.world = static_cast<std::uint32_t>(ms.size());
-  base.memory = o.memory;
-  base.backend = o.memory == "cuda" ? detail::check_device_backend(rt, ms, o.backend) : detail::check_backend(rt, ms, o.backend);
-  base.staging_bytes = o.staging_bytes;
-  base.p2p_bytes = o.p2p_bytes;
-  base.heap_bytes = o.heap_bytes;
-  base.timeout_ms = o.timeout_ms;
-  for (std::size_t r = 0; r < ms.size(); ++r) {
-    GroupSpec s = base;
-    s.rank = static_cast<std::uint32_t>(r);
-    s.host = detail::driver_host(rt);  // a worker that dialled in from another host uses its own address
-    if (o.memory == "cuda") s.device = ms[r].remote.expired() ? ms[r].device : -1;  // a worker knows its own
-    detail::join_member(ms[r], s);
-  }
+  const GroupSpec base = detail::form_group(rt, ms, o);
   auto shared = std::make_shared<std::vector<detail::Member>>(ms);
-  for (std::size_t r = 0; r < members.size(); ++r)
-    rt.monitor(members[r], [shared, r, base](const DownEvent& e) {
-      detail::abort_members(*shared, r, base,
-                            fmt::format("rank {} ({}) died: {}", r, shared->at(r).name.empty() ? fmt::format("actor {}", e.id) : shared->at(r).name,
-                                        e.detail.empty() ? to_string(e.cause) : e.detail));
-    });
+  for (std::size_t r = 0; r < members.size(); ++r) rt.monitor(members[r], detail::on_member_down(shared, r, base));
   return GroupInfo{base.name, base.backend, base.uid, base.world};
 }
 
@@ -121,5 +120,17 @@ template <class T>
 GroupInfo create_group(Runtime& rt, const Mesh<T>& mesh, const GroupOptions& o = {}) {
   return create_group(rt, mesh.members(), o);
 }
+
+/// Inside a member actor: forms the group o.name with the other actors that
+/// call this, as ray.util.collective.init_collective_group does. Every member
+/// calls it with the same world size and options and its own rank (process
+/// members' requests go to their driver, which forms the group as
+/// create_group would). The Ref gives the group (coll::group(o.name) finds it
+/// too) once all `world` ranks have joined; it fails with CollectiveError if
+/// they have not within o.timeout_ms (naming the missing ranks), at once if a
+/// member asks for another world size or other options, or if its rank is
+/// taken by another actor. Calling it again forms a new group under the name
+/// (how survivors and restarted members rebuild one).
+Ref<std::shared_ptr<Group>> init_group(std::uint32_t world, std::uint32_t rank, const GroupOptions& o = {});
 
 }  // namespace troupe::coll

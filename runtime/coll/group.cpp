@@ -314,9 +314,15 @@ void Group::destroy() {
 }
 
 namespace {
+using Key = std::pair<std::uint64_t, std::string>;
 std::mutex registry_mu;
-std::map<std::pair<std::uint64_t, std::string>, std::shared_ptr<Group>>& registry() {
-  static auto* m = new std::map<std::pair<std::uint64_t, std::string>, std::shared_ptr<Group>>();
+std::map<Key, std::shared_ptr<Group>>& registry() {
+  static auto* m = new std::map<Key, std::shared_ptr<Group>>();
+  return *m;
+}
+// init_group calls waiting for their group (await_group).
+std::map<Key, std::vector<Promise<std::shared_ptr<Group>>>>& joining() {
+  static auto* m = new std::map<Key, std::vector<Promise<std::shared_ptr<Group>>>>();
   return *m;
 }
 }  // namespace
@@ -326,23 +332,45 @@ namespace detail {
 void declare(std::uint64_t actor_id, const GroupSpec& spec) {
   auto g = std::make_shared<Group>(spec);
   std::shared_ptr<Group> old;
+  std::vector<Promise<std::shared_ptr<Group>>> waiting;
   {
     std::lock_guard lock(registry_mu);
     auto& slot = registry()[{actor_id, spec.name}];
     old = std::move(slot);
-    slot = std::move(g);
+    slot = g;
+    if (auto it = joining().find({actor_id, spec.name}); it != joining().end()) {
+      waiting = std::move(it->second);
+      joining().erase(it);
+    }
   }
   if (old) old->destroy();
+  for (auto& p : waiting) p.set_value(g);
 }
 
 void abort_member(std::uint64_t actor_id, const std::string& name, std::uint64_t uid, const std::string& why) {
   std::shared_ptr<Group> g;
+  std::vector<Promise<std::shared_ptr<Group>>> waiting;
   {
     std::lock_guard lock(registry_mu);
-    auto it = registry().find({actor_id, name});
-    if (it != registry().end() && it->second->uid() == uid) g = it->second;
+    if (uid == 0) {
+      if (auto it = joining().find({actor_id, name}); it != joining().end()) {
+        waiting = std::move(it->second);
+        joining().erase(it);
+      }
+    } else if (auto it = registry().find({actor_id, name}); it != registry().end() && it->second->uid() == uid) {
+      g = it->second;
+    }
   }
   if (g) g->abort(why);
+  for (auto& p : waiting) p.set_error(std::make_exception_ptr(CollectiveError(why)));
+}
+
+Ref<std::shared_ptr<Group>> await_group(std::uint64_t actor_id, const std::string& name) {
+  Promise<std::shared_ptr<Group>> p;
+  auto ref = p.ref();
+  std::lock_guard lock(registry_mu);
+  joining()[{actor_id, name}].push_back(std::move(p));
+  return ref;
 }
 
 }  // namespace detail

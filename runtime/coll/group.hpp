@@ -52,6 +52,8 @@ class Group : public std::enable_shared_from_this<Group> {
   std::uint32_t size() const noexcept { return spec_.world; }
   const std::string& name() const noexcept { return spec_.name; }
   std::uint64_t uid() const noexcept { return spec_.uid; }
+  /// "shm", "tcp", "nccl" or "cuda_local".
+  const std::string& backend() const noexcept { return spec_.backend; }
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
@@ -175,8 +177,12 @@ namespace detail {
 /// Registers `spec` for actor `actor_id` of this process (replacing any older
 /// group of that name for it). Used by create_group and by worker processes.
 void declare(std::uint64_t actor_id, const GroupSpec& spec);
-/// Aborts the group `name` (instance `uid`) of actor `actor_id` in this process, if any.
+/// Aborts the group `name` (instance `uid`) of actor `actor_id` in this process, if any;
+/// uid 0: fails its init_group in progress instead (await_group).
 void abort_member(std::uint64_t actor_id, const std::string& name, std::uint64_t uid, const std::string& why);
+/// A Ref completed by the next declare() of group `name` for actor `actor_id`,
+/// or failed (CollectiveError, `why`) by abort_member with uid 0.
+Ref<std::shared_ptr<Group>> await_group(std::uint64_t actor_id, const std::string& name);
 }  // namespace detail
 
 }  // namespace troupe::coll

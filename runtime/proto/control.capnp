@@ -284,5 +284,7 @@ struct WorkerEnvelope {
     storeSet @8 :StoreEntry;   # worker -> driver: the group rendezvous store
     storeGet @9 :Text;         # worker -> driver: answered by storeValue once the key exists
     storeValue @10 :StoreEntry;
+    joinRequest @11 :Data;     # worker -> driver: codec-encoded coll::detail::JoinRequest (init_group);
+                               # answered by joinGroup, or by abortGroup with uid 0 when it fails
   }
 }

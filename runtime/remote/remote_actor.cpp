@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "runtime/coll/create.hpp"
 #include "runtime/coll/store.hpp"
 #include "runtime/detail/registry.hpp"
 #include "runtime/remote/handles.hpp"
@@ -198,6 +199,30 @@ void RemoteActor::on_reply(net::Frame f) {
           entry.setValue(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
         }));
     });
+    return;
+  }
+  if (env.which() == proto::WorkerEnvelope::JOIN_REQUEST) {
+    // init_group inside the worker's actor: the driver forms the group.
+    auto data = env.getJoinRequest();
+    coll::detail::JoinRequest q;
+    try {
+      q = codec::from_bytes<coll::detail::JoinRequest>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "troupe: a malformed group join request from actor {}: {}\n", id_, e.what());
+      return;
+    }
+    if (!owner_) return;
+    coll::detail::Member m;
+    m.id = id_;
+    m.remote = weak_from_this();
+    m.node = node();
+    m.name = name();
+    const auto devs = devices();
+    m.device = devs.empty() ? 0 : static_cast<int>(devs.front());
+    m.watch = [owner = owner_, weak = weak_from_this()](MonitorFn fn) {
+      if (auto r = weak.lock()) owner->monitor_remote(*r, std::move(fn));
+    };
+    coll::detail::join_request(*owner_, q, std::move(m));
     return;
   }
   if (env.which() == proto::WorkerEnvelope::CALL) {

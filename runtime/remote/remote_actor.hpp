@@ -39,6 +39,10 @@
 #include "runtime/options.hpp"
 #include "runtime/ref.hpp"
 
+namespace troupe {
+class Runtime;
+}
+
 namespace troupe::remote {
 
 /// One call on its way to a worker; the typed subclass holds the caller's Promise.
@@ -90,6 +94,8 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
 
   bool alive() const noexcept { return !dead_.load(); }
   std::uint64_t id() const noexcept { return id_; }
+  /// The runtime that spawned it (forms groups its worker asks for: init_group).
+  void set_owner(Runtime* rt) noexcept { owner_ = rt; }
   const std::string& name() const noexcept { return opts_.name_; }
   std::size_t rank() const noexcept { return opts_.rank_; }
   /// The worker's pid on its node (0 before it starts or after death).
@@ -124,6 +130,7 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   const Options opts_;
   const char* type_name_;
   const std::uint64_t id_;
+  Runtime* owner_ = nullptr;
 
   mutable std::mutex mu_;
   std::deque<std::unique_ptr<PendingCall>> unsent_;

@@ -16,7 +16,7 @@ using namespace troupe;
 using troupe::test::CollCase;
 using troupe::test::CollMember;
 
-TROUPE_ACTOR(CollMember, run, pid);
+TROUPE_ACTOR(CollMember, run, pid, init);
 
 namespace {
 coll::GroupOptions opts(const std::string& backend = "auto") {
@@ -52,6 +52,32 @@ TEST_CASE("collectives across worker processes match the CPU reference", "[coll]
     auto pids = mesh.call(&CollMember::pid).get(10s);
     CHECK(std::set<int>(pids.begin(), pids.end()).size() == W);
   }
+}
+
+TEST_CASE("worker processes form a group with init_group from inside their actors", "[coll][process]") {
+  const std::string backend = GENERATE(std::string("auto"), std::string("tcp"));
+  INFO("backend " << backend);
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process());
+  auto o = opts(backend);
+  o.name = "inner";
+  std::vector<Ref<std::string>> joined;
+  for (std::uint32_t r = 0; r < 3; ++r) joined.push_back(mesh[r].call(&CollMember::init, 3u, r, o));
+  const std::string expect = backend == "auto" ? "shm" : "tcp";
+  for (std::uint32_t r = 0; r < 3; ++r) CHECK(joined[r].get(30s) == fmt::format("{}/3/{}", r, expect));
+  for (std::size_t n : {13ul, 65537ul}) {
+    CollCase c{"allreduce", 0, n, 1};
+    c.group = "inner";
+    troupe::test::check_coll_case(mesh, c);
+  }
+  // A worker killed with -9: the others' next operation fails naming it.
+  const int victim = mesh[1].call(&CollMember::pid).get(10s);
+  auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 4096, 0, 0, false, "inner"});
+  auto b = mesh[2].call(&CollMember::run, CollCase{"allreduce", 0, 4096, 0, 0, false, "inner"});
+  std::this_thread::sleep_for(100ms);
+  ::kill(victim, SIGKILL);
+  CHECK_THROWS_WITH(a.get(20s), Catch::Contains("rank 1"));
+  CHECK_THROWS_WITH(b.get(20s), Catch::Contains("rank 1"));
 }
 
 TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming it", "[coll][process]") {

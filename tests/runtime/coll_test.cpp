@@ -4,6 +4,8 @@
 // group and a killed member fail every rank instead of hanging.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include "tests/support/coll_member.hpp"
 
 using namespace std::chrono_literals;
@@ -118,6 +120,95 @@ TEST_CASE("operations complete in issue order whoever runs them: caller, waiter 
               REQUIRE(got[k * n + i] == static_cast<float>(3 * (k + 1) + 2 * (i % 3)));
         }
       }
+}
+
+TEST_CASE("init_group forms a group from inside the actors, as create_group does from the driver", "[coll]") {
+  Runtime rt({.threads = 4});
+  auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.name("m"));
+  auto o = small_staging("inner", "auto");
+  // Ranks need not follow the mesh: rank r is mesh member 2 - r.
+  std::vector<Ref<std::string>> joined;
+  for (std::uint32_t i = 0; i < 3; ++i) joined.push_back(mesh[i].call(&CollMember::init, 3u, 2 - i, o));
+  for (std::uint32_t i = 0; i < 3; ++i) CHECK(joined[i].get(20s) == fmt::format("{}/3/shm", 2 - i));
+  CollCase c{"allreduce", 0, 1031, 0};
+  c.group = "inner";
+  auto got = mesh.call(&CollMember::run, c).get(20s);
+  for (std::uint32_t i = 0; i < 3; ++i) CHECK(got[i] == troupe::test::coll_expected(c, 3, 2 - i));
+
+  // Called again, it forms a new group under the name (a rebuild).
+  joined.clear();
+  for (std::uint32_t i = 0; i < 3; ++i) joined.push_back(mesh[i].call(&CollMember::init, 3u, i, o));
+  for (std::uint32_t i = 0; i < 3; ++i) CHECK(joined[i].get(20s) == fmt::format("{}/3/shm", i));
+  c.reduce = 2;  // max
+  got = mesh.call(&CollMember::run, c).get(20s);
+  for (std::uint32_t i = 0; i < 3; ++i) CHECK(got[i] == troupe::test::coll_expected(c, 3, i));
+
+  // A member that dies: the others' operations fail naming it (the driver monitors init_group members too).
+  auto a = mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0, 0, false, "inner"});
+  auto b = mesh[1].call(&CollMember::run, CollCase{"allreduce", 0, 1000, 0, 0, false, "inner"});
+  std::this_thread::sleep_for(50ms);
+  mesh[2].kill();
+  CHECK_THROWS_WITH(a.get(10s), Catch::Contains("rank 2") && Catch::Contains("died"));
+  CHECK_THROWS_WITH(b.get(10s), Catch::Contains("rank 2") && Catch::Contains("died"));
+}
+
+TEST_CASE("init_group: members that disagree, a rank taken twice, a rank that never comes", "[coll]") {
+  Runtime rt({.threads = 4});
+  auto mesh = rt.spawn_mesh<CollMember>(3);
+  auto o = small_staging("g", "auto");
+  // World sizes differ: every member asking fails, naming both.
+  {
+    auto a = mesh[0].call(&CollMember::init, 2u, 0u, o);
+    auto b = mesh[1].call(&CollMember::init, 3u, 1u, o);
+    const auto both = Catch::Contains("members disagree: rank 0 asks for world 2, rank 1 for world 3");
+    CHECK_THROWS_WITH(a.get(10s), both);
+    CHECK_THROWS_WITH(b.get(10s), both);
+  }
+  // So do other options.
+  {
+    auto other = o;
+    other.staging_bytes *= 2;
+    auto a = mesh[0].call(&CollMember::init, 2u, 0u, o);
+    auto b = mesh[1].call(&CollMember::init, 2u, 1u, other);
+    const auto both = Catch::Contains(fmt::format("rank 0 asks for staging_bytes {}, rank 1 for staging_bytes {}",
+                                                  o.staging_bytes, other.staging_bytes));
+    CHECK_THROWS_WITH(a.get(10s), both);
+    CHECK_THROWS_WITH(b.get(10s), both);
+  }
+  // Two actors ask for rank 0: whichever comes second is refused; the round
+  // goes on and forms with the first.
+  {
+    auto a = mesh[0].call(&CollMember::init, 2u, 0u, o);
+    auto dup = mesh[2].call(&CollMember::init, 2u, 0u, o);
+    std::this_thread::sleep_for(50ms);
+    auto b = mesh[1].call(&CollMember::init, 2u, 1u, o);
+    CHECK(b.get(10s) == "1/2/shm");
+    int formed = 0, refused = 0;
+    for (auto* r : {&a, &dup}) {
+      try {
+        const auto got = r->get(10s);
+        CHECK(got == "0/2/shm");
+        ++formed;
+      } catch (const coll::CollectiveError& e) {
+        CHECK_THAT(e.what(), Catch::Contains("rank 0 is taken"));
+        ++refused;
+      }
+    }
+    CHECK(formed == 1);
+    CHECK(refused == 1);
+  }
+  // Rank 2 of 3 never asks: the others fail once the timeout passes, naming it.
+  {
+    auto quick = o;
+    quick.timeout_ms = 300;
+    auto a = mesh[0].call(&CollMember::init, 3u, 0u, quick);
+    auto b = mesh[1].call(&CollMember::init, 3u, 1u, quick);
+    CHECK_THROWS_WITH(a.get(10s), Catch::Contains("rank 2 of 3 did not join within 300 ms"));
+    CHECK_THROWS_WITH(b.get(10s), Catch::Contains("rank 2 of 3 did not join"));
+  }
+  // Bad arguments are refused at once.
+  auto bad = mesh[0].call(&CollMember::init, 2u, 2u, o);
+  CHECK_THROWS_WITH(bad.get(10s), Catch::Contains("rank 2 of a group of 2"));
 }
 
 TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {

@@ -57,6 +57,13 @@ class CollMember {
     co_return std::vector<double>{};
   }
   int pid() const { return static_cast<int>(::getpid()); }
+  /// init_group from inside the actor: joins group `o.name` as `rank` of
+  /// `world`; returns "rank/size/backend" as the group reports them.
+  Task<std::string> init(std::uint32_t world, std::uint32_t rank, coll::GroupOptions o) {
+    auto g = co_await coll::init_group(world, rank, o);
+    if (coll::group(o.name) != g) throw Error("coll::group() does not find the group init_group formed");
+    co_return fmt::format("{}/{}/{}", g->rank(), g->size(), g->backend());
+  }
 
  private:
   // A ring: send to r+1, receive from r-1 (even ranks send first).
