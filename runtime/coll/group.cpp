@@ -189,7 +189,7 @@ bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
   if (late) {
     // The peers are late: the group's thread (or a helping waiter) finishes
     // it, first in line.
-    auto p = std::make_shared<Promise<void>>(troupe::detail::StatePtr<troupe::detail::State<void>>(new OpState(weak_from_this(), id)));
+    auto p = promise_for(id);
     out = p->ref();
     rest = Entry{[fast](Backend& g) mutable { g.fast_finish(fast); }, complete_with(std::move(p)), id};
   } else if (started || error) {
@@ -227,6 +227,15 @@ void Group::help(std::uint64_t id) {
   if (wake) cv_.notify_one();
 }
 
+std::shared_ptr<Promise<void>> Group::promise_for(std::uint64_t id) {
+  // Host groups: a caller that blocks on the Ref (get()) runs the queued
+  // operations up to this one itself when the group's thread has not
+  // started them (OpState::help): no hop.
+  using State = troupe::detail::State<void>;
+  State* s = spec_.memory == "host" ? new OpState(weak_from_this(), id) : new State(1);
+  return std::make_shared<Promise<void>>(troupe::detail::StatePtr<State>(s));
+}
+
 Group::DoneFn Group::complete_with(std::shared_ptr<Promise<void>> p) {
   return [p = std::move(p)](std::exception_ptr e) {
     if (e)
@@ -243,10 +252,7 @@ Ref<void> Group::submit(OpFn op, FastOp fast) {
     if (try_inline(fast, id, done)) return done;
   }
   op = ordered(std::move(op));
-  // A caller that blocks on the Ref (get()) runs the queued operations up to
-  // this one itself when the group's thread has not started them: no hop.
-  auto p = std::make_shared<Promise<void>>(troupe::detail::StatePtr<troupe::detail::State<void>>(
-      spec_.memory == "host" ? new OpState(weak_from_this(), id) : new troupe::detail::State<void>(1)));
+  auto p = promise_for(id);
   auto ref = p->ref();
   enqueue(std::move(op), complete_with(std::move(p)), id);
   return ref;

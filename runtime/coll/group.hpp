@@ -146,6 +146,8 @@ class Group : public std::enable_shared_from_this<Group> {
   void help(std::uint64_t id);
   // Runs `op` on the backend: the error to complete it with, or null.
   std::exception_ptr execute(const OpFn& op);
+  // The promise of operation `id`'s Ref; complete_with completes it.
+  std::shared_ptr<Promise<void>> promise_for(std::uint64_t id);
   static DoneFn complete_with(std::shared_ptr<Promise<void>> p);
   OpFn ordered(OpFn op);  // device groups: wait for the producer stream first
   void enqueue(OpFn op, DoneFn done, std::uint64_t id = 0);
