@@ -37,7 +37,7 @@ std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std:
   bool any_local = false, one_host = true;
   std::string where;
   for (const auto& m : ms) {
-    if (m.remote.expired()) {
+    if (!m.process) {
       any_local = true;
       continue;
     }
@@ -64,7 +64,7 @@ std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, con
     throw UsageError("create_group: device buffers need a CUDA build of troupe (this one is CPU-only)");
   // Where each rank's GPU is: (node, device). In-process members are on the driver's node.
   auto where = [&](const Member& m) {
-    return std::pair{m.remote.expired() ? rt.cluster().local_node() : m.node, m.device};
+    return std::pair{m.process ? m.node : rt.cluster().local_node(), m.device};
   };
   std::map<std::pair<std::uint64_t, int>, std::size_t> first;
   std::string shared;
@@ -89,7 +89,9 @@ std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, con
 }
 
 void join_member(const Member& m, const GroupSpec& spec) {
-  if (auto r = m.remote.lock()) {
+  if (m.process) {
+    auto r = m.remote.lock();
+    if (!r) return;  // gone: its monitor (or the others' wait to join) fails the group
     Bytes b = codec::to_bytes(spec);
     r->control(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
       e.setJoinGroup(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(b.data()), b.size()));
@@ -109,7 +111,7 @@ void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupS
         a.setUid(spec.uid);
         a.setWhy(why);
       }));
-    } else if (ms[i].remote.expired()) {
+    } else if (!ms[i].process) {
       abort_member(ms[i].id, spec.name, spec.uid, why);
     }
   }
@@ -132,7 +134,7 @@ GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOpti
     GroupSpec s = base;
     s.rank = static_cast<std::uint32_t>(r);
     s.host = driver_host(rt);  // a worker that dialled in from another host uses its own address
-    if (o.memory == "cuda") s.device = ms[r].remote.expired() ? ms[r].device : -1;  // a worker knows its own
+    if (o.memory == "cuda") s.device = ms[r].process ? -1 : ms[r].device;  // a worker knows its own
     join_member(ms[r], s);
   }
   return base;
@@ -172,7 +174,7 @@ void fail_joiner(const Member& m, const std::string& name, const std::string& wh
       a.setUid(0);  // not a group yet: its init_group fails
       a.setWhy(why);
     }));
-  } else if (m.remote.expired()) {
+  } else if (!m.process) {
     abort_member(m.id, name, 0, why);
   }
 }

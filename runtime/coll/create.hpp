@@ -56,6 +56,7 @@ namespace detail {
 struct Member {
   std::uint64_t id = 0;                          ///< actor id (local cells)
   std::weak_ptr<remote::RemoteActor> remote;     ///< process actors
+  bool process = false;                          ///< a process actor (`remote` may have expired since)
   std::uint64_t node = 0;
   std::string name;
   int device = 0;  ///< cuda groups: the GPU it uses on its node
@@ -98,6 +99,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
     m.id = a.id();
     m.name = a.name();
     if (a.remote()) {
+      m.process = true;
       m.remote = a.remote()->weak_from_this();
       m.node = a.remote()->node();
       const auto devs = a.remote()->devices();

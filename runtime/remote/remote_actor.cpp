@@ -214,6 +214,7 @@ void RemoteActor::on_reply(net::Frame f) {
     if (!owner_) return;
     coll::detail::Member m;
     m.id = id_;
+    m.process = true;
     m.remote = weak_from_this();
     m.node = node();
     m.name = name();
