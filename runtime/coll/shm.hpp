@@ -112,6 +112,10 @@ class ShmGroup final : public Backend {
   void finish_allreduce(const Desc& me, std::byte* mine, std::size_t n, DType d, Op op);
   // out[0, n) = op over every rank's staging half h, in rank order.
   void reduce_staged(std::byte* out, unsigned h, std::size_t n, DType d, Op op);
+  // Walks n elements in pieces of per_piece (at least one piece, even for
+  // n = 0), each in the next staging half: f(piece, first, count, half).
+  template <class F>
+  void staged_pieces(std::size_t n, std::size_t per_piece, F&& f);
   template <class Pred>
   void wait(Pred done, const char* what, std::int32_t peer);
   [[noreturn]] void fail();

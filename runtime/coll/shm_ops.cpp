@@ -12,6 +12,17 @@ namespace troupe::coll {
 
 using namespace shm_detail;
 
+template <class F>
+void ShmGroup::staged_pieces(std::size_t n, std::size_t per_piece, F&& f) {
+  const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
+  for (std::size_t p = 0; p < pieces; ++p) {
+    const std::size_t first = p * per_piece;
+    const unsigned h = next_half_;
+    next_half_ ^= 1u;
+    f(p, first, std::min(per_piece, n - std::min(n, first)), h);
+  }
+}
+
 void ShmGroup::barrier() {
   FastOp f;
   f.kind = k_barrier;
@@ -118,18 +129,13 @@ void ShmGroup::finish_allreduce(const Desc& me, std::byte* mine, std::size_t n, 
   // buffer. The halves alternate, so one barrier a piece is enough: a rank
   // writes a half again only after everyone has passed the barrier of the
   // piece that followed its last use.
-  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
-  const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t p0 = p * per_piece, pn = std::min(per_piece, n - std::min(n, p0));
-    const unsigned h = next_half_;
-    next_half_ ^= 1u;
+  staged_pieces(n, std::max<std::size_t>(half_ / es, 1), [&](std::size_t p, std::size_t p0, std::size_t pn, unsigned h) {
     if (p > 0 || !all_copied) {
       if (!(p == 0 && me.copied)) copy_bytes(stage(spec_.rank, h), mine + p0 * es, pn * es);
       sync("allreduce");
     }
     reduce_staged(mine + p0 * es, h, pn, d, op);
-  }
+  });
 }
 
 void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DType d, Op op) {
@@ -137,12 +143,7 @@ void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
   Desc me{++op_seq_, k_reduce_scatter, static_cast<std::uint32_t>(d), n_out, static_cast<std::uint32_t>(op), -1, 0, 0, 0, 0, {}};
-  const std::size_t per_piece = std::max<std::size_t>(half_ / (es * W), 1);
-  const std::size_t pieces = std::max<std::size_t>((n_out + per_piece - 1) / per_piece, 1);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per_piece, len = std::min(per_piece, n_out - std::min(n_out, k0));
-    const unsigned h = next_half_;
-    next_half_ ^= 1u;
+  staged_pieces(n_out, std::max<std::size_t>(half_ / (es * W), 1), [&](std::size_t p, std::size_t k0, std::size_t len, unsigned h) {
     for (std::size_t c = 0; c < W; ++c) copy_bytes(stage(spec_.rank, h) + c * len * es, src + (c * n_out + k0) * es, len * es);
     if (p == 0) publish(me);
     sync("reduce_scatter");
@@ -151,7 +152,7 @@ void ShmGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTyp
     copy_bytes(o, stage(0, h) + spec_.rank * len * es, len * es);
     for (std::uint32_t i = 1; i < W; ++i) reduce_into(o, stage(i, h) + spec_.rank * len * es, len, d, op);
     if (op == Op::avg) scale_down(o, len, d, W);
-  }
+  });
 }
 
 void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
@@ -159,37 +160,27 @@ void ShmGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) {
   auto* src = static_cast<const std::byte*>(in);
   auto* dst = static_cast<std::byte*>(out);
   Desc me{++op_seq_, k_allgather, static_cast<std::uint32_t>(d), n_in, 0, -1, 0, 0, 0, 0, {}};
-  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
-  const std::size_t pieces = std::max<std::size_t>((n_in + per_piece - 1) / per_piece, 1);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per_piece, len = std::min(per_piece, n_in - std::min(n_in, k0));
-    const unsigned h = next_half_;
-    next_half_ ^= 1u;
+  staged_pieces(n_in, std::max<std::size_t>(half_ / es, 1), [&](std::size_t p, std::size_t k0, std::size_t len, unsigned h) {
     copy_bytes(stage(spec_.rank, h), src + k0 * es, len * es);
     if (p == 0) publish(me);
     sync("allgather");
     if (p == 0) check_all(me);
     for (std::size_t i = 0; i < W; ++i) copy_bytes(dst + (i * n_in + k0) * es, stage(static_cast<std::uint32_t>(i), h), len * es);
-  }
+  });
 }
 
 void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) {
   const std::size_t es = size_of(d);
   auto* b = static_cast<std::byte*>(buf);
   Desc me{++op_seq_, k_broadcast, static_cast<std::uint32_t>(d), n, 0, static_cast<std::int32_t>(root), 0, 0, 0, 0, {}};
-  const std::size_t per_piece = std::max<std::size_t>(half_ / es, 1);
-  const std::size_t pieces = std::max<std::size_t>((n + per_piece - 1) / per_piece, 1);
   const bool valid_root = root < spec_.world;
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * per_piece, len = std::min(per_piece, n - std::min(n, k0));
-    const unsigned h = next_half_;
-    next_half_ ^= 1u;
+  staged_pieces(n, std::max<std::size_t>(half_ / es, 1), [&](std::size_t p, std::size_t k0, std::size_t len, unsigned h) {
     if (valid_root && root == spec_.rank) copy_bytes(stage(root, h), b + k0 * es, len * es);
     if (p == 0) publish(me);
     sync("broadcast");
     if (p == 0) check_all(me);
     if (root != spec_.rank) copy_bytes(b + k0 * es, stage(root, h), len * es);
-  }
+  });
 }
 
 void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
