@@ -8,10 +8,12 @@
 
 #include "actors/ckpt/checkpoint.hpp"
 #include "actors/compute/ops.hpp"
+#include "actors/compute/stream.hpp"
 #include "actors/data/sampler.hpp"
 #include "actors/nn/loss.hpp"
 #include "actors/nn/model.hpp"
 #include "actors/optim/optimizer.hpp"
+#include "runtime/coll/gpu.hpp"
 #include "runtime/coll/group.hpp"
 #include "runtime/troupe.hpp"
 #include "runtime/when.hpp"
@@ -51,8 +53,16 @@ nn::MlpSpec spec_of(const ReplicaConfig& c) {
 
 }  // namespace
 
+compute::Device replica_device(const std::string& text) {
+  if (text == "cuda") return compute::Device::cuda(coll::gpu::default_device());
+  return compute::Device::parse(text);
+}
+
 struct Replica::Impl {
   ReplicaConfig cfg;
+  compute::Device dev;     // where the model trains
+  Tensor x_dev, y_dev;     // a GPU replica's batch, copied in each micro-batch
+  Tensor test_x, test_y;   // and its test set, copied in once
   data::Dataset train, test;
   nn::Model model;
   std::unique_ptr<optim::Optimizer> opt;
@@ -108,6 +118,17 @@ struct Replica::Impl {
 
   EvalStats evaluate(std::int64_t from, std::int64_t to);  // test examples [from, to)
 
+  // A host batch where the model is: itself on the host, else copied into
+  // `slot` on the device (reused; the copy is ordered after the work that
+  // read the previous batch there).
+  const Tensor& on_device(const Tensor& host, Tensor& slot) const {
+    if (!dev.is_cuda()) return host;
+    if (!slot.defined() || slot.shape() != host.shape() || slot.dtype() != host.dtype())
+      slot = Tensor::empty(host.shape(), host.dtype(), dev);
+    slot.copy_from(host);
+    return slot;
+  }
+
   void on_layer_ready(std::size_t layer) {
     for (auto b : buckets_of_layer[layer])
       if (--buckets[b].pending == 0) buckets[b].reduced = group->allreduce(buckets[b].buf, coll::Op::avg);
@@ -120,6 +141,10 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
     throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1, epochs {} at least 0",
                                  cfg.batch, cfg.accumulation, cfg.epochs));
   m.cfg = cfg;
+  m.dev = replica_device(cfg.device);
+  if (m.dev.is_cuda() && !compute::cuda_available())
+    throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
+                                 coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
   compute::set_num_threads(cfg.threads);
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
   m.train = data::load_fashion_mnist(dir, data::Split::train);
@@ -136,6 +161,7 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   else
     throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
   m.schedule = {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
+  if (m.dev.is_cuda()) m.model.to(m.dev);
 }
 
 Replica::~Replica() = default;
@@ -145,6 +171,16 @@ Task<std::int64_t> Replica::setup() {
   m.group = coll::group(m.cfg.group);
   m.rank = m.group->rank();
   m.world = m.group->size();
+  // Gradients live in the group's buffers, so the group's memory is the model's.
+  if (m.dev.is_cuda() != (m.group->memory() == "cuda"))
+    throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = \"{}\" is needed)",
+                                 m.dev.str(), m.group->name(), m.group->memory(), m.dev.is_cuda() ? "cuda" : "host"));
+  if (m.dev.is_cuda() && m.group->device() != m.dev.index)
+    throw UsageError(fmt::format("replica: the model is on {} but rank {} of group '{}' uses cuda:{}", m.dev.str(),
+                                 m.rank, m.group->name(), m.group->device()));
+  // Each bucket's all-reduce waits, on the GPU, for the backward kernels
+  // queued before it (this thread's work goes on the legacy default stream).
+  if (m.dev.is_cuda()) m.group->after(nullptr);
   if (m.schedule.total_steps == 0) m.schedule.total_steps = m.cfg.epochs * m.steps_per_epoch();
   m.buckets.clear();
   m.buckets_of_layer.assign(m.model.size(), {});
@@ -169,7 +205,7 @@ Task<std::int64_t> Replica::setup() {
     b.buf = co_await m.group->alloc<float>(static_cast<std::size_t>(b.elems));
     std::int64_t off = 0;
     for (auto* p : b.params) {
-      p->grad = Tensor::wrap(b.buf.data() + off, p->value.shape(), compute::Device::cpu(), m.group);
+      p->grad = Tensor::wrap(b.buf.data() + off, p->value.shape(), m.dev, m.group);
       p->grad.zero();
       p->grad_valid = false;
       off += p->value.numel();
@@ -199,8 +235,8 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
       st.epoch = m.epoch;
       const std::uint64_t seed = m.cfg.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(m.step) << 20) ^
                                  (static_cast<std::uint64_t>(micro) << 8) ^ m.rank;
-      Tensor logits = m.model.forward(x, m.tape, {true, seed});
-      Tensor d = m.ce.forward_backward(logits, y);
+      Tensor logits = m.model.forward(m.on_device(x, m.x_dev), m.tape, {true, seed});
+      Tensor d = m.ce.forward_backward(logits, m.on_device(y, m.y_dev));
       if (m.cfg.accumulation > 1) compute::scale_(d, 1.0f / static_cast<float>(m.cfg.accumulation));
       const bool sync = micro == m.cfg.accumulation - 1 && m.world > 1;  // no-sync micro-batches before the last
       if (sync)
@@ -243,10 +279,16 @@ EvalStats Replica::Impl::evaluate(std::int64_t from, std::int64_t to) {
   nn::Tape tape;
   nn::CrossEntropy ce;
   double loss = 0;
+  if (dev.is_cuda() && !test_x.defined()) {
+    test_x = test.images.to(dev);
+    test_y = test.labels.to(dev);
+  }
+  const Tensor& xs = dev.is_cuda() ? test_x : test.images;
+  const Tensor& ys = dev.is_cuda() ? test_y : test.labels;
   for (std::int64_t at = from; at < to; at += 1000) {
     const std::int64_t b = std::min<std::int64_t>(1000, to - at);
-    Tensor logits = m.model.forward(m.test.images.narrow(at, b), tape, {false, 0});
-    ce.forward_backward(logits, m.test.labels.narrow(at, b));
+    Tensor logits = m.model.forward(xs.narrow(at, b), tape, {false, 0});
+    ce.forward_backward(logits, ys.narrow(at, b));
     loss += static_cast<double>(ce.loss()) * static_cast<double>(b);
     e.correct += static_cast<std::int64_t>(ce.correct());
   }

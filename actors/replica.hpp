@@ -9,10 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "actors/compute/tensor.hpp"
 #include "runtime/codec/codec.hpp"
 #include "runtime/task.hpp"
 
 namespace troupe::dp {
+
+/// The device a ReplicaConfig::device names, in this process (UsageError
+/// naming the text when it is neither cpu nor cuda[:N]).
+compute::Device replica_device(const std::string& text);
 
 /// Everything a replica needs to train; the same on every replica.
 struct ReplicaConfig {
@@ -43,10 +48,16 @@ struct ReplicaConfig {
   std::int64_t bucket_bytes = 25 << 20;
   std::string group = "dp";  ///< the collective group the replicas form
   int threads = 1;           ///< host compute threads in this replica
+  /// Where the model trains: "cpu", or "cuda" (the GPU this process was given:
+  /// a GPU worker's own, else device 0) or "cuda:N". A GPU replica keeps its
+  /// parameters, gradients and optimizer state on the device and needs a
+  /// device group (memory = "cuda": NCCL, or cuda_local when replicas share
+  /// a GPU) on that same device.
+  std::string device = "cpu";
 
   TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, seed, data_dir, train_limit, batch,
                 accumulation, epochs, optimizer, lr, momentum, weight_decay, nesterov, schedule, warmup_steps, total_steps,
-                min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads)
+                min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads, device)
 };
 
 /// One optimizer step as a replica saw it.

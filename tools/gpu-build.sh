@@ -25,6 +25,9 @@ done
 # TOML++ (the trainers link it) is not there: it travels in carry/lib.
 mkdir -p build-gpu/carry/lib
 cp -L /usr/lib/x86_64-linux-gnu/libtomlplusplus.so.3 build-gpu/carry/lib/
+# Fashion-MNIST (the data-parallel GPU tests and the example run train on it).
+mkdir -p build-gpu/carry/data
+cp /usr/share/datasets/fashion-mnist/*.gz build-gpu/carry/data/
 # What the GPU machine has: libc, libstdc++, CUDA, NCCL, OpenBLAS, zlib, libfmt9.
 if ldd build-gpu/carry/troupe* 2>/dev/null | grep -E "=>" |
   grep -vE "lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|gfortran|quadmath|z|fmt|openblas|cudart|cublas|cublasLt|nccl|tomlplusplus)\.so"; then

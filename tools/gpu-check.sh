@@ -9,6 +9,7 @@ bin=build-gpu/carry
 log=${OUT:-/tmp}/gpu-check.log
 what=${1:-all}
 export TROUPE_SOURCE_DIR=$PWD TROUPE_PYTHON=${TROUPE_PYTHON:-python3}
+export TROUPE_FASHION_MNIST=$PWD/$bin/data  # carried: no dataset package there
 export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # TOML++
 {
   echo "== $(date -u) $(nvidia-smi -L 2>&1 | head -2)"
@@ -31,6 +32,9 @@ export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # TOM
   if [[ $what == bench || $what == all ]]; then
     echo "== troupe-bench step"
     timeout 200 "$bin/troupe-bench" step --threads 1 --seconds 1 || rc=1
+    echo "== troupe run examples/topologies/fashion_mnist_dp_gpu.toml (2 GPU replicas sharing the GPU)"
+    rm -rf runs/fashion_mnist_dp_gpu
+    timeout 240 "$bin/troupe" run examples/topologies/fashion_mnist_dp_gpu.toml 2>&1 | tr '\r' '\n' | grep -vE "^\s*$" | tail -25 || rc=1
     if "$bin/troupe-bench" --help 2>&1 | grep -q allreduce-gpu; then
       echo "== troupe-bench allreduce-gpu"
       timeout 200 "$bin/troupe-bench" allreduce-gpu || rc=1

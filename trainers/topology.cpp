@@ -204,11 +204,11 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     throw TopologyError(fmt::format("{}: key 'model': fashion_mnist has 784 inputs and 10 classes (got {} and {})", path,
                                     c.inputs, c.classes));
   if (t.name.empty()) t.name = "run";
-  if (t.gpus > 0)
-    throw TopologyError(fmt::format("{}: key 'resources.gpus': data-parallel replicas train on the host in this "
-                                    "version (GPU replicas are not built yet); set it to 0",
-                                    path));
-  if (o.processes) o.actor_options.cpus(t.cpus);
+  if (t.gpus > 0) c.device = "cuda";  // each replica trains on its GPU (a share of one when gpus < 1)
+  if (o.processes) {
+    o.actor_options.cpus(t.cpus);
+    if (t.gpus > 0) o.actor_options.gpus(t.gpus);
+  }
   return t;
 }
 

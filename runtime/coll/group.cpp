@@ -23,6 +23,11 @@ class Group::OpState final : public troupe::detail::State<void> {
   std::uint64_t id_;
 };
 
+int Group::device() const noexcept {
+  if (spec_.memory != "cuda") return -1;
+  return spec_.device >= 0 ? spec_.device : gpu::default_device();
+}
+
 Group::Group(GroupSpec spec) : spec_(std::move(spec)) {
   thread_ = std::thread([this]() { run(); });
 }

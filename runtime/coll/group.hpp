@@ -54,6 +54,10 @@ class Group : public std::enable_shared_from_this<Group> {
   std::uint64_t uid() const noexcept { return spec_.uid; }
   /// "shm", "tcp", "nccl" or "cuda_local".
   const std::string& backend() const noexcept { return spec_.backend; }
+  /// Where the group's buffers live: "host" or "cuda".
+  const std::string& memory() const noexcept { return spec_.memory; }
+  /// Device groups: the GPU this rank's buffers are on (-1 for host groups).
+  int device() const noexcept;
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {

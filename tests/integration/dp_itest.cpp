@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/compute/stream.hpp"
 #include "trainers/data_parallel.hpp"
 
 using namespace troupe;
@@ -30,14 +31,19 @@ dp::ReplicaConfig small(int replicas, int accumulation) {
   return c;
 }
 
-std::vector<float> run(int replicas, int accumulation, bool processes) {
+// device: where each replica trains; gpus: what each replica process asks for.
+std::vector<float> run(int replicas, int accumulation, bool processes, const std::string& device = "cpu",
+                       double gpus = 0) {
   Runtime rt({.threads = 2});
   dp::TrainerOptions o;
   o.replicas = replicas;
   o.processes = processes;
   o.chunk_steps = 8;
   o.eval_limit = 1000;
-  dp::DataParallelTrainer t(rt, small(replicas, accumulation), o);
+  if (gpus > 0) o.actor_options.gpus(gpus);
+  auto cfg = small(replicas, accumulation);
+  cfg.device = device;
+  dp::DataParallelTrainer t(rt, cfg, o);
   std::int64_t reports = 0;
   auto r = t.fit([&](const dp::Progress& p) {
     ++reports;
@@ -70,6 +76,49 @@ TEST_CASE("1, 2 and 4 replicas follow single-process training with the same glob
   }
 }
 
+TEST_CASE("a replica device that cannot be had is refused before training, naming it", "[dp][process]") {
+  Runtime rt({.threads = 2});
+  auto cfg = small(2, 1);
+  dp::TrainerOptions o;
+  cfg.device = "tpu";
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("unknown device 'tpu'"));
+  cfg.device = "cuda:1";  // a worker trains on the GPU it is given
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("device 'cuda:1' with replicas in worker processes"));
+  if (compute::cuda_available()) return;  // the rest is about a machine without a GPU
+  cfg.device = "cuda";
+  o.processes = false;
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("device 'cuda': no CUDA device answers"));
+  o.processes = true;
+  o.actor_options.gpus(1);  // placement: this node has none
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU"));
+}
+
+// GPU replicas (label gpu): the same trajectories as single-process training on
+// the CPU, within what cuBLAS and OpenBLAS summing in other orders allow; the
+// trainer checks after every chunk that the replicas' parameters are
+// bit-identical. Without a GPU it checks nothing.
+TEST_CASE("gpu: replicas on a GPU follow single-process CPU training with the same global batch", "[gpu][dp][process]") {
+  if (!compute::cuda_available()) {
+    WARN("no CUDA device here: the GPU replica cases check nothing");
+    return;
+  }
+  const auto single = run(1, 1, false);
+  struct Case {
+    int replicas;
+    bool processes;
+    double gpus;  // per replica process: two halves of one GPU share it (cuda_local over CUDA IPC)
+  };
+  for (auto c : {Case{1, false, 0}, Case{2, false, 0}, Case{2, true, 0.5}}) {
+    INFO(c.replicas << " GPU replicas" << (c.processes ? " in processes" : " in-process"));
+    const auto losses = run(c.replicas, 1, c.processes, "cuda", c.gpus);
+    REQUIRE(losses.size() == single.size());
+    for (std::size_t s = 0; s < single.size(); ++s) {
+      INFO("step " << s);
+      CHECK(losses[s] == Approx(single[s]).epsilon(5e-3));
+    }
+  }
+}
+
 namespace {
 
 dp::TrainerOptions with_checkpoints(const std::string& dir) {
@@ -90,19 +139,25 @@ std::string fresh_dir(const char* what) {
 
 }  // namespace
 
-TEST_CASE("a replica killed with -9 mid-run: the group is rebuilt from the checkpoint and the run ends as an "
-          "uninterrupted one", "[dp][process]") {
+namespace {
+
+// Kills replica 1's process mid-run, on `device` (GPU replica processes ask for gpus each).
+void kill_and_recover(const std::string& device, double gpus) {
   auto cfg = small(2, 1);
   cfg.epochs = 2;  // 64 steps
+  cfg.device = device;
   Runtime rt({.threads = 2});
   const auto clean_dir = fresh_dir("clean");
-  dp::DataParallelTrainer clean(rt, cfg, with_checkpoints(clean_dir));
+  auto clean_opts = with_checkpoints(clean_dir);
+  if (gpus > 0) clean_opts.actor_options.gpus(gpus);
+  dp::DataParallelTrainer clean(rt, cfg, clean_opts);
   const auto want = clean.fit();
   REQUIRE(want.steps == 64);
   CHECK(want.recoveries == 0);
 
   const auto dir = fresh_dir("killed");
   auto o = with_checkpoints(dir);
+  if (gpus > 0) o.actor_options.gpus(gpus);
   bool killed = false;
   o.after_chunk = [&](std::int64_t step, Mesh<dp::Replica>& mesh) {
     if (step == 20 && !killed) {  // past the checkpoint at step 16: steps 17-20 are redone
@@ -122,6 +177,22 @@ TEST_CASE("a replica killed with -9 mid-run: the group is rebuilt from the check
   CHECK(seen.back().recoveries == 1);
   std::filesystem::remove_all(clean_dir);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+TEST_CASE("a replica killed with -9 mid-run: the group is rebuilt from the checkpoint and the run ends as an "
+          "uninterrupted one", "[dp][process]") {
+  kill_and_recover("cpu", 0);
+}
+
+TEST_CASE("gpu: a GPU replica killed with -9 mid-run: the device group is rebuilt and the run ends as an "
+          "uninterrupted one", "[gpu][dp][process]") {
+  if (!compute::cuda_available()) {
+    WARN("no CUDA device here: the GPU recovery case checks nothing");
+    return;
+  }
+  kill_and_recover("cuda", 0.5);
 }
 
 TEST_CASE("a stopped run resumes from its checkpoint directory and ends as an uninterrupted one", "[dp][process]") {

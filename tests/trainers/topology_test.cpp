@@ -42,11 +42,33 @@ TEST_CASE("the example topology loads with what it says", "[topology]") {
   CHECK(t.plot == "svg");
 }
 
+TEST_CASE("the GPU example topology puts two replicas on halves of one GPU", "[topology]") {
+  auto t = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_dp_gpu.toml");
+  CHECK(t.name == "fashion_mnist_dp_gpu");
+  CHECK(t.trainer.replicas == 2);
+  CHECK(t.gpus == 0.5);
+  CHECK(t.replica.device == "cuda");
+  CHECK(t.trainer.actor_options.gpus_ == 0.5);
+  CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp_gpu/checkpoints");
+}
+
 TEST_CASE("a minimal topology takes the defaults", "[topology]") {
   auto t = parse_topology(kMinimal, "min.toml");
   CHECK(t.name == "run");
   CHECK(t.trainer.replicas == 2);
   CHECK(t.replica.optimizer == "sgd");
+}
+
+TEST_CASE("resources.gpus puts each replica on a GPU (a share of one below 1)", "[topology]") {
+  auto host = parse_topology(kMinimal, "t.toml");
+  CHECK(host.replica.device == "cpu");
+  auto t = parse_topology(kMinimal + "[resources]\ngpus = 0.5\ncpus = 1\n", "t.toml");
+  CHECK(t.gpus == 0.5);
+  CHECK(t.replica.device == "cuda");  // the GPU each worker is given
+  CHECK(t.trainer.actor_options.gpus_ == 0.5);
+  auto in_process = parse_topology(kMinimal + "processes = false\n[resources]\ngpus = 1\n", "t.toml");
+  CHECK(in_process.replica.device == "cuda");
+  CHECK(in_process.trainer.actor_options.gpus_ == 0);  // in the driver: nothing to place
 }
 
 TEST_CASE("topology mistakes name the file, the line and the key; nothing starts", "[topology]") {
@@ -69,7 +91,7 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "replicas = 0\n", "t.toml:3:12: key 'train.replicas': 0 is out of range (1 to 64)"},
       {kMinimal + "processes = \"yes\"\n", "key 'train.processes': expected true or false, got a string"},
       {kMinimal + "[checkpoint]\ninterval_steps = 10\n", "key 'checkpoint.interval_steps': set, but checkpoint.dir is not"},
-      {kMinimal + "[resources]\ngpus = 1\n", "key 'resources.gpus'"},
+      {kMinimal + "[resources]\ngpus = -1\n", "key 'resources.gpus': -1 is out of range"},
       {kMinimal + "[output]\nmetrics = \"xml\"\n", "key 'output.metrics': 'xml' is not one of: jsonl, csv"},
       {kMinimal + "[model]\nclasses = 7\n", "fashion_mnist has 784 inputs and 10 classes"},
       {kMinimal + "[train\n", "t.toml:3:"},  // a syntax error: TOML++'s message, with the place
