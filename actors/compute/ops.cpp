@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "actors/compute/errors.hpp"
+#include "actors/compute/half.hpp"
 #include "actors/compute/hash.hpp"
 #include "actors/compute/ops_impl.hpp"
 #include "actors/compute/parallel.hpp"
@@ -53,6 +54,22 @@ void want2d(const char* op, const char* name, const Tensor& t) {
 }
 
 float* opt(const Tensor& t) { return t.defined() ? t.f32() : nullptr; }
+void* raw_or_null(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
+
+// True when `first` holds bf16 or fp16 elements: then every other defined
+// operand must too, and they must be on a CUDA device (the host computes in
+// float32 only).
+bool half_operands(const char* op, const Tensor& first, std::initializer_list<const Tensor*> others) {
+  if (!is_half(first.dtype())) return false;
+  for (const Tensor* t : others)
+    if (t->defined() && t->dtype() != first.dtype())
+      throw ShapeError(fmt::format("{}: operands mix {} and {} ({} and {})", op, dtype_name(first.dtype()),
+                                   dtype_name(t->dtype()), first.describe(), t->describe()));
+  if (!first.device().is_cuda())
+    throw ShapeError(fmt::format("{}: {} operands compute on a CUDA device only ({}); cast to f32 on the host", op,
+                                 dtype_name(first.dtype()), first.describe()));
+  return true;
+}
 
 }  // namespace
 
@@ -88,6 +105,8 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   if (b.defined()) want(op, "bias", b, {out});
   want(op, "y", y, {B, out});
   auto d = common_device(op, {&x, &w, &b, &y});
+  if (half_operands(op, x, {&w, &b, &y}))
+    return impl::gpu::half_linear_forward(x.dtype(), x.raw(), w.raw(), raw_or_null(b), y.raw(), B, in, out);
   TROUPE_DISPATCH(d, linear_forward, x.f32(), w.f32(), opt(b), y.f32(), B, in, out);
 }
 
@@ -103,12 +122,17 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor&
   if (dw.defined()) want(op, "dweight", dw, {out, in});
   if (db.defined()) want(op, "dbias", db, {out});
   auto d = common_device(op, {&x, &w, &dy, &dx, &dw, &db});
+  if (half_operands(op, x, {&w, &dy, &dx, &dw, &db}))
+    return impl::gpu::half_linear_backward(x.dtype(), x.raw(), w.raw(), dy.raw(), raw_or_null(dx), raw_or_null(dw),
+                                           raw_or_null(db), B, in, out, accumulate);
   TROUPE_DISPATCH(d, linear_backward, x.f32(), w.f32(), dy.f32(), opt(dx), opt(dw), opt(db), B, in, out, accumulate);
 }
 
 void relu_forward(const Tensor& x, Tensor& y) {
   same_shape("relu_forward", x, y);
   auto d = common_device("relu_forward", {&x, &y});
+  if (half_operands("relu_forward", x, {&y}))
+    return impl::gpu::unary(impl::gpu::Unary::relu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
   TROUPE_DISPATCH(d, relu_forward, x.f32(), y.f32(), x.numel());
 }
 
@@ -116,12 +140,16 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   same_shape("relu_backward", y, dy);
   same_shape("relu_backward", dy, dx);
   auto d = common_device("relu_backward", {&y, &dy, &dx});
+  if (half_operands("relu_backward", y, {&dy, &dx}))
+    return impl::gpu::unary(impl::gpu::Unary::relu_backward, y.dtype(), y.raw(), dy.raw(), dx.raw(), y.numel());
   TROUPE_DISPATCH(d, relu_backward, y.f32(), dy.f32(), dx.f32(), y.numel());
 }
 
 void gelu_forward(const Tensor& x, Tensor& y) {
   same_shape("gelu_forward", x, y);
   auto d = common_device("gelu_forward", {&x, &y});
+  if (half_operands("gelu_forward", x, {&y}))
+    return impl::gpu::unary(impl::gpu::Unary::gelu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
   TROUPE_DISPATCH(d, gelu_forward, x.f32(), y.f32(), x.numel());
 }
 
@@ -129,6 +157,8 @@ void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
   same_shape("gelu_backward", x, dy);
   same_shape("gelu_backward", dy, dx);
   auto d = common_device("gelu_backward", {&x, &dy, &dx});
+  if (half_operands("gelu_backward", x, {&dy, &dx}))
+    return impl::gpu::unary(impl::gpu::Unary::gelu_backward, x.dtype(), x.raw(), dy.raw(), dx.raw(), x.numel());
   TROUPE_DISPATCH(d, gelu_backward, x.f32(), dy.f32(), dx.f32(), x.numel());
 }
 
@@ -188,6 +218,9 @@ void softmax_xent(const Tensor& logits, const Tensor& labels, Tensor& dlogits, T
   if (loss.defined()) want(op, "loss", loss, {1});
   if (correct.defined()) want(op, "correct", correct, {1});
   auto d = common_device(op, {&logits, &labels, &dlogits, &loss, &correct});
+  if (half_operands(op, logits, {&dlogits}))
+    return impl::gpu::softmax_xent(logits.dtype(), logits.raw(), labels.i32(), raw_or_null(dlogits), opt(loss),
+                                   opt(correct), B, C);
   TROUPE_DISPATCH(d, softmax_xent, logits.f32(), labels.i32(), opt(dlogits), opt(loss), opt(correct), B, C);
 }
 
@@ -199,6 +232,8 @@ void count_correct(const Tensor& logits, const Tensor& labels, Tensor& correct) 
     throw ShapeError(fmt::format("{}: labels should be i32[{}], got {}", op, B, labels.describe()));
   want(op, "correct", correct, {1});
   auto d = common_device(op, {&logits, &labels, &correct});
+  if (half_operands(op, logits, {}))
+    return impl::gpu::count_correct(logits.dtype(), logits.raw(), labels.i32(), correct.f32(), B, C);
   TROUPE_DISPATCH(d, count_correct, logits.f32(), labels.i32(), correct.f32(), B, C);
 }
 

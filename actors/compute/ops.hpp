@@ -1,6 +1,9 @@
 #pragma once
 // The operations layers are built from, each with its backward, on float32
 // tensors on the host (OpenBLAS) or one CUDA device (cuBLAS + CUDA kernels).
+// On a device, linear, relu, gelu, softmax_xent and count_correct also take
+// bf16 / fp16 operands (all of one type; float32 math inside; the loss and
+// counts stay float32): see half.hpp.
 // All operands of one call live on the same device; outputs are supplied by
 // the caller (no allocation on the step's hot path). On a device, work is
 // queued on the calling thread's current stream (set_stream) without waiting.

@@ -3,6 +3,8 @@
 // and sizes, checked and dispatched by ops.cpp.
 #include <cstdint>
 
+#include "actors/compute/dtype.hpp"
+
 namespace troupe::compute {
 class Stream;
 }
@@ -45,6 +47,23 @@ TROUPE_COMPUTE_OPS(gpu)
 namespace gpu {
 /// Binds the device ops of this thread to a device and stream.
 void bind(int device, Stream* stream);
+
+// Any element type the device computes on (f32, bf16, f16: float32 math and
+// accumulation inside, results rounded to the operands' type).
+enum class Unary { relu, relu_backward, gelu, gelu_backward };
+/// relu/gelu: out = f(a); their backward: out = f'(a) * b (a: relu's output, gelu's input).
+void unary(Unary op, DType t, const void* a, const void* b, void* out, std::int64_t n);
+void softmax_xent(DType t, const void* logits, const std::int32_t* labels, void* dlogits, float* loss, float* correct,
+                  std::int64_t B, std::int64_t C);
+void count_correct(DType t, const void* logits, const std::int32_t* labels, float* correct, std::int64_t B,
+                   std::int64_t C);
+/// The products of linear_forward / linear_backward on bf16 or fp16 operands.
+void half_linear_forward(DType t, const void* x, const void* w, const void* b, void* y, std::int64_t B,
+                         std::int64_t in, std::int64_t out);
+void half_linear_backward(DType t, const void* x, const void* w, const void* dy, void* dx, void* dw, void* db,
+                          std::int64_t B, std::int64_t in, std::int64_t out, bool accumulate);
+/// dst (+)= src converted, n elements, between any of f32, bf16, f16.
+void cast(DType from, const void* src, DType to, void* dst, std::int64_t n, bool accumulate);
 }  // namespace gpu
 
 }  // namespace troupe::compute::impl

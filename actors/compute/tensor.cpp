@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "actors/compute/errors.hpp"
+#include "actors/compute/half.hpp"
 #include "actors/compute/stream.hpp"
 
 namespace troupe::compute {
@@ -229,14 +230,24 @@ void Tensor::fill(float value) {
 void Tensor::zero() {
   if (!defined()) return;
   if (!contiguous()) throw ShapeError(fmt::format("zero of a non-contiguous {}", describe()));
-  if (device().is_cuda())
-    return detail::device_fill(static_cast<float*>(raw()), nbytes() / 4, 0.0f, device().index, nullptr);
+  if (device().is_cuda()) {
+    if (nbytes() % 4 == 0 && reinterpret_cast<std::uintptr_t>(raw()) % 4 == 0)
+      return detail::device_fill(static_cast<float*>(raw()), nbytes() / 4, 0.0f, device().index, nullptr);
+    const std::vector<char> zeros(nbytes());  // half elements in odd numbers or places
+    return detail::copy_bytes(raw(), device().index, zeros.data(), -1, nbytes(), nullptr);
+  }
   std::memset(raw(), 0, nbytes());
 }
 
 std::vector<float> Tensor::to_vector() const {
   if (!defined()) return {};
   Tensor host = device().is_cuda() || !contiguous() ? to(Device::cpu()) : *this;
+  if (is_half(dtype_)) {
+    const auto* h = static_cast<const std::uint16_t*>(host.raw());
+    std::vector<float> out(static_cast<std::size_t>(numel()));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = dtype_ == DType::bf16 ? from_bf16(h[i]) : from_f16(h[i]);
+    return out;
+  }
   const float* p = host.f32();
   return std::vector<float>(p, p + numel());
 }

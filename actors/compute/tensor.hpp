@@ -9,12 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "actors/compute/dtype.hpp"
+
 namespace troupe::compute {
 
-enum class DType : std::uint8_t { f32 = 0, f16 = 1, bf16 = 2, i32 = 3 };
-
-std::size_t dtype_size(DType t) noexcept;
-const char* dtype_name(DType t) noexcept;
 
 /// Where a tensor's storage lives: the host, or one CUDA device.
 struct Device {

@@ -37,8 +37,8 @@ struct Saved {
   Tensor out, grad_in;  // reused across passes while shapes match
 };
 
-/// A tensor of this shape on dev: slot if it already is one, else a new one.
-Tensor& reuse(Tensor& slot, const Shape& shape, Device dev);
+/// A tensor of this shape and type on dev: slot if it already is one, else a new one.
+Tensor& reuse(Tensor& slot, const Shape& shape, Device dev, compute::DType dtype = compute::DType::f32);
 
 class Layer {
  public:

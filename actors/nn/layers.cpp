@@ -5,15 +5,16 @@
 #include <fmt/format.h>
 
 #include "actors/compute/errors.hpp"
+#include "actors/compute/half.hpp"
 #include "actors/compute/ops.hpp"
 
 namespace troupe::nn {
 
 namespace ops = troupe::compute;
 
-Tensor& reuse(Tensor& slot, const Shape& shape, Device dev) {
-  if (!slot.defined() || slot.shape() != shape || slot.device() != dev || slot.dtype() != compute::DType::f32)
-    slot = Tensor::empty(shape, compute::DType::f32, dev);
+Tensor& reuse(Tensor& slot, const Shape& shape, Device dev, compute::DType dtype) {
+  if (!slot.defined() || slot.shape() != shape || slot.device() != dev || slot.dtype() != dtype)
+    slot = Tensor::empty(shape, dtype, dev);
   return slot;
 }
 
@@ -38,7 +39,18 @@ void need_2d(const char* layer, const Tensor& x, std::int64_t features) {
                                           x.describe()));
 }
 
-Tensor& grad_in(Saved& s, const Tensor& like) { return reuse(s.grad_in, like.shape(), like.device()); }
+Tensor& grad_in(Saved& s, const Tensor& like) { return reuse(s.grad_in, like.shape(), like.device(), like.dtype()); }
+
+// Layers without half-precision kernels say so, naming the input.
+void need_f32(const char* layer, const Tensor& x) {
+  if (x.dtype() != compute::DType::f32)
+    throw compute::ShapeError(fmt::format("{} takes float32 input, got {} (half-precision models use linear layers "
+                                          "and activations only)",
+                                          layer, x.describe()));
+}
+
+// Half-precision slots of a Linear layer's Saved::t, after the input at 0.
+enum HalfSlot : std::size_t { kHalfWeight = 1, kHalfBias, kHalfDWeight, kHalfDBias, kHalfSlots };
 
 }  // namespace
 
@@ -60,9 +72,24 @@ std::string Linear::describe() const { return fmt::format("linear({} -> {}{})", 
 
 Tensor Linear::forward(const Tensor& x, Saved& s, const Mode&) {
   need_2d("linear", x, in_);
-  Tensor& y = reuse(s.out, {x.size(0), out_}, x.device());
-  ops::linear_forward(x, w_.value, b_.value, y);
-  s.t.assign({x});
+  Tensor& y = reuse(s.out, {x.size(0), out_}, x.device(), x.dtype());
+  if (!ops::is_half(x.dtype())) {
+    ops::linear_forward(x, w_.value, b_.value, y);
+    s.t.assign({x});
+    return y;
+  }
+  // Half-precision input: the product runs on a half copy of the float32
+  // parameters, made now (they change every step).
+  s.t.resize(kHalfSlots);
+  s.t[0] = x;
+  Tensor& w = reuse(s.t[kHalfWeight], w_.value.shape(), x.device(), x.dtype());
+  ops::cast(w_.value, w);
+  Tensor b;
+  if (b_.value.defined()) {
+    b = reuse(s.t[kHalfBias], b_.value.shape(), x.device(), x.dtype());
+    ops::cast(b_.value, b);
+  }
+  ops::linear_forward(x, w, b, y);
   return y;
 }
 
@@ -71,6 +98,17 @@ Tensor Linear::backward(const Tensor& dy, Saved& s, bool need_dx) {
   Tensor none;
   Tensor dx = need_dx ? grad_in(s, x) : Tensor();
   const bool acc = w_.grad_valid;
+  if (ops::is_half(x.dtype())) {
+    // Half gradients of the half copies, then into the float32 gradients (added when accumulating).
+    Tensor& dw = reuse(s.t.at(kHalfDWeight), w_.value.shape(), x.device(), x.dtype());
+    Tensor db = b_.value.defined() ? reuse(s.t.at(kHalfDBias), b_.value.shape(), x.device(), x.dtype()) : none;
+    ops::linear_backward(x, s.t.at(kHalfWeight), dy, dx, dw, db, false);
+    ops::cast(dw, w_.grad, acc);
+    if (db.defined()) ops::cast(db, b_.grad, acc);
+    w_.grad_valid = true;
+    b_.grad_valid = b_.value.defined();
+    return dx;
+  }
   ops::linear_backward(x, w_.value, dy, dx, w_.grad, b_.value.defined() ? b_.grad : none, acc);
   w_.grad_valid = true;
   b_.grad_valid = b_.value.defined();
@@ -96,7 +134,7 @@ std::unique_ptr<Layer> Linear::clone() const {
 }
 
 Tensor ReLU::forward(const Tensor& x, Saved& s, const Mode&) {
-  Tensor& y = reuse(s.out, x.shape(), x.device());
+  Tensor& y = reuse(s.out, x.shape(), x.device(), x.dtype());
   ops::relu_forward(x, y);
   s.t.assign({y});
   return y;
@@ -110,7 +148,7 @@ Tensor ReLU::backward(const Tensor& dy, Saved& s, bool need_dx) {
 }
 
 Tensor GELU::forward(const Tensor& x, Saved& s, const Mode&) {
-  Tensor& y = reuse(s.out, x.shape(), x.device());
+  Tensor& y = reuse(s.out, x.shape(), x.device(), x.dtype());
   ops::gelu_forward(x, y);
   s.t.assign({x});
   return y;
@@ -130,6 +168,7 @@ Dropout::Dropout(float p, std::uint64_t salt) : p_(p), salt_(salt) {
 std::string Dropout::describe() const { return fmt::format("dropout({})", p_); }
 
 Tensor Dropout::forward(const Tensor& x, Saved& s, const Mode& mode) {
+  need_f32("dropout", x);
   if (!mode.training || p_ == 0.0f) {
     s.t.clear();
     return x;
@@ -160,6 +199,7 @@ std::string LayerNorm::describe() const { return fmt::format("layernorm({})", d_
 
 Tensor LayerNorm::forward(const Tensor& x, Saved& s, const Mode&) {
   need_2d("layernorm", x, d_);
+  need_f32("layernorm", x);
   Tensor& y = reuse(s.out, x.shape(), x.device());
   const auto B = x.size(0);
   if (s.t.size() != 3) s.t.resize(3);

@@ -6,7 +6,7 @@
 namespace troupe::nn {
 
 const Tensor& CrossEntropy::forward_backward(const Tensor& logits, const Tensor& labels) {
-  reuse(dlogits_, logits.shape(), logits.device());
+  reuse(dlogits_, logits.shape(), logits.device(), logits.dtype());  // half logits: half gradients
   reuse(loss_, {1}, logits.device());
   reuse(correct_, {1}, logits.device());
   compute::softmax_xent(logits, labels, dlogits_, loss_, correct_);

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "actors/compute/graph.hpp"
+#include "actors/compute/half.hpp"
 #include "actors/compute/ops.hpp"
 #include "actors/compute/stream.hpp"
 #include "actors/nn/layers.hpp"
@@ -24,8 +25,10 @@ namespace {
 using compute::Tensor;
 
 // Samples per second of the step at this batch on dev; `graph`: on a GPU,
-// the step recorded once as a CUDA graph and replayed.
-double time_steps(std::int64_t batch, compute::Device dev, double seconds, bool graph = false) {
+// the step recorded once as a CUDA graph and replayed; `dtype`: the input's
+// (and so the activations') element type, bf16/f16 on a GPU only.
+double time_steps(std::int64_t batch, compute::Device dev, double seconds, bool graph = false,
+                  compute::DType dtype = compute::DType::f32) {
   auto model = nn::Model::mlp({}, 1);
   model.to(dev);
   optim::Sgd sgd({0.01f, 0.9f});
@@ -35,6 +38,7 @@ double time_steps(std::int64_t batch, compute::Device dev, double seconds, bool 
   for (auto& v : xv) v = rng.uniform(-1, 1);
   for (auto& v : yv) v = static_cast<std::int32_t>(rng.next() % 10);
   Tensor x = Tensor::from(xv, {batch, 784}).to(dev), y = Tensor::from_i32(yv, {batch}).to(dev);
+  if (dtype != compute::DType::f32) x = compute::cast_to(x, dtype);
   nn::Tape tape;
   nn::CrossEntropy ce;
   auto params = model.params();
@@ -75,11 +79,12 @@ double time_steps(std::int64_t batch, compute::Device dev, double seconds, bool 
 }
 
 Row step_row(const std::string& system, const std::string& device, int threads, std::int64_t batch, double sps,
-             const std::string& mode = "eager") {
+             const std::string& mode = "eager", const std::string& dtype = "f32") {
   Row r;
   r.set("system", system)
       .set("device", device)
       .set("mode", mode)
+      .set("dtype", dtype)
       .set("threads", static_cast<std::int64_t>(threads))
       .set("batch", batch)
       .set("samples_per_s", sps);
@@ -96,12 +101,17 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
   }
   const bool gpu = compute::cuda_available();
   if (gpu) {
+    using compute::DType;
     for (auto b : cfg.gpu_batches) {
-      rows.push_back(step_row("troupe", "cuda", 0, b, time_steps(b, compute::Device::cuda(0), cfg.seconds)));
-      try {
-        rows.push_back(step_row("troupe", "cuda", 0, b, time_steps(b, compute::Device::cuda(0), cfg.seconds, true), "graph"));
-      } catch (const std::exception& e) {
-        notes.push_back(fmt::format("graph row at batch {} failed: {}", b, e.what()));
+      for (auto [graph, dtype] : {std::pair{false, DType::f32}, {true, DType::f32}, {false, DType::bf16},
+                                  {true, DType::bf16}, {true, DType::f16}}) {
+        const std::string mode = graph ? "graph" : "eager";
+        try {
+          rows.push_back(step_row("troupe", "cuda", 0, b, time_steps(b, compute::Device::cuda(0), cfg.seconds, graph, dtype),
+                                  mode, compute::dtype_name(dtype)));
+        } catch (const std::exception& e) {
+          notes.push_back(fmt::format("{} {} row at batch {} failed: {}", mode, compute::dtype_name(dtype), b, e.what()));
+        }
       }
     }
   } else {
@@ -132,7 +142,8 @@ std::vector<Row> step_rows(const StepConfig& cfg, std::vector<std::string>& note
     notes.push_back("torch rows skipped: python3-torch is not installed (tools/install-peers.sh)");
   }
   notes.push_back("MLP 784-1024-1024-10, softmax cross-entropy, SGD momentum 0.9; samples/s over >= 2 s after warm-up; "
-                  "torch rows pin OMP/OpenBLAS/MKL threads to the count shown");
+                  "torch rows pin OMP/OpenBLAS/MKL threads to the count shown; bf16/f16 rows: half activations and "
+                  "products (float32 accumulation), float32 weights and update");
   return rows;
 }
 

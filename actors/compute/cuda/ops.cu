@@ -11,11 +11,14 @@
 #include <fmt/format.h>
 
 #include "actors/compute/cuda/check.hpp"
+#include "actors/compute/cuda/kernels.cuh"
 #include "actors/compute/hash.hpp"
 #include "actors/compute/ops_impl.hpp"
 #include "actors/compute/stream.hpp"
 
 namespace troupe::compute::impl::gpu {
+
+using namespace cu;
 
 namespace {
 
@@ -34,16 +37,19 @@ struct Binding {
   std::vector<cublasHandle_t> handles;  // per device, made on first use
   // Per device: a vector of ones, for column sums as a matrix-vector product.
   std::vector<std::pair<float*, std::int64_t>> ones;
-  // Per device: cublasLt, its workspace and plans by (B, in, out).
+  // Per device: cublasLt, its workspace and plans by (element type, B, in, out).
   std::vector<cublasLtHandle_t> lt;
   std::vector<void*> lt_space;
-  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t>, LtPlan> plans;
+  std::map<std::tuple<int, int, std::int64_t, std::int64_t, std::int64_t>, LtPlan> plans;
 };
 thread_local Binding t_bind;
 
-cudaStream_t stream() { return t_bind.stream; }
+}  // namespace
 
-cublasHandle_t blas() {
+cudaStream_t cu::stream() { return t_bind.stream; }
+int cu::device() { return t_bind.device; }
+
+cublasHandle_t cu::blas() {
   auto& hs = t_bind.handles;
   if (static_cast<int>(hs.size()) <= t_bind.device) hs.resize(static_cast<std::size_t>(t_bind.device) + 1, nullptr);
   auto& h = hs[static_cast<std::size_t>(t_bind.device)];
@@ -51,6 +57,8 @@ cublasHandle_t blas() {
   TROUPE_CUBLAS_CHECK(cublasSetStream(h, t_bind.stream));
   return h;
 }
+
+namespace {
 
 __global__ void k_fill(float* p, std::int64_t n, float v);
 
@@ -85,16 +93,17 @@ bool lt_enabled() {
 }
 
 // The plan for y[B, out] = x[B, in] W^T + b, or nullptr when cublasLt has none
-// (then the caller uses sgemm). Made outside graph capture: the first step at
-// a shape plans, later ones reuse.
-const LtPlan* lt_plan(std::int64_t B, std::int64_t in, std::int64_t out) {
+// (then the caller uses a plain product). Made outside graph capture: the
+// first step at a shape plans, later ones reuse. float32 accumulation and
+// scale for every element type (the bias has the output's type).
+const LtPlan* lt_plan(cudaDataType_t type, std::int64_t B, std::int64_t in, std::int64_t out) {
   auto& bind = t_bind;
   const auto dev = static_cast<std::size_t>(bind.device);
   if (bind.lt.size() <= dev) {
     bind.lt.resize(dev + 1, nullptr);
     bind.lt_space.resize(dev + 1, nullptr);
   }
-  auto key = std::tuple{bind.device, B, in, out};
+  auto key = std::tuple{bind.device, static_cast<int>(type), B, in, out};
   auto it = bind.plans.find(key);
   if (it != bind.plans.end()) return it->second.ok ? &it->second : nullptr;
   LtPlan& p = bind.plans[key];
@@ -109,9 +118,9 @@ const LtPlan* lt_plan(std::int64_t B, std::int64_t in, std::int64_t out) {
             cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &n, sizeof n) == CUBLAS_STATUS_SUCCESS &&
             cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_SUCCESS &&
             // Column-major: W is in x out (ld in), x is in x B (ld in), y is out x B (ld out).
-            cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(out), in) == CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(B), in) == CUBLAS_STATUS_SUCCESS &&
-            cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, static_cast<std::uint64_t>(out), static_cast<std::uint64_t>(B), out) == CUBLAS_STATUS_SUCCESS;
+            cublasLtMatrixLayoutCreate(&p.a, type, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(out), in) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatrixLayoutCreate(&p.b, type, static_cast<std::uint64_t>(in), static_cast<std::uint64_t>(B), in) == CUBLAS_STATUS_SUCCESS &&
+            cublasLtMatrixLayoutCreate(&p.c, type, static_cast<std::uint64_t>(out), static_cast<std::uint64_t>(B), out) == CUBLAS_STATUS_SUCCESS;
   if (ok) {
     cublasLtMatmulPreference_t pref{};
     std::size_t space = kLtSpace;
@@ -130,36 +139,32 @@ const LtPlan* lt_plan(std::int64_t B, std::int64_t in, std::int64_t out) {
   return ok ? &p : nullptr;
 }
 
-constexpr int kThreads = 256;
-unsigned grid(std::int64_t n) {
-  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, 65535)));
-}
-
-#define TROUPE_LAUNCH(kernel, blocks, threads, ...)                  \
-  do {                                                               \
-    kernel<<<(blocks), (threads), 0, stream()>>>(__VA_ARGS__);       \
-    TROUPE_CUDA_CHECK(cudaGetLastError());                           \
-  } while (0)
-
-#define GRID_STRIDE(i, n) \
-  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < (n); i += std::int64_t(gridDim.x) * blockDim.x)
-
 __global__ void k_bias_rows(float* y, const float* b, std::int64_t B, std::int64_t out) {
   GRID_STRIDE(i, B * out) y[i] = b[i % out];
 }
 __global__ void k_fill(float* p, std::int64_t n, float v) { GRID_STRIDE(i, n) p[i] = v; }
-__global__ void k_relu(const float* x, float* y, std::int64_t n) { GRID_STRIDE(i, n) y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
-__global__ void k_relu_bwd(const float* y, const float* dy, float* dx, std::int64_t n) {
-  GRID_STRIDE(i, n) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+template <class T>
+__global__ void k_relu(const T* x, T* y, std::int64_t n) {
+  GRID_STRIDE(i, n) y[i] = ld(x[i]) > 0.0f ? x[i] : st<T>(0.0f);
 }
-__global__ void k_gelu(const float* x, float* y, std::int64_t n) {
-  GRID_STRIDE(i, n) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+template <class T>
+__global__ void k_relu_bwd(const T* y, const T* dy, T* dx, std::int64_t n) {
+  GRID_STRIDE(i, n) dx[i] = ld(y[i]) > 0.0f ? dy[i] : st<T>(0.0f);
 }
-__global__ void k_gelu_bwd(const float* x, const float* dy, float* dx, std::int64_t n) {
+template <class T>
+__global__ void k_gelu(const T* xs, T* y, std::int64_t n) {
   GRID_STRIDE(i, n) {
-    const float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
-    const float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
-    dx[i] = dy[i] * (cdf + x[i] * pdf);
+    const float x = ld(xs[i]);
+    y[i] = st<T>(0.5f * x * (1.0f + erff(x * 0.70710678118654752f)));
+  }
+}
+template <class T>
+__global__ void k_gelu_bwd(const T* xs, const T* dy, T* dx, std::int64_t n) {
+  GRID_STRIDE(i, n) {
+    const float x = ld(xs[i]);
+    const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    dx[i] = st<T>(ld(dy[i]) * (cdf + x * pdf));
   }
 }
 __global__ void k_dropout(const float* x, float p, std::uint64_t seed, float* y, float* mask, std::int64_t n) {
@@ -171,111 +176,6 @@ __global__ void k_dropout(const float* x, float p, std::uint64_t seed, float* y,
   }
 }
 __global__ void k_mul(const float* a, const float* b, float* o, std::int64_t n) { GRID_STRIDE(i, n) o[i] = a[i] * b[i]; }
-
-// Block-wide sum (blockDim.x a multiple of 32, at most 1024).
-__device__ float block_sum(float v) {
-  __shared__ float part[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __syncthreads();
-  if (lane == 0) part[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? part[lane] : 0.0f;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  if (threadIdx.x == 0) part[0] = v;
-  __syncthreads();
-  return part[0];
-}
-
-__global__ void k_layernorm(const float* x, const float* g, const float* b, float eps, float* y, float* mean,
-                            float* rstd, std::int64_t D) {
-  const std::int64_t r = blockIdx.x;
-  const float* xr = x + r * D;
-  float s = 0.0f;
-  for (std::int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
-  const float mu = block_sum(s) / static_cast<float>(D);
-  float v = 0.0f;
-  for (std::int64_t i = threadIdx.x; i < D; i += blockDim.x) v += (xr[i] - mu) * (xr[i] - mu);
-  const float rs = rsqrtf(block_sum(v) / static_cast<float>(D) + eps);
-  if (threadIdx.x == 0) {
-    mean[r] = mu;
-    rstd[r] = rs;
-  }
-  for (std::int64_t i = threadIdx.x; i < D; i += blockDim.x) y[r * D + i] = (xr[i] - mu) * rs * g[i] + b[i];
-}
-
-__global__ void k_layernorm_dx(const float* x, const float* g, const float* mean, const float* rstd, const float* dy,
-                               float* dx, std::int64_t D) {
-  const std::int64_t r = blockIdx.x;
-  const float mu = mean[r], rs = rstd[r];
-  float s1 = 0.0f, s2 = 0.0f;
-  for (std::int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    const float dxhat = dy[r * D + i] * g[i];
-    s1 += dxhat;
-    s2 += dxhat * (x[r * D + i] - mu) * rs;
-  }
-  const float m1 = block_sum(s1) / static_cast<float>(D);
-  const float m2 = block_sum(s2) / static_cast<float>(D);
-  for (std::int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    const float xhat = (x[r * D + i] - mu) * rs;
-    dx[r * D + i] = rs * (dy[r * D + i] * g[i] - m1 - xhat * m2);
-  }
-}
-
-__global__ void k_layernorm_dparams(const float* x, const float* mean, const float* rstd, const float* dy, float* dg,
-                                    float* db, std::int64_t B, std::int64_t D, bool acc) {
-  GRID_STRIDE(c, D) {
-    float sg = 0.0f, sb = 0.0f;
-    for (std::int64_t r = 0; r < B; ++r) {
-      const float d = dy[r * D + c];
-      sg += d * (x[r * D + c] - mean[r]) * rstd[r];
-      sb += d;
-    }
-    if (dg) dg[c] = (acc ? dg[c] : 0.0f) + sg;
-    if (db) db[c] = (acc ? db[c] : 0.0f) + sb;
-  }
-}
-
-// One block per row: softmax, loss, gradient, argmax.
-__global__ void k_softmax_xent(const float* logits, const std::int32_t* labels, float* dlogits, float* loss,
-                               float* correct, std::int64_t B, std::int64_t C) {
-  const std::int64_t r = blockIdx.x;
-  const float* z = logits + r * C;
-  __shared__ float s_max;
-  __shared__ int s_arg;
-  if (threadIdx.x == 0) {
-    int arg = 0;
-    for (std::int64_t c = 1; c < C; ++c)
-      if (z[c] > z[arg]) arg = static_cast<int>(c);
-    s_arg = arg;
-    s_max = C ? z[arg] : 0.0f;
-  }
-  __syncthreads();
-  float s = 0.0f;
-  for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x) s += expf(z[c] - s_max);
-  const float logsum = logf(block_sum(s)) + s_max;
-  const std::int32_t label = labels[r];
-  const bool valid = label >= 0 && label < C;
-  if (threadIdx.x == 0 && valid) {
-    if (loss) atomicAdd(loss, (logsum - z[label]) / static_cast<float>(B));
-    if (correct && s_arg == label) atomicAdd(correct, 1.0f);
-  }
-  if (dlogits)
-    for (std::int64_t c = threadIdx.x; c < C; c += blockDim.x)
-      dlogits[r * C + c] = valid ? (expf(z[c] - logsum) - (c == label ? 1.0f : 0.0f)) / static_cast<float>(B) : 0.0f;
-}
-
-__global__ void k_count_correct(const float* logits, const std::int32_t* labels, float* correct, std::int64_t B,
-                                std::int64_t C) {
-  GRID_STRIDE(r, B) {
-    const float* z = logits + r * C;
-    std::int64_t arg = 0;
-    for (std::int64_t c = 1; c < C; ++c)
-      if (z[c] > z[arg]) arg = c;
-    if (arg == labels[r]) atomicAdd(correct, 1.0f);
-  }
-}
 
 __global__ void k_sgd(float* p, const float* g, float* buf, std::int64_t n, float lr, float momentum, float dampening,
                       bool nesterov, float wd, bool first) {
@@ -308,12 +208,6 @@ __global__ void k_sum_squares(const float* t, std::int64_t n, float* out) {
 __global__ void k_scale(float* t, std::int64_t n, float f) { GRID_STRIDE(i, n) t[i] *= f; }
 __global__ void k_axpy(float* y, const float* x, std::int64_t n, float a) { GRID_STRIDE(i, n) y[i] += a * x[i]; }
 
-int row_threads(std::int64_t D) {
-  int t = 32;
-  while (t < 1024 && t < D) t *= 2;
-  return t;
-}
-
 }  // namespace
 
 void bind(int device, Stream* s) {
@@ -322,19 +216,23 @@ void bind(int device, Stream* s) {
   t_bind.stream = s ? static_cast<cudaStream_t>(s->native()) : cudaStream_t{};
 }
 
+bool cu::lt_linear(cudaDataType_t type, const void* x, const void* w, const void* b, void* y, std::int64_t B,
+                   std::int64_t in, std::int64_t out) {
+  if (!lt_enabled()) return false;
+  const LtPlan* p = lt_plan(type, B, in, out);
+  if (!p) return false;
+  const float one = 1.0f, zero = 0.0f;
+  const auto dev = static_cast<std::size_t>(t_bind.device);
+  TROUPE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
+  TROUPE_CUBLAS_CHECK(cublasLtMatmul(t_bind.lt[dev], p->desc, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c, &p->algo,
+                                     t_bind.lt_space[dev], kLtSpace, stream()));
+  return true;
+}
+
 void linear_forward(const float* x, const float* w, const float* b, float* y, std::int64_t B, std::int64_t in,
                     std::int64_t out) {
   if (B == 0 || out == 0) return;
-  if (b && in > 0 && lt_enabled()) {
-    if (const LtPlan* p = lt_plan(B, in, out)) {
-      const float one = 1.0f, zero = 0.0f;
-      const auto dev = static_cast<std::size_t>(t_bind.device);
-      TROUPE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &b, sizeof b));
-      TROUPE_CUBLAS_CHECK(cublasLtMatmul(t_bind.lt[dev], p->desc, &one, w, p->a, x, p->b, &zero, y, p->c, y, p->c,
-                                         &p->algo, t_bind.lt_space[dev], kLtSpace, stream()));
-      return;
-    }
-  }
+  if (b && in > 0 && lt_linear(CUDA_R_32F, x, w, b, y, B, in, out)) return;
   float beta = 0.0f;
   if (b) {
     TROUPE_LAUNCH(k_bias_rows, grid(B * out), kThreads, y, b, B, out);
@@ -380,47 +278,35 @@ void linear_backward(const float* x, const float* w, const float* dy, float* dx,
   }
 }
 
-void relu_forward(const float* x, float* y, std::int64_t n) {
-  if (n) TROUPE_LAUNCH(k_relu, grid(n), kThreads, x, y, n);
-}
+void relu_forward(const float* x, float* y, std::int64_t n) { unary(Unary::relu, DType::f32, x, nullptr, y, n); }
 void relu_backward(const float* y, const float* dy, float* dx, std::int64_t n) {
-  if (n) TROUPE_LAUNCH(k_relu_bwd, grid(n), kThreads, y, dy, dx, n);
+  unary(Unary::relu_backward, DType::f32, y, dy, dx, n);
 }
-void gelu_forward(const float* x, float* y, std::int64_t n) {
-  if (n) TROUPE_LAUNCH(k_gelu, grid(n), kThreads, x, y, n);
-}
+void gelu_forward(const float* x, float* y, std::int64_t n) { unary(Unary::gelu, DType::f32, x, nullptr, y, n); }
 void gelu_backward(const float* x, const float* dy, float* dx, std::int64_t n) {
-  if (n) TROUPE_LAUNCH(k_gelu_bwd, grid(n), kThreads, x, dy, dx, n);
+  unary(Unary::gelu_backward, DType::f32, x, dy, dx, n);
+}
+
+void unary(Unary op, DType t, const void* a, const void* b, void* out, std::int64_t n) {
+  if (!n) return;
+  with_type(t, "activation", [&](auto v) {
+    using T = decltype(v);
+    const auto* pa = static_cast<const T*>(a);
+    const auto* pb = static_cast<const T*>(b);
+    auto* po = static_cast<T*>(out);
+    switch (op) {
+      case Unary::relu: TROUPE_LAUNCH(k_relu<T>, grid(n), kThreads, pa, po, n); break;
+      case Unary::relu_backward: TROUPE_LAUNCH(k_relu_bwd<T>, grid(n), kThreads, pa, pb, po, n); break;
+      case Unary::gelu: TROUPE_LAUNCH(k_gelu<T>, grid(n), kThreads, pa, po, n); break;
+      case Unary::gelu_backward: TROUPE_LAUNCH(k_gelu_bwd<T>, grid(n), kThreads, pa, pb, po, n); break;
+    }
+  });
 }
 void dropout_forward(const float* x, float p, std::uint64_t seed, float* y, float* mask, std::int64_t n) {
   if (n) TROUPE_LAUNCH(k_dropout, grid(n), kThreads, x, p, seed, y, mask, n);
 }
 void mul(const float* a, const float* b, float* out, std::int64_t n) {
   if (n) TROUPE_LAUNCH(k_mul, grid(n), kThreads, a, b, out, n);
-}
-
-void layernorm_forward(const float* x, const float* g, const float* b, float eps, float* y, float* mean, float* rstd,
-                       std::int64_t B, std::int64_t D) {
-  if (B && D) TROUPE_LAUNCH(k_layernorm, static_cast<unsigned>(B), row_threads(D), x, g, b, eps, y, mean, rstd, D);
-}
-
-void layernorm_backward(const float* x, const float* g, const float* mean, const float* rstd, const float* dy,
-                        float* dx, float* dg, float* db, std::int64_t B, std::int64_t D, bool accumulate) {
-  if (D == 0) return;
-  if ((dg || db)) TROUPE_LAUNCH(k_layernorm_dparams, grid(D), kThreads, x, mean, rstd, dy, dg, db, B, D, accumulate);
-  if (dx && B) TROUPE_LAUNCH(k_layernorm_dx, static_cast<unsigned>(B), row_threads(D), x, g, mean, rstd, dy, dx, D);
-}
-
-void softmax_xent(const float* logits, const std::int32_t* labels, float* dlogits, float* loss, float* correct,
-                  std::int64_t B, std::int64_t C) {
-  if (loss) TROUPE_CUDA_CHECK(cudaMemsetAsync(loss, 0, sizeof(float), stream()));
-  if (correct) TROUPE_CUDA_CHECK(cudaMemsetAsync(correct, 0, sizeof(float), stream()));
-  if (B) TROUPE_LAUNCH(k_softmax_xent, static_cast<unsigned>(B), row_threads(C), logits, labels, dlogits, loss, correct, B, C);
-}
-
-void count_correct(const float* logits, const std::int32_t* labels, float* correct, std::int64_t B, std::int64_t C) {
-  TROUPE_CUDA_CHECK(cudaMemsetAsync(correct, 0, sizeof(float), stream()));
-  if (B) TROUPE_LAUNCH(k_count_correct, grid(B), kThreads, logits, labels, correct, B, C);
 }
 
 void sgd_update(float* p, const float* g, float* buf, std::int64_t n, float lr, float momentum, float dampening,
