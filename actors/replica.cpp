@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "actors/ckpt/checkpoint.hpp"
+#include "actors/compute/half.hpp"
 #include "actors/compute/ops.hpp"
 #include "actors/compute/stream.hpp"
 #include "actors/data/sampler.hpp"
@@ -61,8 +62,10 @@ compute::Device replica_device(const std::string& text) {
 struct Replica::Impl {
   ReplicaConfig cfg;
   compute::Device dev;     // where the model trains
+  compute::DType dtype = compute::DType::f32;  // the input's, and so the activations'
   Tensor x_dev, y_dev;     // a GPU replica's batch, copied in each micro-batch
-  Tensor test_x, test_y;   // and its test set, copied in once
+  Tensor x_half;           // the batch cast to a half dtype
+  Tensor test_x, test_y;   // and its test set, copied in once (cast too)
   data::Dataset train, test;
   nn::Model model;
   std::unique_ptr<optim::Optimizer> opt;
@@ -128,6 +131,14 @@ struct Replica::Impl {
     slot.copy_from(host);
     return slot;
   }
+  // The model's input: the batch on the device, in the run's precision.
+  const Tensor& input(const Tensor& host) {
+    const Tensor& x = on_device(host, x_dev);
+    if (dtype == compute::DType::f32) return x;
+    if (!x_half.defined() || x_half.shape() != x.shape()) x_half = Tensor::empty(x.shape(), dtype, dev);
+    compute::cast(x, x_half);
+    return x_half;
+  }
 
   void on_layer_ready(std::size_t layer) {
     for (auto b : buckets_of_layer[layer])
@@ -145,6 +156,17 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   if (m.dev.is_cuda() && !compute::cuda_available())
     throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
                                  coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
+  if (cfg.precision == "bf16" || cfg.precision == "f16")
+    m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
+  else if (cfg.precision != "f32")
+    throw UsageError(fmt::format("replica: precision '{}': expected f32, bf16 or f16", cfg.precision));
+  if (m.dtype != compute::DType::f32 && !m.dev.is_cuda())
+    throw UsageError(fmt::format("replica: precision '{}' needs a GPU replica (device is '{}'): the host computes in f32",
+                                 cfg.precision, cfg.device));
+  if (m.dtype != compute::DType::f32 && (cfg.dropout > 0 || cfg.layernorm))
+    throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
+                                 "layernorm)",
+                                 cfg.precision));
   compute::set_num_threads(cfg.threads);
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
   m.train = data::load_fashion_mnist(dir, data::Split::train);
@@ -235,7 +257,7 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
       st.epoch = m.epoch;
       const std::uint64_t seed = m.cfg.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(m.step) << 20) ^
                                  (static_cast<std::uint64_t>(micro) << 8) ^ m.rank;
-      Tensor logits = m.model.forward(m.on_device(x, m.x_dev), m.tape, {true, seed});
+      Tensor logits = m.model.forward(m.input(x), m.tape, {true, seed});
       Tensor d = m.ce.forward_backward(logits, m.on_device(y, m.y_dev));
       if (m.cfg.accumulation > 1) compute::scale_(d, 1.0f / static_cast<float>(m.cfg.accumulation));
       const bool sync = micro == m.cfg.accumulation - 1 && m.world > 1;  // no-sync micro-batches before the last
@@ -280,7 +302,7 @@ EvalStats Replica::Impl::evaluate(std::int64_t from, std::int64_t to) {
   nn::CrossEntropy ce;
   double loss = 0;
   if (dev.is_cuda() && !test_x.defined()) {
-    test_x = test.images.to(dev);
+    test_x = compute::cast_to(test.images.to(dev), dtype);
     test_y = test.labels.to(dev);
   }
   const Tensor& xs = dev.is_cuda() ? test_x : test.images;

@@ -54,10 +54,14 @@ struct ReplicaConfig {
   /// device group (memory = "cuda": NCCL, or cuda_local when replicas share
   /// a GPU) on that same device.
   std::string device = "cpu";
+  /// "f32", or "bf16" / "f16" on a GPU: each batch is cast to it, so the
+  /// linear layers and activations compute in half precision (float32
+  /// weights, gradients, updates and all-reduce; see compute/half.hpp).
+  std::string precision = "f32";
 
   TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, seed, data_dir, train_limit, batch,
                 accumulation, epochs, optimizer, lr, momentum, weight_decay, nesterov, schedule, warmup_steps, total_steps,
-                min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads, device)
+                min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads, device, precision)
 };
 
 /// One optimizer step as a replica saw it.

@@ -150,6 +150,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"seed", [&](auto& v, auto& k) { c.seed = static_cast<std::uint64_t>(r.integer(v, k, 0, INT64_MAX)); }},
            {"chunk_steps", [&](auto& v, auto& k) { o.chunk_steps = r.integer(v, k, 1, 1 << 30); }},
            {"threads", [&](auto& v, auto& k) { c.threads = static_cast<int>(r.integer(v, k, 1, 1024)); }},
+           {"precision", [&](auto& v, auto& k) { c.precision = r.string(v, k, {"f32", "bf16", "f16"}); }},
            {"bucket_bytes", [&](auto& v, auto& k) { c.bucket_bytes = r.integer(v, k, 4, 1ll << 34); }}});
   };
   sections["optimizer"] = [&](const toml::node& n, const std::string& s) {
@@ -205,6 +206,14 @@ Topology parse_topology(const std::string& text, const std::string& path) {
                                     c.inputs, c.classes));
   if (t.name.empty()) t.name = "run";
   if (t.gpus > 0) c.device = "cuda";  // each replica trains on its GPU (a share of one when gpus < 1)
+  if (c.precision != "f32" && t.gpus <= 0)
+    throw TopologyError(fmt::format("{}: key 'train.precision': {} needs GPU replicas (resources.gpus > 0); the host "
+                                    "computes in f32",
+                                    path, c.precision));
+  if (c.precision != "f32" && (c.dropout > 0 || c.layernorm))
+    throw TopologyError(fmt::format("{}: key 'train.precision': {} takes linear layers and activations only (set "
+                                    "model.dropout = 0 and model.layernorm = false)",
+                                    path, c.precision));
   if (o.processes) {
     o.actor_options.cpus(t.cpus);
     if (t.gpus > 0) o.actor_options.gpus(t.gpus);

@@ -8,7 +8,7 @@
 //   [model]       inputs, hidden = [..], classes, activation, dropout, layernorm
 //   [data]        dataset = "fashion_mnist", dir, train_limit, eval_limit
 //   [train]       strategy = "data_parallel", replicas, processes, batch,
-//                 accumulation, epochs, seed, chunk_steps, threads
+//                 accumulation, epochs, seed, chunk_steps, threads, precision
 //   [optimizer]   name = "sgd" | "adamw", lr, momentum, weight_decay, nesterov, clip_norm
 //   [schedule]    kind = "constant" | "cosine" | "linear", warmup_steps, min_lr
 //   [checkpoint]  dir, interval_steps, resume

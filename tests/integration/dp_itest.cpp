@@ -33,7 +33,7 @@ dp::ReplicaConfig small(int replicas, int accumulation) {
 
 // device: where each replica trains; gpus: what each replica process asks for.
 std::vector<float> run(int replicas, int accumulation, bool processes, const std::string& device = "cpu",
-                       double gpus = 0) {
+                       double gpus = 0, const std::string& precision = "f32") {
   Runtime rt({.threads = 2});
   dp::TrainerOptions o;
   o.replicas = replicas;
@@ -43,6 +43,7 @@ std::vector<float> run(int replicas, int accumulation, bool processes, const std
   if (gpus > 0) o.actor_options.gpus(gpus);
   auto cfg = small(replicas, accumulation);
   cfg.device = device;
+  cfg.precision = precision;
   dp::DataParallelTrainer t(rt, cfg, o);
   std::int64_t reports = 0;
   auto r = t.fit([&](const dp::Progress& p) {
@@ -84,6 +85,12 @@ TEST_CASE("a replica device that cannot be had is refused before training, namin
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("unknown device 'tpu'"));
   cfg.device = "cuda:1";  // a worker trains on the GPU it is given
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("device 'cuda:1' with replicas in worker processes"));
+  cfg.device = "cpu";
+  cfg.precision = "bf16";
+  o.processes = false;
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("precision 'bf16' needs a GPU replica"));
+  cfg.precision = "f32";
+  o.processes = true;
   if (compute::cuda_available()) return;  // the rest is about a machine without a GPU
   cfg.device = "cuda";
   o.processes = false;
@@ -115,6 +122,16 @@ TEST_CASE("gpu: replicas on a GPU follow single-process CPU training with the sa
     for (std::size_t s = 0; s < single.size(); ++s) {
       INFO("step " << s);
       CHECK(losses[s] == Approx(single[s]).epsilon(5e-3));
+    }
+  }
+  // Half-precision activations: the same trajectory within bf16's and fp16's rounding.
+  for (std::string precision : {"bf16", "f16"}) {
+    INFO("2 GPU replicas in processes, " << precision);
+    const auto losses = run(2, 1, true, "cuda", 0.5, precision);
+    REQUIRE(losses.size() == single.size());
+    for (std::size_t s = 0; s < single.size(); ++s) {
+      INFO("step " << s);
+      CHECK(losses[s] == Approx(single[s]).epsilon(precision == "bf16" ? 4e-2 : 1e-2));
     }
   }
 }

@@ -69,6 +69,8 @@ TEST_CASE("resources.gpus puts each replica on a GPU (a share of one below 1)", 
   auto in_process = parse_topology(kMinimal + "processes = false\n[resources]\ngpus = 1\n", "t.toml");
   CHECK(in_process.replica.device == "cuda");
   CHECK(in_process.trainer.actor_options.gpus_ == 0);  // in the driver: nothing to place
+  auto half = parse_topology(kMinimal + "precision = \"bf16\"\n[resources]\ngpus = 1\n", "t.toml");
+  CHECK(half.replica.precision == "bf16");
 }
 
 TEST_CASE("topology mistakes name the file, the line and the key; nothing starts", "[topology]") {
@@ -93,6 +95,10 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "[checkpoint]\ninterval_steps = 10\n", "key 'checkpoint.interval_steps': set, but checkpoint.dir is not"},
       {kMinimal + "[resources]\ngpus = -1\n", "key 'resources.gpus': -1 is out of range"},
       {kMinimal + "[output]\nmetrics = \"xml\"\n", "key 'output.metrics': 'xml' is not one of: jsonl, csv"},
+      {kMinimal + "precision = \"fp8\"\n", "key 'train.precision': 'fp8' is not one of: f32, bf16, f16"},
+      {kMinimal + "precision = \"bf16\"\n", "key 'train.precision': bf16 needs GPU replicas"},
+      {kMinimal + "precision = \"f16\"\n[resources]\ngpus = 1\n[model]\ndropout = 0.1\n",
+       "key 'train.precision': f16 takes linear layers and activations only"},
       {kMinimal + "[model]\nclasses = 7\n", "fashion_mnist has 784 inputs and 10 classes"},
       {kMinimal + "[train\n", "t.toml:3:"},  // a syntax error: TOML++'s message, with the place
       {"model = 3\n" + kMinimal, "t.toml:1:9: key 'model': expected a table, got an integer"},
