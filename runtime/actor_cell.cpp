@@ -12,16 +12,6 @@ namespace troupe::detail {
 namespace {
 // Messages run per turn before the drain yields the thread to other actors.
 constexpr int kDrainBudget = 256;
-
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "unknown exception";
-  }
-}
 }  // namespace
 
 bool is_actor_failure(const std::exception_ptr& e) noexcept {

@@ -64,6 +64,8 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   PoolHandle* pool() const noexcept { return pool_; }
   const Strand& strand() const noexcept { return strand_; }
   bool alive() const noexcept { return !death_claimed_.load(std::memory_order_acquire); }
+  /// Dead, with its cause and detail written (died_error() may read them).
+  bool dead() const noexcept { return dead_.load(std::memory_order_acquire); }
   bool retries_enabled() const noexcept { return opts_.max_call_retries_ != 0; }
 
   /// Any thread: queues `m` (the cell takes the caller's reference) or fails it

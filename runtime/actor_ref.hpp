@@ -1,5 +1,6 @@
 #pragma once
 // ActorRef<T>: a typed handle to an actor; calls through it never block.
+#include <exception>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -19,7 +20,13 @@ bool alive_of(const RemoteActor& r) noexcept;
 std::uint64_t id_of(const RemoteActor& r) noexcept;
 const std::string& name_of(const RemoteActor& r) noexcept;
 std::size_t rank_of(const RemoteActor& r) noexcept;
+std::exception_ptr died_error_of(const RemoteActor& r);
 }  // namespace remote
+
+namespace detail {
+/// The message of the exception e holds ("" for none).
+std::string what_of(const std::exception_ptr& e);
+}  // namespace detail
 
 template <class T>
 class ActorRef {
@@ -75,6 +82,17 @@ class ActorRef {
     return remote_ ? remote::name_of(*remote_) : cell_ ? cell_->name() : none;
   }
   std::size_t rank() const noexcept { return remote_ ? remote::rank_of(*remote_) : cell_ ? cell_->rank() : 0; }
+  /// Why the actor died, as its callers' ActorDied says ("actor #7 is dead:
+  /// failed: constructor or on_start threw: ..."); "" while it lives.
+  std::string death() const {
+    std::exception_ptr e;
+    if (remote_) {
+      if (!remote::alive_of(*remote_)) e = remote::died_error_of(*remote_);
+    } else if (cell_ && cell_->dead()) {
+      e = cell_->died_error();
+    }
+    return detail::what_of(e);
+  }
   /// The in-process cell (null for a process actor).
   detail::Cell<T>* cell() const noexcept { return cell_.get(); }
   /// The process actor behind this handle (null for an in-process actor).

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/actor_ref.hpp"
+
 namespace troupe {
 
 const char* to_string(DeathCause c) noexcept {
@@ -29,5 +31,16 @@ ActorDied::ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::
       name_(std::move(name)),
       cause_(cause),
       detail_(std::move(detail)) {}
+
+std::string detail::what_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
 
 }  // namespace troupe

@@ -94,7 +94,10 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
   std::vector<detail::Member> ms;
   for (const auto& a : members) {
     if (!a.valid()) throw UsageError("create_group: an empty ActorRef among the members");
-    if (!a.alive()) throw UsageError(fmt::format("create_group: member {} is dead", a.id()));
+    if (!a.alive()) {
+      const auto why = a.death();
+      throw UsageError(fmt::format("create_group: member {} is dead{}", a.id(), why.empty() ? "" : " (" + why + ")"));
+    }
     detail::Member m;
     m.id = a.id();
     m.name = a.name();

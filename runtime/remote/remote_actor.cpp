@@ -305,6 +305,11 @@ void RemoteActor::die(DeathCause cause, std::string detail) {
   down_.set_value();  // nothing but wait_dead waits on it: no continuation runs under the lock
 }
 
+std::exception_ptr RemoteActor::death_error() const {
+  std::lock_guard lock(mu_);
+  return died_error();
+}
+
 std::exception_ptr RemoteActor::died_error() const {
   return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_));
 }
@@ -390,6 +395,7 @@ void RemoteActor::control(kj::Array<capnp::word> frame) {
 Ref<void> stop_of(RemoteActor& r) { return r.stop(); }
 void kill_of(RemoteActor& r) { r.kill(); }
 bool alive_of(const RemoteActor& r) noexcept { return r.alive(); }
+std::exception_ptr died_error_of(const RemoteActor& r) { return r.death_error(); }
 std::uint64_t id_of(const RemoteActor& r) noexcept { return r.id(); }
 const std::string& name_of(const RemoteActor& r) noexcept { return r.name(); }
 std::size_t rank_of(const RemoteActor& r) noexcept { return r.rank(); }

@@ -93,6 +93,8 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   void wait_dead(std::chrono::milliseconds limit);
 
   bool alive() const noexcept { return !dead_.load(); }
+  /// The ActorDied error its callers get (once dead), read under the lock.
+  std::exception_ptr death_error() const;
   std::uint64_t id() const noexcept { return id_; }
   /// The runtime that spawned it (forms groups its worker asks for: init_group).
   void set_owner(Runtime* rt) noexcept { owner_ = rt; }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <thread>
 
+#include "runtime/coll/create.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/eventually.hpp"
 
@@ -106,6 +107,18 @@ TEST_CASE("a constructor that throws kills the actor with the reason", "[lifecyc
     CHECK(e.cause() == DeathCause::failed);
     CHECK_THAT(e.detail(), Catch::Contains("config file missing"));
   }
+  // The handle says why too, for whoever meets the dead actor later (a
+  // collective group made of it names the cause, not only the death).
+  eventually([&]() { return !b.death().empty(); });
+  CHECK_THAT(b.death(), Catch::Contains("actor 'broken'") && Catch::Contains("config file missing"));
+  struct Fine {
+    int ping() { return 1; }
+  };
+  auto fine = rt.spawn<Fine>();
+  CHECK(fine.call(&Fine::ping).get(2s) == 1);
+  CHECK(fine.death().empty());
+  CHECK_THROWS_WITH(coll::create_group(rt, std::vector{b}, {.name = "g"}),
+                    Catch::Contains("create_group: member") && Catch::Contains("config file missing"));
 }
 
 TEST_CASE("runtime shutdown fails pending work instead of hanging", "[lifecycle]") {
