@@ -302,7 +302,8 @@ EvalStats Replica::Impl::evaluate(std::int64_t from, std::int64_t to) {
   nn::CrossEntropy ce;
   double loss = 0;
   if (dev.is_cuda() && !test_x.defined()) {
-    test_x = compute::cast_to(test.images.to(dev), dtype);
+    test_x = test.images.to(dev);
+    if (dtype != compute::DType::f32) test_x = compute::cast_to(test_x, dtype);
     test_y = test.labels.to(dev);
   }
   const Tensor& xs = dev.is_cuda() ? test_x : test.images;
