@@ -106,7 +106,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   want(op, "y", y, {B, out});
   auto d = common_device(op, {&x, &w, &b, &y});
   if (half_operands(op, x, {&w, &b, &y}))
-    return impl::gpu::half_linear_forward(x.dtype(), x.raw(), w.raw(), raw_or_null(b), y.raw(), B, in, out);
+    return impl::gpu::linear_forward(x.dtype(), x.raw(), w.raw(), raw_or_null(b), y.raw(), B, in, out);
   TROUPE_DISPATCH(d, linear_forward, x.f32(), w.f32(), opt(b), y.f32(), B, in, out);
 }
 
@@ -123,7 +123,7 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor&
   if (db.defined()) want(op, "dbias", db, {out});
   auto d = common_device(op, {&x, &w, &dy, &dx, &dw, &db});
   if (half_operands(op, x, {&w, &dy, &dx, &dw, &db}))
-    return impl::gpu::half_linear_backward(x.dtype(), x.raw(), w.raw(), dy.raw(), raw_or_null(dx), raw_or_null(dw),
+    return impl::gpu::linear_backward(x.dtype(), x.raw(), w.raw(), dy.raw(), raw_or_null(dx), raw_or_null(dw),
                                            raw_or_null(db), B, in, out, accumulate);
   TROUPE_DISPATCH(d, linear_backward, x.f32(), w.f32(), dy.f32(), opt(dx), opt(dw), opt(db), B, in, out, accumulate);
 }

@@ -35,11 +35,11 @@ void axpy(float*, const float*, std::int64_t, float) { refuse(); }
 void unary(Unary, DType, const void*, const void*, void*, std::int64_t) { refuse(); }
 void softmax_xent(DType, const void*, const std::int32_t*, void*, float*, float*, std::int64_t, std::int64_t) { refuse(); }
 void count_correct(DType, const void*, const std::int32_t*, float*, std::int64_t, std::int64_t) { refuse(); }
-void half_linear_forward(DType, const void*, const void*, const void*, void*, std::int64_t, std::int64_t, std::int64_t) {
+void linear_forward(DType, const void*, const void*, const void*, void*, std::int64_t, std::int64_t, std::int64_t) {
   refuse();
 }
-void half_linear_backward(DType, const void*, const void*, const void*, void*, void*, void*, std::int64_t, std::int64_t,
-                          std::int64_t, bool) {
+void linear_backward(DType, const void*, const void*, const void*, void*, void*, void*, std::int64_t, std::int64_t,
+                     std::int64_t, bool) {
   refuse();
 }
 void cast(DType, const void*, DType, void*, std::int64_t, bool) { refuse(); }

@@ -57,11 +57,11 @@ void softmax_xent(DType t, const void* logits, const std::int32_t* labels, void*
                   std::int64_t B, std::int64_t C);
 void count_correct(DType t, const void* logits, const std::int32_t* labels, float* correct, std::int64_t B,
                    std::int64_t C);
-/// The products of linear_forward / linear_backward on bf16 or fp16 operands.
-void half_linear_forward(DType t, const void* x, const void* w, const void* b, void* y, std::int64_t B,
-                         std::int64_t in, std::int64_t out);
-void half_linear_backward(DType t, const void* x, const void* w, const void* dy, void* dx, void* dw, void* db,
-                          std::int64_t B, std::int64_t in, std::int64_t out, bool accumulate);
+/// linear_forward / linear_backward on operands of any of those types.
+void linear_forward(DType t, const void* x, const void* w, const void* b, void* y, std::int64_t B, std::int64_t in,
+                    std::int64_t out);
+void linear_backward(DType t, const void* x, const void* w, const void* dy, void* dx, void* dw, void* db,
+                     std::int64_t B, std::int64_t in, std::int64_t out, bool accumulate);
 /// dst (+)= src converted, n elements, between any of f32, bf16, f16.
 void cast(DType from, const void* src, DType to, void* dst, std::int64_t n, bool accumulate);
 }  // namespace gpu

@@ -1,5 +1,7 @@
-// Device kernels behind ops.hpp: cuBLAS for the products, CUDA C++ for the
-// rest. Everything is queued on the thread's bound stream; nothing waits.
+// Device kernels behind ops.hpp: the thread's binding (device, stream, cuBLAS
+// handles, cublasLt plans), element-wise and optimizer kernels. The linear
+// layer's products are in linear.cu, the row-wise kernels in rows.cu.
+// Everything is queued on the thread's bound stream; nothing waits.
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -35,8 +37,6 @@ struct Binding {
   int device = -1;
   cudaStream_t stream{};
   std::vector<cublasHandle_t> handles;  // per device, made on first use
-  // Per device: a vector of ones, for column sums as a matrix-vector product.
-  std::vector<std::pair<float*, std::int64_t>> ones;
   // Per device: cublasLt, its workspace and plans by (element type, B, in, out).
   std::vector<cublasLtHandle_t> lt;
   std::vector<void*> lt_space;
@@ -59,27 +59,6 @@ cublasHandle_t cu::blas() {
 }
 
 namespace {
-
-__global__ void k_fill(float* p, std::int64_t n, float v);
-
-// At least n ones on the bound device. Grows outside any graph capture: the
-// first step at a batch size allocates, later ones (and captured ones) reuse.
-const float* ones(std::int64_t n) {
-  auto& os = t_bind.ones;
-  if (static_cast<int>(os.size()) <= t_bind.device) os.resize(static_cast<std::size_t>(t_bind.device) + 1, {nullptr, 0});
-  auto& [p, len] = os[static_cast<std::size_t>(t_bind.device)];
-  if (len < n) {
-    if (p) TROUPE_CUDA_CHECK(cudaFree(p));
-    p = nullptr;
-    len = 0;
-    const std::int64_t want = std::max<std::int64_t>(n, 1024);
-    TROUPE_CUDA_CHECK(cudaMalloc(&p, static_cast<std::size_t>(want) * sizeof(float)));
-    k_fill<<<static_cast<unsigned>((want + 255) / 256), 256, 0, t_bind.stream>>>(p, want, 1.0f);
-    TROUPE_CUDA_CHECK(cudaGetLastError());
-    len = want;
-  }
-  return p;
-}
 
 constexpr std::size_t kLtSpace = 32u << 20;
 
@@ -139,10 +118,6 @@ const LtPlan* lt_plan(cudaDataType_t type, std::int64_t B, std::int64_t in, std:
   return ok ? &p : nullptr;
 }
 
-__global__ void k_bias_rows(float* y, const float* b, std::int64_t B, std::int64_t out) {
-  GRID_STRIDE(i, B * out) y[i] = b[i % out];
-}
-__global__ void k_fill(float* p, std::int64_t n, float v) { GRID_STRIDE(i, n) p[i] = v; }
 template <class T>
 __global__ void k_relu(const T* x, T* y, std::int64_t n) {
   GRID_STRIDE(i, n) y[i] = ld(x[i]) > 0.0f ? x[i] : st<T>(0.0f);
@@ -231,51 +206,12 @@ bool cu::lt_linear(cudaDataType_t type, const void* x, const void* w, const void
 
 void linear_forward(const float* x, const float* w, const float* b, float* y, std::int64_t B, std::int64_t in,
                     std::int64_t out) {
-  if (B == 0 || out == 0) return;
-  if (b && in > 0 && lt_linear(CUDA_R_32F, x, w, b, y, B, in, out)) return;
-  float beta = 0.0f;
-  if (b) {
-    TROUPE_LAUNCH(k_bias_rows, grid(B * out), kThreads, y, b, B, out);
-    beta = 1.0f;
-  }
-  if (in == 0) {
-    if (!b) TROUPE_CUDA_CHECK(cudaMemsetAsync(y, 0, static_cast<std::size_t>(B * out) * sizeof(float), stream()));
-    return;
-  }
-  const float one = 1.0f;
-  TROUPE_CUBLAS_CHECK(cublasSgemm(blas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(B),
-                                  static_cast<int>(in), &one, w, static_cast<int>(in), x, static_cast<int>(in), &beta, y,
-                                  static_cast<int>(out)));
+  linear_forward(DType::f32, x, w, b, y, B, in, out);
 }
 
 void linear_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, std::int64_t B,
                      std::int64_t in, std::int64_t out, bool accumulate) {
-  const float one = 1.0f, zero = 0.0f;
-  const int iB = static_cast<int>(B), iin = static_cast<int>(in), iout = static_cast<int>(out);
-  if (dw && in > 0 && out > 0) {
-    if (B == 0) {
-      if (!accumulate) TROUPE_CUDA_CHECK(cudaMemsetAsync(dw, 0, static_cast<std::size_t>(in * out) * sizeof(float), stream()));
-    } else {
-      TROUPE_CUBLAS_CHECK(cublasSgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_T, iin, iout, iB, &one, x, iin, dy, iout,
-                                      accumulate ? &one : &zero, dw, iin));
-    }
-  }
-  if (db && out > 0) {
-    // db = dy^T 1: dy (B x out, row-major) is an out x B column-major matrix.
-    if (B == 0) {
-      if (!accumulate) TROUPE_CUDA_CHECK(cudaMemsetAsync(db, 0, static_cast<std::size_t>(out) * sizeof(float), stream()));
-    } else {
-      TROUPE_CUBLAS_CHECK(cublasSgemv(blas(), CUBLAS_OP_N, iout, iB, &one, dy, iout, ones(B), 1,
-                                      accumulate ? &one : &zero, db, 1));
-    }
-  }
-  if (dx && B > 0 && in > 0) {
-    if (out == 0) {
-      TROUPE_CUDA_CHECK(cudaMemsetAsync(dx, 0, static_cast<std::size_t>(B * in) * sizeof(float), stream()));
-    } else {
-      TROUPE_CUBLAS_CHECK(cublasSgemm(blas(), CUBLAS_OP_N, CUBLAS_OP_N, iin, iB, iout, &one, w, iin, dy, iout, &zero, dx, iin));
-    }
-  }
+  linear_backward(DType::f32, x, w, dy, dx, dw, db, B, in, out, accumulate);
 }
 
 void relu_forward(const float* x, float* y, std::int64_t n) { unary(Unary::relu, DType::f32, x, nullptr, y, n); }

@@ -1,7 +1,8 @@
-// bf16 and fp16 on the device: conversions between element types, and the
-// products of a linear layer on half operands (cuBLAS with float32
-// accumulation; the bias through cublasLt's epilogue, its gradient as a
-// product with a vector of ones).
+// The linear layer on the device for every element type (f32, bf16, f16):
+// cuBLAS products with float32 accumulation and scale, the bias through
+// cublasLt's epilogue, its gradient a product with a cached vector of ones
+// (a column-sum kernel was 2 ms of a 4 ms step at batch 8192); and the
+// conversions between element types.
 #include <cstdint>
 #include <map>
 #include <utility>
@@ -22,18 +23,18 @@ __global__ void k_cast(const From* src, To* dst, std::int64_t n, bool acc) {
 }
 
 template <class T>
-__global__ void k_fill_t(T* p, std::int64_t n, float v) {
+__global__ void k_fill(T* p, std::int64_t n, float v) {
   GRID_STRIDE(i, n) p[i] = st<T>(v);
 }
 
 template <class T>
-__global__ void k_bias_rows_t(T* y, const T* b, std::int64_t B, std::int64_t out) {
+__global__ void k_bias_rows(T* y, const T* b, std::int64_t B, std::int64_t out) {
   GRID_STRIDE(i, B * out) y[i] = b[i % out];
 }
 
 // At least n ones of type t on the bound device (grown outside graph capture:
 // the first step at a batch size allocates, later ones reuse).
-const void* half_ones(DType t, std::int64_t n) {
+const void* ones(DType t, std::int64_t n) {
   thread_local std::map<std::pair<int, DType>, std::pair<void*, std::int64_t>> ones;
   auto& slot = ones[{device(), t}];
   void*& p = slot.first;
@@ -46,7 +47,7 @@ const void* half_ones(DType t, std::int64_t n) {
     TROUPE_CUDA_CHECK(cudaMalloc(&p, static_cast<std::size_t>(want) * dtype_size(t)));
     with_type(t, "ones", [&](auto v) {
       using T = decltype(v);
-      TROUPE_LAUNCH(k_fill_t<T>, grid(want), kThreads, static_cast<T*>(p), want, 1.0f);
+      TROUPE_LAUNCH(k_fill<T>, grid(want), kThreads, static_cast<T*>(p), want, 1.0f);
     });
     len = want;
   }
@@ -81,7 +82,7 @@ void cast(DType from, const void* src, DType to, void* dst, std::int64_t n, bool
   });
 }
 
-void half_linear_forward(DType t, const void* x, const void* w, const void* b, void* y, std::int64_t B,
+void linear_forward(DType t, const void* x, const void* w, const void* b, void* y, std::int64_t B,
                          std::int64_t in, std::int64_t out) {
   if (B == 0 || out == 0) return;
   if (b && in > 0 && lt_linear(cuda_type(t), x, w, b, y, B, in, out)) return;
@@ -89,7 +90,7 @@ void half_linear_forward(DType t, const void* x, const void* w, const void* b, v
   if (b) {
     with_type(t, "linear_forward", [&](auto v) {
       using T = decltype(v);
-      TROUPE_LAUNCH(k_bias_rows_t<T>, grid(B * out), kThreads, static_cast<T*>(y), static_cast<const T*>(b), B, out);
+      TROUPE_LAUNCH(k_bias_rows<T>, grid(B * out), kThreads, static_cast<T*>(y), static_cast<const T*>(b), B, out);
     });
     beta = 1.0f;
   }
@@ -101,7 +102,7 @@ void half_linear_forward(DType t, const void* x, const void* w, const void* b, v
   gemm(t, CUBLAS_OP_T, CUBLAS_OP_N, out, B, in, w, in, x, in, beta, y, out);
 }
 
-void half_linear_backward(DType t, const void* x, const void* w, const void* dy, void* dx, void* dw, void* db,
+void linear_backward(DType t, const void* x, const void* w, const void* dy, void* dx, void* dw, void* db,
                           std::int64_t B, std::int64_t in, std::int64_t out, bool accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
   if (dw && in > 0 && out > 0) {
@@ -115,7 +116,7 @@ void half_linear_backward(DType t, const void* x, const void* w, const void* dy,
     if (B == 0) {
       if (!accumulate) zero(db, out, t);
     } else {
-      gemm(t, CUBLAS_OP_N, CUBLAS_OP_N, out, 1, B, dy, out, half_ones(t, B), B, beta, db, out);  // dy^T 1
+      gemm(t, CUBLAS_OP_N, CUBLAS_OP_N, out, 1, B, dy, out, ones(t, B), B, beta, db, out);  // dy^T 1
     }
   }
   if (dx && B > 0 && in > 0) {
