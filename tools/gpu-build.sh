@@ -13,6 +13,7 @@ ensure_packages "${TROUPE_BUILD_PACKAGES[@]}"
 libdir=/usr/lib/x86_64-linux-gnu
 targets=("$@")
 ((${#targets[@]})) || targets=(troupe_actors_tests troupe_runtime_tests troupe_process_tests troupe-bench)
+# Cap'n Proto links statically by default (cmake/TroupeDependencies.cmake); said again here for old build folders.
 cmake -S . -B build-gpu -DTROUPE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release -DTROUPE_BENCH_NO_CAF=ON \
   -DCapnProto_capnp_IMPORTED_LOCATION=$libdir/libcapnp.a -DCapnProto_kj_IMPORTED_LOCATION=$libdir/libkj.a >/dev/null
 cmake --build build-gpu -j "${TROUPE_JOBS:-2}" --target "${targets[@]}"
@@ -22,13 +23,11 @@ for f in build-gpu/tests/troupe_*_tests build-gpu/bin/*; do
   strip -o "build-gpu/carry/$(basename "$f")" "$f"
 done
 
-# TOML++ (the trainers link it) is not there: it travels in carry/lib.
-mkdir -p build-gpu/carry/lib
-cp -L /usr/lib/x86_64-linux-gnu/libtomlplusplus.so.3 build-gpu/carry/lib/
+mkdir -p build-gpu/carry/lib  # for a library the GPU machine lacks (none today: TOML++ is header-only)
 # Fashion-MNIST (the data-parallel GPU tests and the example run train on it).
 mkdir -p build-gpu/carry/data
 cp /usr/share/datasets/fashion-mnist/*.gz build-gpu/carry/data/
-# What the GPU machine has: libc, libstdc++, CUDA, NCCL, OpenBLAS, zlib, libfmt9.
+# What the GPU machine has: libc, libstdc++, CUDA, NCCL, OpenBLAS (dlopened), zlib, libfmt9.
 if ldd build-gpu/carry/troupe* 2>/dev/null | grep -E "=>" |
   grep -vE "lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|gfortran|quadmath|z|fmt|openblas|cudart|cublas|cublasLt|nccl|tomlplusplus)\.so"; then
   echo "gpu-build: a binary still needs a library the GPU machine lacks" >&2

@@ -2,8 +2,6 @@
 // host or device implementation.
 #include "actors/compute/ops.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <thread>
 
@@ -75,12 +73,6 @@ bool half_operands(const char* op, const Tensor& first, std::initializer_list<co
 
 #define TROUPE_DISPATCH(dev, fn, ...) \
   ((dev).is_cuda() ? impl::gpu::fn(__VA_ARGS__) : impl::cpu::fn(__VA_ARGS__))
-
-// OpenBLAS runs on one thread inside each of ours (ops_cpu.cpp splits the products).
-const bool g_blas_single = [] {
-  openblas_set_num_threads(1);
-  return true;
-}();
 
 void set_stream(Stream* stream) noexcept { t_stream = stream; }
 Stream* current_stream() noexcept { return t_stream; }
