@@ -12,13 +12,13 @@ namespace troupe::dp {
 namespace fs = std::filesystem;
 
 DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, TrainerOptions opts)
-    : rt_(rt), cfg_(std::move(cfg)), opts_(std::move(opts)) {
+    : rt_(rt), cfg_(std::move(cfg)), opts_(std::move(opts)), device_(replica_device(cfg_.device)) {
   if (opts_.replicas < 1) throw UsageError(fmt::format("data parallel: {} replicas (at least 1)", opts_.replicas));
   if (opts_.chunk_steps < 1) throw UsageError("data parallel: chunk_steps must be at least 1");
   if (opts_.checkpoint_every < 0) throw UsageError("data parallel: checkpoint_every cannot be negative");
   if (opts_.max_recoveries < 0) throw UsageError("data parallel: max_recoveries cannot be negative");
-  const compute::Device dev = replica_device(cfg_.device);  // a UsageError naming a bad device, before anything starts
-  if (dev.is_cuda() && opts_.processes && cfg_.device != "cuda")
+  // A bad device text was a UsageError naming it (device_), before anything starts.
+  if (device_.is_cuda() && opts_.processes && cfg_.device != "cuda")
     throw UsageError(fmt::format("data parallel: device '{}' with replicas in worker processes: each worker trains on "
                                  "the GPU it was given; say \"cuda\"",
                                  cfg_.device));
@@ -82,11 +82,11 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   auto mesh = rt_.spawn_mesh<Replica>(replicas, cfg_, o);
   coll::GroupOptions g;
   g.name = cfg_.group;
-  if (const auto dev = replica_device(cfg_.device); dev.is_cuda()) {
+  if (device_.is_cuda()) {
     // Gradients in device buffers: NCCL when each replica has its own GPU,
     // cuda_local when they share one.
     g.memory = "cuda";
-    if (!opts_.processes) g.devices.assign(replicas, dev.index);
+    if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
   auto form_group = [&]() {
     coll::create_group(rt_, mesh, g);

@@ -71,6 +71,7 @@ class DataParallelTrainer {
   Runtime& rt_;
   ReplicaConfig cfg_;
   TrainerOptions opts_;
+  compute::Device device_;  ///< where the replicas train (cfg_.device, checked)
 };
 
 }  // namespace troupe::dp

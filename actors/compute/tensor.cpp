@@ -242,12 +242,7 @@ void Tensor::zero() {
 std::vector<float> Tensor::to_vector() const {
   if (!defined()) return {};
   Tensor host = device().is_cuda() || !contiguous() ? to(Device::cpu()) : *this;
-  if (is_half(dtype_)) {
-    const auto* h = static_cast<const std::uint16_t*>(host.raw());
-    std::vector<float> out(static_cast<std::size_t>(numel()));
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = dtype_ == DType::bf16 ? from_bf16(h[i]) : from_f16(h[i]);
-    return out;
-  }
+  if (is_half(dtype_)) host = cast_to(host, DType::f32);  // the host conversion (half.cpp)
   const float* p = host.f32();
   return std::vector<float>(p, p + numel());
 }

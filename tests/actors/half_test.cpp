@@ -17,6 +17,17 @@ using compute::DType;
 using compute::Tensor;
 
 namespace {
+// Every bit pattern of a half type that is not NaN converts back unchanged.
+template <class To, class From>
+void every_pattern_round_trips(const char* type, To to, From from) {
+  for (std::uint32_t b = 0; b < 0x10000; ++b) {
+    const float f = from(static_cast<std::uint16_t>(b));
+    if (std::isnan(f)) continue;
+    INFO(type << " " << std::hex << b);
+    REQUIRE(to(f) == b);
+  }
+}
+
 float bits_float(std::uint32_t u) {
   float f;
   std::memcpy(&f, &u, sizeof f);
@@ -38,13 +49,7 @@ TEST_CASE("bf16: round to nearest even, infinities and NaN kept", "[half]") {
   CHECK(to_bf16(std::numeric_limits<float>::max()) == 0x7F80);  // rounds past the largest bf16
   CHECK(std::isnan(from_bf16(to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   CHECK(std::isnan(from_bf16(to_bf16(bits_float(0x7F800001u)))));  // a NaN whose payload would round to infinity
-  // Every bf16 that is not NaN comes back unchanged.
-  for (std::uint32_t b = 0; b < 0x10000; ++b) {
-    const float f = from_bf16(static_cast<std::uint16_t>(b));
-    if (std::isnan(f)) continue;
-    INFO("bf16 " << std::hex << b);
-    REQUIRE(to_bf16(f) == b);
-  }
+  every_pattern_round_trips("bf16", to_bf16, from_bf16);
 }
 
 TEST_CASE("fp16: round to nearest even, subnormals, overflow to infinity", "[half]") {
@@ -66,12 +71,7 @@ TEST_CASE("fp16: round to nearest even, subnormals, overflow to infinity", "[hal
   CHECK(std::isnan(from_f16(to_f16(std::numeric_limits<float>::quiet_NaN()))));
   CHECK(from_f16(0x7C00) == std::numeric_limits<float>::infinity());
   CHECK(from_f16(0x0001) == std::ldexp(1.0f, -24));
-  for (std::uint32_t h = 0; h < 0x10000; ++h) {
-    const float f = from_f16(static_cast<std::uint16_t>(h));
-    if (std::isnan(f)) continue;
-    INFO("f16 " << std::hex << h);
-    REQUIRE(to_f16(f) == h);
-  }
+  every_pattern_round_trips("f16", to_f16, from_f16);
 }
 
 TEST_CASE("half tensors on the host: cast both ways, accumulate, read back, zero", "[half]") {
