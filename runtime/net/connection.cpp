@@ -99,43 +99,86 @@ asio::awaitable<void> Connection::reader() {
   }
 }
 
-asio::awaitable<void> Connection::writer() {
-  while (!closed_) {
-    while (!out_.empty() && !closed_) {
-      // Everything queued goes out in one gathered write: one syscall for a
-      // burst of calls instead of one per frame.
-      std::vector<kj::Array<capnp::word>> batch;
-      std::vector<asio::const_buffer> bufs;
-      while (!out_.empty() && batch.size() < 256) {
-        batch.push_back(std::move(out_.front()));
-        out_.pop_front();
-        bufs.emplace_back(batch.back().begin(), batch.back().size() * sizeof(capnp::word));
-      }
-      co_await asio::async_write(socket_, bufs, asio::use_awaitable);
+void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch) {
+  // Frames up to this size are copied (a memcpy is cheaper than one more
+  // iovec, and asio writes at most 64 iovecs per syscall); larger ones are not.
+  constexpr std::size_t kCopyBelow = 4096;
+  flat_.clear();
+  bufs_.clear();
+  // First pass: copy, remembering each piece as (offset in flat_ | frame).
+  struct Piece {
+    std::size_t flat_begin, flat_end;  // both 0 for an in-place frame
+    const kj::Array<capnp::word>* frame;
+  };
+  std::vector<Piece> pieces;
+  for (const auto& f : batch) {
+    const std::size_t n = f.size() * sizeof(capnp::word);
+    if (n < kCopyBelow) {
+      const std::size_t at = flat_.size();
+      flat_.resize(at + n);
+      std::memcpy(flat_.data() + at, f.begin(), n);
+      if (!pieces.empty() && !pieces.back().frame)
+        pieces.back().flat_end = at + n;  // extends the current run
+      else
+        pieces.push_back({at, at + n, nullptr});
+    } else {
+      pieces.push_back({0, 0, &f});
     }
-    if (closed_) break;
-    if (finishing_) {
+  }
+  // Second pass, once flat_ stops moving: the buffers.
+  for (const auto& p : pieces)
+    if (p.frame)
+      bufs_.emplace_back(p.frame->begin(), p.frame->size() * sizeof(capnp::word));
+    else
+      bufs_.emplace_back(flat_.data() + p.flat_begin, p.flat_end - p.flat_begin);
+}
+
+asio::awaitable<void> Connection::writer() {
+  std::vector<kj::Array<capnp::word>> batch;
+  while (!closed_) {
+    bool finishing = false;
+    {
+      std::lock_guard lock(out_mu_);
+      batch.swap(out_);  // out_ keeps batch's old capacity for the next burst
+      finishing = finishing_;
+      if (batch.empty() && !finishing) writer_asleep_ = true;
+    }
+    if (!batch.empty()) {
+      // Everything queued goes out in one gathered write.
+      gather(batch);
+      co_await asio::async_write(socket_, bufs_, asio::use_awaitable);
+      batch.clear();
+      continue;
+    }
+    if (finishing) {
       shut("finished");
       break;
     }
+    // send()/finish()/close() cancel the timer; a cancel posted before this
+    // wait started cannot be lost: it runs on this strand, after the wait.
     boost::system::error_code ec;
-    co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));  // cancelled by send()/close()
+    co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 
 void Connection::send(kj::Array<capnp::word> frame) {
-  asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
-    if (self->closed_) return;
-    self->out_.push_back(std::move(f));
-    self->wake_.cancel();
-  });
+  bool wake = false;
+  {
+    std::lock_guard lock(out_mu_);
+    if (out_closed_) return;
+    out_.push_back(std::move(frame));
+    wake = std::exchange(writer_asleep_, false);
+  }
+  if (wake) asio::post(socket_.get_executor(), [self = shared_from_this()]() { self->wake_.cancel(); });
 }
 
 void Connection::finish() {
-  asio::post(socket_.get_executor(), [self = shared_from_this()]() {
-    self->finishing_ = true;
-    self->wake_.cancel();
-  });
+  {
+    std::lock_guard lock(out_mu_);
+    finishing_ = true;
+    writer_asleep_ = false;
+  }
+  asio::post(socket_.get_executor(), [self = shared_from_this()]() { self->wake_.cancel(); });
 }
 
 void Connection::close(std::string reason) {
@@ -149,7 +192,11 @@ void Connection::shut(const std::string& reason) {
   socket_.shutdown(Socket::shutdown_both, ignored);
   socket_.close(ignored);
   wake_.cancel();
-  out_.clear();
+  {
+    std::lock_guard lock(out_mu_);
+    out_closed_ = true;
+    out_.clear();
+  }
   on_frame_ = nullptr;  // handlers often hold their owner, who holds us
   if (on_close_) {
     auto cb = std::move(on_close_);
