@@ -9,6 +9,8 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -71,6 +73,10 @@ asio::awaitable<void> Connection::write_frame(kj::Array<capnp::word> frame) {
 void Connection::start(FrameHandler on_frame, CloseHandler on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
+  {
+    std::lock_guard lock(out_mu_);
+    fd_ = socket_.native_handle();
+  }
   auto self = shared_from_this();
   asio::co_spawn(socket_.get_executor(), reader(), [self](std::exception_ptr e) {
     if (!e) return self->shut("closed");
@@ -99,7 +105,7 @@ asio::awaitable<void> Connection::reader() {
   }
 }
 
-void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch) {
+void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch, std::size_t skip) {
   // Frames up to this size are copied (a memcpy is cheaper than one more
   // iovec, and asio writes at most 64 iovecs per syscall); larger ones are not.
   constexpr std::size_t kCopyBelow = 4096;
@@ -114,22 +120,25 @@ void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch) {
   for (const auto& f : batch) {
     const std::size_t n = f.size() * sizeof(capnp::word);
     if (n < kCopyBelow) {
+      const std::size_t from = &f == &batch.front() ? skip : 0;
       const std::size_t at = flat_.size();
-      flat_.resize(at + n);
-      std::memcpy(flat_.data() + at, f.begin(), n);
+      flat_.resize(at + n - from);
+      std::memcpy(flat_.data() + at, reinterpret_cast<const std::byte*>(f.begin()) + from, n - from);
       if (!pieces.empty() && !pieces.back().frame)
-        pieces.back().flat_end = at + n;  // extends the current run
+        pieces.back().flat_end = at + n - from;  // extends the current run
       else
-        pieces.push_back({at, at + n, nullptr});
+        pieces.push_back({at, at + n - from, nullptr});
     } else {
       pieces.push_back({0, 0, &f});
     }
   }
   // Second pass, once flat_ stops moving: the buffers.
   for (const auto& p : pieces)
-    if (p.frame)
-      bufs_.emplace_back(p.frame->begin(), p.frame->size() * sizeof(capnp::word));
-    else
+    if (p.frame) {
+      const std::size_t from = p.frame == &batch.front() ? skip : 0;
+      bufs_.emplace_back(reinterpret_cast<const std::byte*>(p.frame->begin()) + from,
+                         p.frame->size() * sizeof(capnp::word) - from);
+    } else
       bufs_.emplace_back(flat_.data() + p.flat_begin, p.flat_end - p.flat_begin);
 }
 
@@ -137,15 +146,17 @@ asio::awaitable<void> Connection::writer() {
   std::vector<kj::Array<capnp::word>> batch;
   while (!closed_) {
     bool finishing = false;
+    std::size_t skip = 0;
     {
       std::lock_guard lock(out_mu_);
       batch.swap(out_);  // out_ keeps batch's old capacity for the next burst
+      skip = std::exchange(head_written_, 0);
       finishing = finishing_;
       if (batch.empty() && !finishing) writer_asleep_ = true;
     }
     if (!batch.empty()) {
       // Everything queued goes out in one gathered write.
-      gather(batch);
+      gather(batch, skip);
       co_await asio::async_write(socket_, bufs_, asio::use_awaitable);
       batch.clear();
       continue;
@@ -166,6 +177,23 @@ void Connection::send(kj::Array<capnp::word> frame) {
   {
     std::lock_guard lock(out_mu_);
     if (out_closed_) return;
+    // A lone frame to an idle writer is written right here: a request/reply
+    // exchange then costs no hop to the strand's thread on either side. In
+    // a burst (the last send was moments ago) frames queue for one gathered
+    // write instead of a syscall each. out_mu_ is held across the write, so
+    // neither the writer nor shut() (which closes the descriptor) can run
+    // while it is in progress.
+    const auto now = std::chrono::steady_clock::now();
+    const bool lone = now - last_send_ > kBurstGap;
+    last_send_ = now;
+    if (lone && writer_asleep_ && out_.empty() && fd_ >= 0) {
+      const std::size_t n = frame.size() * sizeof(capnp::word);
+      const ssize_t w = ::send(fd_, frame.begin(), n, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w == static_cast<ssize_t>(n)) return;
+      // Partly written, or the socket is full or failed: the writer sends
+      // the rest (and reports a failure as its own).
+      head_written_ = w > 0 ? static_cast<std::size_t>(w) : 0;
+    }
     out_.push_back(std::move(frame));
     wake = std::exchange(writer_asleep_, false);
   }
@@ -188,15 +216,18 @@ void Connection::close(std::string reason) {
 void Connection::shut(const std::string& reason) {
   if (closed_) return;
   closed_ = true;
+  {
+    // First, under the lock: no send() writes to the descriptor once it may
+    // be closed (and its number reused).
+    std::lock_guard lock(out_mu_);
+    out_closed_ = true;
+    fd_ = -1;
+    out_.clear();
+  }
   boost::system::error_code ignored;
   socket_.shutdown(Socket::shutdown_both, ignored);
   socket_.close(ignored);
   wake_.cancel();
-  {
-    std::lock_guard lock(out_mu_);
-    out_closed_ = true;
-    out_.clear();
-  }
   on_frame_ = nullptr;  // handlers often hold their owner, who holds us
   if (on_close_) {
     auto cb = std::move(on_close_);

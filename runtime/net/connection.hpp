@@ -3,12 +3,14 @@
 //
 // Everything runs on the connection's strand: one reader coroutine that hands
 // each validated frame to the handler, one writer coroutine that drains the
-// outbound queue. send() and close() may be called from any thread: send()
+// outbound queue. send() and close() may be called from any thread: a lone
+// frame to an idle writer is written on the sender's thread; otherwise send()
 // appends under a short lock and posts to the strand only when the writer is
 // asleep, so a burst of calls costs one wake-up and one write, not one each. A frame
 // that fails to decode closes the connection (with the reason logged by the
 // owner); it never takes the process down.
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -64,7 +66,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> writer();
   /// Turns a batch of frames into buffers for one gathered write: runs of
   /// small frames are copied into `flat_`, large ones are written in place.
-  void gather(const std::vector<kj::Array<capnp::word>>& batch);
+  /// `skip`: bytes of the first frame that send() already wrote.
+  void gather(const std::vector<kj::Array<capnp::word>>& batch, std::size_t skip);
   void shut(const std::string& reason);
 
   Socket socket_;
@@ -76,6 +79,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool writer_asleep_ = false;               // guarded: the next send() must wake it
   bool out_closed_ = false;                  // guarded: frames sent now are dropped
   bool finishing_ = false;                   // guarded
+  int fd_ = -1;                              // guarded: the socket, from start() until shut()
+  std::size_t head_written_ = 0;             // guarded: bytes of out_.front() already sent
+  std::chrono::steady_clock::time_point last_send_{};  // guarded
+  // Sends closer together than this are a burst: queued, not written inline.
+  static constexpr std::chrono::microseconds kBurstGap{20};
   // The writer's own buffers, kept between batches so a steady stream of
   // calls allocates nothing here.
   std::vector<std::byte> flat_;

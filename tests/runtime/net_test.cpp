@@ -114,7 +114,9 @@ namespace {
 // a size and byte pattern derived from both. Sizes mix frames copied into the
 // writer's batch buffer (small), written in place (above 4 KiB) and spread
 // over several Cap'n Proto segments (above the 512-byte first segment).
+constexpr unsigned kLoneSender = 100;  // its frame 0 is 1 MiB, sent alone
 std::size_t payload_size(unsigned t, unsigned k) {
+  if (t == kLoneSender) return k == 0 ? 1u << 20 : 10;
   switch ((t + k) % 7) {
     case 0: return 0;
     case 1: return 3;
@@ -137,6 +139,8 @@ kj::Array<capnp::word> test_frame(unsigned t, unsigned k) {
 }  // namespace
 
 TEST_CASE("frames sent from many threads arrive whole and in each sender's order, and finish() sends all", "[net]") {
+  // Also covers a lone frame too large for the socket buffer, written partly
+  // on the sender's thread and finished by the writer.
   namespace asio = boost::asio;
   asio::io_context io;
   int fds[2];
@@ -150,22 +154,25 @@ TEST_CASE("frames sent from many threads arrive whole and in each sender's order
 
   constexpr unsigned kSenders = 4, kFrames = 600;
   std::mutex mu;
-  std::vector<unsigned> next(kSenders, 0);
+  std::vector<unsigned> next(kSenders + 1, 0);
   std::vector<std::string> problems;
   std::promise<std::string> rx_closed;
   rx->start(
       [&](net::Frame f) {
         auto c = f.root<proto::WorkerEnvelope>().getCall();
-        const auto t = static_cast<unsigned>(c.getCallId() >> 32), k = static_cast<unsigned>(c.getCallId());
+        auto t = static_cast<unsigned>(c.getCallId() >> 32);
+        const auto k = static_cast<unsigned>(c.getCallId());
         auto args = c.getArgs();
         std::lock_guard lock(mu);
-        if (t >= kSenders || k != next[t]) {
+        if (t == kLoneSender) t = kSenders;
+        if (t > kSenders || k != next[t]) {
           problems.push_back(fmt::format("sender {} frame {} out of order", t, k));
           return;
         }
         ++next[t];
-        bool ok = args.size() == payload_size(t, k);
-        for (std::size_t i = 0; ok && i < args.size(); ++i) ok = args[i] == payload_byte(t, k, i);
+        const unsigned sender = t == kSenders ? kLoneSender : t;
+        bool ok = args.size() == payload_size(sender, k);
+        for (std::size_t i = 0; ok && i < args.size(); ++i) ok = args[i] == payload_byte(sender, k, i);
         if (!ok) problems.push_back(fmt::format("sender {} frame {}: wrong payload", t, k));
       },
       [&](const std::string& why) { rx_closed.set_value(why); });
@@ -183,6 +190,11 @@ TEST_CASE("frames sent from many threads arrive whole and in each sender's order
       }
     });
   for (auto& s : senders) s.join();
+  // A frame sent after a pause is written on the sending thread; one larger
+  // than the socket's buffer is only partly written there, and the writer
+  // must send the rest before the burst queued behind it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (unsigned k = 0; k < 50; ++k) tx->send(test_frame(kLoneSender, k));
   tx->finish();  // everything queued goes out first, then the socket closes
   auto tx_fut = tx_closed.get_future();
   auto rx_fut = rx_closed.get_future();
@@ -195,5 +207,7 @@ TEST_CASE("frames sent from many threads arrive whole and in each sender's order
   std::lock_guard lock(mu);
   CHECK(problems.empty());
   if (!problems.empty()) FAIL_CHECK(problems.front());
-  CHECK(next == std::vector<unsigned>(kSenders, kFrames));
+  std::vector<unsigned> want(kSenders, kFrames);
+  want.push_back(50);
+  CHECK(next == want);
 }
