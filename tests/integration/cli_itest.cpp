@@ -41,6 +41,18 @@ TEST_CASE("troupe-bench actors --json prints one line with both systems", "[cli]
   CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
 }
 
+TEST_CASE("troupe-bench remote --json has troupe rows next to both raw floors", "[cli][bench]") {
+  // Calls cross a real worker process; every result is checked by the bench.
+  auto r = run_process({bin("troupe-bench"), "remote", "--json", "--sync-calls", "200", "--async-calls", "4000",
+                        "--batch", "400"},
+                       std::chrono::seconds(120));
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("{\"suite\":\"remote\",\"rows\":["));
+  for (const char* sys : {"troupe", "raw_tcp", "raw_unix"})
+    for (const char* p : {"sync_1to1", "async_1to1", "async_nton"})
+      CHECK_THAT(r.out, Catch::Contains(std::string("\"system\":\"") + sys + "\",\"pattern\":\"" + p + "\""));
+}
+
 TEST_CASE("troupe-bench rejects bad options", "[cli][bench]") {
   auto r = run_process({bin("troupe-bench"), "actors", "--sync-calls", "-5"});
   CHECK(r.exit_code == 2);

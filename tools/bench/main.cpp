@@ -17,7 +17,7 @@ void usage() {
              "suites:\n"
              "  actors   in-process actor calls, troupe next to CAF\n"
              "           --threads N  --sync-calls N  --async-calls N  --batch N\n"
-             "  remote   calls to process actors, next to a raw TCP ping-pong (same options)\n"
+             "  remote   calls to process actors, next to raw TCP and Unix-socket ping-pongs (same options)\n"
              "  spawn    process actors created per second   --actors N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
@@ -93,7 +93,8 @@ int main(int argc, char** argv) {
   } else if (suite == "remote") {
     report.rows = remote_rows(cfg);
     report.notes.push_back("troupe rows: calls to process actors over a Unix socket, codec-encoded; "
-                           "raw_tcp: 4-byte echo between two processes over loopback TCP");
+                           "raw_tcp / raw_unix: 4-byte echo between two processes blocking in read() over loopback TCP / a "
+                           "Unix socketpair (a troupe caller spins up to 100 us before it sleeps)");
   } else if (suite == "spawn") {
     report.rows = spawn_rows(cfg);
   } else if (suite == "step") {

@@ -1,6 +1,7 @@
 // `troupe-bench remote` and `troupe-bench spawn`: process actors over a
-// socket, next to a raw TCP ping-pong of the same payload between two
-// processes (the floor any RPC stack sits on).
+// socket, next to a raw ping-pong of the same payload between two processes
+// (the floor any RPC stack sits on), over loopback TCP and over a Unix
+// socketpair (the troupe rows' transport).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,10 +55,38 @@ void read_all(int fd, void* p, std::size_t n) {
   }
 }
 
+[[noreturn]] void echo_forever(int c) {  // answers each 4-byte request with value + 1
+  std::int32_t v;
+  while (::read(c, &v, 4) == 4) {
+    ++v;
+    if (::write(c, &v, 4) != 4) break;
+  }
+  ::_exit(0);
+}
+
+void close_inherited(int keep) {  // drop other peers' sockets inherited by fork
+  for (int other = 3; other < 1024; ++other)
+    if (other != keep) ::close(other);
+}
+
+/// An echo process over loopback TCP or a Unix socketpair
+/// (the transport of the troupe rows).
 struct RawPeer {
   int fd = -1;
   pid_t child = -1;
-  RawPeer() {
+  explicit RawPeer(bool unix_socket) {
+    if (unix_socket) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) throw std::runtime_error("raw_unix: socketpair failed");
+      child = ::fork();
+      if (child == 0) {
+        close_inherited(sv[1]);
+        echo_forever(sv[1]);
+      }
+      ::close(sv[1]);
+      fd = sv[0];
+      return;
+    }
     int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -67,18 +96,12 @@ struct RawPeer {
         ::getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len))
       throw std::runtime_error("raw_tcp: cannot listen on loopback");
     child = ::fork();
-    if (child == 0) {  // echo server: answers each 4-byte request with value + 1
-      for (int other = 3; other < 1024; ++other)  // drop other peers' sockets inherited by fork
-        if (other != lfd) ::close(other);
+    if (child == 0) {
+      close_inherited(lfd);
       int c = ::accept(lfd, nullptr, nullptr);
       int one = 1;
       ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      std::int32_t v;
-      while (::read(c, &v, 4) == 4) {
-        ++v;
-        if (::write(c, &v, 4) != 4) break;
-      }
-      ::_exit(0);
+      echo_forever(c);
     }
     ::close(lfd);
     fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -156,18 +179,19 @@ std::vector<Row> remote_rows(const ActorBenchConfig& cfg) {
     rows.push_back(nton_row("troupe", actors, async_calls, cfg.batch,
                             [](ActorRef<RemoteEcho>& a, int n, int b) { return troupe_batches(a, n, b); }));
   }
-  {
-    RawPeer raw;
-    rows.push_back(make_row("raw_tcp", "sync_1to1", time_sync(sync_calls, [&](int i) {
-                              if (raw.call(i) != i + 1) throw std::runtime_error("raw_tcp: wrong echo");
+  for (const bool unix_socket : {false, true}) {
+    const std::string system = unix_socket ? "raw_unix" : "raw_tcp";
+    RawPeer raw(unix_socket);
+    rows.push_back(make_row(system, "sync_1to1", time_sync(sync_calls, [&](int i) {
+                              if (raw.call(i) != i + 1) throw std::runtime_error(system + ": wrong echo");
                             })));
     auto start = Clock::now();
     auto per = raw.batches(async_calls, cfg.batch);
     double secs = micros(Clock::now() - start) / 1e6;
-    rows.push_back(make_row("raw_tcp", "async_1to1", {async_calls / secs, percentile(per, 50), percentile(per, 99)}));
+    rows.push_back(make_row(system, "async_1to1", {async_calls / secs, percentile(per, 50), percentile(per, 99)}));
     std::vector<std::unique_ptr<RawPeer>> peers;
-    for (int i = 0; i < cfg.nton_pairs; ++i) peers.push_back(std::make_unique<RawPeer>());
-    rows.push_back(nton_row("raw_tcp", peers, async_calls, cfg.batch,
+    for (int i = 0; i < cfg.nton_pairs; ++i) peers.push_back(std::make_unique<RawPeer>(unix_socket));
+    rows.push_back(nton_row(system, peers, async_calls, cfg.batch,
                             [](std::unique_ptr<RawPeer>& p, int n, int b) { return p->batches(n, b); }));
   }
   return rows;
