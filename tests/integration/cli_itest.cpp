@@ -11,6 +11,24 @@
 using troupe::test::bin;
 using troupe::test::run_process;
 
+namespace {
+/// Runs `troupe-bench <suite> --json <small sizes>`; checks it succeeded with
+/// one JSON line for that suite and returns the line.
+std::string bench_json(const std::string& suite, const std::string& sync_calls, const std::string& async_calls,
+                       const std::string& batch) {
+  auto r = run_process({bin("troupe-bench"), suite, "--json", "--sync-calls", sync_calls, "--async-calls",
+                        async_calls, "--batch", batch},
+                       std::chrono::seconds(120));
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("{\"suite\":\"" + suite + "\",\"rows\":["));
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  return r.out;
+}
+std::string row_key(const std::string& system, const std::string& pattern) {
+  return "\"system\":\"" + system + "\",\"pattern\":\"" + pattern + "\"";
+}
+}  // namespace
+
 TEST_CASE("troupe version and info describe the build", "[cli]") {
   auto v = run_process({bin("troupe"), "version"});
   CHECK(v.exit_code == 0);
@@ -28,29 +46,18 @@ TEST_CASE("troupe refuses an unknown command with usage and exit 2", "[cli]") {
 }
 
 TEST_CASE("troupe-bench actors --json prints one line with both systems", "[cli][bench]") {
-  auto r = run_process({bin("troupe-bench"), "actors", "--json", "--sync-calls", "500", "--async-calls", "5000",
-                        "--batch", "500"},
-                       std::chrono::seconds(120));
-  REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.out, Catch::StartsWith("{\"suite\":\"actors\",\"rows\":["));
+  const auto out = bench_json("actors", "500", "5000", "500");
   for (const char* p : {"sync_1to1", "async_1to1", "async_nton", "sync_1k_arg"})
-    CHECK_THAT(r.out, Catch::Contains(std::string("\"system\":\"troupe\",\"pattern\":\"") + p + "\""));
+    CHECK_THAT(out, Catch::Contains(row_key("troupe", p)));
   // CAF is a peer that may be absent; when present its rows are there too.
-  if (r.out.find("\"caf\"") != std::string::npos)
-    CHECK_THAT(r.out, Catch::Contains("\"system\":\"caf\",\"pattern\":\"sync_1to1\""));
-  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  if (out.find("\"caf\"") != std::string::npos) CHECK_THAT(out, Catch::Contains(row_key("caf", "sync_1to1")));
 }
 
 TEST_CASE("troupe-bench remote --json has troupe rows next to both raw floors", "[cli][bench]") {
   // Calls cross a real worker process; every result is checked by the bench.
-  auto r = run_process({bin("troupe-bench"), "remote", "--json", "--sync-calls", "200", "--async-calls", "4000",
-                        "--batch", "400"},
-                       std::chrono::seconds(120));
-  REQUIRE(r.exit_code == 0);
-  CHECK_THAT(r.out, Catch::StartsWith("{\"suite\":\"remote\",\"rows\":["));
+  const auto out = bench_json("remote", "200", "4000", "400");
   for (const char* sys : {"troupe", "raw_tcp", "raw_unix"})
-    for (const char* p : {"sync_1to1", "async_1to1", "async_nton"})
-      CHECK_THAT(r.out, Catch::Contains(std::string("\"system\":\"") + sys + "\",\"pattern\":\"" + p + "\""));
+    for (const char* p : {"sync_1to1", "async_1to1", "async_nton"}) CHECK_THAT(out, Catch::Contains(row_key(sys, p)));
 }
 
 TEST_CASE("troupe-bench rejects bad options", "[cli][bench]") {
