@@ -106,40 +106,35 @@ asio::awaitable<void> Connection::reader() {
 }
 
 void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch, std::size_t skip) {
-  // Frames up to this size are copied (a memcpy is cheaper than one more
+  // Frames below this size are copied (a memcpy is cheaper than one more
   // iovec, and asio writes at most 64 iovecs per syscall); larger ones are not.
   constexpr std::size_t kCopyBelow = 4096;
   flat_.clear();
   bufs_.clear();
-  // First pass: copy, remembering each piece as (offset in flat_ | frame).
+  // First pass: copy, remembering each piece as a frame written in place or
+  // a run of copies in flat_ (which may still move as it grows).
   struct Piece {
-    std::size_t flat_begin, flat_end;  // both 0 for an in-place frame
-    const kj::Array<capnp::word>* frame;
+    const std::byte* in_place;  // null: flat_[begin, begin + size)
+    std::size_t begin, size;
   };
   std::vector<Piece> pieces;
   for (const auto& f : batch) {
-    const std::size_t n = f.size() * sizeof(capnp::word);
-    if (n < kCopyBelow) {
-      const std::size_t from = &f == &batch.front() ? skip : 0;
-      const std::size_t at = flat_.size();
-      flat_.resize(at + n - from);
-      std::memcpy(flat_.data() + at, reinterpret_cast<const std::byte*>(f.begin()) + from, n - from);
-      if (!pieces.empty() && !pieces.back().frame)
-        pieces.back().flat_end = at + n - from;  // extends the current run
-      else
-        pieces.push_back({at, at + n - from, nullptr});
-    } else {
-      pieces.push_back({0, 0, &f});
+    const auto* p = reinterpret_cast<const std::byte*>(f.begin());
+    std::size_t n = f.size() * sizeof(capnp::word);
+    if (&f == &batch.front()) p += skip, n -= skip;
+    if (n >= kCopyBelow) {
+      pieces.push_back({p, 0, n});
+      continue;
     }
+    const std::size_t at = flat_.size();
+    flat_.insert(flat_.end(), p, p + n);
+    if (!pieces.empty() && !pieces.back().in_place)
+      pieces.back().size += n;  // extends the current run
+    else
+      pieces.push_back({nullptr, at, n});
   }
   // Second pass, once flat_ stops moving: the buffers.
-  for (const auto& p : pieces)
-    if (p.frame) {
-      const std::size_t from = p.frame == &batch.front() ? skip : 0;
-      bufs_.emplace_back(reinterpret_cast<const std::byte*>(p.frame->begin()) + from,
-                         p.frame->size() * sizeof(capnp::word) - from);
-    } else
-      bufs_.emplace_back(flat_.data() + p.flat_begin, p.flat_end - p.flat_begin);
+  for (const auto& pc : pieces) bufs_.emplace_back(pc.in_place ? pc.in_place : flat_.data() + pc.begin, pc.size);
 }
 
 asio::awaitable<void> Connection::writer() {
