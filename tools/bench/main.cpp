@@ -17,7 +17,8 @@ void usage() {
              "suites:\n"
              "  actors   in-process actor calls, troupe next to CAF\n"
              "           --threads N  --sync-calls N  --async-calls N  --batch N\n"
-             "  remote   calls to process actors, next to raw TCP and Unix-socket ping-pongs (same options)\n"
+             "  remote   calls to process actors, next to raw TCP and Unix-socket ping-pongs (same options);\n"
+             "           with TROUPE_ADDRESS set, the actors run on that cluster's nodes and calls go over TCP\n"
              "  spawn    process actors created per second   --actors N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
@@ -92,7 +93,13 @@ int main(int argc, char** argv) {
     for (auto& r : caf_actor_rows(cfg, report.notes)) report.rows.push_back(std::move(r));
   } else if (suite == "remote") {
     report.rows = remote_rows(cfg);
-    report.notes.push_back("troupe rows: calls to process actors over a Unix socket, codec-encoded; "
+    // Joined to a running cluster, the actors are started by its node
+    // daemons and their workers dial back to this driver over TCP.
+    const char* cluster = std::getenv("TROUPE_ADDRESS");
+    report.notes.push_back(std::string(cluster && *cluster ? "troupe rows: calls over TCP to process actors that the "
+                                                             "daemons of the cluster at TROUPE_ADDRESS started"
+                                                           : "troupe rows: calls to process actors over a Unix socket") +
+                           ", codec-encoded; "
                            "raw_tcp / raw_unix: 4-byte echo between two processes blocking in read() over loopback TCP / a "
                            "Unix socketpair (a troupe caller spins up to 100 us before it sleeps)");
   } else if (suite == "spawn") {
