@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "runtime/detail/call.hpp"
+#include "runtime/errors.hpp"
 
 namespace troupe {
 
@@ -22,11 +23,6 @@ const std::string& name_of(const RemoteActor& r) noexcept;
 std::size_t rank_of(const RemoteActor& r) noexcept;
 std::exception_ptr died_error_of(const RemoteActor& r);
 }  // namespace remote
-
-namespace detail {
-/// The message of the exception e holds ("" for none).
-std::string what_of(const std::exception_ptr& e);
-}  // namespace detail
 
 template <class T>
 class ActorRef {

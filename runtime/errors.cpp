@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include "runtime/actor_ref.hpp"
-
 namespace troupe {
 
 const char* to_string(DeathCause c) noexcept {

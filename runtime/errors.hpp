@@ -2,6 +2,7 @@
 // The errors troupe raises at a caller's get() / co_await, and what they carry.
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -104,5 +105,10 @@ class Infeasible : public Error {
  public:
   using Error::Error;
 };
+
+namespace detail {
+/// The message of the exception `e` holds ("" for none).
+std::string what_of(const std::exception_ptr& e);
+}  // namespace detail
 
 }  // namespace troupe

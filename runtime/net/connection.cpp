@@ -113,28 +113,24 @@ void Connection::gather(const std::vector<kj::Array<capnp::word>>& batch, std::s
   bufs_.clear();
   // First pass: copy, remembering each piece as a frame written in place or
   // a run of copies in flat_ (which may still move as it grows).
-  struct Piece {
-    const std::byte* in_place;  // null: flat_[begin, begin + size)
-    std::size_t begin, size;
-  };
-  std::vector<Piece> pieces;
+  pieces_.clear();
   for (const auto& f : batch) {
     const auto* p = reinterpret_cast<const std::byte*>(f.begin());
     std::size_t n = f.size() * sizeof(capnp::word);
     if (&f == &batch.front()) p += skip, n -= skip;
     if (n >= kCopyBelow) {
-      pieces.push_back({p, 0, n});
+      pieces_.push_back({p, 0, n});
       continue;
     }
     const std::size_t at = flat_.size();
     flat_.insert(flat_.end(), p, p + n);
-    if (!pieces.empty() && !pieces.back().in_place)
-      pieces.back().size += n;  // extends the current run
+    if (!pieces_.empty() && !pieces_.back().in_place)
+      pieces_.back().size += n;  // extends the current run
     else
-      pieces.push_back({nullptr, at, n});
+      pieces_.push_back({nullptr, at, n});
   }
   // Second pass, once flat_ stops moving: the buffers.
-  for (const auto& pc : pieces) bufs_.emplace_back(pc.in_place ? pc.in_place : flat_.data() + pc.begin, pc.size);
+  for (const auto& pc : pieces_) bufs_.emplace_back(pc.in_place ? pc.in_place : flat_.data() + pc.begin, pc.size);
 }
 
 asio::awaitable<void> Connection::writer() {
@@ -169,6 +165,7 @@ asio::awaitable<void> Connection::writer() {
 
 void Connection::send(kj::Array<capnp::word> frame) {
   bool wake = false;
+  const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(out_mu_);
     if (out_closed_) return;
@@ -178,7 +175,6 @@ void Connection::send(kj::Array<capnp::word> frame) {
     // write instead of a syscall each. out_mu_ is held across the write, so
     // neither the writer nor shut() (which closes the descriptor) can run
     // while it is in progress.
-    const auto now = std::chrono::steady_clock::now();
     const bool lone = now - last_send_ > kBurstGap;
     last_send_ = now;
     if (lone && writer_asleep_ && out_.empty() && fd_ >= 0) {

@@ -88,6 +88,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // calls allocates nothing here.
   std::vector<std::byte> flat_;
   std::vector<asio::const_buffer> bufs_;
+  struct Piece {                // gather(): one frame written in place, or
+    const std::byte* in_place;  // (null) a run of copies: flat_[begin, begin + size)
+    std::size_t begin, size;
+  };
+  std::vector<Piece> pieces_;
   // Input is read in large chunks and frames are cut from the buffer: one
   // recv for a burst of small frames instead of two or three per frame.
   static constexpr std::size_t kInBuffer = 64 * 1024;
