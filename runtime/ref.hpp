@@ -150,17 +150,24 @@ class Ref {
 
  private:
   void check() const {
-    if (!s_) throw UsageError("use of an empty troupe::Ref");
+    if (!s_)
+      throw UsageError(
+          "use of an empty troupe::Ref (default-constructed, moved from, or already consumed by "
+          "std::move(ref).get())");
   }
   T result() const {
     if (s_->error()) std::rethrow_exception(s_->error());
     if constexpr (!std::is_void_v<T>) return s_->value();
   }
+  // get() on an rvalue consumes the Ref: its value is moved out when no copy
+  // shares the state, and the Ref is left empty either way, so a second get()
+  // is a UsageError, never a silently moved-from value.
   T take() {
-    if (s_->error()) std::rethrow_exception(s_->error());
+    auto s = std::move(s_);
+    if (s->error()) std::rethrow_exception(s->error());
     if constexpr (!std::is_void_v<T>) {
-      if (s_->unique()) return std::move(s_->value());
-      return s_->value();
+      if (s->unique()) return std::move(s->value());
+      return s->value();
     }
   }
 

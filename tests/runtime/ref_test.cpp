@@ -1,7 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/troupe.hpp"
 
@@ -123,4 +126,22 @@ TEST_CASE("many threads wait on one Ref", "[ref]") {
   p.set_value(1);
   for (auto& t : waiters) t.join();
   CHECK(sum == 8);
+}
+
+TEST_CASE("std::move(ref).get() consumes the Ref: a second get is refused, not an empty value", "[ref]") {
+  auto r = Ref<std::vector<int>>::from_value(std::vector<int>{1, 2, 3});
+  CHECK(std::move(r).get() == std::vector<int>{1, 2, 3});
+  CHECK_FALSE(r.valid());
+  CHECK_THROWS_AS(r.get(), troupe::UsageError);
+  CHECK_THROWS_WITH(r.get(), Catch::Contains("already consumed by std::move(ref).get()"));
+  // A copy shares the state: consuming one leaves the other its value.
+  auto a = Ref<std::string>::from_value("kept");
+  auto b = a;
+  CHECK(std::move(a).get() == "kept");
+  CHECK(b.get() == "kept");
+  CHECK(std::move(b).get() == "kept");
+  // An error stays an error for every reader.
+  auto e = Ref<int>::from_error(std::make_exception_ptr(std::runtime_error("boom")));
+  CHECK_THROWS_WITH(std::move(e).get(), "boom");
+  CHECK_THROWS_AS(e.get(), troupe::UsageError);
 }
