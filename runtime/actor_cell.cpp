@@ -188,14 +188,23 @@ void CellBase::handle_failure(Message* culprit, std::exception_ptr e) noexcept {
   drop_instance();
   const bool restarting = (opts_.max_restarts_ < 0 || restarts_ < opts_.max_restarts_) && alive();
   if (!restarting) {
-    if (culprit) pending_.push_front(culprit);
-    if (claim_death(DeathCause::failed, why)) finish_death();
+    const bool claimed = claim_death(DeathCause::failed, why);
+    // The culprit is marked as such (a worker process tells its driver which
+    // call failed the actor, so that call is not retried on a new worker).
+    if (culprit)
+      culprit->fail(std::make_exception_ptr(
+          ActorDied(id_, opts_.name_, DeathCause::failed, why, RestartInfo{0, opts_.max_restarts_, true})));
+    if (claimed) finish_death();
     return;
   }
   notify(DownEvent{id_, opts_.name_, DeathCause::failed, why, true, restarts_});
   ++restarts_;
-  // Calls in flight: re-delivered if the policy allows, failed otherwise.
-  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, why));
+  // Calls in flight: re-delivered if the policy allows, failed otherwise. The
+  // call that raised the failure is never re-delivered: it declared this
+  // incarnation broken, and would only do so again, spending a restart each
+  // time. Its caller learns that the actor was restarted, not that it is dead.
+  const RestartInfo restart{restarts_, opts_.max_restarts_, false};
+  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, why, restart));
   // A call is retried while its runs so far stay within max_call_retries + 1.
   auto retry_ok = [&](Message* m) {
     if (m->control()) return true;
@@ -206,10 +215,11 @@ void CellBase::handle_failure(Message* culprit, std::exception_ptr e) noexcept {
   pending_.append(inbox_.take_all(closed));
   MessageQueue keep;
   if (culprit) {
-    if (retry_ok(culprit))
+    if (culprit->control())
       keep.append(culprit);
     else
-      culprit->fail(err);
+      culprit->fail(std::make_exception_ptr(
+          ActorDied(id_, opts_.name_, DeathCause::failed, why, RestartInfo{restarts_, opts_.max_restarts_, true})));
   }
   while (!pending_.empty()) {
     Message* m = pending_.pop();

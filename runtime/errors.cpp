@@ -15,20 +15,31 @@ const char* to_string(DeathCause c) noexcept {
 }
 
 namespace {
-std::string died_message(std::uint64_t id, const std::string& name, DeathCause cause,
-                         const std::string& detail) {
+std::string died_message(std::uint64_t id, const std::string& name, DeathCause cause, const std::string& detail,
+                         const RestartInfo& restart) {
   auto who = name.empty() ? fmt::format("actor #{}", id) : fmt::format("actor '{}' (#{})", name, id);
+  if (restart.number > 0) {
+    auto of = restart.max < 0 ? std::string("unlimited") : std::to_string(restart.max);
+    auto tail = detail.empty() ? std::string() : ": " + detail;
+    if (restart.culprit)
+      return fmt::format("{} failed in this call and was restarted (restart {} of {}){}", who, restart.number, of,
+                         tail);
+    return fmt::format("{} failed and was restarted (restart {} of {}); this call was in flight and is not "
+                       "retried{}",
+                       who, restart.number, of, tail);
+  }
   if (detail.empty()) return fmt::format("{} is dead: {}", who, to_string(cause));
   return fmt::format("{} is dead: {}: {}", who, to_string(cause), detail);
 }
 }  // namespace
 
-ActorDied::ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::string detail)
-    : Error(died_message(id, name, cause, detail)),
+ActorDied::ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::string detail, RestartInfo restart)
+    : Error(died_message(id, name, cause, detail, restart)),
       id_(id),
       name_(std::move(name)),
       cause_(cause),
-      detail_(std::move(detail)) {}
+      detail_(std::move(detail)),
+      restart_(restart) {}
 
 std::string detail::what_of(const std::exception_ptr& e) {
   if (!e) return {};

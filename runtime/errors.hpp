@@ -29,21 +29,34 @@ enum class DeathCause : std::uint8_t {
 };
 const char* to_string(DeathCause c) noexcept;
 
-/// A call reached (or was pending on) an actor that is stopped or dead.
+/// When a failed actor was re-created: which restart followed the failure.
+struct RestartInfo {
+  int number = 0;         ///< the restart that followed (1 = the first); 0: none, the actor is dead
+  int max = 0;            ///< Options::max_restarts (-1: unlimited)
+  bool culprit = false;   ///< this call raised the failure (it is never retried)
+};
+
+/// A call reached (or was pending on) an actor that is stopped or dead, or
+/// that failed and was restarted while the call was in flight and the call
+/// was not retried (restarted() is then true: the actor itself lives on).
 class ActorDied : public Error {
  public:
-  ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::string detail);
+  ActorDied(std::uint64_t id, std::string name, DeathCause cause, std::string detail, RestartInfo restart = {});
   std::uint64_t actor_id() const noexcept { return id_; }
   const std::string& actor_name() const noexcept { return name_; }
   DeathCause cause() const noexcept { return cause_; }
   /// The failure message (for DeathCause::failed) or empty.
   const std::string& detail() const noexcept { return detail_; }
+  /// True when the actor was re-created after this failure (it is not dead).
+  bool restarted() const noexcept { return restart_.number > 0; }
+  const RestartInfo& restart() const noexcept { return restart_; }
 
  private:
   std::uint64_t id_;
   std::string name_;
   DeathCause cause_;
   std::string detail_;
+  RestartInfo restart_;
 };
 
 /// Thrown from an actor method (or constructor / on_start) to declare the actor

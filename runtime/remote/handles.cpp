@@ -29,6 +29,7 @@ ErrorInfo describe(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
   } catch (const ActorDied& d) {
+    if (d.restart().culprit) return {kCulpritType, d.detail(), true, true};
     return {"troupe::ActorDied", d.detail().empty() ? d.what() : d.detail(), true};
   } catch (const RemoteError& r) {
     return {r.type(), r.message()};

@@ -260,6 +260,11 @@ void RemoteActor::on_reply(net::Frame f) {
     std::lock_guard lock(mu_);
     auto it = inflight_.find(r.getCallId());
     if (it == inflight_.end()) return;
+    if (!r.getOk() && std::string_view(r.getErrorType().cStr()) == kCulpritType) {
+      // The worker is about to exit; its exit decides between restart and death.
+      it->second->culprit = true;
+      return;
+    }
     c = std::move(it->second);
     inflight_.erase(it);
   }

@@ -60,6 +60,9 @@ class PendingCall {
   virtual kj::Array<capnp::word> control() { return nullptr; }
   std::uint32_t method = 0;
   int attempts = 0;
+  /// The worker said this call raised the ActorFailure that ends its actor:
+  /// it is failed, never retried, when the worker's exit is handled.
+  bool culprit = false;
 };
 
 class RemoteActor : public std::enable_shared_from_this<RemoteActor> {

@@ -47,8 +47,12 @@ struct Worker {
   void reply(std::uint64_t id, std::exception_ptr e, const Bytes& result) {
     // A call the local actor could not serve because it died gets no answer:
     // the worker is about to exit and the driver applies its retry policy
-    // (max_call_retries) to every call in flight, this one included.
-    if (e && describe(e).actor_failure) return;
+    // (max_call_retries) to every call in flight. The call that raised the
+    // failure is answered (kCulpritType), so the driver never retries it.
+    if (e) {
+      auto info = describe(e);
+      if (info.actor_failure && !info.culprit) return;
+    }
     conn->send(reply_frame(id, 0, e, result));
   }
 

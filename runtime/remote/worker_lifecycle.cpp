@@ -306,15 +306,22 @@ void RemoteActor::handle_exit(std::string detail, bool clean) {
              restarts_ + 1, opts_.max_restarts_ < 0 ? std::string("unlimited") : std::to_string(opts_.max_restarts_));
   ++restarts_;
   cluster_->report(cluster_id_, kRestarting, 0, detail, static_cast<std::uint32_t>(restarts_));
-  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail));
-  // Calls in flight go first, in their original order, if they may be retried.
-  auto to_fail = std::make_shared<std::vector<std::unique_ptr<PendingCall>>>();
+  const RestartInfo restart{restarts_, opts_.max_restarts_, false};
+  auto err = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail, restart));
+  // Calls in flight go first, in their original order, if they may be retried;
+  // the one that raised the actor's failure never is.
+  auto to_fail = std::make_shared<std::vector<std::pair<std::unique_ptr<PendingCall>, std::exception_ptr>>>();
   std::deque<std::unique_ptr<PendingCall>> retry;
   for (auto& [id, c] : inflight_) {
-    if (opts_.max_call_retries_ < 0 || c->attempts <= opts_.max_call_retries_)
+    if (c->culprit) {
+      auto e = std::make_exception_ptr(ActorDied(id_, opts_.name_, DeathCause::failed, detail,
+                                                 RestartInfo{restarts_, opts_.max_restarts_, true}));
+      to_fail->emplace_back(std::move(c), e);
+    } else if (opts_.max_call_retries_ < 0 || c->attempts <= opts_.max_call_retries_) {
       retry.push_back(std::move(c));
-    else
-      to_fail->push_back(std::move(c));
+    } else {
+      to_fail->emplace_back(std::move(c), err);
+    }
   }
   inflight_.clear();
   for (auto it = retry.rbegin(); it != retry.rend(); ++it) unsent_.push_front(std::move(*it));
@@ -325,8 +332,8 @@ void RemoteActor::handle_exit(std::string detail, bool clean) {
     die(DeathCause::failed, fmt::format("{}; restart failed: {}", detail, e.what()));
   }
   if (!to_fail->empty())
-    pool_->post([to_fail, err]() {
-      for (auto& c : *to_fail) c->fail(err);
+    pool_->post([to_fail]() {
+      for (auto& [c, e] : *to_fail) c->fail(e);
     });
   auto fns = monitors_;
   pool_->post([fns = std::move(fns), restart_event]() {

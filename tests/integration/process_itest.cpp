@@ -209,14 +209,19 @@ TEST_CASE("max_restarts re-creates a crashed worker; retries re-send calls in fl
   CHECK(a.call(&Accumulator::add, 1.0).get(10s) == 11.0);
   int pid2 = a.call(&Accumulator::pid).get(10s);
   CHECK(pid2 != pid1);
-  // ActorFailure inside the worker: the process exits and is restarted; the
-  // call that crashed it is in flight too, so it is retried once, crashes a
-  // second worker, and then fails with the reason.
+  // ActorFailure inside the worker: the process exits and is restarted. The
+  // worker names the call that raised it, so that call is not retried (it
+  // would crash the next worker too, spending the restart budget): it fails
+  // with the reason, and says the actor was restarted.
   try {
     a.call(&Accumulator::crash, std::string("corrupt state")).get(10s);
     FAIL("crash returned");
   } catch (const ActorDied& e) {
     CHECK_THAT(e.detail(), Catch::Contains("corrupt state") && Catch::Contains("exited with code 3"));
+    CHECK(e.restarted());
+    CHECK(e.restart().culprit);
+    CHECK(e.restart().number == 2);  // the kill above was the first
+    CHECK_THAT(e.what(), Catch::Contains("failed in this call and was restarted (restart 2 of 4)"));
   }
   CHECK(a.call(&Accumulator::add, 5.0).get(10s) == 15.0);
   CHECK(a.call(&Accumulator::restarts).get(10s) == 0);  // each worker is a first incarnation locally

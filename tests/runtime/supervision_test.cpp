@@ -109,20 +109,32 @@ TEST_CASE("without call retries, calls queued at a failure fail with ActorDied",
 
 TEST_CASE("with call retries, calls in flight are re-delivered to the restarted actor", "[supervision]") {
   Runtime rt({.threads = 2});
-  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(1).max_call_retries(1));
+  auto a = rt.spawn<Flaky>(0, Options{}.name("flaky").max_restarts(1).max_call_retries(1));
   Promise<int> gate;
   auto first = a.call(&Flaky::crash_once, gate.ref());
   std::vector<Ref<int>> queued;
   for (int i = 0; i < 10; ++i) queued.push_back(a.call(&Flaky::add, 1));
   gate.set_value(7);
-  CHECK(first.get() == 700);  // retried on the new incarnation
-  CHECK(queued.back().get() == 10);
+  // The call that raised ActorFailure is not re-delivered: its caller hears
+  // that the actor was restarted, not that it is dead.
+  try {
+    first.get();
+    FAIL("the failing call succeeded");
+  } catch (const ActorDied& e) {
+    CHECK(e.restarted());
+    CHECK(e.restart().culprit);
+    CHECK(e.detail() == "first incarnation gives up");
+    CHECK_THAT(e.what(), Catch::Equals("actor 'flaky' (#" + std::to_string(a.id()) +
+                                       ") failed in this call and was restarted (restart 1 of 1): first incarnation "
+                                       "gives up"));
+  }
   for (std::size_t i = 0; i < queued.size(); ++i) CHECK(queued[i].get() == static_cast<int>(i) + 1);
+  CHECK(a.alive());
 }
 
-TEST_CASE("a call that keeps failing is given up after max_call_retries", "[supervision]") {
+TEST_CASE("a call that raises ActorFailure spends one restart, however many retries calls have", "[supervision]") {
   Runtime rt({.threads = 2});
-  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(-1).max_call_retries(2));
+  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(2).max_call_retries(-1));
   a.call(&Flaky::add, 0).get();  // constructed
   int before = constructions;
   try {
@@ -130,7 +142,24 @@ TEST_CASE("a call that keeps failing is given up after max_call_retries", "[supe
     FAIL("poison call succeeded");
   } catch (const ActorDied& e) {
     CHECK(e.detail() == "poison");
+    CHECK(e.restarted());
   }
   CHECK(a.call(&Flaky::add, 2).get() == 2);  // served by a fresh incarnation
-  CHECK(constructions - before == 3);         // three deliveries, three failures, three restarts
+  CHECK(a.call(&Flaky::incarnation).get() == 1);
+  CHECK(constructions - before == 1);  // one delivery, one failure, one restart
+}
+
+TEST_CASE("calls failed by a restart say the actor was restarted; by its death that it is dead", "[supervision]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Flaky>(0, Options{}.max_restarts(1));
+  Promise<std::string> gate;
+  auto crash = a.call(&Flaky::crash, gate.ref());
+  auto queued = a.call(&Flaky::add, 1);
+  gate.set_value("boom");
+  CHECK_THROWS_WITH(crash.get(), Catch::Contains("failed in this call and was restarted (restart 1 of 1): boom"));
+  CHECK_THROWS_WITH(queued.get(), Catch::Contains("failed and was restarted (restart 1 of 1); this call was in flight "
+                                                  "and is not retried: boom"));
+  // The restart budget spent, the next failure is a death.
+  CHECK_THROWS_WITH(a.call(&Flaky::crash, std::string("again")).get(), Catch::Contains("is dead: failed: again"));
+  CHECK_FALSE(a.alive());
 }
