@@ -48,7 +48,7 @@ CellBase::CellBase(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, Poo
       io_(std::move(io)),
       pool_(pool),
       strand_(boost::asio::make_strand(*io_)),
-      id_(next_actor_id()),
+      id_(take_actor_id(opts.id_)),
       opts_(std::move(opts)),
       type_name_(type_name) {
   register_label(id_, make_label(id_, opts_.name_, type_name_));

@@ -23,6 +23,7 @@ struct Options {
   int bundle_ = -1;           ///< bundle of that group (-1: any)
   std::size_t rank_ = 0;      ///< set by spawn_mesh
   std::size_t mesh_size_ = 1; ///< set by spawn_mesh
+  std::uint64_t id_ = 0;      ///< internal: the id a worker's actor takes (the one its driver and the cluster use)
 
   /// A unique name: Runtime::get_actor finds it; a second live actor with the
   /// same name is refused with DuplicateName.

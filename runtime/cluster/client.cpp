@@ -305,6 +305,7 @@ PlaceResult ClusterClient::place(const PlaceRequest& r) {
                            auto p = e.initPlaceActor();
                            p.setRequestId(id);
                            p.setActorId(r.actor_id);
+                           p.setProposedId(r.proposed_id);
                            p.setClassName(r.class_name);
                            p.setName(r.name);
                            to_proto(r.resources, p.initResources(static_cast<unsigned>(r.resources.size())));

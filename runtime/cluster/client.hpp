@@ -33,6 +33,7 @@ class Head;
 
 struct PlaceRequest {
   std::uint64_t actor_id = 0;  ///< 0: new; else a restart
+  std::uint64_t proposed_id = 0;  ///< new: the driver's id for it, which the head takes if free
   std::string class_name, name;
   ResourceMap resources;
   std::uint64_t group = 0;

@@ -86,7 +86,12 @@ void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Rea
   }
   if (!existing) {
     ActorRecord rec;
-    rec.id = next_actor_++;
+    // The driver's own id for the actor when no other actor has it, so the
+    // driver's messages and `troupe actors` name it alike; next_actor_ stays
+    // above every id in use.
+    const std::uint64_t proposed = r.getProposedId();
+    rec.id = proposed != 0 && !actors_.contains(proposed) ? proposed : std::max(next_actor_, proposed + 1);
+    next_actor_ = std::max(next_actor_, rec.id + 1);
     rec.class_name = r.getClassName().cStr();
     rec.name = r.getName().cStr();
     rec.max_restarts = r.getMaxRestarts();

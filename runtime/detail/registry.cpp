@@ -15,9 +15,18 @@ std::unordered_map<std::uint64_t, std::string>& labels() {
 }
 }  // namespace
 
-std::uint64_t next_actor_id() noexcept {
-  static std::atomic<std::uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
+namespace {
+std::atomic<std::uint64_t> next_id{1};
+}  // namespace
+
+std::uint64_t next_actor_id() noexcept { return next_id.fetch_add(1, std::memory_order_relaxed); }
+
+std::uint64_t take_actor_id(std::uint64_t id) noexcept {
+  if (id == 0) return next_actor_id();
+  std::uint64_t cur = next_id.load(std::memory_order_relaxed);
+  while (cur <= id && !next_id.compare_exchange_weak(cur, id + 1, std::memory_order_relaxed)) {
+  }
+  return id;
 }
 
 void register_label(std::uint64_t id, std::string label) {

@@ -103,6 +103,7 @@ struct PlaceActor {
   maskDevices @10 :Bool;
   maxRestarts @11 :Int32;
   requesterNode @12 :UInt64;   # the driver's own node (embedded head), else 0
+  proposedId @13 :UInt64;      # a new actor: the id its driver already calls it by (taken if free)
 }
 
 # What kind of refusal a placement reply carries (the driver raises the matching error).
@@ -240,6 +241,7 @@ struct SpawnActor {
   rank @3 :UInt32;
   meshSize @4 :UInt32;
   reentrant @5 :Bool;
+  actorId @6 :UInt64;    # the id the driver and the cluster know it by (self().id() in the worker)
 }
 struct SpawnReply {
   ok @0 :Bool;

@@ -109,6 +109,9 @@ void RemoteActor::route_to(std::uint64_t target, std::shared_ptr<net::Connection
   std::lock_guard lock(mu_);
   routed_target_ = target;
   conn_ = std::move(driver);
+  // The handle names the driver's actor: its id is the one the driver uses.
+  detail::unregister_label(id_);
+  id_ = target;
 }
 
 std::uint64_t routed_target(const RemoteActor& r) noexcept { return r.routed_target(); }

@@ -134,7 +134,7 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   const Bytes ctor_args_;
   const Options opts_;
   const char* type_name_;
-  const std::uint64_t id_;
+  std::uint64_t id_;  // set before start() returns: the cluster's id once placed
   Runtime* owner_ = nullptr;
 
   mutable std::mutex mu_;

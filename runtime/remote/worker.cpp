@@ -77,6 +77,7 @@ struct Worker {
     o.rank_ = s.getRank();
     o.mesh_size_ = s.getMeshSize();
     o.reentrant_ = s.getReentrant();
+    o.id_ = s.getActorId();
     try {
       auto args = s.getCtorArgs();
       codec::Reader r({reinterpret_cast<const std::byte*>(args.begin()), args.size()});

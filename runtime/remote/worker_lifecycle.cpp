@@ -42,6 +42,7 @@ void RemoteActor::start() {
 void RemoteActor::spawn_worker() {
   cluster::PlaceRequest pr;
   pr.actor_id = cluster_id_;
+  pr.proposed_id = id_;
   pr.class_name = type_name_;
   pr.name = opts_.name_;
   pr.resources = opts_.resources_;
@@ -53,6 +54,13 @@ void RemoteActor::spawn_worker() {
   cluster::PlaceResult placed = cluster_->place(pr);
   if (!cluster_id_) {
     cluster_id_ = placed.actor_id;
+    if (id_ != cluster_id_) {
+      // Another driver holds our id on this cluster: take the head's, so the
+      // driver names the actor as `troupe actors` does.
+      detail::unregister_label(id_);
+      id_ = detail::take_actor_id(cluster_id_);
+      detail::register_label(id_, detail::make_label(id_, opts_.name_, type_name_) + " [process]");
+    }
     std::weak_ptr<RemoteActor> weak = weak_from_this();
     auto* pool = pool_;
     cluster_->watch_exits(cluster_id_, [weak, pool](const cluster::WorkerExitInfo& info, bool node_died, bool final) {
@@ -164,6 +172,7 @@ void RemoteActor::send_spawn() {
     s.setRank(static_cast<std::uint32_t>(opts_.rank_));
     s.setMeshSize(static_cast<std::uint32_t>(opts_.mesh_size_));
     s.setReentrant(opts_.reentrant_);
+    s.setActorId(id_);
   }));
 }
 

@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstdio>
 #include <fstream>
 #include <thread>
 
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
+#include "tests/support/child.hpp"
 #include "tests/support/eventually.hpp"
 
 using namespace std::chrono_literals;
@@ -32,11 +34,14 @@ class Probe {
     const char* d = std::getenv("TROUPE_DEVICE");
     return d ? d : "none";
   }
+  std::uint64_t my_id() const { return self().id(); }
 
  private:
   int base_;
 };
-TROUPE_ACTOR(Probe, add, pid, parent, device);
+TROUPE_ACTOR(Probe, add, pid, parent, device, my_id);
+
+class Local {};
 
 Runtime driver(const Cluster& c) { return Runtime(RuntimeOptions{.threads = 2, .address = c.address, .token = c.token}); }
 
@@ -212,4 +217,54 @@ TEST_CASE("a driver joins a running cluster with --address / TROUPE_ADDRESS", "[
   auto p = rt.spawn<Probe>(3, Options{}.process());
   CHECK(p.call(&Probe::parent).get(10s) == ::getpid());
   CHECK(rt.cluster().local_node() != 0);
+}
+
+TEST_CASE("a process actor has one id: in its driver, in its worker and in `troupe actors`", "[placement]") {
+  Cluster c;
+  auto n2 = c.node("zone=4");
+  Runtime rt = driver(c);
+  // In-process actors take ids from the same counter first.
+  std::vector<ActorRef<Local>> locals;
+  for (int i = 0; i < 5; ++i) locals.push_back(rt.spawn<Local>());
+  auto a = rt.spawn<Probe>(1, Options{}.resource("zone", 1).name("first"));
+  CHECK(a.call(&Probe::my_id).get(10s) == a.id());
+  // A second driver, in a process of its own, proposes the same id for its
+  // Probe: the head gives it another, and that driver uses it.
+  ::setenv("TROUPE_TEST_CLUSTER", c.address.c_str(), 1);
+  ::setenv("TROUPE_TEST_TOKEN", c.token.c_str(), 1);
+  troupe::test::Child second({"/proc/self/exe", "[.second_driver]"});
+  auto line = second.wait_for_line("ids ", 30s);
+  INFO(second.out() << second.err());
+  std::uint64_t b_id = 0, b_self = 0;
+  REQUIRE(std::sscanf(line.c_str(), "ids %lu %lu", &b_id, &b_self) == 2);
+  CHECK(b_self == b_id);
+  CHECK(b_id != a.id());
+  auto out = c.poll("actors", [](const std::string& o) { return Cluster::count(o, "\"state\":\"ALIVE\"") == 2; });
+  for (auto [id, name] : {std::pair{a.id(), "first"}, std::pair{b_id, "second"}}) {
+    auto at = out.find(fmt::format("\"name\":\"{}\"", name));
+    REQUIRE(at != std::string::npos);
+    auto id_at = out.rfind("{\"id\":", at);
+    REQUIRE(id_at != std::string::npos);
+    CHECK(std::stoull(out.substr(id_at + 6)) == id);
+  }
+  // A later local actor never takes a cluster id this driver uses.
+  auto later = rt.spawn<Local>();
+  CHECK(later.id() != a.id());
+}
+
+// Run by the case above as a driver process of its own.
+TEST_CASE("second driver", "[.second_driver]") {
+  Runtime rt(RuntimeOptions{.threads = 2, .address = std::getenv("TROUPE_TEST_CLUSTER"),
+                            .token = std::getenv("TROUPE_TEST_TOKEN")});
+  // The same in-process actors first: this driver then proposes the id the
+  // first driver's Probe has on the cluster.
+  std::vector<ActorRef<Local>> locals;
+  for (int i = 0; i < 5; ++i) locals.push_back(rt.spawn<Local>());
+  auto b = rt.spawn<Probe>(1, Options{}.resource("zone", 1).name("second"));
+  auto self_id = b.call(&Probe::my_id).get(10s);
+  std::printf("ids %lu %lu\n", static_cast<unsigned long>(b.id()), static_cast<unsigned long>(self_id));
+  std::fflush(stdout);
+  // Stays (its actor alive) until the first driver has read the directory
+  // and kills this process.
+  std::this_thread::sleep_for(60s);
 }
