@@ -3,6 +3,7 @@
 #include "runtime/cluster/client.hpp"
 #include "runtime/device.hpp"
 #include "runtime/net/auth.hpp"
+#include "runtime/detail/process_role.hpp"
 #include "runtime/remote/remote_actor.hpp"
 
 #include <chrono>
@@ -30,6 +31,7 @@ Runtime::Runtime(RuntimeOptions opts)
 
       work_(boost::asio::make_work_guard(*io_)),
       pool_handle_(detail::PoolHandle::create(*io_)) {
+  if (detail::launched_as_worker()) detail::exit_worker_without_init();
   spin_ = std::chrono::microseconds(opts.spin_us);
   address_ = opts.address;
   token_ = opts.token;

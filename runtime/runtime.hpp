@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "runtime/actor_ref.hpp"
+#include "runtime/detail/process_role.hpp"
 #include "runtime/detail/type_name.hpp"
 #include "runtime/mesh.hpp"
 #include "runtime/task.hpp"
@@ -270,6 +271,7 @@ ActorRef<T> Runtime::spawn_process(Options opts, Tuple&& args, std::index_sequen
   } else {
     if (opts.gpus_ > 0 && opts.device_ >= 0 && opts.gpus_ > 1)
       throw UsageError(fmt::format("{}: an explicit device() goes with at most one GPU", detail::type_name<T>()));
+    detail::require_init(detail::type_name<T>());
     if (!remote::registry().registered(typeid(T)))
       throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR(...); process actors need it",
                                    detail::type_name<T>()));

@@ -1,5 +1,7 @@
 #include "runtime/cluster/launcher.hpp"
 
+#include "runtime/detail/process_role.hpp"
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -59,6 +61,10 @@ std::string describe_exit(pid_t pid, int status) {
   if (WIFSIGNALED(status))
     return fmt::format("worker process {} was killed by signal {} ({})", pid, WTERMSIG(status),
                        ::strsignal(WTERMSIG(status)));
+  if (WEXITSTATUS(status) == detail::kWorkerWithoutInit)
+    return fmt::format("worker process {} exited with code {}: its main() never called troupe::init(argc, argv) "
+                       "(call it first in main)",
+                       pid, WEXITSTATUS(status));
   return fmt::format("worker process {} exited with code {}", pid, WEXITSTATUS(status));
 }
 

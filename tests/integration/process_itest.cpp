@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/eventually.hpp"
+#include "tests/support/process.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
@@ -277,4 +279,24 @@ TEST_CASE("a GPU request this node cannot meet fails at spawn, naming the resour
   CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.gpus(1.5)), Catch::Contains("whole numbers"));
   CHECK_THROWS_WITH(rt.spawn<Accumulator>(0.0, Options{}.resource("license", 1)),
                     Catch::Contains("license: wants 1, has none"));
+}
+
+TEST_CASE("a driver without troupe::init is told to call it; a worker that never reaches init spawns nothing",
+          "[process]") {
+  const std::string exe = std::string(std::getenv("TROUPE_BIN_DIR")) + "/../tests/troupe_noinit_driver";
+  // As a driver: the spawn is refused, naming the fix, before any worker starts.
+  auto driver = troupe::test::run_process({exe}, 30s);
+  INFO(driver.out << driver.err);
+  CHECK(driver.exit_code == 3);
+  CHECK_THAT(driver.err, Catch::Contains("call troupe::init(argc, argv) first in main") &&
+                             Catch::Contains("as a process actor"));
+  // As a launcher starts a worker (socket fd in the environment): it exits at
+  // its Runtime, before its main() can spawn workers of its own.
+  auto worker = troupe::test::run_process({exe, "--troupe-worker"}, 30s, {"TROUPE_WORKER_FD=3"});
+  INFO(worker.out << worker.err);
+  CHECK(worker.exit_code == 64);
+  CHECK_THAT(worker.err, Catch::Contains("call troupe::init(argc, argv) first in main"));
+  CHECK_THAT(worker.out, !Catch::Contains("spawned"));
+  auto dialled = troupe::test::run_process({exe, "--troupe-worker"}, 30s, {"TROUPE_CONNECT=127.0.0.1:1"});
+  CHECK(dialled.exit_code == 64);
 }

@@ -19,7 +19,19 @@ std::string bin(const std::string& name) {
   return std::string(dir ? dir : "bin") + "/" + name;
 }
 
-ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::milliseconds limit) {
+ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::milliseconds limit,
+                          const std::vector<std::string>& env) {
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    bool replaced = false;
+    for (auto& x : env) replaced = replaced || kv.compare(0, x.find('=') + 1, x, 0, x.find('=') + 1) == 0;
+    if (!replaced) env_store.push_back(std::move(kv));
+  }
+  env_store.insert(env_store.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& kv : env_store) envp.push_back(kv.data());
+  envp.push_back(nullptr);
   int out_pipe[2], err_pipe[2];
   if (pipe(out_pipe) || pipe(err_pipe)) throw std::runtime_error("pipe failed");
   posix_spawn_file_actions_t fa;
@@ -32,7 +44,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, std::chrono::mil
   for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(out_pipe[1]);
   close(err_pipe[1]);

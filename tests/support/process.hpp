@@ -13,8 +13,10 @@ struct ProcessResult {
   std::string out, err;
 };
 
+/// `env`: NAME=value entries added to (or replacing those in) this process's environment.
 ProcessResult run_process(const std::vector<std::string>& argv,
-                          std::chrono::milliseconds limit = std::chrono::seconds(60));
+                          std::chrono::milliseconds limit = std::chrono::seconds(60),
+                          const std::vector<std::string>& env = {});
 
 /// Path of a built program in build/bin (from TROUPE_BIN_DIR, set by CTest).
 std::string bin(const std::string& name);
