@@ -88,7 +88,7 @@ std::shared_ptr<ClusterClient> ClusterClient::embedded(std::shared_ptr<asio::io_
   HeadOptions ho;
   ho.token = c->token_;
   c->head_ = std::make_shared<Head>(c->io_, ho);
-  c->local_node_ = c->head_->add_local_node(detect_local_resources(), host_name());
+  c->local_node_ = c->head_->add_local_node(local_node_resources(), host_name());
   c->head_->start();
   c->start_thread();
   try {

@@ -53,6 +53,7 @@ NodeView view_of(proto::NodeInfo::Reader n) {
   v.total = from_proto(n.getTotal());
   v.used = from_proto(n.getUsed());
   v.ms_since_heartbeat = n.getMsSinceHeartbeat();
+  v.shares_host_with = n.getSharesHostWith();
   return v;
 }
 }  // namespace

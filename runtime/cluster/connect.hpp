@@ -30,6 +30,7 @@ struct NodeView {
   std::string death_cause;
   ResourceMap total, used;
   std::uint64_t ms_since_heartbeat = 0;
+  std::uint64_t shares_host_with = 0;  ///< its host's own resources count on that node
 };
 
 struct ClusterView {

@@ -50,17 +50,20 @@ void Head::stop() {
   });
 }
 
-std::uint64_t Head::add_local_node(ResourceMap total, std::string hostname, std::shared_ptr<WorkerLauncher> launcher) {
+std::uint64_t Head::add_local_node(NodeResources resources, std::string hostname,
+                                   std::shared_ptr<WorkerLauncher> launcher) {
   // Before start(): nothing else touches the tables yet.
   NodeRecord n;
   const std::uint64_t id = next_node_++;
-  n.slot = Slot::node_slot(id, fmt::format("node {} ({}, head)", id, hostname), std::move(total));
+  n.slot = Slot::node_slot(id, fmt::format("node {} ({}, head)", id, hostname), resources.total);
+  n.reported = std::move(resources);
   n.hostname = std::move(hostname);
   n.address = address();
   n.pid = static_cast<std::uint32_t>(::getpid());
   n.is_head = true;
   n.last_heartbeat = clock::now();
   nodes_[id] = std::move(n);
+  share_hosts();
   local_node_ = id;
   local_launcher_ = std::move(launcher);
   return id;
@@ -143,14 +146,26 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
       const std::uint64_t id = next_node_++;
       n.hostname = r.getHostname().cStr();
       n.address = r.getAddress().size() ? r.getAddress().cStr() : s->conn->peer();
-      n.slot = Slot::node_slot(id, fmt::format("node {} ({})", id, n.hostname), from_proto(r.getResources()));
+      n.reported.total = from_proto(r.getResources());
+      n.reported.host = r.getHost().cStr();
+      for (auto d : r.getDetected()) n.reported.detected.insert(d.cStr());
+      n.slot = Slot::node_slot(id, fmt::format("node {} ({})", id, n.hostname), n.reported.total);
       n.pid = r.getPid();
       n.last_heartbeat = clock::now();
       n.conn = s->conn;
       s->node_id = id;
-      fmt::print(stderr, "troupe-head: node {} joined from {} ({}): {}\n", id, n.address, n.hostname,
-                 format_resources(n.slot.total));
       nodes_[id] = std::move(n);
+      share_hosts();
+      {
+        const auto& joined = nodes_[id];
+        fmt::print(stderr, "troupe-head: node {} joined from {} ({}): {}{}\n", id, joined.address, joined.hostname,
+                   format_resources(joined.slot.total),
+                   joined.shares_with ? fmt::format(" (shares its host with node {}: the host's own CPUs, memory "
+                                                    "and GPUs count there; give this daemon its share with "
+                                                    "--resources CPU=N,memory=BYTES)",
+                                                    joined.shares_with)
+                                      : std::string());
+      }
       s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
         auto w = e.initWelcome();
         w.setNodeId(s->node_id);
@@ -249,6 +264,26 @@ void Head::on_close(const std::shared_ptr<Session>& s, const std::string& reason
   }
 }
 
+void Head::share_hosts() {
+  std::vector<HostMember> members;
+  for (const auto& [id, n] : nodes_)
+    members.push_back({id, n.reported.host, n.reported.total, n.reported.detected, n.slot.alive});
+  for (auto& [id, share] : host_shares(members)) {
+    auto& n = nodes_.at(id);
+    n.shares_with = share.shares_with;
+    if (share.total == n.slot.total) continue;
+    // Devices: a node that lost its host's GPUs has none to hand out (its
+    // grants so far stay counted in `used`).
+    Slot fresh = Slot::node_slot(id, n.slot.label, share.total);
+    fresh.alive = n.slot.alive;
+    fresh.used = n.slot.used;
+    fresh.actors = n.slot.actors;
+    for (std::size_t g = 0; g < fresh.gpu_used.size() && g < n.slot.gpu_used.size(); ++g)
+      fresh.gpu_used[g] = n.slot.gpu_used[g];
+    n.slot = std::move(fresh);
+  }
+}
+
 void Head::mark_dead(std::uint64_t id, const std::string& cause) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.slot.alive) return;
@@ -262,6 +297,7 @@ void Head::mark_dead(std::uint64_t id, const std::string& cause) {
   for (auto& [gid, g] : groups_)
     for (auto& b : g.bundles)
       if (b.node == id) b.alive = false;
+  share_hosts();  // its host's own resources pass to another node there, if any
   const std::string why = fmt::format("{} died: {}", it->second.slot.label, cause);
   for (auto& [aid, a] : actors_) {
     if (a.node != id || a.state == kDead || a.state == kRestarting) continue;
@@ -315,6 +351,7 @@ kj::Array<capnp::word> Head::status_frame() const {
           n.is_head ? 0 : static_cast<std::uint64_t>(std::chrono::duration_cast<Millis>(now - n.last_heartbeat).count()));
       to_proto(n.slot.total, b.initTotal(static_cast<unsigned>(n.slot.total.size())));
       to_proto(n.slot.used, b.initUsed(static_cast<unsigned>(n.slot.used.size())));
+      b.setSharesHostWith(n.shares_with);
     }
     std::map<std::string, unsigned> counts;
     for (const auto& [id, a] : actors_) ++counts[state_name(static_cast<proto::ActorState>(a.state))];

@@ -57,7 +57,7 @@ class Head : public std::enable_shared_from_this<Head> {
   /// With a launcher the head starts workers placed there itself (the
   /// daemon); without one, only a driver in this process can use it (the
   /// embedded cluster: placeActor answers "local"). Returns its node id.
-  std::uint64_t add_local_node(ResourceMap total, std::string hostname,
+  std::uint64_t add_local_node(NodeResources resources, std::string hostname,
                                std::shared_ptr<WorkerLauncher> launcher = nullptr);
   /// Called by the local launcher's exit callback (any thread).
   void local_worker_exited(WorkerExitInfo info);
@@ -68,6 +68,8 @@ class Head : public std::enable_shared_from_this<Head> {
   struct Session;
   struct NodeRecord {
     Slot slot;
+    NodeResources reported;          // what the node said it has; slot.total is its share
+    std::uint64_t shares_with = 0;   // another node on its host holds that host's own resources
     std::string hostname, address;
     std::uint32_t pid = 0;
     bool is_head = false;
@@ -121,6 +123,9 @@ class Head : public std::enable_shared_from_this<Head> {
   void release(ActorRecord& a);
   void kill_worker(const ActorRecord& a);
   std::vector<Slot> node_slots() const;
+  /// Recomputes every node's share of its host (host_shares) after a node
+  /// joined or died.
+  void share_hosts();
 
   asio::io_context& io_;
   HeadOptions opts_;

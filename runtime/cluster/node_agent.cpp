@@ -104,7 +104,11 @@ asio::awaitable<void> NodeAgent::run() {
     auto r = e.initRegisterNode();
     r.setHostname(opts_.hostname);
     r.setPid(static_cast<std::uint32_t>(::getpid()));
-    to_proto(opts_.resources, r.initResources(static_cast<unsigned>(opts_.resources.size())));
+    to_proto(opts_.resources.total, r.initResources(static_cast<unsigned>(opts_.resources.total.size())));
+    r.setHost(opts_.resources.host);
+    auto d = r.initDetected(static_cast<unsigned>(opts_.resources.detected.size()));
+    unsigned i = 0;
+    for (const auto& k : opts_.resources.detected) d.set(i++, k);
   }));
   net::Frame welcome = co_await conn_->read_frame();
   auto env = welcome.root<proto::Envelope>();

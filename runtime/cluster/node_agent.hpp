@@ -21,7 +21,7 @@ namespace asio = boost::asio;
 struct NodeOptions {
   Address head;
   std::string token;
-  ResourceMap resources;
+  NodeResources resources;
   std::string hostname;
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::milliseconds head_timeout{5000};

@@ -5,6 +5,8 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -21,6 +23,48 @@ ResourceMap detect_local_resources() {
   if (pages > 0 && page > 0) r["memory"] = static_cast<double>(pages) * static_cast<double>(page);
   r["GPU"] = static_cast<double>(devices().gpus.size());
   return r;
+}
+
+NodeResources local_node_resources(std::string_view declared) {
+  NodeResources n;
+  n.total = detect_local_resources();
+  for (auto& [k, v] : n.total) n.detected.insert(k);
+  for (auto& [k, v] : parse_resources(declared)) {
+    n.total[k] = v;
+    n.detected.erase(k);
+  }
+  n.host = host_identity();
+  return n;
+}
+
+std::string host_identity() {
+  auto first_line = [](const char* path) {
+    std::ifstream in(path);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  std::error_code ec;
+  auto ns = std::filesystem::read_symlink("/proc/self/ns/net", ec);
+  return fmt::format("{}/{}/{}", first_line("/etc/machine-id"), first_line("/proc/sys/kernel/random/boot_id"),
+                     ec ? std::string() : ns.string());
+}
+
+std::map<std::uint64_t, HostShare> host_shares(const std::vector<HostMember>& nodes) {
+  std::map<std::string, std::uint64_t> owner;  // host -> first live node
+  for (const auto& n : nodes)
+    if (n.alive && !n.host.empty() && (!owner.count(n.host) || n.id < owner[n.host])) owner[n.host] = n.id;
+  std::map<std::uint64_t, HostShare> out;
+  for (const auto& n : nodes) {
+    auto& s = out[n.id];
+    s.total = n.reported;
+    auto it = owner.find(n.host);
+    if (n.host.empty() || it == owner.end() || it->second == n.id) continue;
+    s.shares_with = it->second;
+    for (const auto& k : n.detected)
+      if (s.total.count(k)) s.total[k] = 0;
+  }
+  return out;
 }
 
 namespace {

@@ -39,6 +39,8 @@ struct RegisterNode {
   address @1 :Text;
   pid @2 :UInt32;
   resources @3 :List(Resource);
+  host @4 :Text;                # host_identity(): daemons on one host share its own resources
+  detected @5 :List(Text);      # the resources found on the machine (not given with --resources)
 }
 
 struct Heartbeat {
@@ -57,6 +59,7 @@ struct NodeInfo {
   used @7 :List(Resource);
   msSinceHeartbeat @8 :UInt64;
   isHead @9 :Bool;
+  sharesHostWith @10 :UInt64;   # the node whose share of this host's CPUs, memory and GPUs counts (0: none)
 }
 
 struct StatusRequest {

@@ -7,6 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
 
 #include "tests/support/cluster.hpp"
 
@@ -30,6 +33,22 @@ TEST_CASE("two node daemons join a head and show in status", "[cluster]") {
   CHECK_THAT(status.out, Catch::Contains("\"nodes_alive\":3"));
   auto table = c.cli("status", false);
   CHECK_THAT(table.out, Catch::Contains("3 alive") && Catch::Contains("CPU"));
+}
+
+TEST_CASE("daemons on one host count its CPUs, memory and GPUs once; what a daemon is given stays its own",
+          "[cluster]") {
+  Cluster c;            // node 1: the head's, which found this machine's resources
+  auto n2 = c.node();   // the same machine again
+  auto n3 = c.node("CPU=3");
+  auto nodes = c.cli("nodes");
+  REQUIRE(nodes.exit_code == 0);
+  CHECK(c.count(nodes.out, "\"shares_host_with\":1") == 2);
+  auto status = c.cli("status");
+  const auto cpus = std::thread::hardware_concurrency();
+  // The machine's CPUs once, plus the 3 node 3 was given; not 3x the machine.
+  CHECK_THAT(status.out, Catch::Contains(fmt::format("\"CPU\":{}", cpus + 3)));
+  auto table = c.cli("nodes", false);
+  CHECK_THAT(table.out, Catch::Contains("(shares its host with node 1)"));
 }
 
 TEST_CASE("a daemon killed with -9 is declared dead with the cause", "[cluster]") {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "runtime/troupe.hpp"
@@ -35,11 +36,12 @@ class Probe {
     return d ? d : "none";
   }
   std::uint64_t my_id() const { return self().id(); }
+  int fail(std::string why) { throw ActorFailure(why); }
 
  private:
   int base_;
 };
-TROUPE_ACTOR(Probe, add, pid, parent, device, my_id);
+TROUPE_ACTOR(Probe, add, pid, parent, device, my_id, fail);
 
 class Local {};
 
@@ -154,8 +156,10 @@ TEST_CASE("when a node daemon dies its actors restart on another node", "[placem
 
 TEST_CASE("placement groups reserve bundles by strategy and fail at once when they cannot", "[placement]") {
   Cluster c;
-  auto n2 = c.node("slot=1");
-  auto n3 = c.node("slot=1");
+  // Three daemons on this one machine: nodes 2 and 3 are given CPUs of their
+  // own (the host's found CPUs count once, on the head's node).
+  auto n2 = c.node("slot=1,CPU=2");
+  auto n3 = c.node("slot=1,CPU=2");
   Runtime rt = driver(c);
   // Nodes 1 (the head), 2 and 3.
   auto spread = rt.placement_group({{{"CPU", 0.1}}, {{"CPU", 0.1}}, {{"CPU", 0.1}}}, Strategy::strict_spread);
@@ -270,4 +274,24 @@ TEST_CASE("second driver", "[.second_driver]") {
   // Stays (its actor alive) until the first driver has read the directory
   // and kills this process.
   std::this_thread::sleep_for(60s);
+}
+
+TEST_CASE("a death cause of several lines keeps the `troupe actors` table one row per actor", "[placement]") {
+  Cluster c;
+  Runtime rt = driver(c);
+  auto a = rt.spawn<Probe>(1, Options{}.process().name("multi"));
+  CHECK_THROWS_AS(a.call(&Probe::fail, std::string("first line\nsecond line\n  third")).get(10s), ActorDied);
+  c.poll("actors", [](const std::string& o) { return o.find("\"state\":\"DEAD\"") != std::string::npos; });
+  auto table = c.cli("actors", false);
+  REQUIRE(table.exit_code == 0);
+  INFO(table.out);
+  CHECK_THAT(table.out, Catch::Contains("first line | second line |   third"));
+  std::istringstream lines(table.out);
+  std::string line;
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    CHECK((line.rfind("ID", 0) == 0 || std::isdigit(static_cast<unsigned char>(line[0]))));
+    ++rows;
+  }
+  CHECK(rows == 2);  // the header and the one actor
 }

@@ -29,7 +29,7 @@ struct LiveHead {
     o.token = token;
     o.handshake_timeout = handshake;
     head = std::make_shared<cluster::Head>(io, o);
-    head->add_local_node({{"CPU", 4}}, "test-host");
+    head->add_local_node({.total = {{"CPU", 4}}}, "test-host");
     head->start();
     runner = std::thread([this] { io.run(); });
   }

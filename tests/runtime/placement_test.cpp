@@ -87,3 +87,30 @@ TEST_CASE("bundles follow PACK, SPREAD, STRICT_PACK and STRICT_SPREAD", "[placem
                     Catch::Contains("bundle 0 (CPU=5) fits on no node"));
   CHECK_THROWS_AS(place_bundles(nodes, {}, Strategy::pack), UsageError);
 }
+
+TEST_CASE("daemons on one host count its own resources once; what they were given stays theirs", "[placement]") {
+  using troupe::cluster::HostMember;
+  using troupe::cluster::host_shares;
+  const troupe::cluster::ResourceMap found{{"CPU", 8}, {"memory", 16e9}, {"GPU", 2}};
+  std::vector<HostMember> nodes = {
+      {1, "host-a", found, {"CPU", "memory", "GPU"}, true},
+      {2, "host-a", {{"CPU", 8}, {"memory", 16e9}, {"GPU", 2}, {"ssd", 1}}, {"CPU", "memory", "GPU"}, true},
+      {3, "host-a", {{"CPU", 2}, {"memory", 16e9}, {"GPU", 2}}, {"memory", "GPU"}, true},  // --resources CPU=2
+      {4, "host-b", found, {"CPU", "memory", "GPU"}, true},
+  };
+  auto s = host_shares(nodes);
+  CHECK(s[1].total == found);
+  CHECK(s[1].shares_with == 0);
+  CHECK(s[2].total == troupe::cluster::ResourceMap{{"CPU", 0}, {"memory", 0}, {"GPU", 0}, {"ssd", 1}});
+  CHECK(s[2].shares_with == 1);
+  CHECK(s[3].total == troupe::cluster::ResourceMap{{"CPU", 2}, {"memory", 0}, {"GPU", 0}});
+  CHECK(s[4].total == found);  // another host
+  CHECK(s[4].shares_with == 0);
+  // The owner dies: the next live node of the host takes the host's own share.
+  nodes[0].alive = false;
+  s = host_shares(nodes);
+  CHECK(s[2].total == troupe::cluster::ResourceMap{{"CPU", 8}, {"memory", 16e9}, {"GPU", 2}, {"ssd", 1}});
+  CHECK(s[2].shares_with == 0);
+  CHECK(s[3].shares_with == 2);
+  CHECK(s[1].shares_with == 2);
+}

@@ -61,10 +61,27 @@ std::string json_resources(const cluster::ResourceMap& r) {
 std::string node_json(const cluster::NodeView& n) {
   return fmt::format(
       "{{\"id\":{},\"hostname\":{},\"address\":{},\"pid\":{},\"state\":\"{}\",\"is_head\":{},"
-      "\"death_cause\":{},\"ms_since_heartbeat\":{},\"total\":{},\"used\":{}}}",
+      "\"death_cause\":{},\"ms_since_heartbeat\":{},\"total\":{},\"used\":{},\"shares_host_with\":{}}}",
       n.id, json_string(n.hostname), json_string(n.address), n.pid, n.alive ? "ALIVE" : "DEAD",
       n.is_head ? "true" : "false", json_string(n.death_cause), n.ms_since_heartbeat, json_resources(n.total),
-      json_resources(n.used));
+      json_resources(n.used), n.shares_host_with);
+}
+
+// A table cell on one line: a cause with line breaks (an exception's
+// multi-line message) would break the table's rows.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\n') {
+      if (!out.empty() && out.back() != ' ') out += " | ";
+    } else if (c == '\r' || c == '\t') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == '|')) out.pop_back();
+  return out;
 }
 
 std::string amount(const std::string& name, double v) {
@@ -100,7 +117,7 @@ int status_command(int argc, char** argv) {
   fmt::print("======== Cluster status (head {}, up {:.0f} s) ========\n", view.head_address, view.uptime_ms / 1000.0);
   fmt::print("Nodes\n  {} alive\n  {} dead\n", alive, view.nodes.size() - alive);
   for (auto& n : view.nodes)
-    if (!n.alive) fmt::print("    node {} ({}): {}\n", n.id, n.address, n.death_cause);
+    if (!n.alive) fmt::print("    node {} ({}): {}\n", n.id, n.address, one_line(n.death_cause));
   fmt::print("Resources (used / total, alive nodes)\n");
   for (auto& [k, v] : total) fmt::print("  {:>10} / {:<10} {}\n", amount(k, used[k]), amount(k, v), k);
   fmt::print("Actors\n");
@@ -124,9 +141,10 @@ int nodes_command(int argc, char** argv) {
   for (auto& n : view.nodes) {
     std::string res;
     for (auto& [k, v] : n.total) res += fmt::format("{}{}={}", res.empty() ? "" : " ", k, amount(k, v));
+    if (n.shares_host_with) res += fmt::format(" (shares its host with node {})", n.shares_host_with);
     fmt::print("{:<4} {:<6} {:<22} {:<16} {:<8} {:>7}ms  {}\n", n.id, n.alive ? "ALIVE" : "DEAD", n.address,
                n.hostname + (n.is_head ? " (head)" : ""), n.pid, n.ms_since_heartbeat,
-               n.alive ? res : n.death_cause);
+               n.alive ? res : one_line(n.death_cause));
   }
   return 0;
 }
@@ -153,7 +171,7 @@ int actors_command(int argc, char** argv) {
     for (auto& [k, v] : a.resources) res += fmt::format("{}{}={}", res.empty() ? "" : " ", k, amount(k, v));
     fmt::print("{:<5} {:<11} {:<24} {:<16} {:<5} {:<8} {:>8}  {}\n", a.id, a.state, a.class_name,
                a.name.empty() ? "-" : a.name, a.node, a.pid ? std::to_string(a.pid) : "-", a.restarts,
-               a.state == "DEAD" || a.state == "RESTARTING" ? a.death_cause : res);
+               a.state == "DEAD" || a.state == "RESTARTING" ? one_line(a.death_cause) : res);
   }
   return 0;
 }

@@ -39,7 +39,8 @@ void usage(std::FILE* out) {
              "  --token T           cluster token (else $TROUPE_TOKEN, else the token file)\n"
              "  --token-file F      token file (default $TROUPE_TOKEN_FILE or ~/.troupe/cluster.token);\n"
              "                      the head writes a new token there, mode 0600\n"
-             "  --resources SPEC    custom resources, e.g. ssd=1,license=2\n"
+             "  --resources SPEC    custom resources (ssd=1,license=2), or CPU=N, memory=BYTES, GPU=N in place\n"
+             "                      of what is found; daemons on one host share what is found there\n"
              "  --heartbeat-ms N    heartbeat period (default 1000)\n"
              "  --node-timeout-ms N declare a silent peer dead after N ms (default 5000)\n"
              "  --bind ADDR         head only: address to listen on (default 127.0.0.1)\n");
@@ -86,8 +87,7 @@ std::string hostname() {
 
 int run(const Args& a) {
   asio::io_context io;
-  auto resources = cluster::detect_local_resources();
-  for (auto& [k, v] : cluster::parse_resources(a.resources)) resources[k] = v;
+  auto resources = cluster::local_node_resources(a.resources);
   int exit_code = 0;
   asio::signal_set signals(io, SIGINT, SIGTERM);
 
@@ -136,7 +136,7 @@ int run(const Args& a) {
       io, no,
       [&](std::uint64_t id) {
         fmt::print("troupe node {} joined the head at {}: {}\n", id, no.head.str(),
-                   cluster::format_resources(no.resources));
+                   cluster::format_resources(no.resources.total));
         std::fflush(stdout);
       },
       [&](const std::string& why) {
