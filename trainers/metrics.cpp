@@ -35,6 +35,27 @@ void MetricsWriter::write(const Progress& p) {
   if (!out_) throw Error(fmt::format("{}: writing the metrics failed", path_));
 }
 
+std::vector<double> axis_ticks(double lo, double hi, int target, double min_step) {
+  if (!(hi > lo)) {  // one value: a little room on both sides
+    const double pad = min_step > 0 ? min_step : std::max(std::abs(lo) * 0.01, 1e-3);
+    lo -= pad, hi += pad;
+  }
+  // Of the round steps near (hi - lo) / target, the one whose tick count is
+  // closest to target (the smaller step on a tie).
+  const double mag = std::pow(10.0, std::floor(std::log10((hi - lo) / target)));
+  double step = 0;
+  std::int64_t best = -1;
+  for (double m : {1.0, 2.0, 5.0, 10.0, 20.0}) {
+    const double s = std::max(m * mag, min_step);
+    const auto n = static_cast<std::int64_t>(std::ceil(hi / s - 1e-9) - std::floor(lo / s + 1e-9)) + 1;
+    if (best < 0 || std::llabs(n - target) < std::llabs(best - target)) best = n, step = s;
+  }
+  std::vector<double> t;
+  const auto first = static_cast<std::int64_t>(std::floor(lo / step + 1e-9));
+  for (std::int64_t i = 0; i < std::max<std::int64_t>(best, 2); ++i) t.push_back(static_cast<double>(first + i) * step);
+  return t;
+}
+
 namespace {
 
 std::string escape(const std::string& s) {
@@ -63,17 +84,19 @@ std::string panel(double x0, double y0, double w, double h, const std::vector<st
     xmin = std::min(xmin, x), xmax = std::max(xmax, x);
     ymin = std::min(ymin, y), ymax = std::max(ymax, y);
   }
-  if (xmax == xmin) xmax = xmin + 1;
-  if (ymax == ymin) ymax = ymin + 1e-3, ymin -= 1e-3;
+  // The axes run from the first tick to the last, at round values.
+  const auto xt = axis_ticks(xmin, xmax, 5, 1), yt = axis_ticks(ymin, ymax, 5);
+  xmin = xt.front(), xmax = xt.back(), ymin = yt.front(), ymax = yt.back();
   auto X = [&](double x) { return x0 + (x - xmin) / (xmax - xmin) * w; };
   auto Y = [&](double y) { return y0 + h - (y - ymin) / (ymax - ymin) * h; };
-  for (int i = 0; i <= 4; ++i) {
-    const double yv = ymin + (ymax - ymin) * i / 4, xv = xmin + (xmax - xmin) * i / 4;
-    s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="end" font-family="sans-serif">{:.4g}</text>)",
-                     x0 - 4, Y(yv) + 3, yv);
+  const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
+  const int decimals = std::max(0, static_cast<int>(-std::floor(std::log10(ystep) + 1e-9)));
+  for (double yv : yt)
+    s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="end" font-family="sans-serif">{:.{}f}</text>)",
+                     x0 - 4, Y(yv) + 3, yv, decimals);
+  for (double xv : xt)
     s += fmt::format(R"(<text x="{}" y="{}" font-size="10" text-anchor="middle" font-family="sans-serif">{:.0f}</text>)",
                      X(xv), y0 + h + 14, xv);
-  }
   std::string poly;
   for (auto [x, y] : pts) poly += fmt::format("{:.1f},{:.1f} ", X(x), Y(y));
   s += fmt::format(R"(<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>)", colour, poly);

@@ -28,6 +28,12 @@ struct PlotSeries {
   std::vector<std::pair<double, double>> accuracy;  ///< (step, test accuracy)
 };
 
+/// Tick values for an axis over [lo, hi]: about `target` of them at a step of
+/// 1, 2 or 5 times a power of ten (at least `min_step`: 1 for steps), from
+/// the multiple at or below lo to the one at or above hi. A single value
+/// (lo == hi) gets ticks around it. Distinct and ascending.
+std::vector<double> axis_ticks(double lo, double hi, int target = 5, double min_step = 0);
+
 /// Writes the plot (two panels) to `path`; throws Error if it cannot.
 void write_svg_plot(const std::string& path, const std::string& title, const PlotSeries& s);
 
