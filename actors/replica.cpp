@@ -146,27 +146,36 @@ struct Replica::Impl {
   }
 };
 
-Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
-  auto& m = *impl_;
+void check_config(const ReplicaConfig& cfg, ConfigCheck where) {
   if (cfg.batch < 1 || cfg.accumulation < 1 || cfg.epochs < 0)
     throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1, epochs {} at least 0",
                                  cfg.batch, cfg.accumulation, cfg.epochs));
-  m.cfg = cfg;
-  m.dev = replica_device(cfg.device);
-  if (m.dev.is_cuda() && !compute::cuda_available())
+  const compute::Device dev = replica_device(cfg.device);
+  if (where.devices_here && dev.is_cuda() && !compute::cuda_available())
     throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
                                  coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
-  if (cfg.precision == "bf16" || cfg.precision == "f16")
-    m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
-  else if (cfg.precision != "f32")
+  if (cfg.precision != "f32" && cfg.precision != "bf16" && cfg.precision != "f16")
     throw UsageError(fmt::format("replica: precision '{}': expected f32, bf16 or f16", cfg.precision));
-  if (m.dtype != compute::DType::f32 && !m.dev.is_cuda())
+  if (cfg.precision != "f32" && !dev.is_cuda())
     throw UsageError(fmt::format("replica: precision '{}' needs a GPU replica (device is '{}'): the host computes in f32",
                                  cfg.precision, cfg.device));
-  if (m.dtype != compute::DType::f32 && (cfg.dropout > 0 || cfg.layernorm))
+  if (cfg.precision != "f32" && (cfg.dropout > 0 || cfg.layernorm))
     throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
                                  "layernorm)",
                                  cfg.precision));
+  (void)spec_of(cfg);  // the activation
+  if (cfg.optimizer != "sgd" && cfg.optimizer != "adamw")
+    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
+  (void)optim::LrSchedule::parse(cfg.schedule);
+  if (where.data_here) data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir);
+}
+
+Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
+  auto& m = *impl_;
+  check_config(cfg, {.devices_here = true});
+  m.cfg = cfg;
+  m.dev = replica_device(cfg.device);
+  if (cfg.precision != "f32") m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
   compute::set_num_threads(cfg.threads);
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
   m.train = data::load_fashion_mnist(dir, data::Split::train);
@@ -178,10 +187,8 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   m.model = nn::Model::mlp(spec_of(cfg), cfg.seed);
   if (cfg.optimizer == "sgd")
     m.opt = std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
-  else if (cfg.optimizer == "adamw")
-    m.opt = std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
   else
-    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
+    m.opt = std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
   m.schedule = {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
   if (m.dev.is_cuda()) m.model.to(m.dev);
 }

@@ -19,6 +19,20 @@ namespace troupe::dp {
 /// naming the text when it is neither cpu nor cuda[:N]).
 compute::Device replica_device(const std::string& text);
 
+struct ReplicaConfig;
+
+/// What check_config may take for granted about where replicas will run.
+struct ConfigCheck {
+  bool devices_here = false;  ///< the replicas run in this process: its device must answer
+  bool data_here = false;     ///< they read their data on this machine: the files must be there
+};
+/// Checks a configuration before anything is spawned (the trainer does, and
+/// every replica again): the choices named by text (device, precision,
+/// activation, optimizer, schedule), the sizes, precision against device and
+/// layers; with `where`, the device and the data files. UsageError (or
+/// DataError) naming what is wrong.
+void check_config(const ReplicaConfig& cfg, ConfigCheck where = {});
+
 /// Everything a replica needs to train; the same on every replica.
 struct ReplicaConfig {
   // model: an MLP

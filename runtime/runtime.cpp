@@ -104,10 +104,12 @@ void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
   r->set_owner(this);
 }
 
+std::string Runtime::cluster_address() const { return address_.empty() ? detail::default_address() : address_; }
+
 std::shared_ptr<cluster::ClusterClient> Runtime::cluster_link() {
   std::lock_guard lock(cluster_mu_);
   if (cluster_) return cluster_;
-  std::string address = address_.empty() ? detail::default_address() : address_;
+  std::string address = cluster_address();
   if (address.empty()) {
     cluster_ = cluster::ClusterClient::embedded(io_);
   } else {

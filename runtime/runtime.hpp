@@ -99,6 +99,9 @@ class Runtime {
   /// The cluster link (joined or embedded), made on first use. Throws Error if
   /// the head cannot be reached.
   cluster::ClusterClient& cluster();
+  /// The cluster process actors go to: "host:port" of a running head, or ""
+  /// for the embedded one (this machine). Starts nothing.
+  std::string cluster_address() const;
   /// Reserves resources for a group of bundles on the cluster's nodes. Throws
   /// Infeasible (naming what is short where) if the strategy cannot be met now.
   PlacementGroup placement_group(std::vector<Resources> bundles, Strategy strategy = Strategy::pack,

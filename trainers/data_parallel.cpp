@@ -4,6 +4,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "runtime/coll/create.hpp"
 
@@ -16,12 +17,21 @@ DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, Trainer
   if (opts_.replicas < 1) throw UsageError(fmt::format("data parallel: {} replicas (at least 1)", opts_.replicas));
   if (opts_.chunk_steps < 1) throw UsageError("data parallel: chunk_steps must be at least 1");
   if (opts_.checkpoint_every < 0) throw UsageError("data parallel: checkpoint_every cannot be negative");
-  if (opts_.max_recoveries < 0) throw UsageError("data parallel: max_recoveries cannot be negative");
+  if (opts_.max_failures < -1)
+    throw UsageError(fmt::format("data parallel: max_failures {}: at least 0, or -1 for no limit", opts_.max_failures));
   // A bad device text was a UsageError naming it (device_), before anything starts.
   if (device_.is_cuda() && opts_.processes && cfg_.device != "cuda")
     throw UsageError(fmt::format("data parallel: device '{}' with replicas in worker processes: each worker trains on "
                                  "the GPU it was given; say \"cuda\"",
                                  cfg_.device));
+  // Everything that would fail in every replica fails here, once, before a
+  // replica is spawned: the device (replicas in this process), the data
+  // files (replicas on this machine: in this process or the embedded cluster).
+  check_config(cfg_, {.devices_here = !opts_.processes,
+                      .data_here = !opts_.processes || rt_.cluster_address().empty()});
+  // A GPU replica in a worker process trains on the GPU placement gives its
+  // worker: one whole GPU unless the caller asked for a share.
+  if (device_.is_cuda() && opts_.processes && opts_.actor_options.gpus_ <= 0) opts_.actor_options.gpus(1);
 }
 
 std::string DataParallelTrainer::checkpoint_path() const {
@@ -33,22 +43,25 @@ std::string DataParallelTrainer::checkpoint_path() const {
 
 namespace {
 
-// Every member's call, each waited for; the first failure is rethrown once
-// all have settled (a survivor must not still be training when the group is
-// rebuilt).
+// Every member's call, each waited for; a failure is rethrown once all have
+// settled (a survivor must not still be training when the group is rebuilt):
+// a replica's death first, as the cause of its peers' collective errors.
 template <class R, class F>
 std::vector<R> call_all(Mesh<Replica>& mesh, F&& call, std::chrono::milliseconds limit) {
   std::vector<Ref<R>> refs;
   for (auto& m : mesh.members()) refs.push_back(call(m));
   std::vector<R> out;
-  std::exception_ptr first;
+  std::exception_ptr first, died;
   for (auto& r : refs) {
     try {
       out.push_back(r.get(limit));
+    } catch (const ActorDied&) {
+      if (!died) died = std::current_exception();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
   }
+  if (died) std::rethrow_exception(died);
   if (first) std::rethrow_exception(first);
   return out;
 }
@@ -70,6 +83,17 @@ void wait_all_alive(Mesh<Replica>& mesh, std::chrono::seconds limit) {
   }
 }
 
+// The error that ends a run whose failure budget is spent: every failure, the
+// last cause, how far it got and what is saved.
+std::string budget_spent(const std::vector<std::string>& failures, int budget, std::int64_t reached,
+                         std::int64_t total, std::int64_t saved, const std::string& ckpt) {
+  return fmt::format(
+      "data parallel: training stopped after {} failures, {} more than max_failures = {} ([checkpoint] max_failures; "
+      "-1: no limit). Last cause: {}. Reached step {} of {}; the last checkpoint ({}) holds step {}. Failures: {}",
+      failures.size(), failures.size() - static_cast<std::size_t>(budget), budget,
+      failures.back().substr(failures.back().find(": ") + 2), reached, total, ckpt, saved, fmt::join(failures, "; "));
+}
+
 }  // namespace
 
 FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& on_progress) {
@@ -78,7 +102,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   const auto limit = duration_cast<milliseconds>(minutes(30));
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
-  if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_recoveries);
+  if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_failures);
   auto mesh = rt_.spawn_mesh<Replica>(replicas, cfg_, o);
   coll::GroupOptions g;
   g.name = cfg_.group;
@@ -97,7 +121,8 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   const std::int64_t total = per_epoch * cfg_.epochs;
   const std::string ckpt = checkpoint_path();
   FitResult r;
-  std::int64_t step = 0, last_ckpt = -1;
+  std::int64_t step = 0, last_ckpt = -1, reached = 0;
+  std::vector<std::string> failures;  // "step N: cause", in order
   auto load_all = [&]() {
     auto steps = call_all<std::int64_t>(mesh, [&](auto& m) { return m.call(&Replica::load, ckpt); }, limit);
     return steps.at(0);
@@ -142,10 +167,13 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     try {
       chunks = call_all<std::vector<StepStats>>(mesh, [&](auto& m) { return m.call(&Replica::train, n); }, limit);
     } catch (const std::exception& e) {
-      if (ckpt.empty() || r.recoveries >= opts_.max_recoveries)
-        throw Error(fmt::format("data parallel: training failed after step {}: {}{}", step, e.what(),
-                                ckpt.empty() ? " (no checkpoint directory: nothing to recover from)"
-                                             : fmt::format(" ({} recoveries already)", r.recoveries)));
+      failures.push_back(fmt::format("step {}: {}", step, e.what()));
+      if (ckpt.empty())
+        throw Error(fmt::format("data parallel: training failed at step {} of {}: {} (no checkpoint directory: nothing "
+                                "to recover from; set one to survive failures)",
+                                step, total, e.what()));
+      if (opts_.max_failures >= 0 && r.recoveries >= opts_.max_failures)
+        throw Error(budget_spent(failures, opts_.max_failures, reached, total, last_ckpt, ckpt));
       // A replica died (or its group failed): bring every replica back to the
       // last checkpoint in a new group, and go on from there.
       ++r.recoveries;
@@ -164,6 +192,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
       losses.emplace_back(step + k + 1, static_cast<float>(loss / static_cast<double>(replicas)));
     }
     step += n;
+    reached = std::max(reached, step);
     // Every replica applied the same averaged gradients: any difference is a bug, not noise.
     auto hashes = mesh.call(&Replica::param_hash).get(limit);
     for (std::size_t i = 1; i < hashes.size(); ++i)

@@ -25,8 +25,13 @@ struct TrainerOptions {
   std::string checkpoint_dir;         ///< "": none (and no recovery)
   std::int64_t checkpoint_every = 0;  ///< steps between checkpoints (at chunk ends); 0: epoch ends only
   bool resume = true;                 ///< continue from checkpoint_dir's checkpoint when there is one
-  int max_recoveries = 3;             ///< replica failures survived: the group is rebuilt with a
-                                      ///< restarted replica and every replica restores the checkpoint
+  /// Replica failures survived (-1: no limit), as Ray Train's max_failures or
+  /// torchrun's --max-restarts: after each, the group is rebuilt with the
+  /// restarted replica and every replica restores the latest checkpoint. One
+  /// more failure stops the run with an Error naming every failure, the last
+  /// cause, the last step reached and the last step saved. Needs a
+  /// checkpoint directory (without one, the first failure ends the run).
+  int max_failures = 3;
   /// After every chunk (tests; custom checks), with the replicas.
   std::function<void(std::int64_t step, Mesh<Replica>& replicas)> after_chunk;
 };

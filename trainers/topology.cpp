@@ -175,7 +175,10 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     apply(r, n, s,
           {{"dir", [&](auto& v, auto& k) { o.checkpoint_dir = r.string(v, k); }},
            {"interval_steps", [&](auto& v, auto& k) { o.checkpoint_every = r.integer(v, k, 0, 1ll << 40); }},
-           {"resume", [&](auto& v, auto& k) { o.resume = r.boolean(v, k); }}});
+           {"resume", [&](auto& v, auto& k) { o.resume = r.boolean(v, k); }},
+           {"max_failures", [&](auto& v, auto& k) {
+              o.max_failures = static_cast<int>(r.integer(v, k, -1, 1 << 30));
+            }}});
   };
   sections["output"] = [&](const toml::node& n, const std::string& s) {
     apply(r, n, s,

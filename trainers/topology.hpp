@@ -11,7 +11,7 @@
 //                 accumulation, epochs, seed, chunk_steps, threads, precision
 //   [optimizer]   name = "sgd" | "adamw", lr, momentum, weight_decay, nesterov, clip_norm
 //   [schedule]    kind = "constant" | "cosine" | "linear", warmup_steps, min_lr
-//   [checkpoint]  dir, interval_steps, resume
+//   [checkpoint]  dir, interval_steps, resume, max_failures
 //   [output]      dir, metrics = "jsonl" | "csv", plot = "svg" | "none"
 //
 // Every key is checked: an unknown key, a wrong type or an impossible value

@@ -91,6 +91,12 @@ std::string find_file(const std::string& dir, const std::string& stem) {
 
 }  // namespace
 
+void check_fashion_mnist(const std::string& dir) {
+  for (const char* stem : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                           "t10k-labels-idx1-ubyte"})
+    find_file(dir, stem);
+}
+
 Dataset load_fashion_mnist(const std::string& dir, Split split, float mean, float std) {
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const std::string ipath = find_file(dir, prefix + "-images-idx3-ubyte");

@@ -44,6 +44,9 @@ constexpr float kFashionMnistStd = 0.3530f;
 
 /// Where Debian's dataset-fashion-mnist puts it; TROUPE_FASHION_MNIST overrides.
 std::string fashion_mnist_dir();
+/// Throws DataError naming the first of the four Fashion-MNIST files that is
+/// not in `dir` (a driver checks before it starts replicas that would load it).
+void check_fashion_mnist(const std::string& dir);
 
 /// Loads a split from dir ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]).
 Dataset load_fashion_mnist(const std::string& dir, Split split, float mean = kFashionMnistMean,

@@ -96,9 +96,22 @@ TEST_CASE("a replica device that cannot be had is refused before training, namin
   cfg.device = "cuda";
   o.processes = false;
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("device 'cuda': no CUDA device answers"));
-  o.processes = true;
-  o.actor_options.gpus(1);  // placement: this node has none
-  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU"));
+  o.processes = true;  // a GPU each, by default: placement finds none here, before any worker starts
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU: wants 1, has none"));
+  o.actor_options.gpus(0.5);
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU: wants 0.5, has none"));
+  CHECK(rt.live_actors() == 0);
+}
+
+TEST_CASE("missing data is refused before any replica starts, naming the file", "[dp][process]") {
+  Runtime rt({.threads = 2});
+  auto cfg = small(2, 1);
+  cfg.data_dir = "/nonexistent/fashion";
+  dp::TrainerOptions o;
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o),
+                    Catch::Contains("/nonexistent/fashion/train-images-idx3-ubyte.gz: no such file"));
+  o.processes = false;
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("no such file"));
 }
 
 // GPU replicas (label gpu): the same trajectories as single-process training on
@@ -209,6 +222,38 @@ void kill_and_recover(const std::string& device, double gpus) {
 TEST_CASE("a replica killed with -9 mid-run: the group is rebuilt from the checkpoint and the run ends as an "
           "uninterrupted one", "[dp][process]") {
   kill_and_recover("cpu", 0);
+}
+
+TEST_CASE("a spent failure budget stops the run, naming the failures, the last cause, the step reached and saved",
+          "[dp][process]") {
+  auto cfg = small(2, 1);
+  cfg.epochs = 2;  // 64 steps
+  Runtime rt({.threads = 2});
+  const auto dir = fresh_dir("budget");
+  auto o = with_checkpoints(dir);  // every 8 steps, chunks of 4
+  o.max_failures = 1;
+  int kills = 0;
+  o.after_chunk = [&](std::int64_t step, Mesh<dp::Replica>& mesh) {
+    // Step 20 (saved: 16), then, recovered from 16, step 28 (saved: 24).
+    if ((step == 20 && kills == 0) || (step == 28 && kills == 1)) {
+      ++kills;
+      ::kill(mesh[1].call(&dp::Replica::pid).get(std::chrono::seconds(10)), SIGKILL);
+    }
+  };
+  dp::DataParallelTrainer t(rt, cfg, o);
+  try {
+    t.fit();
+    FAIL("the run survived two failures with max_failures = 1");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK_THAT(what, Catch::Contains("stopped after 2 failures, 1 more than max_failures = 1"));
+    CHECK_THAT(what, Catch::Contains("Last cause: ") && Catch::Contains("signal 9"));
+    CHECK_THAT(what, Catch::Contains("Reached step 28 of 64"));
+    CHECK_THAT(what, Catch::Contains("holds step 24"));
+    CHECK_THAT(what, Catch::Contains("Failures: step 20: ") && Catch::Contains("; step 28: "));
+  }
+  CHECK(kills == 2);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("gpu: a GPU replica killed with -9 mid-run: the device group is rebuilt and the run ends as an "

@@ -57,6 +57,12 @@ TEST_CASE("a minimal topology takes the defaults", "[topology]") {
   CHECK(t.name == "run");
   CHECK(t.trainer.replicas == 2);
   CHECK(t.replica.optimizer == "sgd");
+  CHECK(t.trainer.max_failures == 3);
+}
+
+TEST_CASE("checkpoint.max_failures sets the failure budget; -1 lifts it", "[topology]") {
+  CHECK(parse_topology(kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = -1\n", "t.toml").trainer.max_failures == -1);
+  CHECK(parse_topology(kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = 0\n", "t.toml").trainer.max_failures == 0);
 }
 
 TEST_CASE("resources.gpus puts each replica on a GPU (a share of one below 1)", "[topology]") {
@@ -93,6 +99,7 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "replicas = 0\n", "t.toml:3:12: key 'train.replicas': 0 is out of range (1 to 64)"},
       {kMinimal + "processes = \"yes\"\n", "key 'train.processes': expected true or false, got a string"},
       {kMinimal + "[checkpoint]\ninterval_steps = 10\n", "key 'checkpoint.interval_steps': set, but checkpoint.dir is not"},
+      {kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = -2\n", "t.toml:5:16: key 'checkpoint.max_failures': -2 is out of range (-1 to"},
       {kMinimal + "[resources]\ngpus = -1\n", "key 'resources.gpus': -1 is out of range"},
       {kMinimal + "[output]\nmetrics = \"xml\"\n", "key 'output.metrics': 'xml' is not one of: jsonl, csv"},
       {kMinimal + "precision = \"fp8\"\n", "key 'train.precision': 'fp8' is not one of: f32, bf16, f16"},

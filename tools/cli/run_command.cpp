@@ -25,6 +25,12 @@ namespace troupe::cli {
 
 namespace fs = std::filesystem;
 
+namespace {
+std::string plural(std::int64_t n, const char* one, const char* many = nullptr) {
+  return n == 1 ? fmt::format("1 {}", one) : many ? fmt::format("{} {}", n, many) : fmt::format("{} {}s", n, one);
+}
+}  // namespace
+
 int run_command(int argc, char** argv) {
   std::string file, address, out;
   std::int64_t epochs = 0;
@@ -61,20 +67,22 @@ int run_command(int argc, char** argv) {
   char* self[] = {argv[0], nullptr};
   troupe::init(no_args, self);
   const std::string dir = !out.empty() ? out : !t.out_dir.empty() ? t.out_dir : "runs/" + t.name;
-  fs::create_directories(dir);
   const std::string metrics_path = (fs::path(dir) / ("metrics." + t.metrics)).string();
   const bool resuming = t.trainer.resume && !t.trainer.checkpoint_dir.empty() &&
                         fs::exists(fs::path(t.trainer.checkpoint_dir) / "latest.troupeck");
-  dp::MetricsWriter metrics(metrics_path, t.metrics, resuming);
   const bool tty = ::isatty(STDERR_FILENO);
-  fmt::print(stderr, "troupe run {}: {} replicas ({}), MLP {}x{}x{}, batch {} per replica, {} epochs{}{}\n", file,
-             t.trainer.replicas, t.trainer.processes ? "worker processes" : "in this process", t.replica.inputs,
-             fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch, t.replica.epochs,
-             t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
+  fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per replica, {}{}{}\n", file,
+             plural(t.trainer.replicas, "replica"), t.trainer.processes ? "worker processes" : "in this process",
+             t.replica.inputs, fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch,
+             plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
              resuming ? ", resuming from " + t.trainer.checkpoint_dir : "");
   dp::PlotSeries plot;
   Runtime rt;
+  // The trainer checks what it can (device, data files) before anything is
+  // spawned or written: a run that cannot start leaves no run folder behind.
   dp::DataParallelTrainer trainer(rt, t.replica, t.trainer);
+  fs::create_directories(dir);
+  dp::MetricsWriter metrics(metrics_path, t.metrics, resuming);
   auto result = trainer.fit([&](const dp::Progress& p) {
     metrics.write(p);
     plot.loss.emplace_back(static_cast<double>(p.step), p.loss);
@@ -88,7 +96,8 @@ int run_command(int argc, char** argv) {
   });
   if (t.plot == "svg") {
     const std::string svg = (fs::path(dir) / "plot.svg").string();
-    dp::write_svg_plot(svg, fmt::format("{}: {} replicas, test accuracy {:.4f}", t.name, t.trainer.replicas, result.accuracy),
+    dp::write_svg_plot(svg, fmt::format("{}: {}, test accuracy {:.4f}", t.name, plural(t.trainer.replicas, "replica"),
+                                        result.accuracy),
                        plot);
     fmt::print(stderr, "plot: {}\n", svg);
   }
@@ -97,7 +106,7 @@ int run_command(int argc, char** argv) {
   fmt::print("steps {}  test accuracy {:.4f}  test loss {:.4f}  {:.0f} samples/s  {:.1f} s{}{}\n", result.steps,
              result.accuracy, result.test_loss, result.samples_per_s, result.seconds,
              result.resumed_from >= 0 ? fmt::format("  (resumed from step {})", result.resumed_from) : "",
-             result.recoveries ? fmt::format("  ({} recoveries)", result.recoveries) : "");
+             result.recoveries ? fmt::format("  ({})", plural(result.recoveries, "recovery", "recoveries")) : "");
   return 0;
 }
 
