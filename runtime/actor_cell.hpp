@@ -56,6 +56,7 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   std::size_t mesh_size() const noexcept override { return opts_.mesh_size_; }
   Runtime& runtime() const noexcept override { return rt_; }
   int restarts() const noexcept override { return restarts_; }
+  bool reentrant() const noexcept override { return opts_.reentrant_; }
 
   // Scheduler: resume a suspended Task on this actor's strand.
   void schedule(std::coroutine_handle<> h) override;

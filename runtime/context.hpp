@@ -24,6 +24,8 @@ class ActorContext {
   virtual Runtime& runtime() const noexcept = 0;
   /// Restarts so far (0 in the first incarnation).
   virtual int restarts() const noexcept = 0;
+  /// Options::reentrant(): other calls run while a coroutine method waits.
+  virtual bool reentrant() const noexcept = 0;
 };
 
 /// The context of the actor running on this thread; throws UsageError outside one.

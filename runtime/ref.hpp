@@ -23,7 +23,9 @@
 
 #include "runtime/detail/pool.hpp"
 #include "runtime/detail/scheduler.hpp"
+#include "runtime/context.hpp"
 #include "runtime/detail/state.hpp"
+#include "runtime/detail/waits.hpp"
 #include "runtime/errors.hpp"
 
 namespace troupe {
@@ -108,22 +110,43 @@ class Ref {
   /// co_await in a troupe::Task: resumes on the awaiting actor's strand.
   struct Awaiter {
     detail::StatePtr<state_type> s;
-    bool await_ready() const noexcept { return s->ready(); }
+    std::exception_ptr refused;
+    std::uint64_t waiter = 0;
+    // A non-reentrant actor holds its mailbox until this wait ends: a wait
+    // for a call that can only run after it (its own, or one closing a cycle
+    // of waits) is refused here, and await_resume throws the UsageError.
+    bool await_ready() {
+      if (s->ready()) return true;
+      if (ActorContext* me = current_actor(); me && !me->reentrant()) {
+        try {
+          detail::begin_wait(me->id(), s->origin(), s.get(), detail::WaitKind::await);
+          waiter = me->id();
+        } catch (...) {
+          refused = std::current_exception();
+          return true;
+        }
+      }
+      return false;
+    }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
       detail::Scheduler* sched = detail::scheduler_of(h);
-      s->on_ready([sched, h]() {
+      s->on_ready([sched, h, waiter = waiter]() {
+        detail::end_wait(waiter);
         if (sched)
           sched->schedule(h);
         else
           h.resume();
       });
     }
-    T await_resume() const { return Ref(s).result(); }
+    T await_resume() const {
+      if (refused) std::rethrow_exception(refused);
+      return Ref(s).result();
+    }
   };
   Awaiter operator co_await() const {
     check();
-    return Awaiter{s_};
+    return Awaiter{s_, nullptr, 0};
   }
 
   /// In an asio::awaitable coroutine: `T v = co_await ref.awaitable();`

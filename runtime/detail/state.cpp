@@ -16,6 +16,7 @@
 #include "runtime/errors.hpp"
 #include "runtime/detail/intrusive.hpp"
 #include "runtime/detail/registry.hpp"
+#include "runtime/detail/waits.hpp"
 
 namespace troupe::detail {
 namespace {
@@ -70,10 +71,13 @@ void StateBase::set_error(std::exception_ptr e) noexcept {
 
 void StateBase::wait() const {
   if (ready()) return;
-  if (origin_ != 0 && current_actor_id() == origin_)
-    throw UsageError(fmt::format(
-        "get() inside {} on the result of its own call would deadlock its mailbox; use co_await",
-        actor_label(origin_)));
+  // An actor waiting here holds its mailbox: refuse a wait that closes a cycle.
+  const std::uint64_t me = current_actor_id();
+  begin_wait(me, origin_, this, WaitKind::get);
+  struct End {
+    std::uint64_t me;
+    ~End() { end_wait(me); }
+  } end{me};
   help();
   if (ready()) return;
   // Pause first; then yield for a bounded time, so a waiter never keeps the
@@ -98,6 +102,12 @@ void StateBase::wait() const {
 
 bool StateBase::wait_for(std::chrono::nanoseconds timeout) const {
   if (ready()) return true;
+  const std::uint64_t me = current_actor_id();
+  begin_wait(me, origin_, this, WaitKind::get);
+  struct End {
+    std::uint64_t me;
+    ~End() { end_wait(me); }
+  } end{me};
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + timeout;
   for (;;) {
