@@ -72,12 +72,7 @@ void StateBase::set_error(std::exception_ptr e) noexcept {
 void StateBase::wait() const {
   if (ready()) return;
   // An actor waiting here holds its mailbox: refuse a wait that closes a cycle.
-  const std::uint64_t me = current_actor_id();
-  begin_wait(me, origin_, this, WaitKind::get);
-  struct End {
-    std::uint64_t me;
-    ~End() { end_wait(me); }
-  } end{me};
+  WaitScope scope(current_actor_id(), origin_, this, WaitKind::get);
   help();
   if (ready()) return;
   // Pause first; then yield for a bounded time, so a waiter never keeps the
@@ -102,12 +97,7 @@ void StateBase::wait() const {
 
 bool StateBase::wait_for(std::chrono::nanoseconds timeout) const {
   if (ready()) return true;
-  const std::uint64_t me = current_actor_id();
-  begin_wait(me, origin_, this, WaitKind::get);
-  struct End {
-    std::uint64_t me;
-    ~End() { end_wait(me); }
-  } end{me};
+  WaitScope scope(current_actor_id(), origin_, this, WaitKind::get);
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + timeout;
   for (;;) {

@@ -23,4 +23,18 @@ void begin_wait(std::uint64_t waiter, std::uint64_t target, const StateBase* sta
 /// The wait of `waiter` ended (its state completed, or it gave up).
 void end_wait(std::uint64_t waiter) noexcept;
 
+/// begin_wait for a blocking wait's scope; end_wait when it is left.
+class WaitScope {
+ public:
+  WaitScope(std::uint64_t waiter, std::uint64_t target, const StateBase* state, WaitKind kind) : waiter_(waiter) {
+    begin_wait(waiter, target, state, kind);
+  }
+  ~WaitScope() { end_wait(waiter_); }
+  WaitScope(const WaitScope&) = delete;
+  WaitScope& operator=(const WaitScope&) = delete;
+
+ private:
+  std::uint64_t waiter_;
+};
+
 }  // namespace troupe::detail
