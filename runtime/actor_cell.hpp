@@ -23,19 +23,10 @@
 #include "runtime/detail/pool.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/monitor.hpp"
 #include "runtime/options.hpp"
 
 namespace troupe {
-
-struct DownEvent {
-  std::uint64_t id = 0;
-  std::string name;
-  DeathCause cause = DeathCause::stopped;
-  std::string detail;       ///< failure message, if any
-  bool restarting = false;  ///< true if the actor is being re-created
-  int restarts = 0;         ///< restarts done before this death
-};
-using MonitorFn = std::function<void(const DownEvent&)>;
 
 namespace detail {
 

@@ -6,23 +6,15 @@
 #include <type_traits>
 
 #include "runtime/detail/call.hpp"
+#include "runtime/detail/process.hpp"
 #include "runtime/errors.hpp"
 
 namespace troupe {
 
-namespace remote {
-class RemoteActor;
+namespace detail {
 template <class T, class M, class... A>
-Ref<detail::call_result_t<M>> submit_call(RemoteActor& ra, M m, A&&... a);
-// Out of line (remote_actor.cpp), so this header needs no socket code.
-Ref<void> stop_of(RemoteActor& r);
-void kill_of(RemoteActor& r);
-bool alive_of(const RemoteActor& r) noexcept;
-std::uint64_t id_of(const RemoteActor& r) noexcept;
-const std::string& name_of(const RemoteActor& r) noexcept;
-std::size_t rank_of(const RemoteActor& r) noexcept;
-std::exception_ptr died_error_of(const RemoteActor& r);
-}  // namespace remote
+Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a);
+}  // namespace detail
 
 template <class T>
 class ActorRef {
@@ -30,7 +22,7 @@ class ActorRef {
   ActorRef() noexcept = default;
   explicit ActorRef(std::shared_ptr<detail::Cell<T>> cell) noexcept : cell_(std::move(cell)) {}
   /// A handle to a process actor (Options::process()).
-  explicit ActorRef(std::shared_ptr<remote::RemoteActor> r) noexcept : remote_(std::move(r)) {}
+  explicit ActorRef(std::shared_ptr<detail::ProcessActor> r) noexcept : remote_(std::move(r)) {}
 
   /// Queues a call of `method` with `args` and returns its Ref at once.
   /// Arguments are moved or copied into the message; a Ref<U> passed where the
@@ -42,7 +34,7 @@ class ActorRef {
                   "ActorRef<T>::call: the method does not belong to T");
     static_assert(traits::arity == sizeof...(A), "ActorRef<T>::call: wrong number of arguments");
     using Msg = detail::CallMessage<T, M, std::decay_t<A>...>;
-    if (remote_) return remote::submit_call<T>(*remote_, method, std::forward<A>(args)...);
+    if (remote_) return detail::submit_call<T>(*remote_, method, std::forward<A>(args)...);
     check();
     auto* m = new Msg(method, std::forward<A>(args)...);
     m->set_origin(cell_->id());
@@ -55,7 +47,7 @@ class ActorRef {
   /// Graceful stop: calls queued before it run, then on_stop, then the actor
   /// dies (DeathCause::stopped). The Ref completes once it has stopped.
   Ref<void> stop() const {
-    if (remote_) return remote::stop_of(*remote_);
+    if (remote_) return remote_->stop();
     check();
     auto* m = new detail::StopMessage();
     Ref<void> ref{detail::StatePtr<detail::State<void>>(m)};
@@ -65,25 +57,25 @@ class ActorRef {
   /// Immediate death (DeathCause::killed): queued calls fail with ActorDied;
   /// a method already running finishes first. on_stop does not run.
   void kill() const {
-    if (remote_) return remote::kill_of(*remote_);
+    if (remote_) return remote_->kill();
     check();
     cell_->kill();
   }
 
   bool valid() const noexcept { return cell_ || remote_; }
-  bool alive() const noexcept { return remote_ ? remote::alive_of(*remote_) : cell_ && cell_->alive(); }
-  std::uint64_t id() const noexcept { return remote_ ? remote::id_of(*remote_) : cell_ ? cell_->id() : 0; }
+  bool alive() const noexcept { return remote_ ? remote_->alive() : cell_ && cell_->alive(); }
+  std::uint64_t id() const noexcept { return remote_ ? remote_->id() : cell_ ? cell_->id() : 0; }
   const std::string& name() const noexcept {
     static const std::string none;
-    return remote_ ? remote::name_of(*remote_) : cell_ ? cell_->name() : none;
+    return remote_ ? remote_->name() : cell_ ? cell_->name() : none;
   }
-  std::size_t rank() const noexcept { return remote_ ? remote::rank_of(*remote_) : cell_ ? cell_->rank() : 0; }
+  std::size_t rank() const noexcept { return remote_ ? remote_->rank() : cell_ ? cell_->rank() : 0; }
   /// Why the actor died, as its callers' ActorDied says ("actor #7 is dead:
   /// failed: constructor or on_start threw: ..."); "" while it lives.
   std::string death() const {
     std::exception_ptr e;
     if (remote_) {
-      if (!remote::alive_of(*remote_)) e = remote::died_error_of(*remote_);
+      if (!remote_->alive()) e = remote_->death_error();
     } else if (cell_ && cell_->dead()) {
       e = cell_->died_error();
     }
@@ -92,7 +84,7 @@ class ActorRef {
   /// The in-process cell (null for a process actor).
   detail::Cell<T>* cell() const noexcept { return cell_.get(); }
   /// The process actor behind this handle (null for an in-process actor).
-  remote::RemoteActor* remote() const noexcept { return remote_.get(); }
+  detail::ProcessActor* remote() const noexcept { return remote_.get(); }
 
   friend bool operator==(const ActorRef& a, const ActorRef& b) noexcept {
     return a.cell_ == b.cell_ && a.remote_ == b.remote_;
@@ -103,9 +95,12 @@ class ActorRef {
     if (!cell_) throw UsageError("call through an empty troupe::ActorRef");
   }
   std::shared_ptr<detail::Cell<T>> cell_;
-  std::shared_ptr<remote::RemoteActor> remote_;
+  std::shared_ptr<detail::ProcessActor> remote_;
 };
 
 static_assert(std::is_nothrow_move_constructible_v<ActorRef<int>>);
 
 }  // namespace troupe
+
+#include "runtime/detail/handle_codec.hpp"
+#include "runtime/detail/process_call.hpp"

@@ -1,10 +1,6 @@
 #include "runtime/runtime.hpp"
 
-#include "runtime/cluster/client.hpp"
-#include "runtime/device.hpp"
-#include "runtime/net/auth.hpp"
 #include "runtime/detail/process_role.hpp"
-#include "runtime/remote/remote_actor.hpp"
 
 #include <chrono>
 #include <latch>
@@ -66,73 +62,52 @@ Runtime::~Runtime() { shutdown(); }
 
 void Runtime::shutdown() {
   std::vector<std::shared_ptr<detail::CellBase>> cells;
-  std::vector<std::shared_ptr<remote::RemoteActor>> procs;
   {
     std::lock_guard lock(mu_);
     if (closed_) return;
     if (current_actor()) throw UsageError("Runtime::shutdown() called from inside an actor");
     closed_ = true;
     for (auto& [id, cell] : live_) cells.push_back(cell);
-    for (auto& w : processes_)
-      if (auto p = w.lock()) procs.push_back(std::move(p));
   }
   // Worker processes go first: their sockets need the pool to deliver the news.
-  for (auto& p : procs) p->shutdown();
-  for (auto& p : procs) p->wait_dead(std::chrono::seconds(10));
+  std::unique_ptr<detail::RuntimeExtension> ext;
+  {
+    std::lock_guard lock(ext_mu_);
+    ext = std::move(ext_);
+  }
+  if (ext) ext->shutdown();
   std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
   for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
   down.wait();
-  std::shared_ptr<cluster::ClusterClient> link;
-  {
-    std::lock_guard lock(cluster_mu_);
-    link = std::move(cluster_);
-  }
-  if (link) link->close();
+  ext.reset();  // closes the cluster link
   pool_handle_->detach();
   work_.reset();
   for (auto& t : threads_) t.join();
   threads_.clear();
 }
 
-void Runtime::monitor_remote(remote::RemoteActor& r, MonitorFn fn) { r.add_monitor(std::move(fn)); }
-
-void Runtime::adopt_remote(const std::shared_ptr<remote::RemoteActor>& r) {
-  std::lock_guard lock(mu_);
-  if (closed_) throw UsageError("spawn on a runtime that has been shut down");
-  std::erase_if(processes_, [](auto& w) { return w.expired(); });
-  processes_.push_back(r);
-  r->set_owner(this);
-}
-
 std::string Runtime::cluster_address() const { return address_.empty() ? detail::default_address() : address_; }
 
-std::shared_ptr<cluster::ClusterClient> Runtime::cluster_link() {
-  std::lock_guard lock(cluster_mu_);
-  if (cluster_) return cluster_;
-  std::string address = cluster_address();
-  if (address.empty()) {
-    cluster_ = cluster::ClusterClient::embedded(io_);
-  } else {
-    cluster_ = cluster::ClusterClient::join(cluster::parse_address(address), net::resolve_token(token_, {}), io_);
+detail::RuntimeExtension& Runtime::extension() {
+  std::lock_guard lock(ext_mu_);
+  if (ext_) return *ext_;
+  {
+    std::lock_guard l(mu_);
+    if (closed_) throw UsageError("a runtime that has been shut down starts no process actors");
   }
-  return cluster_;
+  auto make = detail::extension_factory();
+  if (!make) detail::require_init("process actors and placement groups");
+  ext_ = make(*this);
+  return *ext_;
 }
 
-cluster::ClusterClient& Runtime::cluster() { return *cluster_link(); }
-
 PlacementGroup Runtime::placement_group(std::vector<Resources> bundles, Strategy strategy, std::string name) {
-  auto g = cluster_link()->create_group(name, strategy, bundles);
-  PlacementGroup pg;
-  pg.id = g.id;
-  pg.strategy = strategy;
-  pg.bundles = std::move(bundles);
-  pg.nodes = std::move(g.bundle_nodes);
-  return pg;
+  return extension().placement_group(std::move(bundles), strategy, std::move(name));
 }
 
 void Runtime::remove_placement_group(const PlacementGroup& pg) {
   if (!pg.valid()) throw UsageError("remove_placement_group of an empty PlacementGroup");
-  cluster_link()->remove_group(pg.id);
+  extension().remove_placement_group(pg);
 }
 
 std::size_t Runtime::live_actors() const {

@@ -24,6 +24,8 @@
 #include <fmt/format.h>
 
 #include "runtime/actor_ref.hpp"
+#include "runtime/detail/actor_registry.hpp"
+#include "runtime/detail/process.hpp"
 #include "runtime/detail/process_role.hpp"
 #include "runtime/detail/type_name.hpp"
 #include "runtime/mesh.hpp"
@@ -47,14 +49,8 @@ struct RuntimeOptions {
   std::string token{};
 };
 
-namespace cluster {
-class ClusterClient;
-}
-
 namespace detail {
 void runtime_forget(Runtime& rt, CellBase& cell);
-/// The cluster address troupe::init chose ("" : embedded).
-std::string default_address();
 
 template <class... Args>
 struct last_is_options : std::false_type {};
@@ -96,12 +92,14 @@ class Runtime {
 
   unsigned threads() const noexcept { return static_cast<unsigned>(threads_.size()); }
 
-  /// The cluster link (joined or embedded), made on first use. Throws Error if
-  /// the head cannot be reached.
-  cluster::ClusterClient& cluster();
   /// The cluster process actors go to: "host:port" of a running head, or ""
   /// for the embedded one (this machine). Starts nothing.
   std::string cluster_address() const;
+  /// RuntimeOptions::token (the process side reads it).
+  const std::string& cluster_token() const noexcept { return token_; }
+  /// The process-actor side of this runtime (runtime/remote/), made on first
+  /// use; UsageError if troupe::init has not run.
+  detail::RuntimeExtension& extension();
   /// Reserves resources for a group of bundles on the cluster's nodes. Throws
   /// Infeasible (naming what is short where) if the strategy cannot be met now.
   PlacementGroup placement_group(std::vector<Resources> bundles, Strategy strategy = Strategy::pack,
@@ -147,14 +145,10 @@ class Runtime {
   void monitor(const ActorRef<T>& actor, MonitorFn fn) {
     if (!actor.valid()) throw UsageError("monitor of an empty ActorRef");
     if (actor.remote())
-      monitor_remote(*actor.remote(), std::move(fn));
+      actor.remote()->add_monitor(std::move(fn));
     else
       actor.cell()->add_monitor(std::move(fn));
   }
-
-  /// monitor() of a process actor by its handle (collective groups formed
-  /// from inside actors, which have no ActorRef of their peers).
-  void monitor_remote(remote::RemoteActor& r, MonitorFn fn);
 
   /// Runs a driver coroutine on the pool; its Ref gives the result.
   template <class T>
@@ -181,8 +175,6 @@ class Runtime {
   std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
   void forget(detail::CellBase& cell);
   void run_pool_thread();
-  void adopt_remote(const std::shared_ptr<remote::RemoteActor>& r);
-  std::shared_ptr<cluster::ClusterClient> cluster_link();
 
   template <class T, class... Stored, class Tuple, std::size_t... I>
   ActorRef<T> spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -200,10 +192,9 @@ class Runtime {
   bool closed_ = false;
   std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
   std::unordered_map<std::string, std::uint64_t> names_;
-  std::vector<std::weak_ptr<remote::RemoteActor>> processes_;
   std::string address_, token_;
-  std::mutex cluster_mu_;
-  std::shared_ptr<cluster::ClusterClient> cluster_;
+  std::mutex ext_mu_;
+  std::unique_ptr<detail::RuntimeExtension> ext_;
 };
 
 template <class T, class Tuple, std::size_t... I>
@@ -259,33 +250,25 @@ Mesh<T> Runtime::spawn_mesh(std::size_t n, Args&&... args) {
   return Mesh<T>(std::move(members));
 }
 
-}  // namespace troupe
-
-#include "runtime/remote/handles.hpp"
-#include "runtime/remote/register.hpp"
-
-namespace troupe {
-
 template <class T, class... Stored, class Tuple, std::size_t... I>
 ActorRef<T> Runtime::spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>) {
-  if constexpr (!remote::encodable_v<Stored...>) {
+  if constexpr (!detail::encodable_v<Stored...>) {
     throw UsageError(fmt::format("the constructor arguments of {} cannot be sent to a worker process (no codec)",
                                  detail::type_name<T>()));
   } else {
     if (opts.gpus_ > 0 && opts.device_ >= 0 && opts.gpus_ > 1)
       throw UsageError(fmt::format("{}: an explicit device() goes with at most one GPU", detail::type_name<T>()));
-    detail::require_init(detail::type_name<T>());
-    if (!remote::registry().registered(typeid(T)))
+    detail::require_init(fmt::format("spawning {} as a process actor", detail::type_name<T>()));
+    if (!detail::registry().registered(typeid(T)))
       throw UsageError(fmt::format("{} is not registered with TROUPE_ACTOR(...); process actors need it",
                                    detail::type_name<T>()));
     Bytes ctor = codec::to_bytes(std::tuple<Stored...>(std::get<I>(std::forward<Tuple>(args))...));
-    const std::string& key = remote::FactoryRegistrar<T, Stored...>::key;
-    auto r = std::make_shared<remote::RemoteActor>(io_, pool_handle_, key, std::move(ctor), std::move(opts),
-                                                   detail::type_name<T>(), cluster_link());
-    adopt_remote(r);
-    r->start();
-    return ActorRef<T>(std::move(r));
+    const std::string& key = detail::FactoryRegistrar<T, Stored...>::key;
+    return ActorRef<T>(extension().spawn(key, std::move(ctor), std::move(opts), detail::type_name<T>()));
   }
 }
 
 }  // namespace troupe
+
+// TROUPE_ACTOR and the factories spawn<T> names for process actors.
+#include "runtime/actor.hpp"

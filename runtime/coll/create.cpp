@@ -1,5 +1,6 @@
 #include "runtime/coll/create.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <optional>
@@ -9,10 +10,17 @@
 
 #include "runtime/net/auth.hpp"
 #include "runtime/net/handshake.hpp"
+#include "runtime/cluster/client.hpp"
+#include "runtime/remote/extension.hpp"
 #include "runtime/remote/remote_actor.hpp"
 #include "runtime/remote/worker_link.hpp"
 
 namespace troupe::coll::detail {
+
+// Group membership travels on a process member's own link, in order with its calls.
+void control(const Member& m, kj::Array<capnp::word> frame) {
+  if (auto r = std::dynamic_pointer_cast<remote::RemoteActor>(m.remote.lock())) r->control(std::move(frame));
+}
 
 std::uint64_t fresh_uid() {
   auto b = net::random_bytes(8);
@@ -22,9 +30,20 @@ std::uint64_t fresh_uid() {
 }
 
 std::string driver_host(Runtime& rt) {
-  const std::string a = rt.cluster().driver_address();
+  const std::string a = remote::cluster_of(rt).driver_address();
   return a.substr(0, a.rfind(':'));
 }
+
+namespace {
+bool any_process(const std::vector<Member>& ms) {
+  return std::any_of(ms.begin(), ms.end(), [](const Member& m) { return m.process; });
+}
+// The driver's node: where its in-process members run. A group of in-process
+// members only needs no cluster (0 stands for this process).
+std::uint64_t driver_node(Runtime& rt, const std::vector<Member>& ms) {
+  return any_process(ms) ? remote::cluster_of(rt).local_node() : 0;
+}
+}  // namespace
 
 std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend) {
   if (backend != "auto" && backend != "shm" && backend != "tcp")
@@ -47,7 +66,7 @@ std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std:
       where = fmt::format("nodes {} and {}", node, m.node);
     }
   }
-  if (one_host && any_local && node != 0 && node != rt.cluster().local_node()) {
+  if (one_host && any_local && node != 0 && node != driver_node(rt, ms)) {
     one_host = false;
     where = fmt::format("the driver and node {}", node);
   }
@@ -63,9 +82,8 @@ std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, con
   if (!gpu::built())
     throw UsageError("create_group: device buffers need a CUDA build of troupe (this one is CPU-only)");
   // Where each rank's GPU is: (node, device). In-process members are on the driver's node.
-  auto where = [&](const Member& m) {
-    return std::pair{m.process ? m.node : rt.cluster().local_node(), m.device};
-  };
+  const std::uint64_t here = driver_node(rt, ms);
+  auto where = [&](const Member& m) { return std::pair{m.process ? m.node : here, m.device}; };
   std::map<std::pair<std::uint64_t, int>, std::size_t> first;
   std::string shared;
   for (std::size_t r = 0; r < ms.size(); ++r) {
@@ -90,10 +108,9 @@ std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, con
 
 void join_member(const Member& m, const GroupSpec& spec) {
   if (m.process) {
-    auto r = m.remote.lock();
-    if (!r) return;  // gone: its monitor (or the others' wait to join) fails the group
+    // A member that is gone is skipped: its monitor (or the others' wait to join) fails the group.
     Bytes b = codec::to_bytes(spec);
-    r->control(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
+    control(m, net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
       e.setJoinGroup(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(b.data()), b.size()));
     }));
     return;
@@ -104,14 +121,14 @@ void join_member(const Member& m, const GroupSpec& spec) {
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why) {
   for (std::size_t i = 0; i < ms.size(); ++i) {
     if (i == dead) continue;
-    if (auto r = ms[i].remote.lock()) {
-      r->control(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
+    if (ms[i].process) {
+      control(ms[i], net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
         auto a = e.initAbortGroup();
         a.setName(spec.name);
         a.setUid(spec.uid);
         a.setWhy(why);
       }));
-    } else if (!ms[i].process) {
+    } else {
       abort_member(ms[i].id, spec.name, spec.uid, why);
     }
   }
@@ -130,10 +147,13 @@ GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOpti
   base.p2p_bytes = o.p2p_bytes;
   base.heap_bytes = o.heap_bytes;
   base.timeout_ms = o.timeout_ms;
+  // In-process members reach each other (tcp) on loopback; process members
+  // dial the driver's address, as their workers do.
+  const std::string host = any_process(ms) ? driver_host(rt) : "127.0.0.1";
   for (std::size_t r = 0; r < ms.size(); ++r) {
     GroupSpec s = base;
     s.rank = static_cast<std::uint32_t>(r);
-    s.host = driver_host(rt);  // a worker that dialled in from another host uses its own address
+    s.host = host;  // a worker that dialled in from another host uses its own address
     if (o.memory == "cuda") s.device = ms[r].process ? -1 : ms[r].device;  // a worker knows its own
     join_member(ms[r], s);
   }
@@ -167,14 +187,14 @@ std::map<std::string, Round>& rounds() {
 }
 
 void fail_joiner(const Member& m, const std::string& name, const std::string& why) {
-  if (auto r = m.remote.lock()) {
-    r->control(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
+  if (m.process) {
+    control(m, net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
       auto a = e.initAbortGroup();
       a.setName(name);
       a.setUid(0);  // not a group yet: its init_group fails
       a.setWhy(why);
     }));
-  } else if (!m.process) {
+  } else {
     abort_member(m.id, name, 0, why);
   }
 }

@@ -22,7 +22,6 @@
 
 #include <fmt/format.h>
 
-#include "runtime/cluster/client.hpp"
 #include "runtime/coll/group.hpp"
 #include "runtime/mesh.hpp"
 #include "runtime/runtime.hpp"
@@ -55,7 +54,7 @@ namespace detail {
 /// Where a member runs, and how to reach it to join or abort.
 struct Member {
   std::uint64_t id = 0;                          ///< actor id (local cells)
-  std::weak_ptr<remote::RemoteActor> remote;     ///< process actors
+  std::weak_ptr<troupe::detail::ProcessActor> remote;  ///< process actors
   bool process = false;                          ///< a process actor (`remote` may have expired since)
   std::uint64_t node = 0;
   std::string name;
@@ -103,7 +102,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
     m.name = a.name();
     if (a.remote()) {
       m.process = true;
-      m.remote = a.remote()->weak_from_this();
+      m.remote = a.remote()->weak_handle();
       m.node = a.remote()->node();
       const auto devs = a.remote()->devices();
       m.device = devs.empty() ? 0 : static_cast<int>(devs.front());

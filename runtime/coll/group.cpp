@@ -340,6 +340,10 @@ std::map<Key, std::vector<Promise<std::shared_ptr<Group>>>>& joining() {
 
 namespace detail {
 
+// Whatever uses groups links this file, and so the link hooks (link.cpp): a
+// worker receives its membership before its actor first calls group().
+[[maybe_unused]] const bool link_hooks_installed = install_link_hooks();
+
 void declare(std::uint64_t actor_id, const GroupSpec& spec) {
   auto g = std::make_shared<Group>(spec);
   std::shared_ptr<Group> old;

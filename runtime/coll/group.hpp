@@ -189,6 +189,9 @@ void abort_member(std::uint64_t actor_id, const std::string& name, std::uint64_t
 /// A Ref completed by the next declare() of group `name` for actor `actor_id`,
 /// or failed (CollectiveError, `why`) by abort_member with uid 0.
 Ref<std::shared_ptr<Group>> await_group(std::uint64_t actor_id, const std::string& name);
+/// Puts this layer's handlers on process actors' links (link.cpp); run
+/// during static initialisation by any program that uses groups.
+bool install_link_hooks();
 }  // namespace detail
 
 }  // namespace troupe::coll

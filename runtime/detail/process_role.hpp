@@ -21,8 +21,12 @@ bool init_called() noexcept;
 bool launched_as_worker() noexcept;
 /// Says why on stderr and exits with kWorkerWithoutInit (a worker without init).
 [[noreturn]] void exit_worker_without_init();
-/// Throws UsageError unless init() ran: `what` is about to start a worker,
-/// which re-runs this executable and needs init at the top of main.
-void require_init(const char* what);
+/// Throws UsageError unless init() ran: `what` ("spawning Counter as a
+/// process actor") needs a worker, which re-runs this executable's main.
+void require_init(const std::string& what);
+/// init() ran and chose `address` for the cluster ("": embedded).
+void mark_init(std::string address);
+/// The cluster address init() chose, else $TROUPE_ADDRESS ("": embedded).
+std::string default_address();
 
 }  // namespace troupe::detail

@@ -6,24 +6,14 @@
 #include <mutex>
 
 #include "runtime/detail/registry.hpp"
+#include "runtime/detail/type_name.hpp"
+#include "runtime/remote/link_hooks.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/remote_actor.hpp"
 #include "runtime/remote/wire.hpp"
 #include "runtime/remote/worker_link.hpp"
 
 namespace troupe::remote {
-
-namespace {
-struct Exported {
-  std::function<std::any()> make;
-  std::type_index type{typeid(void)};
-};
-std::mutex exports_mu;
-std::map<std::uint64_t, Exported>& exports() {
-  static auto* m = new std::map<std::uint64_t, Exported>();  // process lifetime
-  return *m;
-}
-}  // namespace
 
 ErrorInfo describe(std::exception_ptr e) {
   try {
@@ -59,52 +49,7 @@ kj::Array<capnp::word> reply_frame(std::uint64_t call, std::uint64_t target, std
   });
 }
 
-void export_handle(std::uint64_t id, std::function<std::any()> make, std::type_index type) {
-  std::lock_guard lock(exports_mu);
-  auto& m = exports();
-  // Forget handles whose actors are gone, so the table stays small.
-  if (m.size() > 1024)
-    for (auto it = m.begin(); it != m.end();) it = it->second.make().has_value() ? std::next(it) : m.erase(it);
-  m.insert_or_assign(id, Exported{std::move(make), type});
-}
-
-std::any find_export(std::uint64_t id, std::type_index type) {
-  std::function<std::any()> make;
-  {
-    std::lock_guard lock(exports_mu);
-    auto it = exports().find(id);
-    if (it == exports().end() || it->second.type != type) return {};
-    make = it->second.make;
-  }
-  return make();
-}
-
-void invoke_export(std::uint64_t id, std::uint32_t method, codec::Reader& args, Reply reply) {
-  std::any handle;
-  std::type_index type{typeid(void)};
-  {
-    std::lock_guard lock(exports_mu);
-    auto it = exports().find(id);
-    if (it != exports().end()) {
-      type = it->second.type;
-      handle = it->second.make();
-    }
-  }
-  if (!handle.has_value())
-    return reply(std::make_exception_ptr(ActorDied(id, {}, DeathCause::stopped, "the actor behind this handle is gone")),
-                 {});
-  const auto* methods = registry().methods(type);
-  if (!methods || method >= methods->size())
-    return reply(std::make_exception_ptr(UsageError(fmt::format("method #{} is not registered for that actor", method))),
-                 {});
-  try {
-    (*methods)[method].invoke(handle, args, reply);
-  } catch (...) {
-    reply(std::current_exception(), {});  // the arguments did not decode
-  }
-}
-
-std::shared_ptr<RemoteActor> routed_actor(std::uint64_t target, const char* type_name) {
+std::shared_ptr<detail::ProcessActor> routed_actor(std::uint64_t target, const char* type_name) {
   auto& link = worker_link();
   std::lock_guard lock(link.mu);
   if (auto it = link.routed.find(target); it != link.routed.end())
@@ -117,11 +62,14 @@ std::shared_ptr<RemoteActor> routed_actor(std::uint64_t target, const char* type
   return r;
 }
 
+LinkHooks& link_hooks() {
+  static auto* hooks = new LinkHooks();  // process lifetime; installed during static initialisation
+  return *hooks;
+}
+
 WorkerLink& worker_link() {
   static auto* link = new WorkerLink();  // process lifetime
   return *link;
 }
-
-bool in_worker() noexcept { return worker_link().active.load(); }
 
 }  // namespace troupe::remote

@@ -12,10 +12,8 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
-#include "runtime/coll/create.hpp"
-#include "runtime/coll/store.hpp"
 #include "runtime/detail/registry.hpp"
-#include "runtime/remote/handles.hpp"
+#include "runtime/remote/link_hooks.hpp"
 #include "runtime/remote/wire.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
@@ -38,7 +36,7 @@ class ControlCall final : public PendingCall {
   Bytes encode() override { return {}; }
   void complete(codec::Reader&) override {}
   void fail(std::exception_ptr) override {}
-  kj::Array<capnp::word> control() override { return std::move(frame_); }
+  kj::Array<capnp::word> take() { return std::move(frame_); }
 
  private:
   kj::Array<capnp::word> frame_;
@@ -85,7 +83,7 @@ RemoteActor::~RemoteActor() {
   detail::unregister_label(id_);
 }
 
-pid_t RemoteActor::pid() const {
+int RemoteActor::pid() const {
   std::lock_guard lock(mu_);
   return worker_pid_ ? worker_pid_ : pid_;
 }
@@ -113,8 +111,6 @@ void RemoteActor::route_to(std::uint64_t target, std::shared_ptr<net::Connection
   detail::unregister_label(id_);
   id_ = target;
 }
-
-std::uint64_t routed_target(const RemoteActor& r) noexcept { return r.routed_target(); }
 
 void RemoteActor::call(std::unique_ptr<PendingCall> c) {
   std::unique_lock lock(mu_);
@@ -147,8 +143,8 @@ void RemoteActor::pump() {
       });
       break;
     }
-    if (auto frame = c->control(); frame != nullptr) {
-      conn_->send(std::move(frame));
+    if (auto* ctl = dynamic_cast<ControlCall*>(c.get())) {
+      conn_->send(ctl->take());
       unsent_.pop_front();
       continue;
     }
@@ -181,53 +177,27 @@ void RemoteActor::pump() {
 
 void RemoteActor::on_reply(net::Frame f) {
   auto env = f.root<proto::WorkerEnvelope>();
-  if (env.which() == proto::WorkerEnvelope::STORE_SET) {
-    auto e = env.getStoreSet();
-    auto v = e.getValue();
-    coll::detail::store_put(e.getKey().cStr(), std::string(reinterpret_cast<const char*>(v.begin()), v.size()));
-    return;
-  }
-  if (env.which() == proto::WorkerEnvelope::STORE_GET) {
-    std::weak_ptr<net::Connection> back;
-    {
-      std::lock_guard lock(mu_);
-      back = conn_;
-    }
-    const std::string key = env.getStoreGet().cStr();
-    coll::detail::store_watch(key, [back, key](const std::string& value) {
-      if (auto conn = back.lock())
-        conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
-          auto entry = e.initStoreValue();
-          entry.setKey(key);
-          entry.setValue(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
-        }));
-    });
-    return;
-  }
-  if (env.which() == proto::WorkerEnvelope::JOIN_REQUEST) {
-    // init_group inside the worker's actor: the driver forms the group.
-    auto data = env.getJoinRequest();
-    coll::detail::JoinRequest q;
-    try {
-      q = codec::from_bytes<coll::detail::JoinRequest>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
-    } catch (const std::exception& e) {
-      fmt::print(stderr, "troupe: a malformed group join request from actor {}: {}\n", id_, e.what());
+  switch (env.which()) {
+    case proto::WorkerEnvelope::STORE_SET:
+    case proto::WorkerEnvelope::STORE_GET:
+    case proto::WorkerEnvelope::JOIN_REQUEST: {
+      // The collective layer's business (runtime/coll/link.cpp).
+      std::weak_ptr<net::Connection> back;
+      {
+        std::lock_guard lock(mu_);
+        back = conn_;
+      }
+      if (auto hook = link_hooks().from_worker)
+        hook(*this, env, [back](kj::Array<capnp::word> frame) {
+          if (auto conn = back.lock()) conn->send(std::move(frame));
+        });
+      else
+        fmt::print(stderr, "troupe: actor {} asked for a collective group, but this program has no collectives\n",
+                   id_);
       return;
     }
-    if (!owner_) return;
-    coll::detail::Member m;
-    m.id = id_;
-    m.process = true;
-    m.remote = weak_from_this();
-    m.node = node();
-    m.name = name();
-    const auto devs = devices();
-    m.device = devs.empty() ? 0 : static_cast<int>(devs.front());
-    m.watch = [owner = owner_, weak = weak_from_this()](MonitorFn fn) {
-      if (auto r = weak.lock()) owner->monitor_remote(*r, std::move(fn));
-    };
-    coll::detail::join_request(*owner_, q, std::move(m));
-    return;
+    default:
+      break;
   }
   if (env.which() == proto::WorkerEnvelope::CALL) {
     // The worker calls an actor handle we sent it: make the call here.
@@ -240,7 +210,7 @@ void RemoteActor::on_reply(net::Frame f) {
     const auto target = c.getTarget(), call = c.getCallId();
     auto args = c.getArgs();
     codec::Reader reader({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
-    invoke_export(target, c.getMethod(), reader, [back, target, call](std::exception_ptr e, Bytes result) {
+    detail::invoke_export(target, c.getMethod(), reader, [back, target, call](std::exception_ptr e, Bytes result) {
       if (auto conn = back.lock()) conn->send(reply_frame(call, target, e, result));
     });
     return;
@@ -399,13 +369,5 @@ void RemoteActor::control(kj::Array<capnp::word> frame) {
   unsent_.push_back(std::make_unique<ControlCall>(std::move(frame)));
   pump();
 }
-
-Ref<void> stop_of(RemoteActor& r) { return r.stop(); }
-void kill_of(RemoteActor& r) { r.kill(); }
-bool alive_of(const RemoteActor& r) noexcept { return r.alive(); }
-std::exception_ptr died_error_of(const RemoteActor& r) { return r.death_error(); }
-std::uint64_t id_of(const RemoteActor& r) noexcept { return r.id(); }
-const std::string& name_of(const RemoteActor& r) noexcept { return r.name(); }
-std::size_t rank_of(const RemoteActor& r) noexcept { return r.rank(); }
 
 }  // namespace troupe::remote

@@ -31,10 +31,10 @@
 
 #include <boost/asio/steady_timer.hpp>
 
-#include "runtime/actor_cell.hpp"
 #include "runtime/cluster/client.hpp"
 #include "runtime/codec/codec.hpp"
 #include "runtime/detail/pool.hpp"
+#include "runtime/detail/process.hpp"
 #include "runtime/net/connection.hpp"
 #include "runtime/options.hpp"
 #include "runtime/ref.hpp"
@@ -45,27 +45,9 @@ class Runtime;
 
 namespace troupe::remote {
 
-/// One call on its way to a worker; the typed subclass holds the caller's Promise.
-class PendingCall {
- public:
-  virtual ~PendingCall() = default;
-  virtual bool deps_ready() const = 0;
-  /// Calls `wake` once a pending Ref argument resolves.
-  virtual void on_deps(std::function<void()> wake) = 0;
-  /// The arguments as codec bytes (throws if a Ref argument failed).
-  virtual Bytes encode() = 0;
-  virtual void complete(codec::Reader& result) = 0;
-  virtual void fail(std::exception_ptr e) = 0;
-  /// A control frame (stop, group membership) that keeps its place in the order.
-  virtual kj::Array<capnp::word> control() { return nullptr; }
-  std::uint32_t method = 0;
-  int attempts = 0;
-  /// The worker said this call raised the ActorFailure that ends its actor:
-  /// it is failed, never retried, when the worker's exit is handled.
-  bool culprit = false;
-};
+using detail::PendingCall;
 
-class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
+class RemoteActor final : public detail::ProcessActor, public std::enable_shared_from_this<RemoteActor> {
  public:
   RemoteActor(std::shared_ptr<boost::asio::io_context> io, detail::PoolHandle* pool, std::string class_key,
               Bytes ctor_args, Options opts, const char* type_name,
@@ -75,41 +57,43 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   /// Inside a worker: this handle stands for actor `target` of the driver and
   /// sends its calls there over `driver` (instead of start()).
   void route_to(std::uint64_t target, std::shared_ptr<net::Connection> driver);
-  std::uint64_t routed_target() const noexcept { return routed_target_; }
+  std::uint64_t routed_target() const noexcept override { return routed_target_; }
   /// A frame from the worker (driver side), or a reply to a routed call.
   void on_reply(net::Frame f);
 
   /// Places the actor and starts its first worker (throws Infeasible or Error
   /// if it cannot be placed or started).
   void start();
-  void call(std::unique_ptr<PendingCall> c);
+  void call(std::unique_ptr<PendingCall> c) override;
   /// Graceful: calls queued before it run, then the worker exits.
-  Ref<void> stop();
+  Ref<void> stop() override;
   /// SIGKILL to the worker; calls in flight fail with ActorDied(killed).
-  void kill();
+  void kill() override;
   /// Sends a control frame to the worker, in order with the calls.
   void control(kj::Array<capnp::word> frame);
-  void add_monitor(MonitorFn fn);
+  void add_monitor(MonitorFn fn) override;
   /// Runtime shutdown: SIGKILL, death cause runtime_shutdown.
   void shutdown();
   /// Blocks until the worker's exit has been handled (or `limit` passes).
   void wait_dead(std::chrono::milliseconds limit);
 
-  bool alive() const noexcept { return !dead_.load(); }
+  bool alive() const noexcept override { return !dead_.load(); }
   /// The ActorDied error its callers get (once dead), read under the lock.
-  std::exception_ptr death_error() const;
-  std::uint64_t id() const noexcept { return id_; }
+  std::exception_ptr death_error() const override;
+  std::uint64_t id() const noexcept override { return id_; }
   /// The runtime that spawned it (forms groups its worker asks for: init_group).
   void set_owner(Runtime* rt) noexcept { owner_ = rt; }
-  const std::string& name() const noexcept { return opts_.name_; }
-  std::size_t rank() const noexcept { return opts_.rank_; }
+  Runtime* owner() const noexcept { return owner_; }
+  const std::string& name() const noexcept override { return opts_.name_; }
+  std::size_t rank() const noexcept override { return opts_.rank_; }
   /// The worker's pid on its node (0 before it starts or after death).
-  pid_t pid() const;
+  int pid() const override;
   /// The node it runs on, and its id in the cluster's actor directory.
-  std::uint64_t node() const;
+  std::uint64_t node() const override;
   std::uint64_t cluster_id() const;
   /// The GPUs its worker was given (real device ids; empty: none).
-  std::vector<unsigned> devices() const;
+  std::vector<unsigned> devices() const override;
+  std::weak_ptr<detail::ProcessActor> weak_handle() override { return weak_from_this(); }
 
  private:
   void spawn_worker();  // under mu_: place, then start (here) or await (remote)
@@ -169,9 +153,5 @@ class RemoteActor : public std::enable_shared_from_this<RemoteActor> {
   std::string detail_;
   std::vector<std::thread> watchers_;
 };
-
-/// Worker mode: if this process was started as a worker, hosts its actor and
-/// exits (never returns); otherwise returns at once.
-void run_worker_if_requested();
 
 }  // namespace troupe::remote

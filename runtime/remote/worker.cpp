@@ -18,11 +18,11 @@
 #include <fmt/format.h>
 
 #include "runtime/cluster/connect.hpp"
-#include "runtime/coll/group.hpp"
-#include "runtime/coll/store.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
-#include "runtime/remote/registry.hpp"
+#include "runtime/detail/actor_registry.hpp"
+#include "runtime/remote/handles.hpp"
+#include "runtime/remote/link_hooks.hpp"
 #include "runtime/remote/remote_actor.hpp"
 #include "runtime/remote/wire.hpp"
 #include "runtime/remote/worker_link.hpp"
@@ -31,6 +31,9 @@
 namespace troupe::remote {
 
 namespace asio = boost::asio;
+using detail::FactoryEntry;
+using detail::MethodEntry;
+using detail::registry;
 
 namespace {
 
@@ -137,34 +140,12 @@ struct Worker {
         }
         return;
       }
-      case proto::WorkerEnvelope::JOIN_GROUP: {
-        if (!factory) return;
-        auto data = env.getJoinGroup();
-        try {
-          auto spec = codec::from_bytes<coll::GroupSpec>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
-          {
-            auto& link = worker_link();
-            std::lock_guard lock(link.mu);
-            if (!link.local_host.empty()) spec.host = link.local_host;  // where peers on other hosts reach us
-          }
-          coll::detail::declare(factory->id(actor), spec);
-        } catch (const std::exception& e) {
-          fmt::print(stderr, "troupe worker {}: bad group membership: {}\n", ::getpid(), e.what());
-        }
+      case proto::WorkerEnvelope::JOIN_GROUP:
+      case proto::WorkerEnvelope::STORE_VALUE:
+      case proto::WorkerEnvelope::ABORT_GROUP:
+        // The collective layer's business (runtime/coll/link.cpp).
+        if (auto hook = link_hooks().from_driver) hook(factory ? factory->id(actor) : 0, env);
         return;
-      }
-      case proto::WorkerEnvelope::STORE_VALUE: {
-        auto e = env.getStoreValue();
-        auto v = e.getValue();
-        coll::detail::store_answer(e.getKey().cStr(), std::string(reinterpret_cast<const char*>(v.begin()), v.size()));
-        return;
-      }
-      case proto::WorkerEnvelope::ABORT_GROUP: {
-        if (!factory) return;
-        auto a = env.getAbortGroup();
-        coll::detail::abort_member(factory->id(actor), a.getName().cStr(), a.getUid(), a.getWhy().cStr());
-        return;
-      }
       case proto::WorkerEnvelope::STOP:
         stopping = true;
         if (!factory) return conn->finish();
@@ -226,9 +207,11 @@ struct Worker {
       link.pool = rt.pool_handle();
       link.active = true;
     }
+    // Handles this worker receives now decode to routed actors (in_worker()).
+    detail::set_routed_factory(&routed_actor);
     conn->start([this](net::Frame f) { on_frame(std::move(f)); },
                 [this](const std::string&) {
-                  coll::detail::store_lost();
+                  if (auto lost = link_hooks().lost) lost();
                   done.set_value(exit_code.load());
                 });
     int code = done.ref().get();

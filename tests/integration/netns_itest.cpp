@@ -9,6 +9,8 @@
 
 #include <thread>
 
+#include "runtime/cluster/client.hpp"
+#include "runtime/remote/extension.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
 #include "tests/support/coll_member.hpp"
@@ -54,7 +56,7 @@ TEST_CASE("across network-namespace hosts: placement, direct calls, a killed nod
   auto a = c.node("zone_a=1,pool=1", hosts.on(1));
   auto b = c.node("pool=1", hosts.on(2));
   Runtime rt(RuntimeOptions{.threads = 2, .address = c.address, .token = c.token});
-  CHECK(rt.cluster().driver_address().rfind(hosts.local_ip() + ":", 0) == 0);
+  CHECK(remote::cluster_of(rt).driver_address().rfind(hosts.local_ip() + ":", 0) == 0);
 
   auto z = rt.spawn<NetProbe>(1, Options{}.resource("zone_a", 1));
   CHECK(z.call(&NetProbe::add, 1).get(10s) == 2);

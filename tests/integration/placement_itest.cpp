@@ -13,6 +13,8 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/cluster/client.hpp"
+#include "runtime/remote/extension.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
 #include "tests/support/child.hpp"
@@ -209,8 +211,8 @@ TEST_CASE("a driver joins a running cluster with --address / TROUPE_ADDRESS", "[
     Runtime rt({.threads = 1});
     auto p = rt.spawn<Probe>(3, Options{}.process());
     CHECK(p.call(&Probe::add, 1).get(10s) == 4);
-    CHECK(rt.cluster().head_address() == c.address);
-    CHECK(rt.cluster().local_node() == 0);  // a joined driver is no node: the head's node started the worker
+    CHECK(remote::cluster_of(rt).head_address() == c.address);
+    CHECK(remote::cluster_of(rt).local_node() == 0);  // a joined driver is no node: the head's node started the worker
     CHECK(p.call(&Probe::parent).get(10s) == c.head->pid());
   }
   int argc2 = 1;
@@ -220,7 +222,7 @@ TEST_CASE("a driver joins a running cluster with --address / TROUPE_ADDRESS", "[
   Runtime rt({.threads = 1});
   auto p = rt.spawn<Probe>(3, Options{}.process());
   CHECK(p.call(&Probe::parent).get(10s) == ::getpid());
-  CHECK(rt.cluster().local_node() != 0);
+  CHECK(remote::cluster_of(rt).local_node() != 0);
 }
 
 TEST_CASE("a process actor has one id: in its driver, in its worker and in `troupe actors`", "[placement]") {

@@ -18,6 +18,7 @@
 
 #include "runtime/cluster/client.hpp"
 #include "runtime/device.hpp"
+#include "runtime/remote/extension.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/eventually.hpp"
 #include "tests/support/process.hpp"
@@ -138,7 +139,7 @@ TEST_CASE("junk sent to the driver's worker listener is dropped; real workers st
   Runtime rt({.threads = 2});
   auto a = rt.spawn<Accumulator>(1.0, Options{}.process());
   REQUIRE(a.call(&Accumulator::add, 1.0).get(10s) == 2.0);
-  const std::string where = rt.cluster().driver_address();
+  const std::string where = remote::cluster_of(rt).driver_address();
   const auto colon = where.rfind(':');
   const auto port = static_cast<unsigned short>(std::stoi(where.substr(colon + 1)));
   std::mt19937 rng(7);

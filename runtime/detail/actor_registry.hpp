@@ -1,7 +1,8 @@
 #pragma once
 // What a worker process needs to host an actor the driver asked for: the
 // class's factories (by constructor argument types) and its methods (by
-// index), registered in every process that runs the same executable.
+// index), registered in every process that runs the same executable
+// (TROUPE_ACTOR, runtime/actor.hpp).
 //
 //   TROUPE_ACTOR(Counter, add, get)   // at namespace scope, once per class
 #include <any>
@@ -18,6 +19,7 @@
 #include "runtime/codec/codec.hpp"
 #include "runtime/detail/type_name.hpp"
 #include "runtime/options.hpp"
+#include "runtime/detail/process.hpp"
 #include "runtime/ref.hpp"
 
 namespace troupe {
@@ -26,10 +28,7 @@ template <class T>
 class ActorRef;
 }  // namespace troupe
 
-namespace troupe::remote {
-
-/// Worker side: how a call's outcome goes back (result bytes, or an error).
-using Reply = std::function<void(std::exception_ptr, Bytes)>;
+namespace troupe::detail {
 
 struct MethodEntry {
   std::string name;
@@ -90,7 +89,7 @@ std::optional<std::uint32_t> method_index(M m) {
   return std::nullopt;
 }
 
-/// Registers the factory for T built from A... (defined in register.hpp);
+/// Registers the factory for T built from A... (defined in runtime/actor.hpp);
 /// naming `key` in the driver registers it in every process of the binary.
 template <class T, class... A>
 struct FactoryRegistrar {
@@ -101,4 +100,9 @@ struct FactoryRegistrar {
 template <class... A>
 inline constexpr bool encodable_v = (codec::Encodable<std::decay_t<A>> && ...);
 
-}  // namespace troupe::remote
+}  // namespace troupe::detail
+
+namespace troupe::detail {
+/// "a, b ,c" -> {"a", "b", "c"} (TROUPE_ACTOR's method names).
+std::vector<std::string> split_names(const char* names);
+}  // namespace troupe::detail

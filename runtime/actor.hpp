@@ -1,14 +1,26 @@
 #pragma once
-// TROUPE_ACTOR and the factories a worker process uses to build actors.
+// TROUPE_ACTOR: the classes (and their methods) a process actor can be.
+//
+//   class Counter { public: int add(int n); int get() const; ... };
+//   TROUPE_ACTOR(Counter, add, get);   // at namespace scope, once per class
+//
+//   auto c = rt.spawn<Counter>(10, troupe::Options{}.process());
+//   c.call(&Counter::add, 5).get();
+//
+// A process actor runs in a worker process: the driver's own executable,
+// re-run (troupe::init at the top of main turns it into the worker). Its
+// constructor arguments, and every listed method's arguments and result,
+// travel through the codec (runtime/codec/codec.hpp): standard types,
+// TROUPE_FIELDS structs, Cap'n Proto messages, actor handles.
 #include <any>
 #include <string>
 #include <tuple>
 
-#include "runtime/remote/registry.hpp"
-#include "runtime/remote/remote_call.hpp"
+#include "runtime/detail/actor_registry.hpp"
+#include "runtime/detail/process_call.hpp"
 #include "runtime/runtime.hpp"
 
-namespace troupe::remote {
+namespace troupe::detail {
 
 template <class... P>
 std::tuple<std::decay_t<P>...> decode_params(codec::Reader& r, std::tuple<P...>*) {
@@ -19,7 +31,7 @@ std::tuple<std::decay_t<P>...> decode_params(codec::Reader& r, std::tuple<P...>*
 
 template <class T, class M>
 MethodEntry make_method(std::string name, M m) {
-  using R = detail::call_result_t<M>;
+  using R = call_result_t<M>;
   MethodEntry e;
   e.name = std::move(name);
   e.type = typeid(M);
@@ -29,7 +41,7 @@ MethodEntry make_method(std::string name, M m) {
     if constexpr (!params_encodable<M>::value || !result_encodable_v<R>) {
       reply(std::make_exception_ptr(UsageError("argument or result types cannot cross a process boundary")), {});
     } else {
-      using Params = typename detail::method_traits<M>::params;
+      using Params = typename method_traits<M>::params;
       auto& ref = std::any_cast<ActorRef<T>&>(actor);
       auto args = decode_params(r, static_cast<Params*>(nullptr));
       Ref<R> out = std::apply([&](auto&... a) { return ref.call(m, std::move(a)...); }, args);
@@ -45,8 +57,6 @@ MethodEntry make_method(std::string name, M m) {
   return e;
 }
 
-std::vector<std::string> split_names(const char* names);
-
 template <class T, class... M>
 bool register_actor(const char* class_name, const char* names, M... ms) {
   auto n = split_names(names);
@@ -58,9 +68,9 @@ bool register_actor(const char* class_name, const char* names, M... ms) {
 
 template <class T, class... A>
 std::string register_factory() {
-  std::string key = detail::type_name<T>();
+  std::string key = type_name<T>();
   key += "(";
-  ((key += detail::type_name<A>(), key += ","), ...);
+  ((key += type_name<A>(), key += ","), ...);
   key += ")";
   FactoryEntry f;
   f.type = typeid(T);
@@ -87,7 +97,7 @@ std::string register_factory() {
 template <class T, class... A>
 const std::string FactoryRegistrar<T, A...>::key = register_factory<T, A...>();
 
-}  // namespace troupe::remote
+}  // namespace troupe::detail
 
 #define TROUPE_FE_1(C, x) &C::x
 #define TROUPE_FE_2(C, x, ...) &C::x, TROUPE_FE_1(C, __VA_ARGS__)
@@ -118,4 +128,4 @@ const std::string FactoryRegistrar<T, A...>::key = register_factory<T, A...>();
 /// with (up to 16), at namespace scope: TROUPE_ACTOR(Counter, add, get).
 #define TROUPE_ACTOR(Class, ...)                                                       \
   [[maybe_unused]] static const bool TROUPE_CONCAT(troupe_actor_registered_, __LINE__) = \
-      ::troupe::remote::register_actor<Class>(#Class, #__VA_ARGS__, TROUPE_MEMBER_PTRS(Class, __VA_ARGS__))
+      ::troupe::detail::register_actor<Class>(#Class, #__VA_ARGS__, TROUPE_MEMBER_PTRS(Class, __VA_ARGS__))

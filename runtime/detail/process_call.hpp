@@ -1,16 +1,17 @@
 #pragma once
 // Typed calls to process actors: arguments encoded as the method's parameter
-// types, the result decoded into the caller's Ref. Included by runtime.hpp.
+// types, the result decoded into the caller's Ref. Included by actor_ref.hpp.
 #include <tuple>
 #include <type_traits>
 
 #include <fmt/format.h>
 
+#include "runtime/detail/actor_registry.hpp"
 #include "runtime/detail/method_traits.hpp"
-#include "runtime/remote/registry.hpp"
-#include "runtime/remote/remote_actor.hpp"
+#include "runtime/detail/process.hpp"
+#include "runtime/detail/type_name.hpp"
 
-namespace troupe::remote {
+namespace troupe::detail {
 
 template <class R>
 inline constexpr bool result_encodable_v = std::is_void_v<R> || codec::Encodable<R>;
@@ -18,19 +19,19 @@ inline constexpr bool result_encodable_v = std::is_void_v<R> || codec::Encodable
 template <class M>
 struct params_encodable;
 template <class M>
-  requires requires { typename detail::method_traits<M>::params; }
+  requires requires { typename method_traits<M>::params; }
 struct params_encodable<M> {
   template <class Tuple>
   struct all;
   template <class... P>
   struct all<std::tuple<P...>> : std::bool_constant<encodable_v<P...>> {};
-  static constexpr bool value = all<typename detail::method_traits<M>::params>::value;
+  static constexpr bool value = all<typename method_traits<M>::params>::value;
 };
 
 template <class T, class M, class... S>
 class TypedCall final : public PendingCall {
-  using R = detail::call_result_t<M>;
-  using params = typename detail::method_traits<M>::params;
+  using R = call_result_t<M>;
+  using params = typename method_traits<M>::params;
 
  public:
   template <class... A>
@@ -98,16 +99,16 @@ class TypedCall final : public PendingCall {
 
 /// Queues a call of `m` on a process actor.
 template <class T, class M, class... A>
-Ref<detail::call_result_t<M>> submit_call(RemoteActor& ra, M m, A&&... a) {
-  using R = detail::call_result_t<M>;
+Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a) {
+  using R = call_result_t<M>;
   if constexpr (!params_encodable<M>::value || !result_encodable_v<R>) {
     return Ref<R>::from_error(std::make_exception_ptr(UsageError(fmt::format(
-        "a method of {} takes or returns a type the codec cannot send to a process actor", detail::type_name<T>()))));
+        "a method of {} takes or returns a type the codec cannot send to a process actor", type_name<T>()))));
   } else {
     auto index = method_index<T>(m);
     if (!index)
       return Ref<R>::from_error(std::make_exception_ptr(UsageError(fmt::format(
-          "this method of {} is not listed in TROUPE_ACTOR({}, ...)", detail::type_name<T>(), detail::type_name<T>()))));
+          "this method of {} is not listed in TROUPE_ACTOR({}, ...)", type_name<T>(), type_name<T>()))));
     auto c = std::make_unique<TypedCall<T, M, std::decay_t<A>...>>(std::forward<A>(a)...);
     c->method = *index;
     Ref<R> ref = c->ref();
@@ -116,4 +117,4 @@ Ref<detail::call_result_t<M>> submit_call(RemoteActor& ra, M m, A&&... a) {
   }
 }
 
-}  // namespace troupe::remote
+}  // namespace troupe::detail

@@ -1,6 +1,6 @@
-#include "runtime/remote/registry.hpp"
+#include "runtime/detail/actor_registry.hpp"
 
-namespace troupe::remote {
+namespace troupe::detail {
 
 Registry& registry() {
   static auto* r = new Registry();  // used during static initialisation and at exit
@@ -35,9 +35,9 @@ bool Registry::registered(std::type_index t) const {
   return methods_.count(t) != 0;
 }
 
-}  // namespace troupe::remote
+}  // namespace troupe::detail
 
-namespace troupe::remote {
+namespace troupe::detail {
 
 std::vector<std::string> split_names(const char* names) {
   std::vector<std::string> out;
@@ -56,4 +56,4 @@ std::vector<std::string> split_names(const char* names) {
   return out;
 }
 
-}  // namespace troupe::remote
+}  // namespace troupe::detail
