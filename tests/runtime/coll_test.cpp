@@ -4,6 +4,7 @@
 // group and a killed member fail every rank instead of hanging.
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
 #include <thread>
 
 #include "tests/support/coll_member.hpp"
@@ -277,4 +278,16 @@ TEST_CASE("create_group refuses bad input", "[coll]") {
   // An actor outside any group asking for one gets a clear error.
   CHECK_THROWS_WITH(m.call(&CollMember::run, CollCase{"barrier", 0, 0, 0, 0, false, "nope"}).get(10s),
                     Catch::Contains("not a member of a collective group 'nope'"));
+}
+
+TEST_CASE("a group made of a dead actor names why it died", "[coll]") {
+  struct Broken {
+    Broken() { throw std::runtime_error("config file missing"); }
+    int ping() { return 1; }
+  };
+  Runtime rt({.threads = 2});
+  auto b = rt.spawn<Broken>(Options{}.name("broken"));
+  CHECK_THROWS_AS(b.call(&Broken::ping).get(2s), ActorDied);
+  CHECK_THROWS_WITH(coll::create_group(rt, std::vector{b}, {.name = "g"}),
+                    Catch::Contains("create_group: member") && Catch::Contains("config file missing"));
 }

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <thread>
 
-#include "runtime/coll/create.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/eventually.hpp"
 
@@ -117,8 +116,6 @@ TEST_CASE("a constructor that throws kills the actor with the reason", "[lifecyc
   auto fine = rt.spawn<Fine>();
   CHECK(fine.call(&Fine::ping).get(2s) == 1);
   CHECK(fine.death().empty());
-  CHECK_THROWS_WITH(coll::create_group(rt, std::vector{b}, {.name = "g"}),
-                    Catch::Contains("create_group: member") && Catch::Contains("config file missing"));
 }
 
 TEST_CASE("runtime shutdown fails pending work instead of hanging", "[lifecycle]") {
