@@ -3,8 +3,11 @@
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
+#include "runtime/detail/actor_table.hpp"
 #include "runtime/detail/call.hpp"
+#include "runtime/detail/executor.hpp"
 #include "runtime/detail/registry.hpp"
+#include "runtime/detail/strand.hpp"
 #include "runtime/runtime.hpp"
 
 namespace troupe::detail {
@@ -42,12 +45,11 @@ void StopMessage::done() noexcept { release(); }
 
 void Message::on_dep_ready(std::shared_ptr<CellBase> cell) noexcept { cell->wake(); }
 
-CellBase::CellBase(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, PoolHandle* pool, Options opts,
-                   const char* type_name)
+CellBase::CellBase(Runtime& rt, std::shared_ptr<ActorTable> table, Options opts, const char* type_name)
     : rt_(rt),
-      io_(std::move(io)),
-      pool_(pool),
-      strand_(boost::asio::make_strand(*io_)),
+      table_(std::move(table)),
+      pool_(rt.pool_handle()),
+      strand_(std::make_unique<StrandBox>(rt.executor().io_shared())),
       id_(take_actor_id(opts.id_)),
       opts_(std::move(opts)),
       type_name_(type_name) {
@@ -76,7 +78,7 @@ CellBase::~CellBase() {
 // that would leak both after shutdown). Live cells are owned by the runtime,
 // suspended calls own theirs, so a failed lock means there is nothing to do.
 void CellBase::schedule(std::coroutine_handle<> h) {
-  boost::asio::post(strand_, [weak = weak_from_this(), h]() {
+  boost::asio::post(strand_->strand, [weak = weak_from_this(), h]() {
     if (auto self = weak.lock()) {
       ContextGuard guard(self.get());
       h.resume();
@@ -85,7 +87,7 @@ void CellBase::schedule(std::coroutine_handle<> h) {
 }
 
 void CellBase::post_drain() {
-  boost::asio::post(strand_, [weak = weak_from_this()]() {
+  boost::asio::post(strand_->strand, [weak = weak_from_this()]() {
     if (auto self = weak.lock()) self->drain();
   });
 }
@@ -105,7 +107,7 @@ std::exception_ptr CellBase::died_error() const {
 }
 
 void CellBase::wake() noexcept {
-  boost::asio::post(strand_, [weak = weak_from_this()]() {
+  boost::asio::post(strand_->strand, [weak = weak_from_this()]() {
     if (auto self = weak.lock()) {
       self->busy_ = false;
       self->drain();
@@ -238,7 +240,7 @@ bool CellBase::claim_death(DeathCause cause, std::string detail) noexcept {
   cause_ = cause;
   detail_ = std::move(detail);
   dead_.store(true, std::memory_order_release);
-  detail::runtime_forget(rt_, *this);  // the name is free from this moment
+  table_->forget(*this);  // the name is free from this moment
   bool was_blocked = false;
   Message* list = inbox_.close(was_blocked);  // publishes cause_/detail_ to refused senders
   auto err = died_error();
@@ -263,7 +265,7 @@ void CellBase::stop_now() noexcept {
 }
 
 void CellBase::post_death(DeathCause cause, std::function<void()> done) {
-  boost::asio::post(strand_, [self = shared_from_this(), cause, done = std::move(done)]() {
+  boost::asio::post(strand_->strand, [self = shared_from_this(), cause, done = std::move(done)]() {
     if (self->claim_death(cause, {})) self->finish_death();
     done();
   });
@@ -316,9 +318,11 @@ void CellBase::notify(const DownEvent& ev) {
 // actor's strand (holding the cell, so the last one is not lost with it).
 void CellBase::deliver(std::vector<MonitorFn> fns, DownEvent ev) {
   if (fns.empty()) return;
-  pool_->post_on(strand_, [self = shared_from_this(), fns = std::move(fns), ev = std::move(ev)]() {
+  auto run = [self = shared_from_this(), fns = std::move(fns), ev = std::move(ev)]() {
     for (auto& fn : fns) fn(ev);
-  });
+  };
+  // On the strand while the pool lives; right here once it is gone.
+  if (!pool_->with_io([&](boost::asio::io_context&) { boost::asio::post(strand_->strand, std::move(run)); })) run();
 }
 
 }  // namespace troupe::detail

@@ -15,9 +15,6 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
-
 #include "runtime/context.hpp"
 #include "runtime/detail/mailbox.hpp"
 #include "runtime/detail/pool.hpp"
@@ -30,14 +27,15 @@ namespace troupe {
 
 namespace detail {
 
-using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+class ActorTable;
+struct StrandBox;  // the cell's Asio strand (runtime/detail/strand.hpp)
 
 class CellBase : public ActorContext, public Scheduler, public std::enable_shared_from_this<CellBase> {
  public:
-  /// `io` is shared so the strand never outlives its io_context, even when
-  /// an ActorRef outlives the Runtime.
-  CellBase(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, PoolHandle* pool, Options opts,
-           const char* type_name);
+  /// The cell runs on `rt`'s pool, on a strand of its own (which shares the
+  /// pool's io_context, so it never outlives it, even when an ActorRef
+  /// outlives the Runtime); it leaves `table` when it dies.
+  CellBase(Runtime& rt, std::shared_ptr<ActorTable> table, Options opts, const char* type_name);
   ~CellBase() override;
 
   // ActorContext
@@ -54,7 +52,8 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
 
   const char* type_name() const noexcept { return type_name_; }
   PoolHandle* pool() const noexcept { return pool_; }
-  const Strand& strand() const noexcept { return strand_; }
+  /// The cell's strand (runtime/detail/strand.hpp has its type).
+  StrandBox& strand_box() const noexcept { return *strand_; }
   bool alive() const noexcept { return !death_claimed_.load(std::memory_order_acquire); }
   /// Dead, with its cause and detail written (died_error() may read them).
   bool dead() const noexcept { return dead_.load(std::memory_order_acquire); }
@@ -100,9 +99,9 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   void deliver(std::vector<MonitorFn> fns, DownEvent ev);
 
   Runtime& rt_;
-  std::shared_ptr<boost::asio::io_context> io_;
+  std::shared_ptr<ActorTable> table_;
   PoolHandle* pool_;
-  Strand strand_;
+  std::unique_ptr<StrandBox> strand_;
   const std::uint64_t id_;
   const Options opts_;
   const char* type_name_;

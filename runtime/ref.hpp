@@ -5,7 +5,8 @@
 //   int v = r.get();                              // blocks; or r.get(100ms)
 //   int w = co_await r;                           // in a troupe::Task
 //
-// In an asio::awaitable coroutine, `co_await r.awaitable()`.
+// In an asio::awaitable coroutine, `co_await r.awaitable()` (include
+// runtime/asio.hpp: this header does not pull Asio in).
 // Refs are cheap to copy (one shared state). An exception thrown by the method
 // is rethrown, unchanged, by get() and co_await.
 #include <chrono>
@@ -13,13 +14,6 @@
 #include <exception>
 #include <type_traits>
 #include <utility>
-
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 
 #include "runtime/detail/pool.hpp"
 #include "runtime/detail/scheduler.hpp"
@@ -32,6 +26,18 @@ namespace troupe {
 
 template <class T>
 class Ref;
+
+namespace detail {
+template <class T>
+inline constexpr bool asio_bridge_missing = false;
+/// Asio's side of a Ref (awaitable(), async_wait()): defined by runtime/asio.hpp.
+template <class Enable>
+struct AsioBridge {
+  static_assert(asio_bridge_missing<Enable>,
+                "troupe: include \"runtime/asio.hpp\" to await a Ref in an asio::awaitable coroutine "
+                "(co_await ref.awaitable()) or to wait on it with an Asio completion token");
+};
+}  // namespace detail
 
 template <class T>
 struct is_ref : std::false_type {};
@@ -150,24 +156,25 @@ class Ref {
   }
 
   /// In an asio::awaitable coroutine: `T v = co_await ref.awaitable();`
-  /// (Asio's own await_transform admits only its awaitables and operations.)
-  boost::asio::awaitable<T> awaitable() const { return await_in_asio(*this); }
+  /// (Asio's own await_transform admits only its awaitables and operations).
+  /// Needs runtime/asio.hpp.
+  template <class Enable = void>
+  auto awaitable() const {
+    check();
+    return detail::AsioBridge<Enable>::template awaitable<T>(*this);
+  }
 
   /// Asio async operation completing with (exception_ptr) once the Ref is
   /// ready, on the handler's associated executor; works with any token.
-  template <class Token>
+  /// Needs runtime/asio.hpp.
+  template <class Token, class Enable = void>
   auto async_wait(Token&& token) const {
     check();
-    return boost::asio::async_initiate<Token, void(std::exception_ptr)>(
-        [](auto handler, detail::StatePtr<state_type> s) {
-          auto ex = boost::asio::get_associated_executor(handler);
-          auto* raw = s.get();
-          raw->on_ready([h = std::move(handler), ex, s = std::move(s)]() mutable {
-            boost::asio::post(ex, [h = std::move(h), s = std::move(s)]() mutable { h(s->error()); });
-          });
-        },
-        token, s_);
+    return detail::AsioBridge<Enable>::async_wait(s_, std::forward<Token>(token));
   }
+
+  /// The value or the error, once ready (for the Asio bridge).
+  T result_now() const { return result(); }
 
   state_type* state() const noexcept { return s_.get(); }
 
@@ -192,11 +199,6 @@ class Ref {
       if (s->unique()) return std::move(s->value());
       return s->value();
     }
-  }
-
-  static boost::asio::awaitable<T> await_in_asio(Ref r) {
-    co_await r.async_wait(boost::asio::use_awaitable);
-    co_return r.result();
   }
 
   detail::StatePtr<state_type> s_;

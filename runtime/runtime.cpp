@@ -1,74 +1,108 @@
 #include "runtime/runtime.hpp"
 
+#include <condition_variable>
+#include <set>
+
+#include "runtime/detail/actor_table.hpp"
+#include "runtime/detail/executor.hpp"
 #include "runtime/detail/process_role.hpp"
-
-#include <chrono>
-#include <latch>
-
-#include <boost/asio/post.hpp>
+#include "runtime/detail/registry.hpp"
+#include "runtime/detail/waits.hpp"
 
 namespace troupe {
 
 namespace detail {
-PoolHandle* PoolHandle::create(boost::asio::io_context& io) {
-  static std::mutex mu;
-  static auto* all = new std::vector<std::unique_ptr<PoolHandle>>();  // reachable, never freed
-  std::lock_guard lock(mu);
-  all->push_back(std::unique_ptr<PoolHandle>(new PoolHandle(io)));
-  return all->back().get();
+
+void ActorTable::adopt(const std::shared_ptr<CellBase>& cell) {
+  std::lock_guard lock(mu_);
+  if (closed_) throw UsageError("spawn on a runtime that has been shut down");
+  if (!cell->name().empty()) {
+    auto [it, inserted] = names_.emplace(cell->name(), cell->id());
+    if (!inserted)
+      throw DuplicateName(fmt::format("an actor named '{}' already exists (#{})", cell->name(), it->second));
+  }
+  live_.emplace(cell->id(), cell);
 }
 
-void runtime_forget(Runtime& rt, CellBase& cell) { rt.forget(cell); }
+std::shared_ptr<CellBase> ActorTable::find(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = names_.find(name);
+  if (it == names_.end()) throw ActorNotFound(fmt::format("no live actor named '{}'", name));
+  return live_.at(it->second);
+}
+
+void ActorTable::forget(const CellBase& cell) {
+  std::shared_ptr<CellBase> keep;  // destroyed outside the lock
+  std::lock_guard lock(mu_);
+  auto it = live_.find(cell.id());
+  if (it == live_.end()) return;
+  keep = std::move(it->second);
+  live_.erase(it);
+  if (!cell.name().empty()) names_.erase(cell.name());
+}
+
+std::vector<std::shared_ptr<CellBase>> ActorTable::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  std::vector<std::shared_ptr<CellBase>> out;
+  for (auto& [id, cell] : live_) out.push_back(cell);
+  return out;
+}
+
+bool ActorTable::closed() const {
+  std::lock_guard lock(mu_);
+  return closed_;
+}
+
+std::size_t ActorTable::size() const {
+  std::lock_guard lock(mu_);
+  return live_.size();
+}
 
 }  // namespace detail
 
-Runtime::Runtime(RuntimeOptions opts)
-    : io_(std::make_shared<boost::asio::io_context>()),
-
-      work_(boost::asio::make_work_guard(*io_)),
-      pool_handle_(detail::PoolHandle::create(*io_)) {
+Runtime::Runtime(RuntimeOptions opts) : table_(std::make_shared<detail::ActorTable>()) {
   if (detail::launched_as_worker()) detail::exit_worker_without_init();
-  spin_ = std::chrono::microseconds(opts.spin_us);
+  const unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  exec_ = detail::Executor::start(n, std::chrono::microseconds(opts.spin_us),
+                                  opts.max_threads ? opts.max_threads : n + 64);
+  pool_handle_ = exec_->pool();
+  shutdown_timeout_ = opts.shutdown_timeout;
   address_ = opts.address;
   token_ = opts.token;
-  unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
-  threads_.reserve(n);
-  for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this]() { run_pool_thread(); });
-}
-
-// A pool thread polls for a short while before it sleeps: a synchronous
-// call-and-get ping-pong then finds the thread awake instead of paying a
-// condition-variable wake-up (tens of microseconds) on every call. Only one
-// idle thread spins at a time, so spinning never takes more than one core
-// from the threads doing work.
-void Runtime::run_pool_thread() {
-  using clock = std::chrono::steady_clock;
-  for (;;) {
-    if (io_->poll() > 0) continue;
-    if (io_->stopped()) return;
-    int expected = 0;
-    if (spin_.count() > 0 && spinners_.compare_exchange_strong(expected, 1)) {
-      const auto until = clock::now() + spin_;
-      std::size_t ran = 0;
-      while (ran == 0 && clock::now() < until && !io_->stopped()) ran = io_->poll_one();
-      spinners_.store(0);
-      if (ran) continue;
-    }
-    if (io_->run_one() == 0) return;  // stopped, or out of work after shutdown
-  }
 }
 
 Runtime::~Runtime() { shutdown(); }
 
-void Runtime::shutdown() {
-  std::vector<std::shared_ptr<detail::CellBase>> cells;
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) return;
-    if (current_actor()) throw UsageError("Runtime::shutdown() called from inside an actor");
-    closed_ = true;
-    for (auto& [id, cell] : live_) cells.push_back(cell);
+unsigned Runtime::threads() const noexcept { return exec_->size(); }
+
+namespace {
+
+// The actors shutdown still waits for; shared with their death callbacks,
+// which may run after shutdown has given up waiting.
+struct Pending {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<std::uint64_t> ids;
+};
+
+std::string describe_stuck(const std::set<std::uint64_t>& ids) {
+  std::string out;
+  for (auto id : ids) {
+    const auto wait = detail::describe_wait(id);
+    out += fmt::format("\n  {}: {}", detail::actor_label(id), wait.empty() ? "inside a method" : wait);
   }
+  return out;
+}
+
+}  // namespace
+
+void Runtime::shutdown() {
+  if (shut_.load()) return;
+  if (current_actor()) throw UsageError("Runtime::shutdown() called from inside an actor");
+  if (shut_.exchange(true)) return;
+  const auto start = std::chrono::steady_clock::now();
+  auto cells = table_->close();
   // Worker processes go first: their sockets need the pool to deliver the news.
   std::unique_ptr<detail::RuntimeExtension> ext;
   {
@@ -76,14 +110,42 @@ void Runtime::shutdown() {
     ext = std::move(ext_);
   }
   if (ext) ext->shutdown();
-  std::latch down(static_cast<std::ptrdiff_t>(cells.size()));
-  for (auto& cell : cells) cell->post_death(DeathCause::runtime_shutdown, [&down]() { down.count_down(); });
-  down.wait();
+  auto pending = std::make_shared<Pending>();
+  for (auto& cell : cells) pending->ids.insert(cell->id());
+  for (auto& cell : cells)
+    cell->post_death(DeathCause::runtime_shutdown, [pending, id = cell->id()]() {
+      std::lock_guard lock(pending->mu);
+      pending->ids.erase(id);
+      pending->cv.notify_all();
+    });
+  auto all_dead = [&]() { return pending->ids.empty(); };
+  const auto half = start + shutdown_timeout_ / 2, deadline = start + shutdown_timeout_;
+  std::unique_lock lock(pending->mu);
+  if (!pending->cv.wait_until(lock, half, all_dead)) {
+    // Actors blocked in get() on a result that will never come (a Promise
+    // nobody keeps): their waits are broken, so their methods can return.
+    const std::vector<std::uint64_t> ids(pending->ids.begin(), pending->ids.end());
+    lock.unlock();
+    for (auto id : ids)
+      detail::break_wait(id, "the runtime is shutting down and this actor's wait would never end");
+    lock.lock();
+    pending->cv.wait_until(lock, deadline, all_dead);
+  }
+  std::string stuck;
+  if (!pending->ids.empty()) stuck = describe_stuck(pending->ids);
+  lock.unlock();
   ext.reset();  // closes the cluster link
-  pool_handle_->detach();
-  work_.reset();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+  // An actor still inside a method needs the pool to finish dying when it
+  // returns: the io_context is stopped only if none is.
+  const auto left = exec_->stop(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration(0)) +
+          std::chrono::milliseconds(100)),
+      stuck.empty());
+  if (!stuck.empty() || left > 0)
+    fmt::print(stderr,
+               "troupe: Runtime shutdown gave up after {} ms; {} pool thread(s) left running, still inside a call:{}\n",
+               shutdown_timeout_.count(), left, stuck.empty() ? "\n  (not an actor's)" : stuck);
 }
 
 std::string Runtime::cluster_address() const { return address_.empty() ? detail::default_address() : address_; }
@@ -91,10 +153,7 @@ std::string Runtime::cluster_address() const { return address_.empty() ? detail:
 detail::RuntimeExtension& Runtime::extension() {
   std::lock_guard lock(ext_mu_);
   if (ext_) return *ext_;
-  {
-    std::lock_guard l(mu_);
-    if (closed_) throw UsageError("a runtime that has been shut down starts no process actors");
-  }
+  if (table_->closed()) throw UsageError("a runtime that has been shut down starts no process actors");
   auto make = detail::extension_factory();
   if (!make) detail::require_init("process actors and placement groups");
   ext_ = make(*this);
@@ -110,37 +169,10 @@ void Runtime::remove_placement_group(const PlacementGroup& pg) {
   extension().remove_placement_group(pg);
 }
 
-std::size_t Runtime::live_actors() const {
-  std::lock_guard lock(mu_);
-  return live_.size();
-}
+std::size_t Runtime::live_actors() const { return table_->size(); }
 
-void Runtime::adopt(const std::shared_ptr<detail::CellBase>& cell) {
-  std::lock_guard lock(mu_);
-  if (closed_) throw UsageError("spawn on a runtime that has been shut down");
-  if (!cell->name().empty()) {
-    auto [it, inserted] = names_.emplace(cell->name(), cell->id());
-    if (!inserted)
-      throw DuplicateName(fmt::format("an actor named '{}' already exists (#{})", cell->name(), it->second));
-  }
-  live_.emplace(cell->id(), cell);
-}
+void Runtime::adopt(const std::shared_ptr<detail::CellBase>& cell) { table_->adopt(cell); }
 
-std::shared_ptr<detail::CellBase> Runtime::find_cell(const std::string& name) const {
-  std::lock_guard lock(mu_);
-  auto it = names_.find(name);
-  if (it == names_.end()) throw ActorNotFound(fmt::format("no live actor named '{}'", name));
-  return live_.at(it->second);
-}
-
-void Runtime::forget(detail::CellBase& cell) {
-  std::shared_ptr<detail::CellBase> keep;  // destroyed outside the lock
-  std::lock_guard lock(mu_);
-  auto it = live_.find(cell.id());
-  if (it == live_.end()) return;
-  keep = std::move(it->second);
-  live_.erase(it);
-  if (!cell.name().empty()) names_.erase(cell.name());
-}
+std::shared_ptr<detail::CellBase> Runtime::find_cell(const std::string& name) const { return table_->find(name); }
 
 }  // namespace troupe

@@ -6,21 +6,23 @@
 //   int v = c.call(&Counter::add, 5).get();
 //
 // Lifetime: destroying (or shutdown()) a runtime kills every live actor with
-// DeathCause::runtime_shutdown, fails their queued calls and joins the pool.
+// DeathCause::runtime_shutdown, fails their queued calls and joins the pool,
+// within RuntimeOptions::shutdown_timeout: an actor still inside a method
+// then is named on stderr and its thread left to finish (see shutdown()).
+//
+// The pool grows while its threads block in get() (runtime/detail/executor.hpp),
+// so actors waiting on other actors never starve the calls they wait for.
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <type_traits>
-#include <unordered_map>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <fmt/format.h>
 
 #include "runtime/actor_ref.hpp"
@@ -47,10 +49,17 @@ struct RuntimeOptions {
   std::string address{};
   /// The cluster token for `address` (empty: $TROUPE_TOKEN, else the token file).
   std::string token{};
+  /// How long shutdown() waits for actors to finish the call they are in
+  /// (after the first half, the waits they are blocked in are broken).
+  std::chrono::milliseconds shutdown_timeout{10000};
+  /// The most pool threads there will ever be, counting those started for
+  /// threads blocked in get() (0: 64 more than `threads`).
+  unsigned max_threads = 0;
 };
 
 namespace detail {
-void runtime_forget(Runtime& rt, CellBase& cell);
+class Executor;
+class ActorTable;
 
 template <class... Args>
 struct last_is_options : std::false_type {};
@@ -87,10 +96,14 @@ class Runtime {
   Runtime& operator=(const Runtime&) = delete;
 
   /// Kills every live actor (runtime_shutdown), then joins the pool. Idempotent.
-  /// Must not be called from inside an actor.
+  /// Must not be called from inside an actor. Bounded by
+  /// RuntimeOptions::shutdown_timeout: an actor still inside a method by then
+  /// (a loop that never returns, a wait on a Promise nobody keeps) is named
+  /// on stderr, with what it waits for, and its thread is left to finish.
   void shutdown();
 
-  unsigned threads() const noexcept { return static_cast<unsigned>(threads_.size()); }
+  /// The pool's size: threads kept runnable (more start while some block).
+  unsigned threads() const noexcept;
 
   /// The cluster process actors go to: "host:port" of a running head, or ""
   /// for the embedded one (this machine). Starts nothing.
@@ -106,9 +119,8 @@ class Runtime {
                                  std::string name = {});
   /// Frees a placement group; its actors are killed.
   void remove_placement_group(const PlacementGroup& pg);
-  boost::asio::io_context& io_context() noexcept { return *io_; }
-  /// For the runtime's own parts (process-actor handles).
-  const std::shared_ptr<boost::asio::io_context>& io_shared() const noexcept { return io_; }
+  /// For the runtime's own parts: the pool (runtime/detail/executor.hpp).
+  detail::Executor& executor() const noexcept { return *exec_; }
   detail::PoolHandle* pool_handle() const noexcept { return pool_handle_; }
   std::size_t live_actors() const;
 
@@ -170,11 +182,8 @@ class Runtime {
   }
 
  private:
-  friend void detail::runtime_forget(Runtime& rt, detail::CellBase& cell);
   void adopt(const std::shared_ptr<detail::CellBase>& cell);
   std::shared_ptr<detail::CellBase> find_cell(const std::string& name) const;
-  void forget(detail::CellBase& cell);
-  void run_pool_thread();
 
   template <class T, class... Stored, class Tuple, std::size_t... I>
   ActorRef<T> spawn_process(Options opts, Tuple&& args, std::index_sequence<I...>);
@@ -182,16 +191,13 @@ class Runtime {
   template <class T, class Tuple, std::size_t... I>
   ActorRef<T> spawn_from(Options opts, Tuple&& args, std::index_sequence<I...>);
 
-  std::shared_ptr<boost::asio::io_context> io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::shared_ptr<detail::Executor> exec_;
   detail::PoolHandle* pool_handle_;
-  std::vector<std::thread> threads_;
-  std::atomic<int> spinners_{0};
-  std::chrono::microseconds spin_{50};
-  mutable std::mutex mu_;
-  bool closed_ = false;
-  std::unordered_map<std::uint64_t, std::shared_ptr<detail::CellBase>> live_;
-  std::unordered_map<std::string, std::uint64_t> names_;
+  // Live actors by id and name: shared with the cells, which leave it as they
+  // die (a cell left running past shutdown still finds it).
+  std::shared_ptr<detail::ActorTable> table_;
+  std::atomic<bool> shut_{false};
+  std::chrono::milliseconds shutdown_timeout_;
   std::string address_, token_;
   std::mutex ext_mu_;
   std::unique_ptr<detail::RuntimeExtension> ext_;
@@ -207,8 +213,8 @@ ActorRef<T> Runtime::spawn_from(Options opts, Tuple&& args, std::index_sequence<
       [stored = Stored(std::get<I>(std::forward<Tuple>(args))...)]() {
         return std::apply([](const auto&... a) { return std::make_shared<T>(a...); }, stored);
       };
-  auto cell = std::make_shared<detail::Cell<T>>(*this, io_, pool_handle_, std::move(opts),
-                                                detail::type_name<T>(), std::move(factory));
+  auto cell =
+      std::make_shared<detail::Cell<T>>(*this, table_, std::move(opts), detail::type_name<T>(), std::move(factory));
   adopt(cell);
   cell->start();
   return ActorRef<T>(std::move(cell));

@@ -1,7 +1,6 @@
 #pragma once
 // CallMessage: one method call, queued in an actor's mailbox and holding the
 // caller's result slot (a single allocation for both).
-#include <boost/asio/co_spawn.hpp>
 #include <exception>
 #include <memory>
 #include <tuple>
@@ -12,6 +11,14 @@
 #include "runtime/detail/method_traits.hpp"
 
 namespace troupe::detail {
+
+/// Runs an asio::awaitable method on the actor's strand: runtime/asio.hpp
+/// defines it, so that only programs with such methods include Asio.
+template <class Awaitable>
+struct AwaitableRunner {
+  static_assert(asio_bridge_missing<Awaitable>,
+                "troupe: an actor method returns asio::awaitable: include \"runtime/asio.hpp\" before calling it");
+};
 
 template <class T, class M, class... S>
 class CallMessage final : public Message, public State<call_result_t<M>>, public TaskSink {
@@ -80,14 +87,14 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
         h.promise().sink = this;
         h.resume();
       } else {
-        boost::asio::co_spawn(cell.strand(), invoke(obj, cell.retries_enabled()),
-                              [this](std::exception_ptr e, auto&&... v) {
-                                if (e)
-                                  complete_error(std::move(e));
-                                else
-                                  this->set_value(std::forward<decltype(v)>(v)...);
-                                finish_async();
-                              });
+        AwaitableRunner<MR>::spawn(cell, invoke(obj, cell.retries_enabled()),
+                                   [this](std::exception_ptr e, auto&&... v) {
+                                     if (e)
+                                       complete_error(std::move(e));
+                                     else
+                                       this->set_value(std::forward<decltype(v)>(v)...);
+                                     finish_async();
+                                   });
       }
       in_run_ = false;
       if (!completed_sync_) return Step::suspended;

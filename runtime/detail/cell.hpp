@@ -12,9 +12,8 @@ class Cell final : public CellBase {
  public:
   using Factory = std::function<std::shared_ptr<T>()>;
 
-  Cell(Runtime& rt, std::shared_ptr<boost::asio::io_context> io, PoolHandle* pool, Options opts,
-       const char* type_name, Factory f)
-      : CellBase(rt, std::move(io), pool, std::move(opts), type_name), factory_(std::move(f)) {}
+  Cell(Runtime& rt, std::shared_ptr<ActorTable> table, Options opts, const char* type_name, Factory f)
+      : CellBase(rt, std::move(table), std::move(opts), type_name), factory_(std::move(f)) {}
 
   /// Strand-only: the live instance (null between a failure and its restart).
   T* instance() const noexcept { return instance_.get(); }

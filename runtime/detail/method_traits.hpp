@@ -3,10 +3,15 @@
 #include <tuple>
 #include <type_traits>
 
-#include <boost/asio/awaitable.hpp>
-
 #include "runtime/ref.hpp"
 #include "runtime/task.hpp"
+
+// Asio's coroutine type, declared (not defined) here so that a method
+// returning it is recognised without including Asio; runtime/asio.hpp runs it.
+namespace boost::asio {
+template <typename T, typename Executor>
+class awaitable;
+}
 
 namespace troupe::detail {
 

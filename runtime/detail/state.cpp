@@ -16,6 +16,7 @@
 #include "runtime/errors.hpp"
 #include "runtime/detail/intrusive.hpp"
 #include "runtime/detail/registry.hpp"
+#include "runtime/detail/blocking.hpp"
 #include "runtime/detail/waits.hpp"
 
 namespace troupe::detail {
@@ -87,6 +88,9 @@ void StateBase::wait() const {
     if (ready()) return;
     sched_yield();
   }
+  // Going to sleep: a pool thread tells its pool, which keeps another
+  // thread running meanwhile (the call this waits for may need one).
+  BlockingScope blocking;
   for (;;) {
     std::uint32_t s = status_.load(std::memory_order_acquire);
     if (s == kReady) return;
@@ -98,6 +102,7 @@ void StateBase::wait() const {
 bool StateBase::wait_for(std::chrono::nanoseconds timeout) const {
   if (ready()) return true;
   WaitScope scope(current_actor_id(), origin_, this, WaitKind::get);
+  BlockingScope blocking;
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + timeout;
   for (;;) {

@@ -54,11 +54,13 @@ const char* verb(WaitKind k) { return k == WaitKind::get ? "blocks in get() on" 
 }  // namespace
 
 void begin_wait(std::uint64_t waiter, std::uint64_t target, const StateBase* state, WaitKind kind) {
-  if (waiter == 0 || target == 0) return;
+  if (waiter == 0) return;
   std::lock_guard lock(mu);
   auto& all = edges();
   std::vector<std::pair<std::uint64_t, WaitKind>> chain;
-  for (std::uint64_t at = target;;) {
+  // target 0: a Ref no actor owes (a Promise): no cycle, but the wait is
+  // recorded (shutdown can name and break it).
+  for (std::uint64_t at = target; at != 0;) {
     if (at == waiter) refuse(waiter, kind, chain);
     auto it = all.find(at);
     if (it == all.end() || it->second.state->ready() || chain.size() > all.size()) break;
@@ -66,6 +68,31 @@ void begin_wait(std::uint64_t waiter, std::uint64_t target, const StateBase* sta
     at = it->second.target;
   }
   all[waiter] = Edge{target, state, kind};
+}
+
+std::string describe_wait(std::uint64_t waiter) {
+  std::lock_guard lock(mu);
+  auto it = edges().find(waiter);
+  if (it == edges().end()) return {};
+  const char* how = it->second.kind == WaitKind::get ? "blocked in get() on" : "suspended in co_await on";
+  if (it->second.target == 0) return fmt::format("{} a Ref that no actor owes (a Promise)", how);
+  return fmt::format("{} a call to {}", how, actor_label(it->second.target));
+}
+
+bool break_wait(std::uint64_t waiter, const std::string& why) {
+  StateBase* state = nullptr;
+  {
+    std::lock_guard lock(mu);
+    auto it = edges().find(waiter);
+    if (it == edges().end()) return false;
+    // The waiter holds a reference while its edge is here; this one keeps the
+    // state alive past the lock (completing it runs continuations).
+    state = const_cast<StateBase*>(it->second.state);
+    state->add_ref();
+  }
+  state->set_error(std::make_exception_ptr(BrokenRef(why)));
+  state->release();
+  return true;
 }
 
 void end_wait(std::uint64_t waiter) noexcept {

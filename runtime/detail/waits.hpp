@@ -10,6 +10,7 @@
 // of the cycle when the edge would close one. Edges whose call has completed
 // do not count (their waiter is about to go on).
 #include <cstdint>
+#include <string>
 
 namespace troupe::detail {
 
@@ -22,6 +23,12 @@ enum class WaitKind { get, await };
 void begin_wait(std::uint64_t waiter, std::uint64_t target, const StateBase* state, WaitKind kind);
 /// The wait of `waiter` ended (its state completed, or it gave up).
 void end_wait(std::uint64_t waiter) noexcept;
+/// What `waiter` waits for now ("blocked in get() on a call to actor 'b'
+/// (#3, B)"), or "" if nothing.
+std::string describe_wait(std::uint64_t waiter);
+/// Fails the call `waiter` waits for with BrokenRef(`why`), so its get()
+/// returns (runtime shutdown). False if it waits for nothing.
+bool break_wait(std::uint64_t waiter, const std::string& why);
 
 /// begin_wait for a blocking wait's scope; end_wait when it is left.
 class WaitScope {

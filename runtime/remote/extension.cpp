@@ -1,4 +1,5 @@
 #include "runtime/remote/extension.hpp"
+#include "runtime/detail/executor.hpp"
 
 #include "runtime/cluster/client.hpp"
 #include "runtime/net/auth.hpp"
@@ -21,16 +22,16 @@ std::shared_ptr<cluster::ClusterClient> RemoteRuntime::cluster() {
   if (closed_) throw UsageError("the runtime is shutting down: no cluster link");
   const std::string address = rt_.cluster_address();
   if (address.empty())
-    cluster_ = cluster::ClusterClient::embedded(rt_.io_shared());
+    cluster_ = cluster::ClusterClient::embedded(rt_.executor().io_shared());
   else
     cluster_ = cluster::ClusterClient::join(cluster::parse_address(address), net::resolve_token(rt_.cluster_token(), {}),
-                                            rt_.io_shared());
+                                            rt_.executor().io_shared());
   return cluster_;
 }
 
 std::shared_ptr<detail::ProcessActor> RemoteRuntime::spawn(std::string class_key, Bytes ctor_args, Options opts,
                                                            const char* type_name) {
-  auto r = std::make_shared<RemoteActor>(rt_.io_shared(), rt_.pool_handle(), std::move(class_key), std::move(ctor_args),
+  auto r = std::make_shared<RemoteActor>(rt_.executor().io_shared(), rt_.pool_handle(), std::move(class_key), std::move(ctor_args),
                                          std::move(opts), type_name, cluster());
   {
     std::lock_guard lock(mu_);

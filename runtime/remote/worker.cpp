@@ -22,6 +22,7 @@
 #include "runtime/net/handshake.hpp"
 #include "runtime/detail/actor_registry.hpp"
 #include "runtime/remote/handles.hpp"
+#include "runtime/detail/executor.hpp"
 #include "runtime/remote/link_hooks.hpp"
 #include "runtime/remote/remote_actor.hpp"
 #include "runtime/remote/wire.hpp"
@@ -157,7 +158,7 @@ struct Worker {
   }
 
   int run(int fd) {
-    asio::local::stream_protocol::socket ls(asio::make_strand(rt.io_context()));
+    asio::local::stream_protocol::socket ls(asio::make_strand(rt.executor().io()));
     ls.assign(asio::local::stream_protocol(), fd);
     conn = net::Connection::make(net::Connection::Socket(std::move(ls)), "driver");
     return serve();
@@ -168,11 +169,11 @@ struct Worker {
     std::promise<void> ready;
     auto fut = ready.get_future();
     asio::co_spawn(
-        rt.io_context(),
+        rt.executor().io(),
         [&]() -> asio::awaitable<void> {
           auto limit = std::chrono::milliseconds(10000);
           std::string local;
-          conn = co_await cluster::connect_to(rt.io_context(), cluster::parse_address(driver), limit, &local);
+          conn = co_await cluster::connect_to(rt.executor().io(), cluster::parse_address(driver), limit, &local);
           {
             auto& link = worker_link();
             std::lock_guard lock(link.mu);
@@ -203,7 +204,7 @@ struct Worker {
       auto& link = worker_link();
       std::lock_guard lock(link.mu);
       link.conn = conn;
-      link.io = rt.io_shared();
+      link.io = rt.executor().io_shared();
       link.pool = rt.pool_handle();
       link.active = true;
     }

@@ -6,6 +6,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "runtime/asio.hpp"
 #include "runtime/troupe.hpp"
 
 using namespace std::chrono_literals;

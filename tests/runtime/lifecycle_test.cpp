@@ -2,7 +2,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
 #include <thread>
+
+#include <unistd.h>
 
 #include "runtime/troupe.hpp"
 #include "tests/support/eventually.hpp"
@@ -163,4 +168,94 @@ TEST_CASE("a driver task awaiting an actor killed by shutdown still finishes", "
     outcome = rt.start(driver(a, never.ref()));
   }
   CHECK(outcome.get(2s) == -1);
+}
+
+namespace {
+
+// Collects what this process writes to stderr while it lives.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    std::fflush(stderr);
+    file_ = std::tmpfile();
+    saved_ = ::dup(2);
+    ::dup2(::fileno(file_), 2);
+  }
+  ~StderrCapture() { restore(); }
+  std::string text() {
+    restore();
+    std::rewind(file_);
+    std::string out;
+    char buf[512];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, file_)) out.append(buf, n);
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  std::FILE* file_ = nullptr;
+  int saved_ = -1;
+};
+
+struct Stuck {
+  std::atomic<bool> inside{false}, release{false};
+};
+
+// Holds its Stuck: a thread left running past shutdown still reads it.
+class Blocker {
+ public:
+  explicit Blocker(std::shared_ptr<Stuck> s) : s_(std::move(s)) {}
+  // A method that does not return until the test says so (a bounded loop).
+  int loop() {
+    s_->inside = true;
+    for (int i = 0; i < 60000 && !s_->release.load(); ++i) std::this_thread::sleep_for(1ms);
+    return 1;
+  }
+  // A get() on a Promise nobody keeps.
+  int wait_forever(std::shared_ptr<Promise<int>> p) {
+    s_->inside = true;
+    return p->ref().get();
+  }
+
+ private:
+  std::shared_ptr<Stuck> s_;
+};
+
+}  // namespace
+
+TEST_CASE("shutdown breaks a get() that would never end, and the actor's call fails with why", "[lifecycle]") {
+  auto s = std::make_shared<Stuck>();
+  auto never = std::make_shared<Promise<int>>();
+  Ref<int> call;
+  StderrCapture err;
+  {
+    Runtime rt({.threads = 2, .shutdown_timeout = 2s});
+    auto b = rt.spawn<Blocker>(s, Options{}.name("waits"));
+    call = b.call(&Blocker::wait_forever, never);
+    eventually([&]() { return s->inside.load(); });
+  }  // ~Runtime: returns once the broken wait lets the method end
+  CHECK_THROWS_AS(call.get(2s), BrokenRef);
+  CHECK_THROWS_WITH(call.get(2s), Catch::Contains("the runtime is shutting down"));
+  CHECK_THAT(err.text(), !Catch::Contains("gave up"));
+}
+
+TEST_CASE("shutdown is bounded: an actor stuck in a method is named, and its thread left to finish", "[lifecycle]") {
+  auto s = std::make_shared<Stuck>();
+  StderrCapture err;
+  {
+    Runtime rt({.threads = 2, .shutdown_timeout = 300ms});
+    auto b = rt.spawn<Blocker>(s, Options{}.name("looper"));
+    (void)b.call(&Blocker::loop);
+    eventually([&]() { return s->inside.load(); });
+  }  // returns although loop() has not
+  const std::string text = err.text();
+  CHECK_THAT(text, Catch::Contains("Runtime shutdown gave up after 300 ms"));
+  CHECK_THAT(text, Catch::Contains("actor 'looper'") && Catch::Contains("inside a method"));
+  s->release = true;  // the abandoned thread finishes, and exits with the pool it holds
 }
