@@ -20,6 +20,41 @@
 #include "runtime/detail/process_call.hpp"
 #include "runtime/runtime.hpp"
 
+namespace troupe {
+
+/// TROUPE_ACTOR lists `Method`, one of whose parameters or whose result is a
+/// `Type` the codec cannot carry to a process actor.
+template <class Method, class Type>
+struct actor_method_type_cannot_travel {
+  static_assert(call_check_fails<Method>,
+                "troupe: TROUPE_ACTOR lists a method with a parameter or result type the codec cannot send to a "
+                "process actor (in actor_method_type_cannot_travel<method, type> named above): use standard types, "
+                "a struct with TROUPE_FIELDS, a Cap'n Proto message or an ActorRef (runtime/codec/codec.hpp)");
+};
+
+namespace detail {
+
+template <class M>
+inline constexpr bool method_travels_v = params_encodable<M>::value && result_encodable_v<call_result_t<M>>;
+
+template <class M, class T>
+constexpr void name_untravelled(int& found) {
+  if constexpr (!std::is_void_v<T> && !codec::Encodable<std::decay_t<T>>) {
+    if (found++ == 0) (void)sizeof(actor_method_type_cannot_travel<M, std::decay_t<T>>);
+  }
+}
+/// Instantiates the error naming the first type of M that cannot travel.
+template <class M, class... P>
+constexpr int name_untravelled_types(std::tuple<P...>*) {
+  int found = 0;
+  (name_untravelled<M, P>(found), ...);
+  name_untravelled<M, call_result_t<M>>(found);
+  return found;
+}
+
+}  // namespace detail
+}  // namespace troupe
+
 namespace troupe::detail {
 
 template <class... P>
@@ -124,8 +159,42 @@ const std::string FactoryRegistrar<T, A...>::key = register_factory<T, A...>();
 #define TROUPE_CONCAT2(a, b) a##b
 #define TROUPE_CONCAT(a, b) TROUPE_CONCAT2(a, b)
 
+// One compile-time check per listed method: every parameter and the result
+// must travel through the codec; the error names the class, the method and
+// the type.
+#define TROUPE_CHECK_METHOD(C, x)                                                                                   \
+  static_assert(::troupe::detail::name_untravelled_types<decltype(&C::x)>(                                          \
+                    static_cast<typename ::troupe::detail::method_traits<decltype(&C::x)>::params*>(nullptr)) >= 0 && \
+                    ::troupe::detail::method_travels_v<decltype(&C::x)>,                                            \
+                "TROUPE_ACTOR(" #C ", " #x "): a parameter or the result of " #C "::" #x                           \
+                " cannot be sent to a process actor (the type is named above)");
+#define TROUPE_CK_1(C, x) TROUPE_CHECK_METHOD(C, x)
+#define TROUPE_CK_2(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_1(C, __VA_ARGS__)
+#define TROUPE_CK_3(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_2(C, __VA_ARGS__)
+#define TROUPE_CK_4(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_3(C, __VA_ARGS__)
+#define TROUPE_CK_5(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_4(C, __VA_ARGS__)
+#define TROUPE_CK_6(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_5(C, __VA_ARGS__)
+#define TROUPE_CK_7(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_6(C, __VA_ARGS__)
+#define TROUPE_CK_8(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_7(C, __VA_ARGS__)
+#define TROUPE_CK_9(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_8(C, __VA_ARGS__)
+#define TROUPE_CK_10(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_9(C, __VA_ARGS__)
+#define TROUPE_CK_11(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_10(C, __VA_ARGS__)
+#define TROUPE_CK_12(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_11(C, __VA_ARGS__)
+#define TROUPE_CK_13(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_12(C, __VA_ARGS__)
+#define TROUPE_CK_14(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_13(C, __VA_ARGS__)
+#define TROUPE_CK_15(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_14(C, __VA_ARGS__)
+#define TROUPE_CK_16(C, x, ...) TROUPE_CHECK_METHOD(C, x) TROUPE_CK_15(C, __VA_ARGS__)
+#define TROUPE_CHECK_METHODS(C, ...)                                                                        \
+  TROUPE_FE_PICK(__VA_ARGS__, TROUPE_CK_16, TROUPE_CK_15, TROUPE_CK_14, TROUPE_CK_13, TROUPE_CK_12,        \
+                 TROUPE_CK_11, TROUPE_CK_10, TROUPE_CK_9, TROUPE_CK_8, TROUPE_CK_7, TROUPE_CK_6, TROUPE_CK_5, \
+                 TROUPE_CK_4, TROUPE_CK_3, TROUPE_CK_2, TROUPE_CK_1)                                        \
+  (C, __VA_ARGS__)
+
 /// Registers an actor class and the methods a process actor may be called
 /// with (up to 16), at namespace scope: TROUPE_ACTOR(Counter, add, get).
-#define TROUPE_ACTOR(Class, ...)                                                       \
-  [[maybe_unused]] static const bool TROUPE_CONCAT(troupe_actor_registered_, __LINE__) = \
+/// Each method's parameters and result must travel through the codec:
+/// checked here, at compile time, naming the method and the type.
+#define TROUPE_ACTOR(Class, ...)                                                                          \
+  TROUPE_CHECK_METHODS(Class, __VA_ARGS__)                                                                \
+  [[maybe_unused]] static const bool TROUPE_CONCAT(troupe_actor_registered_, __LINE__) =                    \
       ::troupe::detail::register_actor<Class>(#Class, #__VA_ARGS__, TROUPE_MEMBER_PTRS(Class, __VA_ARGS__))

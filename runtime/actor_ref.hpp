@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "runtime/detail/call.hpp"
+#include "runtime/detail/call_check.hpp"
 #include "runtime/detail/process.hpp"
 #include "runtime/errors.hpp"
 
@@ -27,21 +28,23 @@ class ActorRef {
   /// Queues a call of `method` with `args` and returns its Ref at once.
   /// Arguments are moved or copied into the message; a Ref<U> passed where the
   /// method takes a U is resolved first (the call waits for it, in order).
+  /// Checked where it is written (detail/call_check.hpp): each argument must
+  /// convert to its parameter without narrowing, and their number match.
   template <class M, class... A>
   Ref<detail::call_result_t<M>> call(M method, A&&... args) const {
-    using traits = detail::method_traits<M>;
-    static_assert(std::is_base_of_v<typename traits::class_type, T>,
-                  "ActorRef<T>::call: the method does not belong to T");
-    static_assert(traits::arity == sizeof...(A), "ActorRef<T>::call: wrong number of arguments");
-    using Msg = detail::CallMessage<T, M, std::decay_t<A>...>;
-    if (remote_) return detail::submit_call<T>(*remote_, method, std::forward<A>(args)...);
-    check();
-    auto* m = new Msg(method, std::forward<A>(args)...);
-    m->set_origin(cell_->id());
-    m->set_context(cell_->pool());
-    Ref<detail::call_result_t<M>> ref{detail::StatePtr<detail::State<detail::call_result_t<M>>>(m)};
-    cell_->enqueue(m);
-    return ref;
+    if constexpr (!detail::call_check<T, M, A...>::ok) {
+      detail::call_check<T, M, A...>::report();
+      return {};
+    } else {
+      if (remote_) return detail::submit_call<T>(*remote_, method, std::forward<A>(args)...);
+      check();
+      auto* m = new detail::CallMessage<T, M, std::decay_t<A>...>(method, std::forward<A>(args)...);
+      m->set_origin(cell_->id());
+      m->set_context(cell_->pool());
+      Ref<detail::call_result_t<M>> ref{detail::StatePtr<detail::State<detail::call_result_t<M>>>(m)};
+      cell_->enqueue(m);
+      return ref;
+    }
   }
 
   /// Graceful stop: calls queued before it run, then on_stop, then the actor

@@ -30,6 +30,14 @@ const std::vector<MethodEntry>* Registry::methods(std::type_index t) const {
   return it == methods_.end() ? nullptr : &it->second;
 }
 
+std::string Registry::method_names(std::type_index t) const {
+  std::lock_guard lock(mu_);
+  std::string out;
+  if (auto it = methods_.find(t); it != methods_.end())
+    for (const auto& m : it->second) out += (out.empty() ? "" : ", ") + m.name;
+  return out;
+}
+
 bool Registry::registered(std::type_index t) const {
   std::lock_guard lock(mu_);
   return methods_.count(t) != 0;

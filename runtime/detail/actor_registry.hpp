@@ -57,6 +57,8 @@ class Registry {
   const FactoryEntry* factory(const std::string& key) const;
   const std::vector<MethodEntry>* methods(std::type_index t) const;
   bool registered(std::type_index t) const;
+  /// "add, add_twice" (the names TROUPE_ACTOR listed for t).
+  std::string method_names(std::type_index t) const;
 
  private:
   mutable std::mutex mu_;

@@ -13,12 +13,14 @@
 namespace troupe::detail {
 
 /// Runs an asio::awaitable method on the actor's strand: runtime/asio.hpp
-/// defines it, so that only programs with such methods include Asio.
+/// specialises it, so that only programs with such methods include Asio
+/// (a call without it is refused where it is written: call_check.hpp).
 template <class Awaitable>
 struct AwaitableRunner {
-  static_assert(asio_bridge_missing<Awaitable>,
-                "troupe: an actor method returns asio::awaitable: include \"runtime/asio.hpp\" before calling it");
+  static constexpr bool missing = true;
 };
+template <class Awaitable>
+inline constexpr bool awaitable_runner_missing = requires { AwaitableRunner<Awaitable>::missing; };
 
 template <class T, class M, class... S>
 class CallMessage final : public Message, public State<call_result_t<M>>, public TaskSink {
@@ -87,7 +89,8 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
         h.promise().sink = this;
         h.resume();
       } else {
-        AwaitableRunner<MR>::spawn(cell, invoke(obj, cell.retries_enabled()),
+        if constexpr (!awaitable_runner_missing<MR>)
+          AwaitableRunner<MR>::spawn(cell, invoke(obj, cell.retries_enabled()),
                                    [this](std::exception_ptr e, auto&&... v) {
                                      if (e)
                                        complete_error(std::move(e));

@@ -103,12 +103,16 @@ Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a) {
   using R = call_result_t<M>;
   if constexpr (!params_encodable<M>::value || !result_encodable_v<R>) {
     return Ref<R>::from_error(std::make_exception_ptr(UsageError(fmt::format(
-        "a method of {} takes or returns a type the codec cannot send to a process actor", type_name<T>()))));
+        "{}: the method {} takes or returns a type the codec cannot send to a process actor (and so cannot be "
+        "listed in TROUPE_ACTOR)",
+        type_name<T>(), type_name<M>()))));
   } else {
     auto index = method_index<T>(m);
     if (!index)
       return Ref<R>::from_error(std::make_exception_ptr(UsageError(fmt::format(
-          "this method of {} is not listed in TROUPE_ACTOR({}, ...)", type_name<T>(), type_name<T>()))));
+          "{}: the method {} is not listed in TROUPE_ACTOR({}, {}); a process actor can only be called through "
+          "the methods listed there",
+          type_name<T>(), type_name<M>(), type_name<T>(), registry().method_names(typeid(T))))));
     auto c = std::make_unique<TypedCall<T, M, std::decay_t<A>...>>(std::forward<A>(a)...);
     c->method = *index;
     Ref<R> ref = c->ref();

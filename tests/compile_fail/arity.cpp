@@ -1,0 +1,18 @@
+// Two arguments for a method that takes one.
+// expect: call_arity_error<int (Counter::*)(int), 1, 2>
+// expect: wrong number of arguments for the method
+#include "runtime/troupe.hpp"
+
+class Counter {
+ public:
+  int add(int n) { return total_ += n; }
+
+ private:
+  int total_ = 0;
+};
+
+int main() {
+  troupe::Runtime rt;
+  auto c = rt.spawn<Counter>();
+  return c.call(&Counter::add, 1, 2).get();  // error here
+}
