@@ -1,15 +1,7 @@
 // Two arguments for a method that takes one.
 // expect: call_arity_error<int (Counter::*)(int), 1, 2>
 // expect: wrong number of arguments for the method
-#include "runtime/troupe.hpp"
-
-class Counter {
- public:
-  int add(int n) { return total_ += n; }
-
- private:
-  int total_ = 0;
-};
+#include "counter.hpp"
 
 int main() {
   troupe::Runtime rt;

@@ -2,15 +2,7 @@
 // the parameter and both types, and the caller's line.
 // expect: call_argument_error<int (Counter::*)(int), 1, int, const char (&)[5]>
 // expect: this argument cannot be passed to the method's parameter
-#include "runtime/troupe.hpp"
-
-class Counter {
- public:
-  int add(int n) { return total_ += n; }
-
- private:
-  int total_ = 0;
-};
+#include "counter.hpp"
 
 int main() {
   troupe::Runtime rt;

@@ -1,15 +1,7 @@
 // A double for an int parameter would be truncated: refused where it is written.
 // expect: call_argument_narrows<int (Counter::*)(int), 1, int, double>
 // expect: would be narrowed to the method's parameter type
-#include "runtime/troupe.hpp"
-
-class Counter {
- public:
-  int add(int n) { return total_ += n; }
-
- private:
-  int total_ = 0;
-};
+#include "counter.hpp"
 
 int main() {
   troupe::Runtime rt;
