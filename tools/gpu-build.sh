@@ -2,7 +2,8 @@
 # Builds the GPU checks for a machine that has NVIDIA's driver, CUDA 13, cuBLAS,
 # NCCL, OpenBLAS, zlib and libfmt9 but no Boost or Cap'n Proto libraries (the
 # lent H100): CUDA on for sm_90, Cap'n Proto and kj linked statically, and the
-# stripped binaries copied to build-gpu/carry/, ready to be carried there
+# stripped binaries and the CUDA plugin (libtroupe_cuda.so, which every GPU
+# path loads) copied to build-gpu/carry/, ready to be carried there
 # (tools/gpu-check.sh runs them).
 #
 #   ./tools/gpu-build.sh [cmake targets...]   default: the GPU test suites and troupe-bench
@@ -12,7 +13,7 @@ source tools/lib/common.sh
 ensure_packages "${TROUPE_BUILD_PACKAGES[@]}"
 libdir=/usr/lib/x86_64-linux-gnu
 targets=("$@")
-((${#targets[@]})) || targets=(troupe_actors_tests troupe_runtime_tests troupe_process_tests troupe-bench)
+((${#targets[@]})) || targets=(troupe_actors_tests troupe_coll_tests troupe_process_tests troupe-bench troupe troupe_cuda)
 # Cap'n Proto links statically by default (cmake/TroupeDependencies.cmake); said again here for old build folders.
 cmake -S . -B build-gpu -DTROUPE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release -DTROUPE_BENCH_NO_CAF=ON \
   -DCapnProto_capnp_IMPORTED_LOCATION=$libdir/libcapnp.a -DCapnProto_kj_IMPORTED_LOCATION=$libdir/libkj.a >/dev/null
@@ -23,12 +24,13 @@ for f in build-gpu/tests/troupe_*_tests build-gpu/bin/*; do
   strip -o "build-gpu/carry/$(basename "$f")" "$f"
 done
 
-mkdir -p build-gpu/carry/lib  # for a library the GPU machine lacks (none today: TOML++ is header-only)
+mkdir -p build-gpu/carry/lib  # the CUDA plugin (gpu-check.sh points TROUPE_CUDA_PLUGIN at it)
+strip --strip-unneeded -o build-gpu/carry/lib/libtroupe_cuda.so build-gpu/lib/libtroupe_cuda.so
 # Fashion-MNIST (the data-parallel GPU tests and the example run train on it).
 mkdir -p build-gpu/carry/data
 cp /usr/share/datasets/fashion-mnist/*.gz build-gpu/carry/data/
 # What the GPU machine has: libc, libstdc++, CUDA, NCCL, OpenBLAS (dlopened), zlib, libfmt9.
-if ldd build-gpu/carry/troupe* 2>/dev/null | grep -E "=>" |
+if ldd build-gpu/carry/troupe* build-gpu/carry/lib/*.so 2>/dev/null | grep -E "=>" |
   grep -vE "lib(c|m|dl|rt|pthread|stdc\+\+|gcc_s|gfortran|quadmath|z|fmt|openblas|cudart|cublas|cublasLt|nccl|tomlplusplus)\.so"; then
   echo "gpu-build: a binary still needs a library the GPU machine lacks" >&2
   exit 1

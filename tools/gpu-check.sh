@@ -10,7 +10,7 @@ log=${OUT:-/tmp}/gpu-check.log
 what=${1:-all}
 export TROUPE_SOURCE_DIR=$PWD TROUPE_PYTHON=${TROUPE_PYTHON:-python3}
 export TROUPE_FASHION_MNIST=$PWD/$bin/data  # carried: no dataset package there
-export LD_LIBRARY_PATH=$PWD/$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}  # TOML++
+export TROUPE_CUDA_PLUGIN=$PWD/$bin/lib/libtroupe_cuda.so  # every GPU path loads it
 {
   echo "== $(date -u) $(nvidia-smi -L 2>&1 | head -2)"
   nvidia-smi --query-gpu=driver_version,memory.total --format=csv,noheader 2>&1

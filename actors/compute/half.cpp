@@ -6,6 +6,7 @@
 
 #include "actors/compute/errors.hpp"
 #include "actors/compute/ops.hpp"
+#include "actors/compute/gpu_ops.hpp"
 #include "actors/compute/ops_impl.hpp"
 
 namespace troupe::compute {
@@ -94,8 +95,9 @@ void cast(const Tensor& src, Tensor& dst, bool accumulate) {
     throw ShapeError(fmt::format("cast of {} into {}: both must be contiguous", src.describe(), dst.describe()));
   const auto n = src.numel();
   if (src.device().is_cuda()) {
-    impl::gpu::bind(src.device().index, current_stream());
-    impl::gpu::cast(src.dtype(), src.raw(), dst.dtype(), dst.raw(), n, accumulate);
+    const auto& ops = gpu_ops();
+    ops.bind(src.device().index, current_stream());
+    ops.cast(src.dtype(), src.raw(), dst.dtype(), dst.raw(), n, accumulate);
     return;
   }
   for (std::int64_t i = 0; i < n; ++i) {

@@ -10,6 +10,7 @@
 #include "actors/compute/errors.hpp"
 #include "actors/compute/half.hpp"
 #include "actors/compute/hash.hpp"
+#include "actors/compute/gpu_ops.hpp"
 #include "actors/compute/ops_impl.hpp"
 #include "actors/compute/parallel.hpp"
 
@@ -33,7 +34,7 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> ts) {
     }
   }
   Device d = first ? first->device() : Device::cpu();
-  if (d.is_cuda()) impl::gpu::bind(d.index, t_stream);
+  if (d.is_cuda()) gpu_ops().bind(d.index, t_stream);
   return d;
 }
 
@@ -72,7 +73,7 @@ bool half_operands(const char* op, const Tensor& first, std::initializer_list<co
 }  // namespace
 
 #define TROUPE_DISPATCH(dev, fn, ...) \
-  ((dev).is_cuda() ? impl::gpu::fn(__VA_ARGS__) : impl::cpu::fn(__VA_ARGS__))
+  ((dev).is_cuda() ? gpu_ops().fn(__VA_ARGS__) : impl::cpu::fn(__VA_ARGS__))
 
 void set_stream(Stream* stream) noexcept { t_stream = stream; }
 Stream* current_stream() noexcept { return t_stream; }
@@ -98,7 +99,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   want(op, "y", y, {B, out});
   auto d = common_device(op, {&x, &w, &b, &y});
   if (half_operands(op, x, {&w, &b, &y}))
-    return impl::gpu::linear_forward(x.dtype(), x.raw(), w.raw(), raw_or_null(b), y.raw(), B, in, out);
+    return gpu_ops().linear_forward_t(x.dtype(), x.raw(), w.raw(), raw_or_null(b), y.raw(), B, in, out);
   TROUPE_DISPATCH(d, linear_forward, x.f32(), w.f32(), opt(b), y.f32(), B, in, out);
 }
 
@@ -115,7 +116,7 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor&
   if (db.defined()) want(op, "dbias", db, {out});
   auto d = common_device(op, {&x, &w, &dy, &dx, &dw, &db});
   if (half_operands(op, x, {&w, &dy, &dx, &dw, &db}))
-    return impl::gpu::linear_backward(x.dtype(), x.raw(), w.raw(), dy.raw(), raw_or_null(dx), raw_or_null(dw),
+    return gpu_ops().linear_backward_t(x.dtype(), x.raw(), w.raw(), dy.raw(), raw_or_null(dx), raw_or_null(dw),
                                            raw_or_null(db), B, in, out, accumulate);
   TROUPE_DISPATCH(d, linear_backward, x.f32(), w.f32(), dy.f32(), opt(dx), opt(dw), opt(db), B, in, out, accumulate);
 }
@@ -124,7 +125,7 @@ void relu_forward(const Tensor& x, Tensor& y) {
   same_shape("relu_forward", x, y);
   auto d = common_device("relu_forward", {&x, &y});
   if (half_operands("relu_forward", x, {&y}))
-    return impl::gpu::unary(impl::gpu::Unary::relu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
+    return gpu_ops().unary(impl::gpu::Unary::relu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
   TROUPE_DISPATCH(d, relu_forward, x.f32(), y.f32(), x.numel());
 }
 
@@ -133,7 +134,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   same_shape("relu_backward", dy, dx);
   auto d = common_device("relu_backward", {&y, &dy, &dx});
   if (half_operands("relu_backward", y, {&dy, &dx}))
-    return impl::gpu::unary(impl::gpu::Unary::relu_backward, y.dtype(), y.raw(), dy.raw(), dx.raw(), y.numel());
+    return gpu_ops().unary(impl::gpu::Unary::relu_backward, y.dtype(), y.raw(), dy.raw(), dx.raw(), y.numel());
   TROUPE_DISPATCH(d, relu_backward, y.f32(), dy.f32(), dx.f32(), y.numel());
 }
 
@@ -141,7 +142,7 @@ void gelu_forward(const Tensor& x, Tensor& y) {
   same_shape("gelu_forward", x, y);
   auto d = common_device("gelu_forward", {&x, &y});
   if (half_operands("gelu_forward", x, {&y}))
-    return impl::gpu::unary(impl::gpu::Unary::gelu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
+    return gpu_ops().unary(impl::gpu::Unary::gelu, x.dtype(), x.raw(), nullptr, y.raw(), x.numel());
   TROUPE_DISPATCH(d, gelu_forward, x.f32(), y.f32(), x.numel());
 }
 
@@ -150,7 +151,7 @@ void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
   same_shape("gelu_backward", dy, dx);
   auto d = common_device("gelu_backward", {&x, &dy, &dx});
   if (half_operands("gelu_backward", x, {&dy, &dx}))
-    return impl::gpu::unary(impl::gpu::Unary::gelu_backward, x.dtype(), x.raw(), dy.raw(), dx.raw(), x.numel());
+    return gpu_ops().unary(impl::gpu::Unary::gelu_backward, x.dtype(), x.raw(), dy.raw(), dx.raw(), x.numel());
   TROUPE_DISPATCH(d, gelu_backward, x.f32(), dy.f32(), dx.f32(), x.numel());
 }
 
@@ -211,7 +212,7 @@ void softmax_xent(const Tensor& logits, const Tensor& labels, Tensor& dlogits, T
   if (correct.defined()) want(op, "correct", correct, {1});
   auto d = common_device(op, {&logits, &labels, &dlogits, &loss, &correct});
   if (half_operands(op, logits, {&dlogits}))
-    return impl::gpu::softmax_xent(logits.dtype(), logits.raw(), labels.i32(), raw_or_null(dlogits), opt(loss),
+    return gpu_ops().softmax_xent_t(logits.dtype(), logits.raw(), labels.i32(), raw_or_null(dlogits), opt(loss),
                                    opt(correct), B, C);
   TROUPE_DISPATCH(d, softmax_xent, logits.f32(), labels.i32(), opt(dlogits), opt(loss), opt(correct), B, C);
 }
@@ -225,7 +226,7 @@ void count_correct(const Tensor& logits, const Tensor& labels, Tensor& correct) 
   want(op, "correct", correct, {1});
   auto d = common_device(op, {&logits, &labels, &correct});
   if (half_operands(op, logits, {}))
-    return impl::gpu::count_correct(logits.dtype(), logits.raw(), labels.i32(), correct.f32(), B, C);
+    return gpu_ops().count_correct_t(logits.dtype(), logits.raw(), labels.i32(), correct.f32(), B, C);
   TROUPE_DISPATCH(d, count_correct, logits.f32(), labels.i32(), correct.f32(), B, C);
 }
 

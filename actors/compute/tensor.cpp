@@ -13,18 +13,6 @@
 
 namespace troupe::compute {
 
-std::size_t dtype_size(DType t) noexcept { return t == DType::f32 || t == DType::i32 ? 4 : 2; }
-
-const char* dtype_name(DType t) noexcept {
-  switch (t) {
-    case DType::f32: return "f32";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
-    case DType::i32: return "i32";
-  }
-  return "?";
-}
-
 Device Device::parse(const std::string& text) {
   if (text == "cpu") return cpu();
   if (text == "cuda") return cuda(0);

@@ -7,10 +7,12 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/cuda/reduce.hpp"
+#include "runtime/coll/cuda_api.hpp"
 #include "runtime/coll/gpu.hpp"
 
 namespace troupe::coll {
+
+using gpu::cu;
 
 GroupSpec CudaLocalGroup::host_spec(const GroupSpec& spec) {
   GroupSpec h = spec;
@@ -25,16 +27,16 @@ GroupSpec CudaLocalGroup::host_spec(const GroupSpec& spec) {
 CudaLocalGroup::CudaLocalGroup(const GroupSpec& spec, const std::atomic<bool>* cancel)
     : spec_(spec), host_(host_spec(spec), cancel) {
   device_ = spec_.device >= 0 ? spec_.device : gpu::default_device();
-  if (auto e = cudaSetDevice(device_); e != cudaSuccess) {
-    cudaGetLastError();
+  if (auto e = cu().cudaSetDevice(device_); e != cudaSuccess) {
+    cu().cudaGetLastError();
     abort(static_cast<std::int32_t>(spec_.rank),
-          fmt::format("rank {} cannot use CUDA device {}: {}", spec_.rank, device_, cudaGetErrorString(e)));
+          fmt::format("rank {} cannot use CUDA device {}: {}", spec_.rank, device_, cu().cudaGetErrorString(e)));
     throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure()));
   }
-  cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  cuda(cu().cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
   // Every rank must be on the same GPU: compare the devices' UUIDs.
   cudaDeviceProp p{};
-  cuda(cudaGetDeviceProperties(&p, device_), "cudaGetDeviceProperties");
+  cuda(cu().cudaGetDeviceProperties(&p, device_), "cudaGetDeviceProperties");
   ShmGroup::Posted mine;
   static_assert(sizeof p.uuid <= sizeof mine.blob);
   std::memcpy(mine.blob.data(), &p.uuid, sizeof p.uuid);
@@ -50,11 +52,11 @@ CudaLocalGroup::CudaLocalGroup(const GroupSpec& spec, const std::atomic<bool>* c
 }
 
 CudaLocalGroup::~CudaLocalGroup() {
-  cudaSetDevice(device_);
-  if (stream_) cudaStreamSynchronize(stream_);
-  for (auto p : opened_) cudaIpcCloseMemHandle(p);
-  for (auto p : own_) cudaFree(p);
-  if (stream_) cudaStreamDestroy(stream_);
+  cu().cudaSetDevice(device_);
+  if (stream_) cu().cudaStreamSynchronize(stream_);
+  for (auto p : opened_) cu().cudaIpcCloseMemHandle(p);
+  for (auto p : own_) cu().cudaFree(p);
+  if (stream_) cu().cudaStreamDestroy(stream_);
 }
 
 void CudaLocalGroup::abort(std::int32_t rank_at_fault, const std::string& why) noexcept { host_.abort(rank_at_fault, why); }
@@ -62,43 +64,43 @@ std::string CudaLocalGroup::failure() const { return host_.failure(); }
 
 void CudaLocalGroup::cuda(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
-  cudaGetLastError();
-  abort(static_cast<std::int32_t>(spec_.rank), fmt::format("{} failed on rank {}: {}", what, spec_.rank, cudaGetErrorString(e)));
+  cu().cudaGetLastError();
+  abort(static_cast<std::int32_t>(spec_.rank), fmt::format("{} failed on rank {}: {}", what, spec_.rank, cu().cudaGetErrorString(e)));
   throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure()));
 }
 
-void CudaLocalGroup::drain() { cuda(cudaStreamSynchronize(stream_), "the device work"); }
+void CudaLocalGroup::drain() { cuda(cu().cudaStreamSynchronize(stream_), "the device work"); }
 
 void CudaLocalGroup::inputs_ready() {
   // What wrote the inputs: the legacy default stream (cudaMemcpy from pageable
   // memory returns before its DMA lands) and blocking streams, which it waits
   // for; then this rank's stream, which waits for after()'s events.
-  cuda(cudaStreamSynchronize(nullptr), "the work before the collective");
+  cuda(cu().cudaStreamSynchronize(nullptr), "the work before the collective");
   drain();
 }
 
 void CudaLocalGroup::wait_event(void* event) {
-  if (event) cuda(cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0), "cudaStreamWaitEvent");
+  if (event) cuda(cu().cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0), "cudaStreamWaitEvent");
 }
 
 void CudaLocalGroup::copy(void* dst, const void* src, std::size_t bytes) {
-  if (bytes) cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "cudaMemcpyAsync");
+  if (bytes) cuda(cu().cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), "cudaMemcpyAsync");
 }
 
 CudaLocalGroup::Shared CudaLocalGroup::share(std::size_t bytes, const char* what) {
   void* mine = nullptr;
-  if (auto e = cudaMalloc(&mine, std::max<std::size_t>(bytes, 1)); e != cudaSuccess) {
-    cudaGetLastError();
+  if (auto e = cu().cudaMalloc(&mine, std::max<std::size_t>(bytes, 1)); e != cudaSuccess) {
+    cu().cudaGetLastError();
     throw CollectiveError(fmt::format("group '{}': {} of {} bytes on CUDA device {}: {}", spec_.name, what, bytes,
-                                      device_, cudaGetErrorString(e)));
+                                      device_, cu().cudaGetErrorString(e)));
   }
   own_.push_back(mine);
-  cuda(cudaMemset(mine, 0, std::max<std::size_t>(bytes, 1)), "cudaMemset");
+  cuda(cu().cudaMemset(mine, 0, std::max<std::size_t>(bytes, 1)), "cudaMemset");
   ShmGroup::Posted post;
   post.word = reinterpret_cast<std::uint64_t>(mine);
   cudaIpcMemHandle_t h{};
   static_assert(sizeof h <= sizeof post.blob);
-  cuda(cudaIpcGetMemHandle(&h, mine), "cudaIpcGetMemHandle");
+  cuda(cu().cudaIpcGetMemHandle(&h, mine), "cudaIpcGetMemHandle");
   std::memcpy(post.blob.data(), &h, sizeof h);
   auto all = host_.agree(k_alloc, DType::u8, bytes, Op::sum, -1, post);
   Shared s;
@@ -113,7 +115,7 @@ CudaLocalGroup::Shared CudaLocalGroup::share(std::size_t bytes, const char* what
     cudaIpcMemHandle_t theirs{};
     std::memcpy(&theirs, all[i].blob.data(), sizeof theirs);
     void* p = nullptr;
-    cuda(cudaIpcOpenMemHandle(&p, theirs, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle");
+    cuda(cu().cudaIpcOpenMemHandle(&p, theirs, cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle");
     opened_.push_back(p);
     s.at[i] = static_cast<std::byte*>(p);
   }
@@ -139,7 +141,7 @@ void CudaLocalGroup::check_buffer(const void* p, std::size_t bytes, const char* 
 }
 
 void CudaLocalGroup::spread(std::vector<std::byte*> srcs, std::vector<std::byte*> dsts, std::size_t n, DType d, Op op) {
-  cuda(cuda::reduce_spread(reinterpret_cast<void* const*>(srcs.data()), static_cast<int>(srcs.size()),
+  cuda(cu().reduce_spread(reinterpret_cast<void* const*>(srcs.data()), static_cast<int>(srcs.size()),
                            reinterpret_cast<void* const*>(dsts.data()), static_cast<int>(dsts.size()), n,
                            static_cast<int>(d), static_cast<int>(op), spec_.world, stream_),
        "the reduction kernel");

@@ -6,15 +6,25 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
+#include "runtime/coll/cuda_api.hpp"
 #include "runtime/coll/cuda_local.hpp"
 #include "runtime/coll/gpu.hpp"
+#include "runtime/detail/cuda_plugin.hpp"
 #ifdef TROUPE_HAVE_NCCL
 #include "runtime/coll/nccl.hpp"
+#include "runtime/coll/nccl_api.hpp"
 #endif
 
 namespace troupe::coll::gpu {
 
 bool built() noexcept { return true; }
+
+const CudaRuntimeApi& cu() {
+  const auto* p = troupe::detail::cuda_plugin();
+  if (!p || !p->runtime_api)
+    throw CollectiveError(fmt::format("device groups need the CUDA plugin: {}", troupe::detail::cuda_plugin_error()));
+  return *static_cast<const CudaRuntimeApi*>(p->runtime_api);
+}
 
 int default_device() noexcept {
   const char* dev = std::getenv("TROUPE_DEVICE");
@@ -26,6 +36,14 @@ int default_device() noexcept {
   if (all && visible && std::strcmp(all, visible) == 0) return 0;
   return std::atoi(dev);
 }
+
+#ifdef TROUPE_HAVE_NCCL
+const NcclApi& nc() {
+  const auto& api = cu();
+  if (!api.nccl) throw CollectiveError("the CUDA plugin was built without NCCL: nccl groups are not available");
+  return *static_cast<const NcclApi*>(api.nccl);
+}
+#endif
 
 std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<bool>* cancel) {
   if (spec.backend == "cuda_local") return std::make_unique<CudaLocalGroup>(spec, cancel);
@@ -42,8 +60,8 @@ std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<b
 void check_device_buffer(const GroupSpec& spec, int device, const void* p, std::size_t bytes, const char* what) {
   if (bytes == 0) return;
   cudaPointerAttributes a{};
-  if (cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
-    cudaGetLastError();
+  if (cu().cudaPointerGetAttributes(&a, p) != cudaSuccess || (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged)) {
+    cu().cudaGetLastError();
     throw UsageError(fmt::format("group '{}' ({}) is a device group: the {} buffer at {} is host memory", spec.name,
                                  spec.backend, what, p));
   }
@@ -54,35 +72,35 @@ void check_device_buffer(const GroupSpec& spec, int device, const void* p, std::
 
 std::shared_ptr<void> record_ready(void* stream) {
   cudaEvent_t ev = nullptr;
-  if (cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
-    cudaGetLastError();
+  if (cu().cudaEventCreateWithFlags(&ev, cudaEventDisableTiming) != cudaSuccess) {
+    cu().cudaGetLastError();
     return nullptr;
   }
-  cudaEventRecord(ev, static_cast<cudaStream_t>(stream));
-  return std::shared_ptr<void>(ev, [](void* e) { cudaEventDestroy(static_cast<cudaEvent_t>(e)); });
+  cu().cudaEventRecord(ev, static_cast<cudaStream_t>(stream));
+  return std::shared_ptr<void>(ev, [](void* e) { cu().cudaEventDestroy(static_cast<cudaEvent_t>(e)); });
 }
 
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
-  if (auto e = cudaMalloc(&p_, bytes ? bytes : 1); e != cudaSuccess) {
-    cudaGetLastError();
-    throw Error(fmt::format("cudaMalloc of {} bytes: {}", bytes, cudaGetErrorString(e)));
+  if (auto e = cu().cudaMalloc(&p_, bytes ? bytes : 1); e != cudaSuccess) {
+    cu().cudaGetLastError();
+    throw Error(fmt::format("cudaMalloc of {} bytes: {}", bytes, cu().cudaGetErrorString(e)));
   }
 }
 
 DeviceBuffer::~DeviceBuffer() {
-  if (p_) cudaFree(p_);
+  if (p_) cu().cudaFree(p_);
 }
 
 void copy_to_device(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
-  if (auto e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice); e != cudaSuccess)
-    throw Error(fmt::format("copy of {} bytes to the device: {}", bytes, cudaGetErrorString(e)));
+  if (auto e = cu().cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice); e != cudaSuccess)
+    throw Error(fmt::format("copy of {} bytes to the device: {}", bytes, cu().cudaGetErrorString(e)));
 }
 
 void copy_to_host(void* dst, const void* src, std::size_t bytes) {
   if (!bytes) return;
-  if (auto e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost); e != cudaSuccess)
-    throw Error(fmt::format("copy of {} bytes from the device: {}", bytes, cudaGetErrorString(e)));
+  if (auto e = cu().cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost); e != cudaSuccess)
+    throw Error(fmt::format("copy of {} bytes from the device: {}", bytes, cu().cudaGetErrorString(e)));
 }
 
 }  // namespace troupe::coll::gpu

@@ -8,9 +8,13 @@
 #include <fmt/format.h>
 
 #include "runtime/coll/gpu.hpp"
+#include "runtime/coll/nccl_api.hpp"
 #include "runtime/coll/store.hpp"
 
 namespace troupe::coll {
+
+using gpu::cu;
+using gpu::nc;
 
 namespace {
 
@@ -63,19 +67,19 @@ bool same(const Desc& a, const Desc& b) {
 NcclGroup::NcclGroup(const GroupSpec& spec, const std::atomic<bool>* cancel) : spec_(spec), cancel_(cancel) {
   const std::string who = fmt::format("group '{}' rank {}", spec_.name, spec_.rank);
   device_ = spec_.device >= 0 ? spec_.device : gpu::default_device();
-  if (auto e = cudaSetDevice(device_); e != cudaSuccess)
-    throw CollectiveError(fmt::format("{}: cannot use CUDA device {}: {}", who, device_, cudaGetErrorString(e)));
+  if (auto e = cu().cudaSetDevice(device_); e != cudaSuccess)
+    throw CollectiveError(fmt::format("{}: cannot use CUDA device {}: {}", who, device_, cu().cudaGetErrorString(e)));
   // A blocking stream: operations wait for what the legacy default stream
   // (cudaMemcpy, default-stream kernels) queued before them, as users expect.
-  if (auto e = cudaStreamCreate(&stream_); e != cudaSuccess)
-    throw CollectiveError(fmt::format("{}: cudaStreamCreate: {}", who, cudaGetErrorString(e)));
+  if (auto e = cu().cudaStreamCreate(&stream_); e != cudaSuccess)
+    throw CollectiveError(fmt::format("{}: cudaStreamCreate: {}", who, cu().cudaGetErrorString(e)));
   ncclUniqueId id{};
   if (spec_.world == 1) {
-    check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    check(nc().ncclGetUniqueId(&id), "ncclGetUniqueId");
   } else {
     const std::string key = fmt::format("nccl-id/{}/{:016x}", spec_.name, spec_.uid);
     if (spec_.rank == 0) {
-      check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+      check(nc().ncclGetUniqueId(&id), "ncclGetUniqueId");
       store_set(key, std::string(reinterpret_cast<const char*>(&id), sizeof id));
     } else {
       const std::string v = store_get(key, std::chrono::milliseconds(spec_.timeout_ms));
@@ -86,16 +90,16 @@ NcclGroup::NcclGroup(const GroupSpec& spec, const std::atomic<bool>* cancel) : s
   }
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   cfg.blocking = 0;  // every call returns at once; we poll, so nothing hangs the group's thread
-  check(ncclCommInitRankConfig(&comm_, static_cast<int>(spec_.world), id, static_cast<int>(spec_.rank), &cfg),
+  check(nc().ncclCommInitRankConfig(&comm_, static_cast<int>(spec_.world), id, static_cast<int>(spec_.rank), &cfg),
         "ncclCommInitRankConfig");
   const auto deadline = clock::now() + std::chrono::milliseconds(spec_.timeout_ms);
   for (;;) {
     ncclResult_t st = ncclInProgress;
-    ncclCommGetAsyncError(comm_, &st);
+    nc().ncclCommGetAsyncError(comm_, &st);
     if (st == ncclSuccess) break;
     if (st != ncclInProgress) {
       abort(static_cast<std::int32_t>(spec_.rank), fmt::format("NCCL init failed on rank {}: {} ({})", spec_.rank,
-                                                               ncclGetErrorString(st), ncclGetLastError(comm_)));
+                                                               nc().ncclGetErrorString(st), nc().ncclGetLastError(comm_)));
       fail_now();
     }
     if (cancel_ && cancel_->load()) abort(static_cast<std::int32_t>(spec_.rank), fmt::format("rank {} left the group", spec_.rank));
@@ -105,24 +109,24 @@ NcclGroup::NcclGroup(const GroupSpec& spec, const std::atomic<bool>* cancel) : s
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   if (spec_.world > 1) {
-    if (auto e = cudaMalloc(&desc_buf_, sizeof(Desc) * spec_.world); e != cudaSuccess)
-      throw CollectiveError(fmt::format("{}: cudaMalloc: {}", who, cudaGetErrorString(e)));
+    if (auto e = cu().cudaMalloc(&desc_buf_, sizeof(Desc) * spec_.world); e != cudaSuccess)
+      throw CollectiveError(fmt::format("{}: cudaMalloc: {}", who, cu().cudaGetErrorString(e)));
   }
 }
 
 NcclGroup::~NcclGroup() {
-  cudaSetDevice(device_);
+  cu().cudaSetDevice(device_);
   if (comm_) {
     // Abort rather than finalize: a peer may be gone, and abort never waits for one.
-    if (!comm_aborted_) ncclCommAbort(comm_);
+    if (!comm_aborted_) nc().ncclCommAbort(comm_);
     comm_ = nullptr;
   }
-  if (stream_) cudaStreamSynchronize(stream_);
-  for (auto& f : inflight_) cudaEventDestroy(f.done);
-  for (auto e : spare_events_) cudaEventDestroy(e);
-  for (auto p : allocations_) cudaFree(p);
-  if (desc_buf_) cudaFree(desc_buf_);
-  if (stream_) cudaStreamDestroy(stream_);
+  if (stream_) cu().cudaStreamSynchronize(stream_);
+  for (auto& f : inflight_) cu().cudaEventDestroy(f.done);
+  for (auto e : spare_events_) cu().cudaEventDestroy(e);
+  for (auto p : allocations_) cu().cudaFree(p);
+  if (desc_buf_) cu().cudaFree(desc_buf_);
+  if (stream_) cu().cudaStreamDestroy(stream_);
 }
 
 void NcclGroup::abort(std::int32_t rank_at_fault, const std::string& why) noexcept {
@@ -141,7 +145,7 @@ std::string NcclGroup::failure() const {
 void NcclGroup::do_abort() {
   if (comm_ && !comm_aborted_) {
     comm_aborted_ = true;
-    ncclCommAbort(comm_);
+    nc().ncclCommAbort(comm_);
     comm_ = nullptr;
   }
 }
@@ -165,7 +169,7 @@ void NcclGroup::check(ncclResult_t r, const char* what) {
       // A non-blocking call still enqueuing: it must finish before the next call.
       for (;;) {
         ncclResult_t st = ncclInProgress;
-        ncclCommGetAsyncError(comm_, &st);
+        nc().ncclCommGetAsyncError(comm_, &st);
         if (st == ncclSuccess) return;
         if (st != ncclInProgress) {
           r = st;
@@ -179,8 +183,8 @@ void NcclGroup::check(ncclResult_t r, const char* what) {
     }
   }
   abort(static_cast<std::int32_t>(spec_.rank),
-        fmt::format("{} failed on rank {}: {}{}", what, spec_.rank, ncclGetErrorString(r),
-                    comm_ ? fmt::format(" ({})", ncclGetLastError(comm_)) : std::string()));
+        fmt::format("{} failed on rank {}: {}{}", what, spec_.rank, nc().ncclGetErrorString(r),
+                    comm_ ? fmt::format(" ({})", nc().ncclGetLastError(comm_)) : std::string()));
   fail_now();
 }
 
@@ -189,7 +193,7 @@ void NcclGroup::check_buffer(const void* p, std::size_t bytes, const char* what)
 }
 
 void NcclGroup::wait_event(void* event) {
-  if (event) cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0);
+  if (event) cu().cudaStreamWaitEvent(stream_, static_cast<cudaEvent_t>(event), 0);
 }
 
 void NcclGroup::issued(const char* what) {
@@ -197,18 +201,18 @@ void NcclGroup::issued(const char* what) {
   if (!spare_events_.empty()) {
     ev = spare_events_.front();
     spare_events_.pop_front();
-  } else if (auto e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming); e != cudaSuccess) {
-    abort(static_cast<std::int32_t>(spec_.rank), fmt::format("{}: cudaEventCreate: {}", what, cudaGetErrorString(e)));
+  } else if (auto e = cu().cudaEventCreateWithFlags(&ev, cudaEventDisableTiming); e != cudaSuccess) {
+    abort(static_cast<std::int32_t>(spec_.rank), fmt::format("{}: cudaEventCreate: {}", what, cu().cudaGetErrorString(e)));
     fail_now();
   }
-  cudaEventRecord(ev, stream_);
+  cu().cudaEventRecord(ev, stream_);
   inflight_.push_back(InFlight{++ticket_, ev, clock::now()});
 }
 
 std::uint64_t NcclGroup::progress() {
   while (!inflight_.empty()) {
     auto& f = inflight_.front();
-    const auto q = cudaEventQuery(f.done);
+    const auto q = cu().cudaEventQuery(f.done);
     if (q == cudaSuccess) {
       completed_ = f.ticket;
       spare_events_.push_back(f.done);
@@ -216,7 +220,7 @@ std::uint64_t NcclGroup::progress() {
       continue;
     }
     if (q != cudaErrorNotReady) {
-      abort(static_cast<std::int32_t>(spec_.rank), fmt::format("CUDA error on rank {}: {}", spec_.rank, cudaGetErrorString(q)));
+      abort(static_cast<std::int32_t>(spec_.rank), fmt::format("CUDA error on rank {}: {}", spec_.rank, cu().cudaGetErrorString(q)));
       fail_now();
     }
     ensure_ok();
@@ -226,10 +230,10 @@ std::uint64_t NcclGroup::progress() {
     next_check_ = now + std::chrono::milliseconds(1);
     if (comm_) {
       ncclResult_t st = ncclSuccess;
-      ncclCommGetAsyncError(comm_, &st);
+      nc().ncclCommGetAsyncError(comm_, &st);
       if (st != ncclSuccess && st != ncclInProgress) {
         abort(static_cast<std::int32_t>(spec_.rank),
-              fmt::format("NCCL failed on rank {}: {} ({})", spec_.rank, ncclGetErrorString(st), ncclGetLastError(comm_)));
+              fmt::format("NCCL failed on rank {}: {} ({})", spec_.rank, nc().ncclGetErrorString(st), nc().ncclGetLastError(comm_)));
         fail_now();
       }
     }
@@ -254,9 +258,9 @@ void NcclGroup::agree(std::uint32_t kind, DType d, std::size_t n, Op op, std::in
   Desc mine{kind, static_cast<std::uint64_t>(d), n, static_cast<std::uint64_t>(op), root, {}};
   std::vector<Desc> all(spec_.world);
   auto* slots = static_cast<Desc*>(desc_buf_);
-  cudaMemcpyAsync(slots + spec_.rank, &mine, sizeof mine, cudaMemcpyHostToDevice, stream_);
-  check(ncclAllGather(slots + spec_.rank, slots, sizeof(Desc), ncclUint8, comm_, stream_), "ncclAllGather (descriptors)");
-  cudaMemcpyAsync(all.data(), slots, sizeof(Desc) * spec_.world, cudaMemcpyDeviceToHost, stream_);
+  cu().cudaMemcpyAsync(slots + spec_.rank, &mine, sizeof mine, cudaMemcpyHostToDevice, stream_);
+  check(nc().ncclAllGather(slots + spec_.rank, slots, sizeof(Desc), ncclUint8, comm_, stream_), "nc().ncclAllGather (descriptors)");
+  cu().cudaMemcpyAsync(all.data(), slots, sizeof(Desc) * spec_.world, cudaMemcpyDeviceToHost, stream_);
   issued("descriptors");
   const auto t = ticket_;
   while (progress() < t) std::this_thread::yield();
@@ -278,7 +282,7 @@ void NcclGroup::agree(std::uint32_t kind, DType d, std::size_t n, Op op, std::in
 void NcclGroup::allreduce(void* buf, std::size_t n, DType d, Op op) {
   check_buffer(buf, n * size_of(d), "allreduce");
   agree(k_allreduce, d, n, op, -1);
-  check(ncclAllReduce(buf, buf, n, nccl_type(d), nccl_op(op), comm_, stream_), "ncclAllReduce");
+  check(nc().ncclAllReduce(buf, buf, n, nccl_type(d), nccl_op(op), comm_, stream_), "ncclAllReduce");
   issued("allreduce");
 }
 
@@ -286,7 +290,7 @@ void NcclGroup::reduce_scatter(const void* in, void* out, std::size_t n_out, DTy
   check_buffer(in, n_out * spec_.world * size_of(d), "reduce_scatter input");
   check_buffer(out, n_out * size_of(d), "reduce_scatter output");
   agree(k_reduce_scatter, d, n_out, op, -1);
-  check(ncclReduceScatter(in, out, n_out, nccl_type(d), nccl_op(op), comm_, stream_), "ncclReduceScatter");
+  check(nc().ncclReduceScatter(in, out, n_out, nccl_type(d), nccl_op(op), comm_, stream_), "ncclReduceScatter");
   issued("reduce_scatter");
 }
 
@@ -294,14 +298,14 @@ void NcclGroup::allgather(const void* in, void* out, std::size_t n_in, DType d) 
   check_buffer(in, n_in * size_of(d), "allgather input");
   check_buffer(out, n_in * spec_.world * size_of(d), "allgather output");
   agree(k_allgather, d, n_in, Op::sum, -1);
-  check(ncclAllGather(in, out, n_in, nccl_type(d), comm_, stream_), "ncclAllGather");
+  check(nc().ncclAllGather(in, out, n_in, nccl_type(d), comm_, stream_), "ncclAllGather");
   issued("allgather");
 }
 
 void NcclGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) {
   check_buffer(buf, n * size_of(d), "broadcast");
   agree(k_broadcast, d, n, Op::sum, static_cast<std::int32_t>(root));
-  check(ncclBroadcast(buf, buf, n, nccl_type(d), static_cast<int>(root), comm_, stream_), "ncclBroadcast");
+  check(nc().ncclBroadcast(buf, buf, n, nccl_type(d), static_cast<int>(root), comm_, stream_), "ncclBroadcast");
   issued("broadcast");
 }
 
@@ -311,9 +315,9 @@ void NcclGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer
   // The receiver checks count and dtype before the data moves.
   Desc mine{k_send, static_cast<std::uint64_t>(d), n, 0, -1, {}};
   auto* slot = static_cast<Desc*>(desc_buf_) + spec_.rank;
-  cudaMemcpyAsync(slot, &mine, sizeof mine, cudaMemcpyHostToDevice, stream_);
-  check(ncclSend(slot, sizeof(Desc), ncclUint8, static_cast<int>(peer), comm_, stream_), "ncclSend");
-  check(ncclSend(buf, n, nccl_type(d), static_cast<int>(peer), comm_, stream_), "ncclSend");
+  cu().cudaMemcpyAsync(slot, &mine, sizeof mine, cudaMemcpyHostToDevice, stream_);
+  check(nc().ncclSend(slot, sizeof(Desc), ncclUint8, static_cast<int>(peer), comm_, stream_), "ncclSend");
+  check(nc().ncclSend(buf, n, nccl_type(d), static_cast<int>(peer), comm_, stream_), "ncclSend");
   issued("send");
 }
 
@@ -322,8 +326,8 @@ void NcclGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
   ensure_ok();
   Desc theirs{};
   auto* slot = static_cast<Desc*>(desc_buf_) + peer;
-  check(ncclRecv(slot, sizeof(Desc), ncclUint8, static_cast<int>(peer), comm_, stream_), "ncclRecv");
-  cudaMemcpyAsync(&theirs, slot, sizeof theirs, cudaMemcpyDeviceToHost, stream_);
+  check(nc().ncclRecv(slot, sizeof(Desc), ncclUint8, static_cast<int>(peer), comm_, stream_), "ncclRecv");
+  cu().cudaMemcpyAsync(&theirs, slot, sizeof theirs, cudaMemcpyDeviceToHost, stream_);
   issued("recv header");
   const auto t = ticket_;
   while (progress() < t) std::this_thread::yield();
@@ -333,7 +337,7 @@ void NcclGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
                       to_string(static_cast<DType>(theirs.dtype)), theirs.count, spec_.rank, to_string(d), n));
     fail_now();
   }
-  check(ncclRecv(buf, n, nccl_type(d), static_cast<int>(peer), comm_, stream_), "ncclRecv");
+  check(nc().ncclRecv(buf, n, nccl_type(d), static_cast<int>(peer), comm_, stream_), "ncclRecv");
   issued("recv");
 }
 
@@ -345,13 +349,13 @@ void NcclGroup::barrier() {
 void* NcclGroup::alloc(std::size_t bytes) {
   agree(k_alloc, DType::u8, bytes, Op::sum, -1);
   void* p = nullptr;
-  if (auto e = cudaMalloc(&p, std::max<std::size_t>(bytes, 1)); e != cudaSuccess) {
-    cudaGetLastError();
+  if (auto e = cu().cudaMalloc(&p, std::max<std::size_t>(bytes, 1)); e != cudaSuccess) {
+    cu().cudaGetLastError();
     throw CollectiveError(fmt::format("group '{}': alloc of {} bytes on CUDA device {}: {}", spec_.name, bytes, device_,
-                                      cudaGetErrorString(e)));
+                                      cu().cudaGetErrorString(e)));
   }
-  cudaMemsetAsync(p, 0, bytes, stream_);
-  cudaStreamSynchronize(stream_);
+  cu().cudaMemsetAsync(p, 0, bytes, stream_);
+  cu().cudaStreamSynchronize(stream_);
   allocations_.push_back(p);
   return p;
 }

@@ -12,6 +12,9 @@
 #include <fmt/format.h>
 #include <nccl.h>
 
+// Raw CUDA and NCCL through the CUDA plugin too: the bench links neither.
+#include "runtime/coll/nccl_api.hpp"
+
 #include "runtime/coll/create.hpp"
 #include "runtime/coll/gpu.hpp"
 #include "runtime/device.hpp"
@@ -20,15 +23,18 @@
 
 namespace troupe::bench {
 
+using coll::gpu::cu;
+using coll::gpu::nc;
+
 namespace {
 
 constexpr double kMinSeconds = 0.3;
 
 void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(fmt::format("{}: {}", what, cudaGetErrorString(e)));
+  if (e != cudaSuccess) throw Error(fmt::format("{}: {}", what, cu().cudaGetErrorString(e)));
 }
 void nccl_ok(ncclResult_t r, const char* what) {
-  if (r != ncclSuccess) throw Error(fmt::format("{}: {}", what, ncclGetErrorString(r)));
+  if (r != ncclSuccess) throw Error(fmt::format("{}: {}", what, nc().ncclGetErrorString(r)));
 }
 
 // Runs `batch(k)` (k operations, then a wait) until kMinSeconds have passed; microseconds per operation.
@@ -48,20 +54,20 @@ double per_op_us(F&& batch) {
 double raw_nccl_us(std::size_t bytes, ncclRedOp_t op, bool pipelined) {
   ncclComm_t comm;
   int dev = 0;
-  nccl_ok(ncclCommInitAll(&comm, 1, &dev), "ncclCommInitAll");
+  nccl_ok(nc().ncclCommInitAll(&comm, 1, &dev), "ncclCommInitAll");
   cudaStream_t s;
-  cuda_ok(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
+  cuda_ok(cu().cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
   coll::gpu::DeviceBuffer buf(bytes);
-  cuda_ok(cudaMemset(buf.data(), 0, bytes), "cudaMemset");
+  cuda_ok(cu().cudaMemset(buf.data(), 0, bytes), "cudaMemset");
   const double us = per_op_us([&](int k) {
     for (int i = 0; i < k; ++i) {
-      nccl_ok(ncclAllReduce(buf.data(), buf.data(), bytes / 4, ncclFloat32, op, comm, s), "ncclAllReduce");
-      if (!pipelined) cuda_ok(cudaStreamSynchronize(s), "sync");
+      nccl_ok(nc().ncclAllReduce(buf.data(), buf.data(), bytes / 4, ncclFloat32, op, comm, s), "ncclAllReduce");
+      if (!pipelined) cuda_ok(cu().cudaStreamSynchronize(s), "sync");
     }
-    cuda_ok(cudaStreamSynchronize(s), "sync");
+    cuda_ok(cu().cudaStreamSynchronize(s), "sync");
   });
-  cudaStreamDestroy(s);
-  ncclCommDestroy(comm);
+  cu().cudaStreamDestroy(s);
+  nc().ncclCommDestroy(comm);
   return us;
 }
 

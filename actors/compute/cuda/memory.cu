@@ -1,15 +1,13 @@
-// Device memory, streams and copies through the CUDA runtime.
+// Device memory, streams and copies through the CUDA runtime (in the CUDA plugin).
 #include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "actors/compute/cuda/check.hpp"
-#include "actors/compute/stream.hpp"
+#include "actors/compute/cuda/plugin.hpp"
 
 namespace troupe::compute {
-
-Stream* current_stream() noexcept;  // ops.hpp: the stream this thread's ops are bound to
 
 namespace cuda {
 
@@ -35,8 +33,6 @@ void use_device(int device) {
   TROUPE_CUDA_CHECK(cudaSetDevice(device));
 }
 
-cudaStream_t native(Stream* s) { return s ? static_cast<cudaStream_t>(s->native()) : cudaStream_t{}; }
-
 __global__ void fill_kernel(float* p, std::size_t n, float v) {
   for (std::size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) p[i] = v;
 }
@@ -52,80 +48,74 @@ unsigned blocks_for(std::size_t n) { return static_cast<unsigned>(std::min<std::
 
 }  // namespace
 
-Stream::Stream(int device) : device_(device) {
+// The plugin's entries for memory and streams (gpu_ops.hpp): a stream is
+// its cudaStream_t (null: the legacy default stream).
+namespace plugin {
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+void* stream_create(int device) {
   use_device(device);
   cudaStream_t s{};
   TROUPE_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  handle_ = s;
+  return s;
 }
 
-Stream::~Stream() {
-  if (handle_) cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
+void stream_destroy(void* stream, int device) {
+  cudaSetDevice(device);
+  cudaStreamDestroy(static_cast<cudaStream_t>(stream));
 }
 
-void Stream::synchronize() { TROUPE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(handle_))); }
+void stream_sync(void* stream) { TROUPE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
 
-bool cuda_available() noexcept {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-namespace detail {
-
-void* device_alloc(std::size_t bytes, int device) {
+void* alloc(std::size_t bytes, int device) {
   use_device(device);
   void* p = nullptr;
   TROUPE_CUDA_CHECK(cudaMalloc(&p, bytes));
   return p;
 }
 
-void device_free(void* p, int device) noexcept {
-  if (!p) return;
+void free(void* p, int device) {
   cudaSetDevice(device);
   cudaFree(p);
 }
 
-void copy_bytes(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes, Stream* stream) {
-  if (bytes == 0) return;
-  if (dst_device < 0 && src_device < 0) {
-    std::memmove(dst, src, bytes);
-    return;
-  }
+void copy(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes, void* stream, bool wait) {
   use_device(dst_device >= 0 ? dst_device : src_device);
   if (stream) {
-    TROUPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, native(stream)));
-  } else if (Stream* bound = current_stream()) {
-    // Synchronous, and after what this thread's ops queued on their stream.
-    TROUPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, native(bound)));
-    bound->synchronize();
-  } else {
-    TROUPE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
-    // From pageable memory cudaMemcpy returns before its DMA lands: wait, so
-    // that work on any stream (a non-blocking one too) sees the data.
-    if (src_device < 0) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    TROUPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)));
+    if (wait) TROUPE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+    return;
   }
+  TROUPE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  // From pageable memory cudaMemcpy returns before its DMA lands: wait, so
+  // that work on any stream (a non-blocking one too) sees the data.
+  if (src_device < 0) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
-void device_fill(float* p, std::size_t n, float value, int device, Stream* stream) {
-  if (n == 0) return;
+void fill(float* p, std::size_t n, float value, int device, void* stream, bool wait) {
   use_device(device);
-  if (!stream) stream = current_stream();  // ordered with the thread's ops, no wait
-  fill_kernel<<<blocks_for(n), 256, 0, native(stream)>>>(p, n, value);
+  fill_kernel<<<blocks_for(n), 256, 0, static_cast<cudaStream_t>(stream)>>>(p, n, value);
   TROUPE_CUDA_CHECK(cudaGetLastError());
-  if (!stream) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+  if (wait) TROUPE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
-void device_copy_strided(float* dst, const float* src, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
-                         std::int64_t col_stride, int device, Stream* stream) {
-  if (rows * cols == 0) return;
+void copy_strided(float* dst, const float* src, std::int64_t rows, std::int64_t cols, std::int64_t row_stride,
+                  std::int64_t col_stride, int device, void* stream, bool wait) {
   use_device(device);
-  if (!stream) stream = current_stream();
-  strided_kernel<<<blocks_for(static_cast<std::size_t>(rows * cols)), 256, 0, native(stream)>>>(dst, src, rows, cols,
-                                                                                              row_stride, col_stride);
+  strided_kernel<<<blocks_for(static_cast<std::size_t>(rows * cols)), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+      dst, src, rows, cols, row_stride, col_stride);
   TROUPE_CUDA_CHECK(cudaGetLastError());
-  if (!stream) TROUPE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+  if (wait) TROUPE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
-}  // namespace detail
+}  // namespace plugin
 
 }  // namespace troupe::compute
