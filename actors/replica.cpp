@@ -14,7 +14,7 @@
 #include "actors/nn/loss.hpp"
 #include "actors/nn/model.hpp"
 #include "actors/optim/optimizer.hpp"
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 #include "runtime/coll/group.hpp"
 #include "runtime/troupe.hpp"
 #include "runtime/when.hpp"

@@ -1,11 +1,11 @@
-# troupe_add_component(NAME <folder> SOURCES ... [CUDA_SOURCES ...] [STUB_SOURCES ...]
+# troupe_add_component(NAME <name> SOURCES ... [CUDA_SOURCES ...] [STUB_SOURCES ...]
 #                      [DEPS ...] [PRIVATE_DEPS ...])
 #
-# One library target per top-level folder, named troupe_<folder>. GPU code is
+# One library target per layer, named troupe_<name> (troupe::<name>). GPU code is
 # isolated by file: CUDA_SOURCES are compiled when the build has CUDA, the
 # STUB_SOURCES (same interface, CPU-only) otherwise.
 function(troupe_add_component)
-  cmake_parse_arguments(C "" "NAME" "SOURCES;CUDA_SOURCES;STUB_SOURCES;DEPS;PRIVATE_DEPS;CUDA_DEPS" ${ARGN})
+  cmake_parse_arguments(C "" "NAME" "SOURCES;CUDA_SOURCES;STUB_SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   set(target troupe_${C_NAME})
   set(srcs ${C_SOURCES})
   if(TROUPE_HAVE_CUDA)
@@ -23,11 +23,15 @@ function(troupe_add_component)
   endif()
   add_library(${target} STATIC ${srcs})
   add_library(troupe::${C_NAME} ALIAS ${target})
-  target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR})
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${C_NAME})
+  # Headers are included as "runtime/...", "actors/...": from the source tree
+  # here, from <prefix>/include/troupe once installed (TroupeInstall.cmake).
+  target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+                                              $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/troupe>)
+  target_compile_features(${target} PUBLIC cxx_std_20)
   target_link_libraries(${target} PUBLIC ${C_DEPS} PRIVATE ${C_PRIVATE_DEPS})
   if(TROUPE_HAVE_CUDA)
-    target_link_libraries(${target} PRIVATE ${C_CUDA_DEPS})
-    target_compile_definitions(${target} PUBLIC TROUPE_HAVE_CUDA=1)
+    target_compile_definitions(${target} PRIVATE TROUPE_HAVE_CUDA=1)
   endif()
   target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra>)
 endfunction()
@@ -45,7 +49,7 @@ function(troupe_add_test_suites)
   set(bin troupe_${T_COMPONENT}_tests)
   add_executable(${bin} ${T_SOURCES})
   target_link_libraries(${bin} PRIVATE ${T_MAIN} ${T_DEPS})
-  set_target_properties(${bin} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  set_target_properties(${bin} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   foreach(src ${T_SOURCES})
     if(NOT src MATCHES "_i?test\\.cpp$")
       continue()  # support code, not a suite
@@ -59,6 +63,6 @@ function(troupe_add_test_suites)
     endif()
     add_test(NAME ${T_COMPONENT}.${suite} COMMAND ${bin} "-#" "--warn" "NoTests" "[#${suite}]")
     set_tests_properties(${T_COMPONENT}.${suite} PROPERTIES LABELS ${label} TIMEOUT 300
-      ENVIRONMENT "TROUPE_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
+      ENVIRONMENT "TROUPE_BIN_DIR=${PROJECT_BINARY_DIR}/bin")
   endforeach()
 endfunction()

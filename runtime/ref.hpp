@@ -12,6 +12,7 @@
 #include <chrono>
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <type_traits>
 #include <utility>
 

@@ -13,7 +13,7 @@ source tools/lib/common.sh
 ensure_packages "${TROUPE_BUILD_PACKAGES[@]}"
 libdir=/usr/lib/x86_64-linux-gnu
 targets=("$@")
-((${#targets[@]})) || targets=(troupe_actors_tests troupe_coll_tests troupe_process_tests troupe-bench troupe troupe_cuda)
+((${#targets[@]})) || targets=(troupe_actors_tests troupe_coll_tests troupe_process_tests troupe-bench troupe_cli troupe_cuda)
 # Cap'n Proto links statically by default (cmake/TroupeDependencies.cmake); said again here for old build folders.
 cmake -S . -B build-gpu -DTROUPE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release -DTROUPE_BENCH_NO_CAF=ON \
   -DCapnProto_capnp_IMPORTED_LOCATION=$libdir/libcapnp.a -DCapnProto_kj_IMPORTED_LOCATION=$libdir/libkj.a >/dev/null

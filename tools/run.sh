@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 source tools/lib/common.sh
 ensure_packages "${TROUPE_BUILD_PACKAGES[@]}"
 cmake -S . -B build >/dev/null
-cmake --build build -j "${TROUPE_JOBS:-2}" --target troupe
+cmake --build build -j "${TROUPE_JOBS:-2}" --target troupe_cli
 exec build/bin/troupe run examples/topologies/fashion_mnist_dp.toml "$@"

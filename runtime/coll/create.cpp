@@ -6,7 +6,7 @@
 #include <optional>
 #include <thread>
 
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 
 #include "runtime/net/auth.hpp"
 #include "runtime/net/handshake.hpp"

@@ -1,4 +1,4 @@
-#include "runtime/coll/cuda_local.hpp"
+#include "runtime/coll/detail/cuda_local.hpp"
 
 #include <unistd.h>
 
@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/cuda_api.hpp"
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/cuda_api.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 
 namespace troupe::coll {
 

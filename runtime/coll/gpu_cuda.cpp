@@ -6,13 +6,13 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
-#include "runtime/coll/cuda_api.hpp"
-#include "runtime/coll/cuda_local.hpp"
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/cuda_api.hpp"
+#include "runtime/coll/detail/cuda_local.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 #include "runtime/detail/cuda_plugin.hpp"
 #ifdef TROUPE_HAVE_NCCL
-#include "runtime/coll/nccl.hpp"
-#include "runtime/coll/nccl_api.hpp"
+#include "runtime/coll/detail/nccl.hpp"
+#include "runtime/coll/detail/nccl_api.hpp"
 #endif
 
 namespace troupe::coll::gpu {

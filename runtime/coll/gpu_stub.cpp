@@ -1,7 +1,7 @@
 // CPU-only build: device groups are refused with a clear error.
 #include <fmt/format.h>
 
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 
 namespace troupe::coll::gpu {
 

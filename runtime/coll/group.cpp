@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/gpu.hpp"
-#include "runtime/coll/tcp.hpp"
+#include "runtime/coll/detail/gpu.hpp"
+#include "runtime/coll/detail/tcp.hpp"
 #include "runtime/context.hpp"
 
 namespace troupe::coll {

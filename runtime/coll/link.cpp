@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/coll/create.hpp"
-#include "runtime/coll/store.hpp"
+#include "runtime/coll/detail/store.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/link_hooks.hpp"
 #include "runtime/remote/remote_actor.hpp"

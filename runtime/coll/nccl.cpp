@@ -1,4 +1,4 @@
-#include "runtime/coll/nccl.hpp"
+#include "runtime/coll/detail/nccl.hpp"
 
 #include <array>
 #include <cstring>
@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/gpu.hpp"
-#include "runtime/coll/nccl_api.hpp"
-#include "runtime/coll/store.hpp"
+#include "runtime/coll/detail/gpu.hpp"
+#include "runtime/coll/detail/nccl_api.hpp"
+#include "runtime/coll/detail/store.hpp"
 
 namespace troupe::coll {
 

@@ -16,7 +16,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/shm_layout.hpp"
+#include "runtime/coll/detail/shm_layout.hpp"
 
 namespace troupe::coll {
 

@@ -1,4 +1,4 @@
-#include "runtime/coll/store.hpp"
+#include "runtime/coll/detail/store.hpp"
 
 #include <condition_variable>
 #include <map>

@@ -1,4 +1,4 @@
-#include "runtime/coll/tcp.hpp"
+#include "runtime/coll/detail/tcp.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 
 #include <fmt/format.h>
 
-#include "runtime/coll/store.hpp"
+#include "runtime/coll/detail/store.hpp"
 
 namespace troupe::coll {
 

@@ -35,6 +35,10 @@ std::vector<std::string> candidates() {
 #ifdef TROUPE_CUDA_PLUGIN_INSTALLED
   out.emplace_back(TROUPE_CUDA_PLUGIN_INSTALLED);
 #endif
+  // Where the Debian packages put it (a program of one's own built against
+  // troupe-dev lives anywhere).
+  for (const char* dir : {"/usr/lib/x86_64-linux-gnu/troupe/", "/usr/lib/troupe/", "/usr/local/lib/troupe/"})
+    out.push_back(std::string(dir) + TROUPE_CUDA_PLUGIN_NAME);
 #ifdef TROUPE_CUDA_PLUGIN_BUILT
   out.emplace_back(TROUPE_CUDA_PLUGIN_BUILT);
 #endif

@@ -4,13 +4,14 @@
 // runs on a machine that has neither. The plugin links the CUDA runtime and
 // NCCL itself, holds every kernel (compute and the collectives' reduction),
 // and hands back the tables the layers above call through: the CUDA runtime
-// and NCCL entry points the collective backends use (runtime/coll/cuda_api.hpp)
+// and NCCL entry points the collective backends use (runtime/coll/detail/cuda_api.hpp)
 // and the compute operations (actors/compute/gpu_ops.hpp).
 //
 // Where it is looked for: $TROUPE_CUDA_PLUGIN; then <exe>/../lib/troupe/ and
 // <exe>/../lib/ (an installed tree, or the build tree's bin/ and lib/); then
-// the install folder and the build folder this library was built with. A build
-// without CUDA has no plugin: every device operation says so.
+// the install folder this library was built for, the Debian packages' and
+// /usr/local's; then the build folder it was built in. A build without CUDA
+// has no plugin: every device operation says so.
 #include <cstddef>
 #include <string>
 
@@ -26,7 +27,7 @@ struct CudaPlugin {
   int (*device_count)(char* why, std::size_t why_len) = nullptr;
   /// Device i's name (into `name`), memory and compute capability.
   bool (*device_info)(int i, char* name, std::size_t name_len, std::size_t* memory, int* major, int* minor) = nullptr;
-  /// The collective backends' table (runtime/coll/cuda_api.hpp), null
+  /// The collective backends' table (runtime/coll/detail/cuda_api.hpp), null
   /// without NCCL for its NCCL part.
   const void* runtime_api = nullptr;
   /// The compute operations' table (actors/compute/gpu_ops.hpp).

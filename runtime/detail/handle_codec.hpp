@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/actor_ref.hpp"  // which includes this header at its end, ActorRef complete
 #include "runtime/codec/codec.hpp"
 #include "runtime/detail/actor_registry.hpp"
 #include "runtime/detail/process.hpp"

@@ -4,7 +4,7 @@
 // against the CPU reference. Without a GPU only the errors are checked.
 #include <catch2/catch.hpp>
 
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 #include "tests/support/coll_member.hpp"
 
 using namespace std::chrono_literals;

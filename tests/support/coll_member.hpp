@@ -11,7 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/coll/create.hpp"
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 #include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 

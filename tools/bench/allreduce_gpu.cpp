@@ -13,10 +13,10 @@
 #include <nccl.h>
 
 // Raw CUDA and NCCL through the CUDA plugin too: the bench links neither.
-#include "runtime/coll/nccl_api.hpp"
+#include "runtime/coll/detail/nccl_api.hpp"
 
 #include "runtime/coll/create.hpp"
-#include "runtime/coll/gpu.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 #include "runtime/device.hpp"
 #include "runtime/troupe.hpp"
 #include "tools/bench/report.hpp"

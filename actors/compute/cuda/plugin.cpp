@@ -10,10 +10,10 @@
 #include "actors/compute/cuda/plugin.hpp"
 #include "actors/compute/gpu_ops.hpp"
 #include "runtime/coll/cuda/reduce.hpp"
-#include "runtime/coll/cuda_api.hpp"
+#include "runtime/coll/detail/cuda_api.hpp"
 #include "runtime/detail/cuda_plugin.hpp"
 #ifdef TROUPE_HAVE_NCCL
-#include "runtime/coll/nccl_api.hpp"
+#include "runtime/coll/detail/nccl_api.hpp"
 #endif
 
 namespace troupe::compute {

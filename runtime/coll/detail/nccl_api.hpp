@@ -2,7 +2,7 @@
 // NCCL's entry points, as the CUDA plugin hands them over (cuda_api.hpp).
 #include <nccl.h>
 
-#include "runtime/coll/cuda_api.hpp"
+#include "runtime/coll/detail/cuda_api.hpp"
 
 namespace troupe::coll::gpu {
 
