@@ -38,6 +38,7 @@ TEST_CASE("the example topology loads with what it says", "[topology]") {
   CHECK(t.replica.lr == Approx(0.1));
   CHECK(t.trainer.checkpoint_every == 500);
   CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp/checkpoints");
+  CHECK(t.trainer.max_failures == 3);
   CHECK(t.metrics == "jsonl");
   CHECK(t.plot == "svg");
 }
