@@ -167,7 +167,8 @@ void check_config(const ReplicaConfig& cfg, ConfigCheck where) {
   if (cfg.optimizer != "sgd" && cfg.optimizer != "adamw")
     throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
   (void)optim::LrSchedule::parse(cfg.schedule);
-  if (where.data_here) data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir);
+  if (where.data_here)
+    data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, !cfg.data_dir.empty());
 }
 
 Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {

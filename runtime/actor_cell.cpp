@@ -103,7 +103,7 @@ void CellBase::enqueue(Message* m) noexcept {
 }
 
 std::exception_ptr CellBase::died_error() const {
-  return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_));
+  return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_, RestartInfo{0, opts_.max_restarts_}));
 }
 
 void CellBase::wake() noexcept {

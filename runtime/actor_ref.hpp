@@ -5,9 +5,13 @@
 #include <string>
 #include <type_traits>
 
+#include <fmt/format.h>
+
+#include "runtime/context.hpp"
 #include "runtime/detail/call.hpp"
 #include "runtime/detail/call_check.hpp"
 #include "runtime/detail/process.hpp"
+#include "runtime/detail/type_name.hpp"
 #include "runtime/errors.hpp"
 
 namespace troupe {
@@ -102,6 +106,17 @@ class ActorRef {
 };
 
 static_assert(std::is_nothrow_move_constructible_v<ActorRef<int>>);
+
+/// Inside an actor of class T (a method, on_start, a Task after a co_await):
+/// a handle to itself, as its callers hold one (to hand to other actors, or
+/// to call itself). UsageError outside such an actor.
+template <class T>
+ActorRef<T> self_ref() {
+  auto* cell = dynamic_cast<detail::Cell<T>*>(current_actor());
+  if (!cell)
+    throw UsageError(fmt::format("troupe::self_ref<{}>() outside an actor of that class", detail::type_name<T>()));
+  return ActorRef<T>(std::static_pointer_cast<detail::Cell<T>>(cell->shared_from_this()));
+}
 
 }  // namespace troupe
 

@@ -28,8 +28,12 @@ std::string died_message(std::uint64_t id, const std::string& name, DeathCause c
                        "retried{}",
                        who, restart.number, of, tail);
   }
-  if (detail.empty()) return fmt::format("{} is dead: {}", who, to_string(cause));
-  return fmt::format("{} is dead: {}: {}", who, to_string(cause), detail);
+  // A failure past max_restarts says so: the restarts were there, and spent.
+  const std::string spent = cause == DeathCause::failed && restart.max > 0
+                                ? fmt::format(" (its {} restart{} used up)", restart.max, restart.max == 1 ? "" : "s")
+                                : std::string();
+  if (detail.empty()) return fmt::format("{} is dead: {}{}", who, to_string(cause), spent);
+  return fmt::format("{} is dead: {}: {}{}", who, to_string(cause), detail, spent);
 }
 }  // namespace
 

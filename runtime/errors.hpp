@@ -32,7 +32,7 @@ const char* to_string(DeathCause c) noexcept;
 /// When a failed actor was re-created: which restart followed the failure.
 struct RestartInfo {
   int number = 0;         ///< the restart that followed (1 = the first); 0: none, the actor is dead
-  int max = 0;            ///< Options::max_restarts (-1: unlimited)
+  int max = 0;            ///< Options::max_restarts (-1: unlimited): a dead actor's message says they were used up
   bool culprit = false;   ///< this call raised the failure (it is never retried)
 };
 

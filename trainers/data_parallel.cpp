@@ -103,7 +103,20 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
   if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_failures);
-  auto mesh = rt_.spawn_mesh<Replica>(replicas, cfg_, o);
+  auto mesh = [&]() {
+    try {
+      return rt_.spawn_mesh<Replica>(replicas, cfg_, o);
+    } catch (const Infeasible& e) {
+      // Say what the whole run asks for, and what to change.
+      std::string each;
+      for (const auto& [k, v] : o.resources_) each += fmt::format("{}{}={}", each.empty() ? "" : ", ", k, v);
+      throw Infeasible(fmt::format(
+          "data parallel: {} replicas, each asking for {}, do not fit on this cluster: fewer replicas ([train] "
+          "replicas, TrainerOptions::replicas) or less per replica ([resources], TrainerOptions::actor_options) "
+          "would. {}",
+          replicas, each.empty() ? "nothing" : each, e.what()));
+    }
+  }();
   coll::GroupOptions g;
   g.name = cfg_.group;
   if (device_.is_cuda()) {
@@ -119,6 +132,12 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   form_group();
   const std::int64_t per_epoch = mesh[0].call(&Replica::steps_per_epoch).get(limit);
   const std::int64_t total = per_epoch * cfg_.epochs;
+  if (cfg_.warmup_steps > 0 && cfg_.warmup_steps >= total && total > 0)
+    fmt::print(stderr,
+               "troupe: warning: warmup_steps = {} ([schedule] warmup_steps) but the run has {} steps: the learning "
+               "rate never gets past its warm-up ({} of {} at the end)\n",
+               cfg_.warmup_steps, total, static_cast<double>(cfg_.lr) * static_cast<double>(total) /
+                                             static_cast<double>(cfg_.warmup_steps), cfg_.lr);
   const std::string ckpt = checkpoint_path();
   FitResult r;
   std::int64_t step = 0, last_ckpt = -1, reached = 0;

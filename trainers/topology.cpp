@@ -21,6 +21,7 @@ namespace {
 
 struct Reader {
   std::string path;
+  std::map<std::string, std::string>* where = nullptr;  // "section.key" -> "file:line:col"
 
   std::string at(const toml::source_region& s) const {
     return s.begin.line ? fmt::format("{}:{}:{}", path, s.begin.line, s.begin.column) : path;
@@ -87,20 +88,22 @@ void apply(const Reader& r, const toml::node& node, const std::string& section, 
                                       fmt::join(known, ", ")));
     }
     it->second(v, key);
+    if (r.where) (*r.where)[key] = r.at(v.source());
   }
 }
 
 }  // namespace
 
 Topology parse_topology(const std::string& text, const std::string& path) {
+  Topology t;
   Reader r{path};
+  r.where = &t.where;
   toml::table root;
   try {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     throw TopologyError(fmt::format("{}: {}", r.at(e.source()), e.description()));
   }
-  Topology t;
   t.path = path;
   auto& c = t.replica;
   auto& o = t.trainer;

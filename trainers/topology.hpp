@@ -22,6 +22,9 @@
 
 #include "actors/replica.hpp"
 #include "runtime/errors.hpp"
+#include <map>
+#include <string>
+
 #include "trainers/data_parallel.hpp"
 
 namespace troupe::dp {
@@ -41,6 +44,9 @@ struct Topology {
   std::string out_dir;     ///< metrics and plot ("" : runs/<name>)
   std::string metrics = "jsonl";
   std::string plot = "svg";
+  /// Where each key given was: "data.dir" -> "file:line:col" (for errors
+  /// found after parsing, such as a data folder that is not there).
+  std::map<std::string, std::string> where;
 };
 
 /// Reads and checks a topology file (TopologyError on any problem).

@@ -91,10 +91,20 @@ std::string find_file(const std::string& dir, const std::string& stem) {
 
 }  // namespace
 
-void check_fashion_mnist(const std::string& dir) {
+void check_fashion_mnist(const std::string& dir, bool chosen) {
   for (const char* stem : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                           "t10k-labels-idx1-ubyte"})
-    find_file(dir, stem);
+                           "t10k-labels-idx1-ubyte"}) {
+    if (!chosen) {
+      find_file(dir, stem);
+      continue;
+    }
+    try {
+      find_file(dir, stem);
+    } catch (const DataError&) {
+      throw DataError(fmt::format("the data folder '{}' has no Fashion-MNIST: {}/{}(.gz) is not there", dir, dir,
+                                  stem));
+    }
+  }
 }
 
 Dataset load_fashion_mnist(const std::string& dir, Split split, float mean, float std) {

@@ -46,7 +46,9 @@ constexpr float kFashionMnistStd = 0.3530f;
 std::string fashion_mnist_dir();
 /// Throws DataError naming the first of the four Fashion-MNIST files that is
 /// not in `dir` (a driver checks before it starts replicas that would load it).
-void check_fashion_mnist(const std::string& dir);
+/// `chosen`: the folder was given (data_dir), not the default: the message
+/// then names it instead of suggesting the package.
+void check_fashion_mnist(const std::string& dir, bool chosen = false);
 
 /// Loads a split from dir ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]).
 Dataset load_fashion_mnist(const std::string& dir, Split split, float mean = kFashionMnistMean,

@@ -29,15 +29,24 @@ std::string default_address_path() {
   return (std::filesystem::path(net::default_token_path()).parent_path() / "head.address").string();
 }
 
-Address resolve_address(const std::string& flag) {
+std::string address_path_beside(const std::string& token_file) {
+  if (token_file.empty()) return default_address_path();
+  return (std::filesystem::path(token_file).parent_path() / "head.address").string();
+}
+
+Address resolve_address(const std::string& flag, const std::string& token_file) {
   if (!flag.empty()) return parse_address(flag);
   if (const char* env = std::getenv("TROUPE_ADDRESS"); env && *env) return parse_address(env);
-  std::ifstream in(default_address_path());
+  const std::string path = address_path_beside(token_file.empty() && std::getenv("TROUPE_TOKEN_FILE")
+                                                   ? std::string(std::getenv("TROUPE_TOKEN_FILE"))
+                                                   : token_file);
+  std::ifstream in(path);
   std::string line;
   if (in && std::getline(in, line) && !line.empty()) return parse_address(line);
   throw UsageError(fmt::format(
-      "no cluster address: pass --address HOST:PORT, set TROUPE_ADDRESS, or start a head on this machine ({})",
-      default_address_path()));
+      "no cluster address: pass --address HOST:PORT, set TROUPE_ADDRESS, or start a head on this machine (it "
+      "writes {})",
+      path));
 }
 
 }  // namespace troupe::cluster

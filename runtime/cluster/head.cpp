@@ -169,6 +169,9 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
       s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
         auto w = e.initWelcome();
         w.setNodeId(s->node_id);
+        const auto& n = nodes_[s->node_id];
+        to_proto(n.slot.total, w.initGranted(static_cast<unsigned>(n.slot.total.size())));
+        w.setSharesHostWith(n.shares_with);
         w.setHeadVersion(net::kProtocolVersion);
       }));
       return;

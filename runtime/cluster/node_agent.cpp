@@ -115,6 +115,8 @@ asio::awaitable<void> NodeAgent::run() {
   if (env.which() != proto::Envelope::WELCOME || env.getWelcome().getNodeId() == 0)
     throw Error("head did not accept the node registration");
   node_id_ = env.getWelcome().getNodeId();
+  granted_ = from_proto(env.getWelcome().getGranted());
+  shares_with_ = env.getWelcome().getSharesHostWith();
   last_head_ = clock::now();
   std::weak_ptr<NodeAgent> weak = weak_from_this();
   conn_->start(

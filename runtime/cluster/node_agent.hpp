@@ -30,12 +30,17 @@ struct NodeOptions {
 
 class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
  public:
-  /// `on_joined(node_id)` once registered; `on_lost(reason)` once, if the head
+  /// `on_joined(node_id)` once registered (granted(), shares_host_with() are
+  /// then what the head counts for it); `on_lost(reason)` once, if the head
   /// cannot be reached, refuses us, or goes silent.
   NodeAgent(asio::io_context& io, NodeOptions opts, std::function<void(std::uint64_t)> on_joined,
             std::function<void(const std::string&)> on_lost);
   void start();
   void stop();
+  /// What the head counts for this node once joined, and the node its host's
+  /// own resources count on (0: none): see host_shares.
+  const ResourceMap& granted() const noexcept { return granted_; }
+  std::uint64_t shares_host_with() const noexcept { return shares_with_; }
 
  private:
   asio::awaitable<void> run();
@@ -53,6 +58,8 @@ class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
   std::function<void(const std::string&)> on_lost_;
   std::chrono::steady_clock::time_point last_head_;
   std::uint64_t node_id_ = 0;
+  ResourceMap granted_;
+  std::uint64_t shares_with_ = 0;
   bool done_ = false;
 };
 

@@ -32,6 +32,8 @@ struct Proof {
 struct Welcome {
   nodeId @0 :UInt64;     # assigned to a registering node, else 0
   headVersion @1 :UInt32;
+  granted @2 :List(Resource);   # a node: what the head counts for it (its share of its host)
+  sharesHostWith @3 :UInt64;    # a node: the node its host's own resources count on (0: none)
 }
 
 struct RegisterNode {

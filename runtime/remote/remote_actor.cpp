@@ -27,6 +27,7 @@ namespace {
 constexpr int kAlive = static_cast<int>(proto::ActorState::ALIVE);
 constexpr int kDead = static_cast<int>(proto::ActorState::DEAD);
 
+
 // stop() and group membership: queued like calls so they keep their place.
 class ControlCall final : public PendingCall {
  public:
@@ -61,6 +62,8 @@ RemoteActor::RemoteActor(std::shared_ptr<asio::io_context> io, detail::PoolHandl
 RemoteActor::~RemoteActor() {
   {
     std::lock_guard lock(mu_);
+    // The directory says why, not just "killed": the driver let go of it.
+    if (!killing_ && !dead_) released_ = true;
     killing_ = true;
     if (pid_) ::kill(pid_, SIGKILL);
     if (remote_ && !dead_ && cluster_id_) cluster_->kill_worker(cluster_id_);
@@ -76,7 +79,7 @@ RemoteActor::~RemoteActor() {
       drain_timer_.reset();
       lost_timer_.reset();
       pending_exit_.reset();
-      die(kill_cause_, {});
+      die(kill_cause_, released_ ? kReleasedCause : "");
     }
   }
   if (cluster_id_) cluster_->forget(cluster_id_);
@@ -289,7 +292,7 @@ std::exception_ptr RemoteActor::death_error() const {
 }
 
 std::exception_ptr RemoteActor::died_error() const {
-  return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_));
+  return std::make_exception_ptr(ActorDied(id_, opts_.name_, cause_, detail_, RestartInfo{0, opts_.max_restarts_}));
 }
 
 void RemoteActor::add_monitor(MonitorFn fn) {

@@ -47,6 +47,10 @@ namespace troupe::remote {
 
 using detail::PendingCall;
 
+/// Why a process actor whose last ActorRef went away died (as Ray ends an
+/// actor whose handles are gone): what the actor directory shows.
+inline constexpr const char* kReleasedCause = "released: no ActorRef to it was left in its driver";
+
 class RemoteActor final : public detail::ProcessActor, public std::enable_shared_from_this<RemoteActor> {
  public:
   RemoteActor(std::shared_ptr<boost::asio::io_context> io, detail::PoolHandle* pool, std::string class_key,
@@ -143,6 +147,7 @@ class RemoteActor final : public detail::ProcessActor, public std::enable_shared
   pid_t worker_pid_ = 0;       // the worker's pid on its node, from its spawn reply
   int restarts_ = 0;
   bool stopping_ = false, killing_ = false;
+  bool released_ = false;  // killed because its last handle was dropped
   DeathCause kill_cause_ = DeathCause::killed;
   std::string failure_detail_;  // from the worker's last ActorDied reply
   std::vector<Promise<void>> stop_waiters_;

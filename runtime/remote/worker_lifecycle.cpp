@@ -298,7 +298,9 @@ void RemoteActor::handle_exit(std::string detail, bool clean) {
   const bool can_restart =
       !killing_ && !clean_stop && !dead_ && (opts_.max_restarts_ < 0 || restarts_ < opts_.max_restarts_);
   if (killing_) {
-    die(kill_cause_, kill_cause_ == DeathCause::killed ? detail : std::string());
+    die(kill_cause_, released_ ? std::string(kReleasedCause)
+                     : kill_cause_ == DeathCause::killed ? detail
+                                                         : std::string());
     return;
   }
   if (clean_stop) {

@@ -119,5 +119,45 @@ TEST_CASE("troupe run trains from a topology file: progress, metrics, plot; bad 
   auto missing = run_process({bin("troupe"), "run", (dir / "nope.toml").string()}, std::chrono::seconds(30));
   CHECK(missing.exit_code == 2);
   CHECK_THAT(missing.err, Catch::Contains("nope.toml: cannot read"));
+
+  // A data folder that is not there: the key's place, before anything starts.
+  const auto nodata = (dir / "nodata.toml").string();
+  {
+    std::ofstream f(nodata);
+    f << "[train]\nstrategy = \"data_parallel\"\n[data]\ndir = \"/nonexistent/fm\"\n[output]\ndir = \""
+      << (dir / "nodata-out").string() << "\"\n";
+  }
+  auto nd = run_process({bin("troupe"), "run", nodata}, std::chrono::seconds(30));
+  CHECK(nd.exit_code == 2);
+  CHECK_THAT(nd.err, Catch::Contains(nodata + ":4:7: key 'data.dir': the data folder '/nonexistent/fm' has no "
+                                              "Fashion-MNIST"));
+  CHECK_FALSE(fs::exists(dir / "nodata-out"));
+  // More replicas than the machine has room for: what to change, and no run folder either.
+  const auto crowded = (dir / "crowded.toml").string();
+  {
+    std::ofstream f(crowded);
+    f << "[train]\nstrategy = \"data_parallel\"\nreplicas = 64\n[resources]\ncpus = 1024\n[output]\ndir = \""
+      << (dir / "crowded-out").string() << "\"\n";
+  }
+  auto cr = run_process({bin("troupe"), "run", crowded}, std::chrono::seconds(60));
+  CHECK(cr.exit_code != 0);
+  CHECK_THAT(cr.err, Catch::Contains("64 replicas, each asking for CPU=1024") && Catch::Contains("fewer replicas"));
+  CHECK_FALSE(fs::exists(dir / "crowded-out"));
+  // --out moves the run, the checkpoints the file keeps under its output folder too.
+  const auto moved = (dir / "moved").string();
+  const auto inside = (dir / "inside.toml").string();
+  {
+    std::ofstream f(inside);
+    f << "name = \"inside\"\n[model]\nhidden = [16]\n[data]\ntrain_limit = 256\neval_limit = 100\n"
+         "[train]\nstrategy = \"data_parallel\"\nreplicas = 1\nprocesses = false\nbatch = 32\nepochs = 1\n"
+         "[checkpoint]\ndir = \""
+      << (dir / "in-out" / "checkpoints").string() << "\"\n[output]\ndir = \"" << (dir / "in-out").string() << "\"\n";
+  }
+  auto mv = run_process({bin("troupe"), "run", inside, "--out", moved, "--quiet"}, std::chrono::seconds(120));
+  INFO(mv.err);
+  CHECK(mv.exit_code == 0);
+  CHECK(fs::exists(fs::path(moved) / "checkpoints" / "latest.troupeck"));
+  CHECK(fs::exists(fs::path(moved) / "metrics.jsonl"));
+  CHECK_FALSE(fs::exists(dir / "in-out"));
   fs::remove_all(dir);
 }

@@ -49,6 +49,27 @@ TEST_CASE("daemons on one host count its CPUs, memory and GPUs once; what a daem
   CHECK_THAT(status.out, Catch::Contains(fmt::format("\"CPU\":{}", cpus + 3)));
   auto table = c.cli("nodes", false);
   CHECK_THAT(table.out, Catch::Contains("(shares its host with node 1)"));
+  // The node says so too, with what the head counts for it.
+  CHECK_THAT(n2->out(), Catch::Contains("this host's own CPUs, memory and GPUs count on node 1"));
+  CHECK_THAT(n3->out(), Catch::Contains("CPU=3"));
+}
+
+TEST_CASE("the CLI finds a head on this machine through the address file beside the token file", "[cluster]") {
+  Cluster c;
+  // No --address: the head's address file next to the token file says where.
+  auto r = run_process({bin("troupe"), "nodes", "--token-file", c.token_file, "--json"}, 20s);
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(c.count(r.out, "\"state\":\"ALIVE\"") == 1);
+  const auto addr_file = std::filesystem::path(c.token_file).parent_path() / "head.address";
+  CHECK(std::filesystem::exists(addr_file));
+  // A head that stops takes its address file with it.
+  c.head->signal(SIGTERM);
+  CHECK(c.head->wait(10s) == 0);
+  CHECK_FALSE(std::filesystem::exists(addr_file));
+  auto gone = run_process({bin("troupe"), "nodes", "--token-file", c.token_file}, 20s);
+  CHECK(gone.exit_code != 0);
+  CHECK_THAT(gone.err, Catch::Contains("no cluster address") && Catch::Contains("head.address"));
 }
 
 TEST_CASE("a daemon killed with -9 is declared dead with the cause", "[cluster]") {

@@ -297,3 +297,15 @@ TEST_CASE("a death cause of several lines keeps the `troupe actors` table one ro
   }
   CHECK(rows == 2);  // the header and the one actor
 }
+
+TEST_CASE("a process actor whose last handle is dropped is listed as released, not killed", "[placement]") {
+  Cluster c;
+  Runtime rt = driver(c);
+  {
+    auto a = rt.spawn<Probe>(1, Options{}.process().name("dropped"));
+    CHECK(a.call(&Probe::add, 1).get(10s) == 2);
+  }  // the driver lets go of it
+  auto out = c.poll("actors", [](const std::string& o) { return o.find("\"state\":\"DEAD\"") != std::string::npos; });
+  CHECK_THAT(out, Catch::Contains("released: no ActorRef to it was left in its driver"));
+  CHECK_THAT(out, !Catch::Contains("\"death_cause\":\"killed\""));
+}

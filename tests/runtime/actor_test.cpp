@@ -186,3 +186,20 @@ TEST_CASE("get() on a call to itself inside an actor is refused, not a deadlock"
   CHECK_THROWS_AS(s.call(&Selfish::deadlock).get(), UsageError);
   CHECK_THROWS_WITH(s.call(&Selfish::deadlock).get(), Catch::Contains("would deadlock"));
 }
+
+TEST_CASE("self_ref gives an actor a handle to itself, as its callers hold", "[actor]") {
+  struct Node {
+    int value = 7;
+    int get() const { return value; }
+    // Hands its own handle out: the peer calls back through it.
+    troupe::ActorRef<Node> me() { return troupe::self_ref<Node>(); }
+    std::uint64_t my_id() { return troupe::self_ref<Node>().id(); }
+  };
+  troupe::Runtime rt({.threads = 2});
+  auto n = rt.spawn<Node>();
+  auto handle = n.call(&Node::me).get();
+  CHECK(handle == n);
+  CHECK(handle.call(&Node::get).get() == 7);
+  CHECK(n.call(&Node::my_id).get() == n.id());
+  CHECK_THROWS_WITH(troupe::self_ref<Node>(), Catch::Contains("self_ref") && Catch::Contains("outside an actor"));
+}

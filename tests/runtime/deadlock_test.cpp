@@ -21,7 +21,7 @@ class Counter {
   explicit Counter(int start) : value_(start) {}
   int add(int n) { return value_ += n; }
   Task<int> add_twice(int n) {
-    co_await self().runtime().get_actor<Counter>(self().name()).call(&Counter::add, n);
+    co_await self_ref<Counter>().call(&Counter::add, n);
     co_return value_ += n;
   }
 

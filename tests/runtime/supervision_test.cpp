@@ -160,6 +160,7 @@ TEST_CASE("calls failed by a restart say the actor was restarted; by its death t
   CHECK_THROWS_WITH(queued.get(), Catch::Contains("failed and was restarted (restart 1 of 1); this call was in flight "
                                                   "and is not retried: boom"));
   // The restart budget spent, the next failure is a death.
-  CHECK_THROWS_WITH(a.call(&Flaky::crash, std::string("again")).get(), Catch::Contains("is dead: failed: again"));
+  CHECK_THROWS_WITH(a.call(&Flaky::crash, std::string("again")).get(),
+                    Catch::Contains("is dead: failed: again (its 1 restart used up)"));
   CHECK_FALSE(a.alive());
 }

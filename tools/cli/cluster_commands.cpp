@@ -35,7 +35,7 @@ Flags parse(int argc, char** argv) {
 }
 
 cluster::ClusterView fetch(const Flags& f) {
-  auto addr = cluster::resolve_address(f.address);
+  auto addr = cluster::resolve_address(f.address, f.token_file);
   return cluster::query_status(addr, net::resolve_token(f.token, f.token_file));
 }
 
@@ -151,7 +151,7 @@ int nodes_command(int argc, char** argv) {
 
 int actors_command(int argc, char** argv) {
   auto f = parse(argc, argv);
-  auto list = cluster::query_actors(cluster::resolve_address(f.address), net::resolve_token(f.token, f.token_file));
+  auto list = cluster::query_actors(cluster::resolve_address(f.address, f.token_file), net::resolve_token(f.token, f.token_file));
   if (f.json) {
     std::string out;
     for (auto& a : list)

@@ -11,11 +11,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "actors/data/idx.hpp"
 #include "runtime/init.hpp"
 #include "runtime/troupe.hpp"
 #include "trainers/metrics.hpp"
@@ -66,7 +68,16 @@ int run_command(int argc, char** argv) {
   int no_args = 1;
   char* self[] = {argv[0], nullptr};
   troupe::init(no_args, self);
-  const std::string dir = !out.empty() ? out : !t.out_dir.empty() ? t.out_dir : "runs/" + t.name;
+  const std::string file_dir = !t.out_dir.empty() ? t.out_dir : "runs/" + t.name;
+  const std::string dir = !out.empty() ? out : file_dir;
+  // --out moves the whole run: checkpoints the file keeps under its output
+  // folder go under the new one (another run's checkpoint is never resumed
+  // from, nor overwritten); ones kept elsewhere stay where the file says.
+  if (!out.empty() && !t.trainer.checkpoint_dir.empty()) {
+    const auto rel = fs::path(t.trainer.checkpoint_dir).lexically_normal().lexically_relative(
+        fs::path(file_dir).lexically_normal());
+    if (!rel.empty() && *rel.begin() != "..") t.trainer.checkpoint_dir = (fs::path(out) / rel).string();
+  }
   const std::string metrics_path = (fs::path(dir) / ("metrics." + t.metrics)).string();
   const bool resuming = t.trainer.resume && !t.trainer.checkpoint_dir.empty() &&
                         fs::exists(fs::path(t.trainer.checkpoint_dir) / "latest.troupeck");
@@ -75,16 +86,33 @@ int run_command(int argc, char** argv) {
              plural(t.trainer.replicas, "replica"), t.trainer.processes ? "worker processes" : "in this process",
              t.replica.inputs, fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch,
              plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
-             resuming ? ", resuming from " + t.trainer.checkpoint_dir : "");
+             resuming                          ? ", resuming from " + t.trainer.checkpoint_dir
+             : t.trainer.checkpoint_dir.empty() ? ""
+                                                : ", checkpoints in " + t.trainer.checkpoint_dir);
   dp::PlotSeries plot;
   Runtime rt;
   // The trainer checks what it can (device, data files) before anything is
   // spawned or written: a run that cannot start leaves no run folder behind.
-  dp::DataParallelTrainer trainer(rt, t.replica, t.trainer);
-  fs::create_directories(dir);
-  dp::MetricsWriter metrics(metrics_path, t.metrics, resuming);
+  // An error found in what a key names (a data folder that is not there)
+  // points at the key, as parse errors do.
+  auto trainer = [&]() {
+    try {
+      return dp::DataParallelTrainer(rt, t.replica, t.trainer);
+    } catch (const data::DataError& e) {
+      if (auto w = t.where.find("data.dir"); w != t.where.end())
+        throw dp::TopologyError(fmt::format("{}: key 'data.dir': {}", w->second, e.what()));
+      throw;
+    }
+  }();
+  // The run folder is made with the first progress report: a run that cannot
+  // start (placement, a dead replica) leaves none behind.
+  std::optional<dp::MetricsWriter> metrics;
   auto result = trainer.fit([&](const dp::Progress& p) {
-    metrics.write(p);
+    if (!metrics) {
+      fs::create_directories(dir);
+      metrics.emplace(metrics_path, t.metrics, resuming);
+    }
+    metrics->write(p);
     plot.loss.emplace_back(static_cast<double>(p.step), p.loss);
     if (p.evaluated) plot.accuracy.emplace_back(static_cast<double>(p.step), p.test_accuracy);
     if (quiet) return;
@@ -94,6 +122,7 @@ int run_command(int argc, char** argv) {
     else
       fmt::print(stderr, "{}\n", line);
   });
+  fs::create_directories(dir);
   if (t.plot == "svg") {
     const std::string svg = (fs::path(dir) / "plot.svg").string();
     dp::write_svg_plot(svg, fmt::format("{}: {}, test accuracy {:.4f}", t.name, plural(t.trainer.replicas, "replica"),

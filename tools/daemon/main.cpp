@@ -111,7 +111,7 @@ int run(const Args& a) {
     });
     head->add_local_node(resources, hostname(), launcher);
     head->start();
-    auto addr_file = std::filesystem::path(token_file).parent_path() / "head.address";
+    const auto addr_file = cluster::address_path_beside(token_file);
     std::ofstream(addr_file) << head->address() << "\n";
     fmt::print("troupe head listening on {} (token file {})\n", head->address(), token_file);
     std::fflush(stdout);
@@ -122,6 +122,11 @@ int run(const Args& a) {
     });
     io.run();
     launcher->kill_all();
+    // A stopped head leaves no address for local tools to dial (another head
+    // may have written its own since: only ours is removed).
+    std::ifstream mine(addr_file);
+    std::string written;
+    if (std::getline(mine, written) && written == head->address()) std::filesystem::remove(addr_file);
     return 0;
   }
 
@@ -132,11 +137,18 @@ int run(const Args& a) {
   no.hostname = hostname();
   no.heartbeat = std::chrono::milliseconds(a.heartbeat_ms);
   no.head_timeout = std::chrono::milliseconds(a.node_timeout_ms);
-  auto agent = std::make_shared<cluster::NodeAgent>(
+  std::shared_ptr<cluster::NodeAgent> agent;
+  agent = std::make_shared<cluster::NodeAgent>(
       io, no,
       [&](std::uint64_t id) {
-        fmt::print("troupe node {} joined the head at {}: {}\n", id, no.head.str(),
-                   cluster::format_resources(no.resources.total));
+        // What the head counts for this node: its share of the host.
+        fmt::print("troupe node {} joined the head at {}: {}{}\n", id, no.head.str(),
+                   cluster::format_resources(agent->granted()),
+                   agent->shares_host_with()
+                       ? fmt::format(" (this host's own CPUs, memory and GPUs count on node {}; give this daemon "
+                                     "its share with --resources CPU=N,memory=BYTES)",
+                                     agent->shares_host_with())
+                       : std::string());
         std::fflush(stdout);
       },
       [&](const std::string& why) {
