@@ -115,6 +115,7 @@ void Executor::run(std::size_t index) {
 // More runnable threads than the pool's size (a blocked one woke up): this
 // one waits until a blocked thread needs it, or the pool stops.
 void Executor::maybe_park() {
+  if (active_.load(std::memory_order_relaxed) <= static_cast<int>(size_)) return;  // the usual case: no lock
   std::unique_lock lock(mu_);
   if (stopping_ || active_ <= static_cast<int>(size_)) return;
   --active_;

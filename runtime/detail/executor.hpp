@@ -78,7 +78,9 @@ class Executor final : public BlockingHook, public std::enable_shared_from_this<
   mutable std::mutex mu_;
   std::condition_variable park_cv_, exit_cv_;
   std::vector<std::unique_ptr<Thread>> threads_;
-  int active_ = 0;       // threads neither blocked in a get() nor parked
+  // Threads neither blocked in a get() nor parked: written under mu_, read
+  // without it on the hot path (after every handler).
+  std::atomic<int> active_{0};
   int parked_ = 0;
   int unparks_ = 0;      // wake-ups owed to parked threads
   std::size_t running_ = 0;
