@@ -156,6 +156,8 @@ TEST_CASE("troupe run trains from a topology file: progress, metrics, plot; bad 
   auto mv = run_process({bin("troupe"), "run", inside, "--out", moved, "--quiet"}, std::chrono::seconds(120));
   INFO(mv.err);
   CHECK(mv.exit_code == 0);
+  CHECK_THAT(mv.err, Catch::Contains(": 1 replica (in this process)") && Catch::Contains(", 1 epoch, "));
+  CHECK_THAT(mv.err, !Catch::Contains("1 epochs") && !Catch::Contains("1 replicas"));
   CHECK(fs::exists(fs::path(moved) / "checkpoints" / "latest.troupeck"));
   CHECK(fs::exists(fs::path(moved) / "metrics.jsonl"));
   CHECK_FALSE(fs::exists(dir / "in-out"));
