@@ -109,9 +109,15 @@ TEST_CASE("missing data is refused before any replica starts, naming the file", 
   cfg.data_dir = "/nonexistent/fashion";
   dp::TrainerOptions o;
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o),
-                    Catch::Contains("/nonexistent/fashion/train-images-idx3-ubyte.gz: no such file"));
+                    Catch::Contains("the data folder '/nonexistent/fashion' has no Fashion-MNIST: "
+                                    "/nonexistent/fashion/train-images-idx3-ubyte(.gz) is not there"));
   o.processes = false;
-  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("no such file"));
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("has no Fashion-MNIST"));
+  // The default folder (no data_dir given) suggests the package.
+  cfg.data_dir.clear();
+  ::setenv("TROUPE_FASHION_MNIST", "/nonexistent/default", 1);
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("apt install dataset-fashion-mnist"));
+  ::unsetenv("TROUPE_FASHION_MNIST");
 }
 
 // GPU replicas (label gpu): the same trajectories as single-process training on
