@@ -77,8 +77,19 @@ CellBase::~CellBase() {
 // io_context alive through a handler that io_context will never run (a cycle
 // that would leak both after shutdown). Live cells are owned by the runtime,
 // suspended calls own theirs, so a failed lock means there is nothing to do.
+//
+// The caller (a collective group's thread, a Ref completed anywhere) owns
+// nothing of this cell: once the post is queued, a pool thread may resume `h`,
+// finish the call and drop the cell, and the Runtime may then destroy the
+// io_context while this thread is still inside post (signalling the pool's
+// condition variable, releasing its strand copy). This thread holds the
+// io_context and the strand, not the cell, until post returns: were it the
+// cell's last owner, the actor would be destroyed here, on a thread the actor
+// may own (a collective group joining its own thread).
 void CellBase::schedule(std::coroutine_handle<> h) {
-  boost::asio::post(strand_->strand, [weak = weak_from_this(), h]() {
+  std::shared_ptr<boost::asio::io_context> io = strand_->io;
+  Strand strand = strand_->strand;
+  boost::asio::post(strand, [weak = weak_from_this(), h]() {
     if (auto self = weak.lock()) {
       ContextGuard guard(self.get());
       h.resume();
