@@ -50,6 +50,9 @@ install(FILES ${PROJECT_BINARY_DIR}/troupeConfig.cmake ${PROJECT_BINARY_DIR}/tro
 
 if(TROUPE_BUILD_TOOLS)
   install(TARGETS troupe_cli troupe-daemon troupe-bench RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT runtime)
+  # The example topologies, for `troupe run <datadir>/troupe/topologies/fashion_mnist_dp.toml`.
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/examples/topologies DESTINATION ${CMAKE_INSTALL_DATADIR}/troupe
+          COMPONENT runtime FILES_MATCHING PATTERN "*.toml")
 endif()
 if(TARGET troupe_cuda)
   install(TARGETS troupe_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/troupe COMPONENT runtime)
