@@ -45,6 +45,16 @@ TEST_CASE("troupe refuses an unknown command with usage and exit 2", "[cli]") {
   CHECK(run_process({bin("troupe")}).exit_code == 2);
 }
 
+TEST_CASE("troupe COMMAND --help prints that command's usage and exits 0", "[cli]") {
+  for (const char* cmd : {"run", "status", "nodes", "actors"}) {
+    auto r = run_process({bin("troupe"), cmd, "--help"});
+    INFO(cmd << ": " << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains(std::string("usage: troupe ") + cmd));
+  }
+  CHECK_THAT(run_process({bin("troupe"), "run", "-h"}).out, Catch::Contains("FILE.toml"));
+}
+
 TEST_CASE("troupe-bench actors --json prints one line with both systems", "[cli][bench]") {
   const auto out = bench_json("actors", "500", "5000", "500");
   for (const char* p : {"sync_1to1", "async_1to1", "async_nton", "sync_1k_arg"})

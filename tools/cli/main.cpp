@@ -64,6 +64,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "info") return info();
+  // `troupe COMMAND --help`: that command's line of the usage.
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") != 0 && std::strcmp(argv[i], "-h") != 0) continue;
+    const char* flags = nullptr;
+    if (cmd == "run") flags = "FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]";
+    else if (cmd == "status" || cmd == "nodes" || cmd == "actors")
+      flags = "[--address HOST:PORT] [--token T | --token-file F] [--json]";
+    if (!flags) break;
+    fmt::print("usage: troupe {} {}\n(troupe help: every command)\n", cmd, flags);
+    return 0;
+  }
   try {
     if (cmd == "status") return troupe::cli::status_command(argc - 2, argv + 2);
     if (cmd == "nodes") return troupe::cli::nodes_command(argc - 2, argv + 2);
