@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "runtime/coll/create.hpp"
+#include "runtime/device.hpp"
 
 namespace troupe::dp {
 
@@ -109,12 +110,19 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     } catch (const Infeasible& e) {
       // Say what the whole run asks for, and what to change.
       std::string each;
-      for (const auto& [k, v] : o.resources_) each += fmt::format("{}{}={}", each.empty() ? "" : ", ", k, v);
+      bool gpus = false;
+      for (const auto& [k, v] : o.resources_) {
+        each += fmt::format("{}{}={}", each.empty() ? "" : ", ", k, v);
+        gpus = gpus || (k == "GPU" && v > 0);
+      }
+      // No GPU anywhere is often this machine's CUDA not loading: say why.
+      std::string here;
+      if (gpus && devices().gpus.empty()) here = fmt::format(" (this machine: {})", devices().status);
       throw Infeasible(fmt::format(
           "data parallel: {} replicas, each asking for {}, do not fit on this cluster: fewer replicas ([train] "
           "replicas, TrainerOptions::replicas) or less per replica ([resources], TrainerOptions::actor_options) "
-          "would. {}",
-          replicas, each.empty() ? "nothing" : each, e.what()));
+          "would. {}{}",
+          replicas, each.empty() ? "nothing" : each, e.what(), here));
     }
   }();
   coll::GroupOptions g;

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "actors/compute/stream.hpp"
+#include "runtime/device.hpp"
 #include "trainers/data_parallel.hpp"
 
 using namespace troupe;
@@ -100,6 +101,9 @@ TEST_CASE("a replica device that cannot be had is refused before training, namin
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU: wants 1, has none"));
   o.actor_options.gpus(0.5);
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("GPU: wants 0.5, has none"));
+  // ... and says why this machine has none (no CUDA build, no plugin, no device).
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(),
+                    Catch::Contains(std::string("(this machine: ") + troupe::devices().status + ")"));
   CHECK(rt.live_actors() == 0);
 }
 
