@@ -30,6 +30,15 @@ DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, Trainer
   // files (replicas on this machine: in this process or the embedded cluster).
   check_config(cfg_, {.devices_here = !opts_.processes,
                       .data_here = !opts_.processes || rt_.cluster_address().empty()});
+  // A train_limit below one global batch would run no step at all.
+  const std::int64_t per_step = opts_.replicas * cfg_.batch * cfg_.accumulation;
+  if (cfg_.train_limit > 0 && (cfg_.train_limit + opts_.replicas - 1) / opts_.replicas <
+                                  cfg_.batch * cfg_.accumulation)
+    throw UsageError(fmt::format(
+        "data parallel: train_limit {} ([data] train_limit) is less than one step: {} replicas x batch {} x "
+        "accumulation {} = {} examples; no step would run (raise train_limit, or lower replicas, batch or "
+        "accumulation)",
+        cfg_.train_limit, opts_.replicas, cfg_.batch, cfg_.accumulation, per_step));
   // A GPU replica in a worker process trains on the GPU placement gives its
   // worker: one whole GPU unless the caller asked for a share.
   if (device_.is_cuda() && opts_.processes && opts_.actor_options.gpus_ <= 0) opts_.actor_options.gpus(1);
@@ -139,6 +148,10 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   };
   form_group();
   const std::int64_t per_epoch = mesh[0].call(&Replica::steps_per_epoch).get(limit);
+  if (per_epoch == 0)
+    throw UsageError(fmt::format("data parallel: the training set does not fill one step of {} replicas x batch {} x "
+                                 "accumulation {}: no step would run",
+                                 replicas, cfg_.batch, cfg_.accumulation));
   const std::int64_t total = per_epoch * cfg_.epochs;
   if (cfg_.warmup_steps > 0 && cfg_.warmup_steps >= total && total > 0)
     fmt::print(stderr,

@@ -156,6 +156,8 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"precision", [&](auto& v, auto& k) { c.precision = r.string(v, k, {"f32", "bf16", "f16"}); }},
            {"bucket_bytes", [&](auto& v, auto& k) { c.bucket_bytes = r.integer(v, k, 4, 1ll << 34); }}});
   };
+  const toml::node* sgd_only = nullptr;  // momentum > 0 or nesterov = true: what only sgd uses
+  std::string sgd_only_key;
   sections["optimizer"] = [&](const toml::node& n, const std::string& s) {
     apply(r, n, s,
           {{"name", [&](auto& v, auto& k) { c.optimizer = r.string(v, k, {"sgd", "adamw"}); }},
@@ -163,9 +165,15 @@ Topology parse_topology(const std::string& text, const std::string& path) {
               c.lr = static_cast<float>(r.number(v, k, 0, 100));
               if (c.lr <= 0) r.fail(v, k, "the learning rate must be above 0");
             }},
-           {"momentum", [&](auto& v, auto& k) { c.momentum = static_cast<float>(r.number(v, k, 0, 1, true)); }},
+           {"momentum", [&](auto& v, auto& k) {
+              c.momentum = static_cast<float>(r.number(v, k, 0, 1, true));
+              if (c.momentum > 0) sgd_only = &v, sgd_only_key = k;
+            }},
            {"weight_decay", [&](auto& v, auto& k) { c.weight_decay = static_cast<float>(r.number(v, k, 0, 10)); }},
-           {"nesterov", [&](auto& v, auto& k) { c.nesterov = r.boolean(v, k); }},
+           {"nesterov", [&](auto& v, auto& k) {
+              c.nesterov = r.boolean(v, k);
+              if (c.nesterov) sgd_only = &v, sgd_only_key = k;
+            }},
            {"clip_norm", [&](auto& v, auto& k) { c.clip_norm = static_cast<float>(r.number(v, k, 0, 1e9)); }}});
   };
   sections["schedule"] = [&](const toml::node& n, const std::string& s) {
@@ -201,6 +209,9 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   // Across keys.
   if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
   if (strategy.empty()) r.fail(*train_node, "train.strategy", "missing (the only strategy is \"data_parallel\")");
+  if (sgd_only && c.optimizer != "sgd")
+    r.fail(*sgd_only, sgd_only_key,
+           fmt::format("applies to sgd only, and the optimizer is {} (remove it, or name = \"sgd\")", c.optimizer));
   if (c.schedule == "constant" && c.min_lr > 0)
     throw TopologyError(fmt::format("{}: key 'schedule.min_lr': a constant schedule has no minimum", path));
   if (c.min_lr > c.lr)

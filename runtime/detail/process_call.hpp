@@ -116,6 +116,7 @@ Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a) {
     auto c = std::make_unique<TypedCall<T, M, std::decay_t<A>...>>(std::forward<A>(a)...);
     c->method = *index;
     Ref<R> ref = c->ref();
+    ref.state()->set_origin(ra.id());  // timeouts and refused waits name the actor
     ra.call(std::move(c));
     return ref;
   }

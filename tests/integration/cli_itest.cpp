@@ -45,6 +45,19 @@ TEST_CASE("troupe refuses an unknown command with usage and exit 2", "[cli]") {
   CHECK(run_process({bin("troupe")}).exit_code == 2);
 }
 
+TEST_CASE("with no cluster, every cluster command says there is no cluster address", "[cli]") {
+  const std::string home = "/tmp/troupe-cli-nohome-" + std::to_string(::getpid());
+  std::filesystem::create_directories(home);
+  for (const char* cmd : {"status", "nodes", "actors"}) {
+    auto r = run_process({bin("troupe"), cmd}, std::chrono::seconds(60),
+                         {"HOME=" + home, "TROUPE_ADDRESS=", "TROUPE_TOKEN=", "TROUPE_TOKEN_FILE="});
+    INFO(cmd << ": " << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Catch::Contains("no cluster address"));
+  }
+  std::filesystem::remove_all(home);
+}
+
 TEST_CASE("troupe COMMAND --help prints that command's usage and exits 0", "[cli]") {
   for (const char* cmd : {"run", "status", "nodes", "actors"}) {
     auto r = run_process({bin("troupe"), cmd, "--help"});

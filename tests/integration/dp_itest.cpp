@@ -79,6 +79,21 @@ TEST_CASE("1, 2 and 4 replicas follow single-process training with the same glob
   }
 }
 
+TEST_CASE("a training set smaller than one global batch is refused, not run for zero steps", "[dp]") {
+  Runtime rt({.threads = 2});
+  auto cfg = small(2, 2);  // batch 16 x 2 replicas x accumulation 2 = 64 examples a step
+  cfg.train_limit = 50;
+  dp::TrainerOptions o;
+  o.processes = false;
+  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o),
+                    Catch::Contains("train_limit 50 ([data] train_limit) is less than one step: 2 replicas x batch 16 "
+                                    "x accumulation 2 = 64 examples"));
+  CHECK(rt.live_actors() == 0);  // refused before any replica started
+  cfg.train_limit = 64;  // exactly one step
+  dp::DataParallelTrainer t(rt, cfg, o);
+  CHECK(t.fit().steps == 1);
+}
+
 TEST_CASE("a replica device that cannot be had is refused before training, naming it", "[dp][process]") {
   Runtime rt({.threads = 2});
   auto cfg = small(2, 1);

@@ -180,6 +180,17 @@ TEST_CASE("a method's exception crosses the process boundary with type and messa
                                         "pid, where, fail, crash, restarts, later)"));
 }
 
+TEST_CASE("a get() that times out on a process actor's call names the actor", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.name("slow").process());
+  Promise<double> gate;  // the call waits for its argument, so its result cannot come in time
+  auto r = a.call(&Accumulator::add, gate.ref());
+  CHECK_THROWS_WITH(r.get(5ms), Catch::Contains("timed out after 5 ms waiting for a call to actor 'slow'") &&
+                                    Catch::Contains("[process]"));
+  gate.set_value(2.0);
+  CHECK(r.get(10s) == 2.0);
+}
+
 TEST_CASE("kill -9 of a worker fails calls with ActorDied naming the signal", "[process]") {
   Runtime rt({.threads = 2});
   std::mutex mu;

@@ -108,6 +108,10 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "precision = \"f16\"\n[resources]\ngpus = 1\n[model]\ndropout = 0.1\n",
        "key 'train.precision': f16 takes linear layers and activations only"},
       {kMinimal + "[model]\nclasses = 7\n", "fashion_mnist has 784 inputs and 10 classes"},
+      // What only SGD uses, under another optimizer, would be ignored silently.
+      {kMinimal + "[optimizer]\nname = \"adamw\"\nmomentum = 0.9\n",
+       "t.toml:5:12: key 'optimizer.momentum': applies to sgd only, and the optimizer is adamw"},
+      {kMinimal + "[optimizer]\nnesterov = true\nname = \"adamw\"\n", "key 'optimizer.nesterov': applies to sgd only"},
       {kMinimal + "[train\n", "t.toml:3:"},  // a syntax error: TOML++'s message, with the place
       {"model = 3\n" + kMinimal, "t.toml:1:9: key 'model': expected a table, got an integer"},
   };

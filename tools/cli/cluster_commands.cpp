@@ -151,7 +151,9 @@ int nodes_command(int argc, char** argv) {
 
 int actors_command(int argc, char** argv) {
   auto f = parse(argc, argv);
-  auto list = cluster::query_actors(cluster::resolve_address(f.address, f.token_file), net::resolve_token(f.token, f.token_file));
+  // The address first (as status and nodes): with no cluster, that is what to say.
+  auto addr = cluster::resolve_address(f.address, f.token_file);
+  auto list = cluster::query_actors(addr, net::resolve_token(f.token, f.token_file));
   if (f.json) {
     std::string out;
     for (auto& a : list)
