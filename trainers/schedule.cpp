@@ -1,0 +1,703 @@
+#include "trainers/schedule.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace troupe::pipeline {
+
+namespace {
+
+constexpr std::array<std::pair<Op, const char*>, 10> kOps{{{Op::REDUCE_GRAD, "REDUCE_GRAD"},
+                                                           {Op::SEND_F, "SEND_F"},
+                                                           {Op::RECV_F, "RECV_F"},
+                                                           {Op::SEND_B, "SEND_B"},
+                                                           {Op::RECV_B, "RECV_B"},
+                                                           {Op::STEP, "STEP"},
+                                                           {Op::F, "F"},
+                                                           {Op::B, "B"},
+                                                           {Op::I, "I"},
+                                                           {Op::W, "W"}}};
+
+bool is_comm(Op op) { return op == Op::SEND_F || op == Op::RECV_F || op == Op::SEND_B || op == Op::RECV_B; }
+bool has_mb(Op op) { return op != Op::REDUCE_GRAD && op != Op::STEP; }
+
+// Where model stage s lives.
+struct Place {
+  int actor, chunk;
+};
+
+struct Layout {
+  int K, v;
+  int S() const { return K * v; }
+  int stage(int actor, int chunk) const { return chunk * K + actor; }
+  Place place(int s) const { return {s % K, s / K}; }
+  // Whether model stage s's neighbour (s + d) exists and lives on another actor.
+  bool remote(int s, int d) const {
+    const int n = s + d;
+    return n >= 0 && n < S() && place(n).actor != place(s).actor;
+  }
+  bool exists(int s, int d) const { return s + d >= 0 && s + d < S(); }
+};
+
+std::string where(int stage, std::size_t index, const Action& a) {
+  return fmt::format("stage {}, action {} ({})", stage, index, to_string(a));
+}
+
+}  // namespace
+
+const char* op_name(Op op) noexcept {
+  for (const auto& [o, n] : kOps)
+    if (o == op) return n;
+  return "?";
+}
+
+std::string to_string(const Action& a) {
+  std::string s = op_name(a.op);
+  if (has_mb(a.op)) s += std::to_string(a.mb);
+  if (a.chunk != 0) s += fmt::format("@{}", a.chunk);
+  return s;
+}
+
+const char* kind_name(Kind k) noexcept {
+  switch (k) {
+    case Kind::gpipe: return "gpipe";
+    case Kind::one_f_one_b: return "1f1b";
+    case Kind::interleaved: return "interleaved";
+    case Kind::zb_h1: return "zb-h1";
+  }
+  return "?";
+}
+
+Kind parse_kind(std::string_view name) {
+  for (Kind k : {Kind::gpipe, Kind::one_f_one_b, Kind::interleaved, Kind::zb_h1})
+    if (name == kind_name(k)) return k;
+  throw ScheduleError(
+      fmt::format("unknown schedule '{}': one of gpipe, 1f1b, interleaved, zb-h1, or a schedule written out", name));
+}
+
+// ---------------------------------------------------------------- generators
+
+struct Compute {
+  Op op;
+  int chunk, mb;
+};
+
+namespace {
+
+// The compute order of every actor, then the transfers each needs: a receive
+// right before the instruction that uses it, a send right after the one that
+// makes it (so a send and the next receive form one batched group).
+Schedule with_transfers(const Layout& L, int M, const std::vector<std::vector<Compute>>& order, bool reduce_grad) {
+  Schedule s;
+  s.stages = L.K;
+  s.virtual_stages = L.v;
+  s.microbatches = M;
+  s.actions.resize(L.K);
+  for (int r = 0; r < L.K; ++r) {
+    auto& out = s.actions[r];
+    // The last backward instruction of each chunk, for REDUCE_GRAD right after it.
+    std::vector<std::size_t> last_backward(L.v, 0);
+    for (std::size_t i = 0; i < order[r].size(); ++i)
+      if (order[r][i].op == Op::B || order[r][i].op == Op::W) last_backward[order[r][i].chunk] = i;
+    for (std::size_t i = 0; i < order[r].size(); ++i) {
+      const Compute& c = order[r][i];
+      const int st = L.stage(r, c.chunk);
+      if (c.op == Op::F && L.remote(st, -1)) out.push_back({Op::RECV_F, c.mb, c.chunk});
+      if ((c.op == Op::B || c.op == Op::I) && L.remote(st, +1)) out.push_back({Op::RECV_B, c.mb, c.chunk});
+      out.push_back({c.op, c.mb, c.chunk});
+      if (c.op == Op::F && L.remote(st, +1)) out.push_back({Op::SEND_F, c.mb, c.chunk});
+      if ((c.op == Op::B || c.op == Op::I) && L.remote(st, -1)) out.push_back({Op::SEND_B, c.mb, c.chunk});
+      if (reduce_grad && last_backward[c.chunk] == i) out.push_back({Op::REDUCE_GRAD, -1, c.chunk});
+    }
+    out.push_back({Op::STEP, -1, 0});
+  }
+  return s;
+}
+
+// Megatron's order: micro-batches in groups of K (the last group may be
+// smaller); within a group forwards go chunk 0 .. v-1 and backwards v-1 .. 0.
+// A warm-up of forwards, then one forward and one backward at a time, then
+// the remaining backwards. v = 1 is 1F1B.
+// Interleaved with a last group of fewer than K micro-batches: Megatron's
+// fixed alternation can wait in a cycle there, so the order is taken from a
+// simulated run with Costs{}: each actor, when free, runs the next backward of
+// the sequence if its gradient is there, else the next forward if its input is
+// there and fewer than warm-up + 1 chunks are in flight, else waits. Every
+// actor follows the same forward and backward sequences, so each channel's
+// transfers arrive in the order they are sent.
+template <class Warmup>
+std::vector<std::vector<Compute>> interleaved_partial_order(const Layout& L, int M,
+                                                           const std::vector<std::pair<int, int>>& fwd,
+                                                           const std::vector<std::pair<int, int>>& bwd,
+                                                           Warmup warmup) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  const Costs cost;
+  const int S = L.S(), total = L.v * M;
+  std::vector<std::vector<Compute>> order(L.K);
+  std::vector<double> clock(L.K, 0);
+  // act[s][mb]: when model stage s has mb's input; grad[s][mb]: its output gradient.
+  std::vector<std::vector<double>> act(S, std::vector<double>(M, inf)), grad(S, std::vector<double>(M, inf));
+  for (int mb = 0; mb < M; ++mb) act[0][mb] = 0;
+  std::vector<int> fi(L.K, 0), bi(L.K, 0);
+  auto b_at = [&](int r) -> double {  // when the next backward can start; inf: not known yet
+    if (bi[r] >= total) return inf;
+    const auto [c, mb] = bwd[bi[r]];
+    const int st = L.stage(r, c);
+    // Its forward must be done here (forwards run in sequence order).
+    const auto pos = std::find(fwd.begin(), fwd.end(), std::pair{c, mb}) - fwd.begin();
+    if (pos >= fi[r]) return inf;
+    return st == S - 1 ? clock[r] : grad[st][mb];
+  };
+  auto f_at = [&](int r) -> double {
+    if (fi[r] >= total || fi[r] - bi[r] >= warmup(r) + 1) return inf;
+    const auto [c, mb] = fwd[fi[r]];
+    return act[L.stage(r, c)][mb];
+  };
+  for (long guard = 0; guard < 8L * L.K * total + 16; ++guard) {
+    int r = -1;
+    double t = inf;
+    bool finished = true;
+    for (int q = 0; q < L.K; ++q) {
+      if (bi[q] == total) continue;
+      finished = false;
+      const double e = std::max(clock[q], std::min(b_at(q), f_at(q)));
+      if (e < t) t = e, r = q;
+    }
+    if (finished) return order;
+    if (r < 0) throw Error("interleaved generator: no stage can move (a bug in troupe)");
+    clock[r] = t;
+    if (b_at(r) <= t) {
+      const auto [c, mb] = bwd[bi[r]++];
+      const int st = L.stage(r, c);
+      clock[r] = t + cost.b;
+      if (st > 0) grad[st - 1][mb] = clock[r];
+      order[r].push_back({Op::B, c, mb});
+    } else {
+      const auto [c, mb] = fwd[fi[r]++];
+      const int st = L.stage(r, c);
+      clock[r] = t + cost.f;
+      if (st + 1 < S) act[st + 1][mb] = clock[r];
+      order[r].push_back({Op::F, c, mb});
+    }
+  }
+  throw Error("interleaved generator: did not finish (a bug in troupe)");
+}
+
+std::vector<std::vector<Compute>> one_f_one_b_order(const Layout& L, int M) {
+  std::vector<std::vector<Compute>> order(L.K);
+  std::vector<std::pair<int, int>> fwd, bwd;  // (chunk, mb)
+  for (int g = 0; g * L.K < M; ++g) {
+    const int lo = g * L.K, hi = std::min(M, lo + L.K);
+    for (int c = 0; c < L.v; ++c)
+      for (int mb = lo; mb < hi; ++mb) fwd.emplace_back(c, mb);
+    for (int c = L.v - 1; c >= 0; --c)
+      for (int mb = lo; mb < hi; ++mb) bwd.emplace_back(c, mb);
+  }
+  const int total = L.v * M;
+  auto warmup = [&](int r) { return std::min(total, L.v == 1 ? L.K - 1 - r : (L.K - r - 1) * 2 + (L.v - 1) * L.K); };
+  if (L.v > 1 && M % L.K != 0) return interleaved_partial_order(L, M, fwd, bwd, warmup);
+  for (int r = 0; r < L.K; ++r) {
+    const int warm = warmup(r);
+    auto& o = order[r];
+    for (int i = 0; i < warm; ++i) o.push_back({Op::F, fwd[i].first, fwd[i].second});
+    for (int i = 0; i < total - warm; ++i) {
+      o.push_back({Op::F, fwd[warm + i].first, fwd[warm + i].second});
+      o.push_back({Op::B, bwd[i].first, bwd[i].second});
+    }
+    for (int i = total - warm; i < total; ++i) o.push_back({Op::B, bwd[i].first, bwd[i].second});
+  }
+  return order;
+}
+
+// ZB-H1 (Qi et al., 2024): backward split into I and W. Built by simulating
+// the pipeline with Costs{}: each stage, when free, runs a weight gradient if
+// K - 1 of them are pending, else an input gradient if one is ready (the
+// critical path), else a forward if fewer than K - r micro-batches are between
+// F and I (1F1B's in-flight limit), else a pending weight gradient (which fills
+// what would be bubble), else waits. Up to K - 1 deferred weight gradients is
+// what reaches the textbook bubble (K-1)/(3M+K-1) for every K and M >= K
+// (fewer leave bubble on the first stages); their inputs stay held meanwhile.
+std::vector<std::vector<Compute>> zb_h1_order(int K, int M) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  const Costs cost;
+  std::vector<std::vector<Compute>> order(K);
+  std::vector<double> clock(K, 0);
+  // act[r][mb]: when stage r has mb's input; grad[r][mb]: when it has mb's output gradient.
+  std::vector<std::vector<double>> act(K, std::vector<double>(M, inf)), grad(K, std::vector<double>(M, inf));
+  for (int mb = 0; mb < M; ++mb) act[0][mb] = 0;
+  std::vector<int> next_f(K, 0), next_i(K, 0), next_w(K, 0);
+  auto done = [&](int r) { return next_w[r] == M; };
+  auto i_ok = [&](int r, double t) { return next_i[r] < next_f[r] && grad[r][next_i[r]] <= t; };
+  auto f_ok = [&](int r, double t) {
+    return next_f[r] < M && next_f[r] - next_i[r] < K - r && act[r][next_f[r]] <= t;
+  };
+  auto w_ok = [&](int r) { return next_w[r] < next_i[r]; };
+  // When stage r can act next, as far as is known (a transfer not yet made: never).
+  auto when = [&](int r) {
+    const double t = clock[r];
+    if (i_ok(r, t) || f_ok(r, t) || w_ok(r)) return t;
+    double e = inf;
+    if (next_i[r] < next_f[r]) e = std::min(e, grad[r][next_i[r]]);
+    if (next_f[r] < M && next_f[r] - next_i[r] < K - r) e = std::min(e, act[r][next_f[r]]);
+    return e;
+  };
+  for (long guard = 0; guard < 16L * K * M + 16; ++guard) {
+    // The stage that can act first decides next: whatever it waits for that
+    // is not known yet comes from a stage acting later, so arrives later.
+    int r = -1;
+    double t = inf;
+    bool finished = true;
+    for (int q = 0; q < K; ++q) {
+      if (done(q)) continue;
+      finished = false;
+      const double e = when(q);
+      if (e < t) t = e, r = q;
+    }
+    if (finished) return order;
+    if (r < 0) throw Error("zb-h1 generator: no stage can move (a bug in troupe)");
+    clock[r] = t;
+    if (w_ok(r) && next_i[r] - next_w[r] > K - 1) {
+      const int mb = next_w[r]++;
+      clock[r] = t + cost.w;
+      order[r].push_back({Op::W, 0, mb});
+    } else if (i_ok(r, t)) {
+      const int mb = next_i[r]++;
+      clock[r] = t + cost.i;
+      if (r > 0) grad[r - 1][mb] = clock[r];
+      order[r].push_back({Op::I, 0, mb});
+    } else if (f_ok(r, t)) {
+      const int mb = next_f[r]++;
+      clock[r] = t + cost.f;
+      if (r + 1 < K) act[r + 1][mb] = clock[r];
+      else grad[r][mb] = clock[r];  // the last stage's loss gradient is its own
+      order[r].push_back({Op::F, 0, mb});
+    } else {
+      const int mb = next_w[r]++;
+      clock[r] = t + cost.w;
+      order[r].push_back({Op::W, 0, mb});
+    }
+  }
+  throw Error("zb-h1 generator: did not finish (a bug in troupe)");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- text
+
+std::string to_text(const Schedule& s) {
+  std::string out;
+  for (std::size_t r = 0; r < s.actions.size(); ++r) {
+    out += fmt::format("stage {}:", r);
+    for (const auto& a : s.actions[r]) out += " " + to_string(a);
+    out += "\n";
+  }
+  return out;
+}
+
+namespace {
+
+std::optional<Action> parse_action(std::string_view tok) {
+  std::string up(tok);
+  for (auto& ch : up) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  for (const auto& [op, name] : kOps) {
+    const std::string_view n(name);
+    if (up.compare(0, n.size(), n) != 0) continue;
+    std::string_view rest = std::string_view(up).substr(n.size());
+    Action a{op, -1, 0};
+    auto number = [&](std::string_view& r, int& v) {
+      std::size_t k = 0;
+      while (k < r.size() && std::isdigit(static_cast<unsigned char>(r[k]))) ++k;
+      if (k == 0 || k > 6) return false;
+      v = std::stoi(std::string(r.substr(0, k)));
+      r.remove_prefix(k);
+      return true;
+    };
+    if (has_mb(op) && !number(rest, a.mb)) return std::nullopt;
+    if (!rest.empty() && rest[0] == '@') {
+      rest.remove_prefix(1);
+      if (!number(rest, a.chunk)) return std::nullopt;
+    }
+    if (!rest.empty()) return std::nullopt;
+    return a;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Schedule parse(std::string_view text) {
+  Schedule s;
+  int line_no = 0;
+  int max_mb = -1, max_chunk = 0;
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    auto trim = [](std::string_view v) {
+      while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+      while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+      return v;
+    };
+    line = trim(line);
+    if (line.empty()) continue;
+    const int stage = static_cast<int>(s.actions.size());
+    // An optional "stage R:" (or "R:") names the line's stage; it must be the next one.
+    if (auto colon = line.find(':'); colon != std::string_view::npos) {
+      std::string_view head = trim(line.substr(0, colon));
+      if (head.substr(0, 5) == "stage") head = trim(head.substr(5));
+      const bool digits = !head.empty() && std::all_of(head.begin(), head.end(), [](char ch) {
+        return std::isdigit(static_cast<unsigned char>(ch));
+      });
+      if (!digits || head.size() > 6 || std::stoi(std::string(head)) != stage)
+        throw ScheduleError(fmt::format("schedule line {}: '{}:' where 'stage {}:' was expected (one line per stage, "
+                                        "in order)",
+                                        line_no, trim(line.substr(0, colon)), stage));
+      line = trim(line.substr(colon + 1));
+    }
+    std::vector<Action> acts;
+    while (!line.empty()) {
+      auto sp = line.find_first_of(" \t,");
+      std::string_view tok = line.substr(0, sp);
+      line = sp == std::string_view::npos ? std::string_view{} : trim(line.substr(sp + 1));
+      if (tok.empty()) continue;
+      auto a = parse_action(tok);
+      if (!a)
+        throw ScheduleError(fmt::format(
+            "schedule line {} (stage {}): '{}' is not an action (KIND then micro-batch, then @chunk if "
+            "virtual stages: F3, SEND_B0@1; kinds F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B, REDUCE_GRAD, STEP)",
+            line_no, stage, tok));
+      max_mb = std::max(max_mb, a->mb);
+      max_chunk = std::max(max_chunk, a->chunk);
+      acts.push_back(*a);
+    }
+    s.actions.push_back(std::move(acts));
+  }
+  if (s.actions.empty()) throw ScheduleError("schedule: no stages (one line of actions per stage)");
+  s.stages = static_cast<int>(s.actions.size());
+  s.microbatches = std::max(1, max_mb + 1);
+  s.virtual_stages = max_chunk + 1;
+  return s;
+}
+
+// ---------------------------------------------------------------- check
+
+namespace {
+
+// Static checks: counts and the order of each stage's own instructions.
+void check_lists(const Schedule& s, const Layout& L) {
+  const int M = s.microbatches, v = s.virtual_stages;
+  if (static_cast<int>(s.actions.size()) != s.stages)
+    throw ScheduleError(fmt::format("schedule: {} stages declared, {} instruction lists", s.stages, s.actions.size()));
+  bool any_reduce = false;
+  for (const auto& list : s.actions)
+    for (const auto& a : list) any_reduce = any_reduce || a.op == Op::REDUCE_GRAD;
+  for (int r = 0; r < s.stages; ++r) {
+    const auto& list = s.actions[r];
+    // Position of each instruction per (op, chunk, mb); -1: absent.
+    std::map<std::tuple<Op, int, int>, std::size_t> at;
+    std::vector<int> reduce_at(v, -1);
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const Action& a = list[i];
+      if (a.chunk < 0 || a.chunk >= v)
+        throw ScheduleError(fmt::format("{}: chunk {} of {}", where(r, i, a), a.chunk, v));
+      if (has_mb(a.op) && (a.mb < 0 || a.mb >= M))
+        throw ScheduleError(fmt::format("{}: micro-batch {} of {}", where(r, i, a), a.mb, M));
+      if (a.op == Op::STEP) {
+        if (i + 1 != list.size())
+          throw ScheduleError(fmt::format("{}: STEP must be the stage's last action", where(r, i, a)));
+        continue;
+      }
+      if (a.op == Op::REDUCE_GRAD) {
+        if (reduce_at[a.chunk] >= 0)
+          throw ScheduleError(fmt::format("{}: a second REDUCE_GRAD for chunk {} (the first is action {})",
+                                          where(r, i, a), a.chunk, reduce_at[a.chunk]));
+        reduce_at[a.chunk] = static_cast<int>(i);
+        continue;
+      }
+      const int st = L.stage(r, a.chunk);
+      if (is_comm(a.op)) {
+        const int d = (a.op == Op::SEND_F || a.op == Op::RECV_B) ? +1 : -1;
+        if (!L.remote(st, d)) {
+          const char* why = !L.exists(st, d) ? (d > 0 ? "the last model stage has no next stage"
+                                                      : "the first model stage has no previous stage")
+                                             : "its neighbour is on this same stage actor (the transfer is local)";
+          throw ScheduleError(fmt::format("{}: nothing to transfer: {}", where(r, i, a), why));
+        }
+      }
+      auto [it, fresh] = at.emplace(std::tuple{a.op, a.chunk, a.mb}, i);
+      if (!fresh)
+        throw ScheduleError(fmt::format("{}: micro-batch {} already had {} at action {}", where(r, i, a), a.mb,
+                                        op_name(a.op), it->second));
+    }
+    if (list.empty() || list.back().op != Op::STEP)
+      throw ScheduleError(fmt::format("stage {}: the last action must be STEP (the optimizer step)", r));
+    auto pos = [&](Op op, int c, int mb) -> long {
+      auto it = at.find({op, c, mb});
+      return it == at.end() ? -1 : static_cast<long>(it->second);
+    };
+    for (int c = 0; c < v; ++c) {
+      const int st = L.stage(r, c);
+      const std::string chunk_s = v > 1 ? fmt::format(" of chunk {}", c) : "";
+      const std::string tag = v > 1 ? fmt::format("@{}", c) : "";
+      long last_backward = -1;
+      for (int mb = 0; mb < M; ++mb) {
+        const long f = pos(Op::F, c, mb), b = pos(Op::B, c, mb), in = pos(Op::I, c, mb), w = pos(Op::W, c, mb);
+        if (f < 0)
+          throw ScheduleError(fmt::format("stage {}: micro-batch {}{} never goes forward (no F{}{})", r, mb, chunk_s,
+                                          mb, tag));
+        if (b >= 0 && (in >= 0 || w >= 0))
+          throw ScheduleError(fmt::format("stage {}: micro-batch {}{} has both B{} and the split I/W", r, mb,
+                                          chunk_s, mb));
+        if (b < 0 && (in < 0 || w < 0))
+          throw ScheduleError(fmt::format("stage {}: micro-batch {}{} never goes backward (no B{}{}, or I{}{} and "
+                                          "W{}{})",
+                                          r, mb, chunk_s, mb, tag, mb, tag, mb, tag));
+        const long bi = b >= 0 ? b : in;  // the instruction that makes the input gradient
+        const Action& bi_a = s.actions[r][bi];
+        if (bi < f)
+          throw ScheduleError(fmt::format("{}: backward before its forward (F{}{} is action {})", where(r, bi, bi_a),
+                                          mb, tag, f));
+        if (w >= 0 && w < in)
+          throw ScheduleError(fmt::format("{}: weight gradient before the input gradient (I{}{} is action {})",
+                                          where(r, w, s.actions[r][w]), mb, tag, in));
+        last_backward = std::max(last_backward, b >= 0 ? b : w);
+        // Transfers: each one needed exactly once, on the right side of its compute.
+        struct Need {
+          Op op;
+          bool needed;
+          long compute;
+          bool before;  // the transfer comes before the compute (a receive) or after (a send)
+          const char* what;
+        };
+        const Need needs[] = {
+            {Op::RECV_F, L.remote(st, -1), f, true, "its input"},
+            {Op::SEND_F, L.remote(st, +1), f, false, "its activation"},
+            {Op::RECV_B, L.remote(st, +1), bi, true, "its output gradient"},
+            {Op::SEND_B, L.remote(st, -1), bi, false, "its input gradient"},
+        };
+        for (const Need& n : needs) {
+          if (!n.needed) continue;
+          const long t = pos(n.op, c, mb);
+          const Action& comp = s.actions[r][n.compute];
+          if (t < 0)
+            throw ScheduleError(fmt::format("{}: no {}{}{} {} {}", where(r, n.compute, comp), op_name(n.op), mb, tag,
+                                            n.before ? "brings" : "sends", n.what));
+          if (n.before && t > n.compute)
+            throw ScheduleError(fmt::format("{}: {} arrives only later, at action {} ({}{}{})",
+                                            where(r, n.compute, comp), n.what, t, op_name(n.op), mb, tag));
+          if (!n.before && t < n.compute)
+            throw ScheduleError(fmt::format("{}: sends {} before it is made (action {}, {})",
+                                            where(r, t, s.actions[r][t]), n.what, n.compute, to_string(comp)));
+        }
+        // Neighbours on this same actor: their instruction must come first.
+        if (L.exists(st, -1) && !L.remote(st, -1)) {
+          const long prev = pos(Op::F, L.place(st - 1).chunk, mb);
+          if (prev > f)
+            throw ScheduleError(fmt::format("{}: the previous chunk's forward F{}@{} comes later, at action {}",
+                                            where(r, f, s.actions[r][f]), mb, L.place(st - 1).chunk, prev));
+        }
+        if (L.exists(st, +1) && !L.remote(st, +1)) {
+          const int nc = L.place(st + 1).chunk;
+          const long next = std::max(pos(Op::B, nc, mb), pos(Op::I, nc, mb));
+          if (next > bi)
+            throw ScheduleError(fmt::format("{}: the next chunk's backward of micro-batch {} comes later, at action {}",
+                                            where(r, bi, bi_a), mb, next));
+        }
+      }
+      if (any_reduce && reduce_at[c] < 0)
+        throw ScheduleError(fmt::format("stage {}: no REDUCE_GRAD{} (other stages reduce gradients across replicas; "
+                                        "every chunk must)",
+                                        r, tag));
+      if (reduce_at[c] >= 0 && reduce_at[c] < last_backward)
+        throw ScheduleError(fmt::format("{}: gradients reduced before the chunk's last backward (action {})",
+                                        where(r, reduce_at[c], s.actions[r][reduce_at[c]]), last_backward));
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// The matching transfer of stage r's transfer a: (stage, op, chunk, micro-batch).
+std::tuple<int, Op, int, int> transfer_peer(const Layout& L, int r, const Action& a) {
+  const int st = L.stage(r, a.chunk);
+  const int d = (a.op == Op::SEND_F || a.op == Op::RECV_B) ? +1 : -1;
+  const Place p = L.place(st + d);
+  const Op match = a.op == Op::SEND_F ? Op::RECV_F
+                   : a.op == Op::RECV_F ? Op::SEND_F
+                   : a.op == Op::SEND_B ? Op::RECV_B
+                                        : Op::SEND_B;
+  return {p.actor, match, p.chunk, a.mb};
+}
+
+// Transfers between two stage actors go in order, one channel per direction
+// and kind (as NCCL matches sends and receives on a communicator in order): the
+// receiver takes them in the order the sender sends them.
+void check_channels(const Schedule& s, const Layout& L) {
+  // (from, to, kind F or B) -> the (chunk, micro-batch) sequence each side has.
+  std::map<std::tuple<int, int, bool>, std::vector<std::pair<int, int>>> sent, received;
+  std::map<std::tuple<int, int, bool>, std::vector<std::size_t>> received_at;
+  for (int r = 0; r < s.stages; ++r)
+    for (std::size_t i = 0; i < s.actions[r].size(); ++i) {
+      const Action& a = s.actions[r][i];
+      if (!is_comm(a.op)) continue;
+      const int peer = std::get<0>(transfer_peer(L, r, a));
+      const bool fwd = a.op == Op::SEND_F || a.op == Op::RECV_F;
+      if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
+        sent[{r, peer, fwd}].emplace_back(a.chunk, a.mb);
+      } else {
+        received[{peer, r, fwd}].emplace_back(L.place(L.stage(r, a.chunk) + (fwd ? -1 : 1)).chunk, a.mb);
+        received_at[{peer, r, fwd}].push_back(i);
+      }
+    }
+  for (const auto& [key, in] : received) {
+    const auto& out = sent[key];
+    const auto [from, to, fwd] = key;
+    for (std::size_t k = 0; k < in.size() && k < out.size(); ++k) {
+      if (in[k] == out[k]) continue;
+      const std::size_t i = received_at[key][k];
+      const auto tag = [&](std::pair<int, int> cm) {
+        return fmt::format("{}{}{}", fwd ? "F" : "B", cm.second, L.v > 1 ? fmt::format(" of chunk {}", cm.first) : "");
+      };
+      throw ScheduleError(fmt::format("{}: stage {} sends {} to this stage first; transfers between two stages are "
+                                      "taken in the order they are sent",
+                                      where(to, i, s.actions[to][i]), from, tag(out[k])));
+    }
+  }
+}
+
+// Runs the instruction lists: compute takes its cost, a send is posted and
+// the stage goes on (the transport holds the data until it is received), a
+// receive waits until its send is posted. Returns what blocks every stage
+// when none can move (a wait cycle), or nothing once all are done.
+std::optional<std::string> simulate(const Schedule& s, const Layout& L, const Costs& costs, Report& rep) {
+  const int K = s.stages;
+  rep = Report{};
+  rep.peak_activations.assign(K, 0);
+  std::vector<std::size_t> pc(K, 0);
+  std::vector<double> clock(K, 0), busy(K, 0);
+  std::map<std::tuple<int, Op, int, int>, double> posted;  // sends: (stage, op, chunk, mb) -> when
+  std::vector<int> live(K, 0);
+  for (;;) {
+    bool progress = false, all_done = true;
+    for (int r = 0; r < K; ++r) {
+      const auto& list = s.actions[r];
+      while (pc[r] < list.size()) {
+        const Action& a = list[pc[r]];
+        if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
+          posted[{r, a.op, a.chunk, a.mb}] = clock[r];
+        } else if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
+          auto it = posted.find(transfer_peer(L, r, a));
+          if (it == posted.end()) break;  // waits for the send
+          clock[r] = std::max(clock[r], it->second);
+        } else {
+          double d = 0;
+          switch (a.op) {
+            case Op::F: d = costs.f, ++live[r]; break;
+            case Op::B: d = costs.b; break;
+            case Op::I: d = costs.i; break;
+            case Op::W: d = costs.w; break;
+            default: break;
+          }
+          rep.peak_activations[r] = std::max(rep.peak_activations[r], live[r]);
+          if (a.op == Op::B || a.op == Op::W) --live[r];
+          if (d > 0) rep.timeline.push_back({r, a, clock[r], clock[r] + d});
+          clock[r] += d;
+          busy[r] += d;
+        }
+        ++pc[r];
+        progress = true;
+      }
+      all_done = all_done && pc[r] == list.size();
+    }
+    if (all_done) break;
+    if (progress) continue;
+    // Nobody can move: follow who waits for whom from the first blocked stage to a cycle.
+    int r = 0;
+    while (pc[r] == s.actions[r].size()) ++r;
+    std::vector<int> seen;
+    std::string chain;
+    while (std::find(seen.begin(), seen.end(), r) == seen.end()) {
+      seen.push_back(r);
+      const Action& a = s.actions[r][pc[r]];
+      const int peer = std::get<0>(transfer_peer(L, r, a));
+      chain += fmt::format("{}{} waits for stage {}", chain.empty() ? "" : "; ", where(r, pc[r], a), peer);
+      if (pc[peer] == s.actions[peer].size()) {
+        chain += ", which has finished";
+        break;
+      }
+      r = peer;
+    }
+    return fmt::format("schedule can deadlock: {}", chain);
+  }
+  rep.makespan = *std::max_element(clock.begin(), clock.end());
+  double total_busy = 0;
+  for (double b : busy) total_busy += b;
+  rep.bubble = rep.makespan > 0 ? 1.0 - total_busy / (K * rep.makespan) : 0.0;
+  std::stable_sort(rep.timeline.begin(), rep.timeline.end(),
+                   [](const Span& a, const Span& b) { return a.start < b.start; });
+  return std::nullopt;
+}
+
+}  // namespace
+
+Report check(const Schedule& s, const Costs& costs) {
+  if (s.stages < 1 || s.microbatches < 1 || s.virtual_stages < 1)
+    throw ScheduleError(fmt::format("schedule: {} stages, {} micro-batches, {} virtual stages: each must be at least 1",
+                                    s.stages, s.microbatches, s.virtual_stages));
+  const Layout L{s.stages, s.virtual_stages};
+  check_lists(s, L);
+
+  check_channels(s, L);
+  Report rep;
+  if (auto stuck = simulate(s, L, costs, rep)) throw ScheduleError(*stuck);
+  return rep;
+}
+
+Schedule generate(Kind kind, int stages, int microbatches, int virtual_stages, bool reduce_grad) {
+  if (stages < 1) throw ScheduleError(fmt::format("a pipeline needs at least 1 stage, got {}", stages));
+  if (microbatches < 1) throw ScheduleError(fmt::format("a pipeline needs at least 1 micro-batch, got {}", microbatches));
+  if (virtual_stages < 1)
+    throw ScheduleError(fmt::format("virtual_stages must be at least 1, got {}", virtual_stages));
+  if (virtual_stages != 1 && kind != Kind::interleaved)
+    throw ScheduleError(fmt::format("virtual_stages = {} needs the interleaved schedule ({} has one chunk per stage)",
+                                    virtual_stages, kind_name(kind)));
+  const Layout L{stages, virtual_stages};
+  std::vector<std::vector<Compute>> order;
+  switch (kind) {
+    case Kind::gpipe:
+      order.resize(stages);
+      for (int r = 0; r < stages; ++r) {
+        for (int mb = 0; mb < microbatches; ++mb) order[r].push_back({Op::F, 0, mb});
+        for (int mb = 0; mb < microbatches; ++mb) order[r].push_back({Op::B, 0, mb});
+      }
+      break;
+    case Kind::one_f_one_b:
+    case Kind::interleaved: order = one_f_one_b_order(L, microbatches); break;
+    case Kind::zb_h1: order = zb_h1_order(stages, microbatches); break;
+  }
+  return with_transfers(L, microbatches, order, reduce_grad);
+}
+
+double theory_bubble(Kind kind, int stages, int microbatches, int virtual_stages) {
+  const double K = stages, M = microbatches, v = virtual_stages;
+  switch (kind) {
+    case Kind::gpipe:
+    case Kind::one_f_one_b: return (K - 1) / (M + K - 1);
+    case Kind::interleaved: return (K - 1) / (v * M + K - 1);
+    case Kind::zb_h1: return (K - 1) / (3 * M + K - 1);
+  }
+  return 0;
+}
+
+}  // namespace troupe::pipeline
