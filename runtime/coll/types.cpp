@@ -3,6 +3,7 @@
 #include "runtime/coll/backend.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace troupe::coll {
 
@@ -13,6 +14,8 @@ const char* to_string(DType d) noexcept {
     case DType::i32: return "int32";
     case DType::i64: return "int64";
     case DType::u8: return "uint8";
+    case DType::bf16: return "bfloat16";
+    case DType::f16: return "float16";
   }
   return "?";
 }
@@ -47,11 +50,87 @@ std::size_t size_of(DType d) noexcept {
     case DType::i32: return 4;
     case DType::i64: return 8;
     case DType::u8: return 1;
+    case DType::bf16:
+    case DType::f16: return 2;
   }
   return 1;
 }
 
 namespace {
+
+std::uint32_t bits_of(float v) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+
+float float_of(std::uint32_t u) noexcept {
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+std::uint16_t to_bf16(float v) noexcept {
+  const std::uint32_t u = bits_of(v);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);  // a quiet NaN
+  return static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+float from_bf16(std::uint16_t b) noexcept { return float_of(static_cast<std::uint32_t>(b) << 16); }
+
+std::uint16_t to_f16(float v) noexcept {
+  std::uint32_t u = bits_of(v);
+  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  u &= 0x7FFFFFFFu;
+  std::uint16_t h;
+  if (u >= 0x47800000u) {  // 65536 and above, infinity, NaN
+    h = u > 0x7F800000u ? 0x7E00u : 0x7C00u;
+  } else if (u < 0x38800000u) {  // below 2^-14: a subnormal (or zero); adding 0.5 rounds the mantissa for us
+    h = static_cast<std::uint16_t>(bits_of(float_of(u) + 0.5f) - 0x3F000000u);
+  } else {  // normal: rebias the exponent, round to nearest even (65520 and up round to infinity)
+    const std::uint32_t odd = (u >> 13) & 1u;
+    u += 0xC8000FFFu + odd;  // (15 - 127) << 23, plus the rounding bias
+    h = static_cast<std::uint16_t>(u >> 13);
+  }
+  return static_cast<std::uint16_t>(h | sign);
+}
+
+float from_f16(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
+  if (exp == 0) {
+    const float v = static_cast<float>(mant) * 5.9604644775390625e-8f;  // mant * 2^-24
+    return float_of(bits_of(v) | sign);
+  }
+  if (exp == 31) return float_of(sign | 0x7F800000u | (mant << 13));
+  return float_of(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+namespace {
+
+// Half elements: each step in float32, rounded back.
+template <std::uint16_t (*To)(float), float (*From)(std::uint16_t)>
+struct Half {
+  static float op(float a, float b, Op o) noexcept {
+    switch (o) {
+      case Op::max: return a < b ? b : a;
+      case Op::min: return b < a ? b : a;
+      default: return a + b;
+    }
+  }
+  static void combine(std::uint16_t* out, const std::uint16_t* a, const std::uint16_t* b, std::size_t n,
+                      Op o) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] = To(op(From(a[i]), From(b[i]), o));
+  }
+  static void scale(std::uint16_t* p, std::size_t n, std::size_t by) noexcept {
+    const float inv = 1.0f / static_cast<float>(by);
+    for (std::size_t i = 0; i < n; ++i) p[i] = To(From(p[i]) * inv);
+  }
+};
+using HalfB = Half<to_bf16, from_bf16>;
+using HalfF = Half<to_f16, from_f16>;
 
 // The kernels below are memory-bound loops: built with -O3 (runtime/CMakeLists)
 // and with restrict pointers so they vectorise with no aliasing checks, and
@@ -116,6 +195,12 @@ void reduce3(void* out, const void* a, const void* b, std::size_t n, DType d, Op
     case DType::i32: return combine(static_cast<std::int32_t*>(out), static_cast<const std::int32_t*>(a), static_cast<const std::int32_t*>(b), n, op);
     case DType::i64: return combine(static_cast<std::int64_t*>(out), static_cast<const std::int64_t*>(a), static_cast<const std::int64_t*>(b), n, op);
     case DType::u8: return combine(static_cast<std::uint8_t*>(out), static_cast<const std::uint8_t*>(a), static_cast<const std::uint8_t*>(b), n, op);
+    case DType::bf16:
+      return HalfB::combine(static_cast<std::uint16_t*>(out), static_cast<const std::uint16_t*>(a),
+                            static_cast<const std::uint16_t*>(b), n, op);
+    case DType::f16:
+      return HalfF::combine(static_cast<std::uint16_t*>(out), static_cast<const std::uint16_t*>(a),
+                            static_cast<const std::uint16_t*>(b), n, op);
   }
 }
 
@@ -127,6 +212,12 @@ void reduce_into(void* out, const void* in, std::size_t n, DType d, Op op) noexc
     case DType::i32: return combine_into(static_cast<std::int32_t*>(out), static_cast<const std::int32_t*>(in), n, op);
     case DType::i64: return combine_into(static_cast<std::int64_t*>(out), static_cast<const std::int64_t*>(in), n, op);
     case DType::u8: return combine_into(static_cast<std::uint8_t*>(out), static_cast<const std::uint8_t*>(in), n, op);
+    case DType::bf16:
+      return HalfB::combine(static_cast<std::uint16_t*>(out), static_cast<const std::uint16_t*>(out),
+                            static_cast<const std::uint16_t*>(in), n, op);
+    case DType::f16:
+      return HalfF::combine(static_cast<std::uint16_t*>(out), static_cast<const std::uint16_t*>(out),
+                            static_cast<const std::uint16_t*>(in), n, op);
   }
 }
 
@@ -139,6 +230,8 @@ void scale_down(void* buf, std::size_t n, DType d, std::size_t by) noexcept {
     case DType::i32: return scale_t(static_cast<std::int32_t*>(buf), n, by);
     case DType::i64: return scale_t(static_cast<std::int64_t*>(buf), n, by);
     case DType::u8: return scale_t(static_cast<std::uint8_t*>(buf), n, by);
+    case DType::bf16: return HalfB::scale(static_cast<std::uint16_t*>(buf), n, by);
+    case DType::f16: return HalfF::scale(static_cast<std::uint16_t*>(buf), n, by);
   }
 }
 

@@ -9,12 +9,29 @@
 
 namespace troupe::coll {
 
-enum class DType : std::uint8_t { f32, f64, i32, i64, u8 };
+enum class DType : std::uint8_t { f32, f64, i32, i64, u8, bf16, f16 };
 enum class Op : std::uint8_t { sum, avg, max, min };
 
 const char* to_string(DType d) noexcept;
 const char* to_string(Op o) noexcept;
 std::size_t size_of(DType d) noexcept;
+
+/// Half-precision elements as collectives carry them: the bits of a bfloat16
+/// or an IEEE float16 number (what a half tensor or a device holds). Host
+/// backends reduce them in float32 and round each partial result to nearest
+/// even, as NCCL does hop by hop; the result matches a float32 reduction to
+/// within the format's rounding of each step.
+struct bf16 {
+  std::uint16_t bits = 0;
+};
+struct f16 {
+  std::uint16_t bits = 0;
+};
+/// Round to nearest even; NaN stays NaN, too large is infinity.
+std::uint16_t to_bf16(float v) noexcept;
+std::uint16_t to_f16(float v) noexcept;
+float from_bf16(std::uint16_t bits) noexcept;
+float from_f16(std::uint16_t bits) noexcept;
 
 template <class T>
 constexpr DType dtype_of() {
@@ -23,7 +40,9 @@ constexpr DType dtype_of() {
   else if constexpr (std::is_same_v<T, std::int32_t>) return DType::i32;
   else if constexpr (std::is_same_v<T, std::int64_t>) return DType::i64;
   else if constexpr (std::is_same_v<T, std::uint8_t>) return DType::u8;
-  else static_assert(sizeof(T) == 0, "collectives take float, double, int32, int64 or uint8 elements");
+  else if constexpr (std::is_same_v<T, bf16>) return DType::bf16;
+  else if constexpr (std::is_same_v<T, f16>) return DType::f16;
+  else static_assert(sizeof(T) == 0, "collectives take float, double, int32, int64, uint8, coll::bf16 or coll::f16 elements");
 }
 
 /// A collective failed on this rank: a member died, the ranks disagree about

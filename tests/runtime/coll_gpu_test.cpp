@@ -24,7 +24,7 @@ void every_op(Mesh<CollMember>& mesh, const std::vector<std::size_t>& sizes) {
   for (std::size_t n : sizes) {
     for (bool heap : {false, true}) {
       for (int op = 0; op < 4; ++op) troupe::test::check_coll_case(mesh, dev({"allreduce", 0, n, op, 0, heap}));
-      for (int dt = 1; dt < 5; ++dt) troupe::test::check_coll_case(mesh, dev({"allreduce", dt, n, 0, 0, heap}));
+      for (int dt = 1; dt < 7; ++dt) troupe::test::check_coll_case(mesh, dev({"allreduce", dt, n, 0, 0, heap}));
       troupe::test::check_coll_case(mesh, dev({"allreduce", 3, n, 1, 0, heap}));  // int64 avg
       troupe::test::check_coll_case(mesh, dev({"broadcast", 0, n, 0, static_cast<std::uint32_t>(W - 1), heap}));
     }

@@ -69,12 +69,17 @@ TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]
         for (int op = 0; op < 4; ++op) troupe::test::check_coll_case(mesh, {"allreduce", 0, n, op, 0, heap});
         for (int dt = 1; dt < 5; ++dt) troupe::test::check_coll_case(mesh, {"allreduce", dt, n, 0, 0, heap});
         troupe::test::check_coll_case(mesh, {"allreduce", 3, n, 1, 0, heap});  // int64 avg
+        for (int half : {5, 6})  // bf16, f16: sum, avg, max
+          for (int op : {0, 1, 2}) troupe::test::check_coll_case(mesh, {"allreduce", half, n, op, 0, heap});
         troupe::test::check_coll_case(mesh, {"broadcast", 0, n, 0, static_cast<std::uint32_t>(W - 1), heap});
       }
       troupe::test::check_coll_case(mesh, {"reduce_scatter", 0, n, 0});
       troupe::test::check_coll_case(mesh, {"reduce_scatter", 2, n, 2});
       troupe::test::check_coll_case(mesh, {"allgather", 1, n, 0});
       troupe::test::check_coll_case(mesh, {"allgather", 4, n, 0});
+      troupe::test::check_coll_case(mesh, {"reduce_scatter", 5, n, 0});
+      troupe::test::check_coll_case(mesh, {"allgather", 6, n, 0});
+      troupe::test::check_coll_case(mesh, {"sendrecv", 5, n, 0});
       troupe::test::check_coll_case(mesh, {"sendrecv", 0, n, 0});
       troupe::test::check_coll_case(mesh, {"barrier", 0, 0, 0});
     }

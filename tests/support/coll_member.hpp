@@ -20,6 +20,27 @@ namespace troupe::test {
 /// The value rank `r` contributes at index i (small, exact in every dtype).
 inline double coll_input(std::size_t r, std::size_t i) { return static_cast<double>((r + 1) * (i % 7) + (i % 3)); }
 
+/// Element conversions for every dtype the collectives take (half types as their bits).
+template <class T>
+T to_elem(double v) {
+  if constexpr (std::is_same_v<T, coll::bf16>) return T{coll::to_bf16(static_cast<float>(v))};
+  else if constexpr (std::is_same_v<T, coll::f16>) return T{coll::to_f16(static_cast<float>(v))};
+  else return static_cast<T>(v);
+}
+template <class T>
+double from_elem(T v) {
+  if constexpr (std::is_same_v<T, coll::bf16>) return coll::from_bf16(v.bits);
+  else if constexpr (std::is_same_v<T, coll::f16>) return coll::from_f16(v.bits);
+  else return static_cast<double>(v);
+}
+template <class T>
+std::vector<double> to_doubles(std::span<const T> s) {
+  std::vector<double> out;
+  out.reserve(s.size());
+  for (const T& v : s) out.push_back(from_elem(v));
+  return out;
+}
+
 struct CollCase {
   std::string op;        ///< allreduce, reduce_scatter, allgather, broadcast, sendrecv, barrier
   int dtype = 0;         ///< coll::DType
@@ -45,6 +66,8 @@ class CollMember {
         case coll::DType::i32: co_return co_await typed_device<std::int32_t>(c);
         case coll::DType::i64: co_return co_await typed_device<std::int64_t>(c);
         case coll::DType::u8: co_return co_await typed_device<std::uint8_t>(c);
+        case coll::DType::bf16: co_return co_await typed_device<coll::bf16>(c);
+        case coll::DType::f16: co_return co_await typed_device<coll::f16>(c);
       }
     }
     switch (static_cast<coll::DType>(c.dtype)) {
@@ -53,6 +76,8 @@ class CollMember {
       case coll::DType::i32: co_return co_await typed<std::int32_t>(c);
       case coll::DType::i64: co_return co_await typed<std::int64_t>(c);
       case coll::DType::u8: co_return co_await typed<std::uint8_t>(c);
+      case coll::DType::bf16: co_return co_await typed<coll::bf16>(c);
+      case coll::DType::f16: co_return co_await typed<coll::f16>(c);
     }
     co_return std::vector<double>{};
   }
@@ -90,7 +115,7 @@ class CollMember {
     std::deque<coll::gpu::DeviceBuffer> own;
     auto host = [&](std::size_t count) {
       std::vector<T> v(count);
-      for (std::size_t i = 0; i < count; ++i) v[i] = static_cast<T>(coll_input(r, i));
+      for (std::size_t i = 0; i < count; ++i) v[i] = to_elem<T>(coll_input(r, i));
       return v;
     };
     auto make = [&](std::size_t count, bool heap) -> Task<std::span<T>> {
@@ -102,7 +127,7 @@ class CollMember {
     auto down = [](std::span<T> d) {
       std::vector<T> h(d.size());
       coll::gpu::copy_to_host(h.data(), d.data(), h.size() * sizeof(T));
-      return std::vector<double>(h.begin(), h.end());
+      return to_doubles<T>(h);
     };
     if (c.op == "allreduce") {
       auto buf = co_await make(c.n, c.heap);
@@ -153,9 +178,9 @@ class CollMember {
     std::vector<T> own;
     std::span<T> buf;
     auto fill = [&](std::span<T> s, std::size_t count) {
-      for (std::size_t i = 0; i < count; ++i) s[i] = static_cast<T>(coll_input(r, i));
+      for (std::size_t i = 0; i < count; ++i) s[i] = to_elem<T>(coll_input(r, i));
     };
-    auto out = [](std::span<const T> s) { return std::vector<double>(s.begin(), s.end()); };
+    auto out = [](std::span<const T> s) { return to_doubles<T>(s); };
     auto get = [&](std::size_t count) -> Task<std::span<T>> {
       if (c.heap) co_return co_await g->template alloc<T>(count);
       own.assign(count, T{});
@@ -247,7 +272,8 @@ inline std::vector<double> coll_expected(const CollCase& c, std::size_t W, std::
     if (static_cast<coll::Op>(c.reduce) == coll::Op::avg) {
       acc /= static_cast<double>(W);
       auto d = static_cast<coll::DType>(c.dtype);
-      if (d != coll::DType::f32 && d != coll::DType::f64) acc = std::trunc(acc);
+      if (d != coll::DType::f32 && d != coll::DType::f64 && d != coll::DType::bf16 && d != coll::DType::f16)
+        acc = std::trunc(acc);
     }
     return acc;
   };
@@ -270,6 +296,9 @@ inline std::vector<double> coll_expected(const CollCase& c, std::size_t W, std::
 inline void check_coll_case(Mesh<CollMember>& mesh, const CollCase& c) {
   auto got = mesh.call(&CollMember::run, c).get(std::chrono::seconds(60));
   const std::size_t W = mesh.size();
+  // Half types round each result to 8 (bf16) or 11 (f16) significant bits.
+  const auto d = static_cast<coll::DType>(c.dtype);
+  const double tolerance = d == coll::DType::bf16 ? 1.0 / 256 : d == coll::DType::f16 ? 1.0 / 2048 : 1e-6;
   for (std::size_t r = 0; r < W; ++r) {
     auto want = coll_expected(c, W, r);
     INFO(c.op << " dtype " << c.dtype << " n " << c.n << " op " << c.reduce << " heap " << c.heap << " rank " << r
@@ -277,7 +306,7 @@ inline void check_coll_case(Mesh<CollMember>& mesh, const CollCase& c) {
     REQUIRE(got[r].size() == want.size());
     std::size_t bad = want.size();
     for (std::size_t i = 0; i < want.size() && bad == want.size(); ++i)
-      if (got[r][i] != Approx(want[i]).epsilon(1e-6)) bad = i;
+      if (got[r][i] != Approx(want[i]).epsilon(tolerance)) bad = i;
     INFO("first wrong index " << bad);
     CHECK(bad == want.size());
   }

@@ -9,7 +9,7 @@ namespace troupe::coll::cuda {
 
 inline constexpr int kMaxPtrs = 64;
 
-/// dtype: the value of coll::DType (f32, f64, i32, i64, u8); op: coll::Op
+/// dtype: the value of coll::DType (f32, f64, i32, i64, u8, bf16, f16); op: coll::Op
 /// (sum, avg, max, min). out[k] = op over srcs[i][k] (avg divides by
 /// `avg_by`), stored to dsts[j][k] for every j. Enqueued on `stream`.
 cudaError_t reduce_spread(void* const* srcs, int n_src, void* const* dsts, int n_dst, std::size_t count, int dtype,
