@@ -146,13 +146,14 @@ std::vector<std::vector<Compute>> interleaved_partial_order(const Layout& L, int
   std::vector<std::vector<double>> act(S, std::vector<double>(M, inf)), grad(S, std::vector<double>(M, inf));
   for (int mb = 0; mb < M; ++mb) act[0][mb] = 0;
   std::vector<int> fi(L.K, 0), bi(L.K, 0);
+  std::vector<int> fwd_pos(static_cast<std::size_t>(total));  // (chunk, mb) -> its place in the forward sequence
+  for (int k = 0; k < total; ++k) fwd_pos[static_cast<std::size_t>(fwd[k].first * M + fwd[k].second)] = k;
   auto b_at = [&](int r) -> double {  // when the next backward can start; inf: not known yet
     if (bi[r] >= total) return inf;
     const auto [c, mb] = bwd[bi[r]];
     const int st = L.stage(r, c);
     // Its forward must be done here (forwards run in sequence order).
-    const auto pos = std::find(fwd.begin(), fwd.end(), std::pair{c, mb}) - fwd.begin();
-    if (pos >= fi[r]) return inf;
+    if (fwd_pos[static_cast<std::size_t>(c * M + mb)] >= fi[r]) return inf;
     return st == S - 1 ? clock[r] : grad[st][mb];
   };
   auto f_at = [&](int r) -> double {

@@ -58,8 +58,32 @@ TEST_CASE("with no cluster, every cluster command says there is no cluster addre
   std::filesystem::remove_all(home);
 }
 
+TEST_CASE("troupe schedule prints a checked schedule, or refuses one naming the place", "[cli][schedule]") {
+  auto ok = run_process({bin("troupe"), "schedule", "1f1b", "--stages", "4", "--microbatches", "8"});
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("schedule 1f1b: 4 stages, 8 micro-batches") &&
+                         Catch::Contains("stage 3: RECV_F0 F0 B0 SEND_B0 RECV_F1") &&
+                         Catch::Contains("bubble 0.273 (textbook 0.273)") &&
+                         Catch::Contains("peak live micro-batches per stage: 4 3 2 1"));
+  const std::string file = "/tmp/troupe-cli-schedule-" + std::to_string(::getpid()) + ".txt";
+  // Stage 0 waits for micro-batch 0's gradient before it sends micro-batch 1's activation.
+  std::ofstream(file) << "# a cycle\nstage 0: F0 SEND_F0 F1 RECV_B0 B0 SEND_F1 RECV_B1 B1 STEP\n"
+                         "stage 1: RECV_F0 F0 RECV_F1 F1 B0 SEND_B0 B1 SEND_B1 STEP\n";
+  auto bad = run_process({bin("troupe"), "schedule", "--file", file});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains(file + ": schedule can deadlock: stage 0, action 3 (RECV_B0) waits for stage 1"));
+  std::ofstream(file) << "stage 0: F0 B0 STEP\nstage 1: F0 B0 STEP\n";  // no transfers between the stages
+  bad = run_process({bin("troupe"), "schedule", "--file", file});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("stage 0, action 0 (F0): no SEND_F0 sends its activation"));
+  std::filesystem::remove(file);
+  auto typo = run_process({bin("troupe"), "schedule", "1f1b", "--stages", "two", "--microbatches", "4"});
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.err, Catch::Contains("--stages takes a whole number from 1 to 128, got 'two'"));
+}
+
 TEST_CASE("troupe COMMAND --help prints that command's usage and exits 0", "[cli]") {
-  for (const char* cmd : {"run", "status", "nodes", "actors"}) {
+  for (const char* cmd : {"run", "status", "nodes", "actors", "schedule"}) {
     auto r = run_process({bin("troupe"), cmd, "--help"});
     INFO(cmd << ": " << r.err);
     CHECK(r.exit_code == 0);

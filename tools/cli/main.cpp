@@ -13,6 +13,7 @@
 #include "runtime/init.hpp"
 #include "tools/cli/cluster_commands.hpp"
 #include "tools/cli/run_command.hpp"
+#include "tools/cli/schedule_command.hpp"
 #include "trainers/topology.hpp"
 #include "tools/cli/build_info.hpp"
 
@@ -31,6 +32,9 @@ void usage(std::FILE* out) {
              "             --token / --token-file, else $TROUPE_TOKEN, else ~/.troupe/cluster.token)\n"
              "  run       train from a topology file (TOML): progress, metrics, plot\n"
              "            troupe run FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]\n"
+             "  schedule  a pipeline schedule checked before launch: instruction lists, bubble, memory\n"
+             "            troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V]\n"
+             "            troupe schedule --file FILE   (one line of actions per stage)\n"
              "  help      this text\n");
 }
 
@@ -69,6 +73,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--help") != 0 && std::strcmp(argv[i], "-h") != 0) continue;
     const char* flags = nullptr;
     if (cmd == "run") flags = "FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]";
+    else if (cmd == "schedule")
+      flags = "gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V] [--quiet], or --file FILE";
     else if (cmd == "status" || cmd == "nodes" || cmd == "actors")
       flags = "[--address HOST:PORT] [--token T | --token-file F] [--json]";
     if (!flags) break;
@@ -80,6 +86,7 @@ int main(int argc, char** argv) {
     if (cmd == "nodes") return troupe::cli::nodes_command(argc - 2, argv + 2);
     if (cmd == "actors") return troupe::cli::actors_command(argc - 2, argv + 2);
     if (cmd == "run") return troupe::cli::run_command(argc - 1, argv + 1);
+    if (cmd == "schedule") return troupe::cli::schedule_command(argc - 1, argv + 1);
   } catch (const troupe::dp::TopologyError& e) {
     fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
     return 2;

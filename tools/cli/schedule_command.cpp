@@ -1,0 +1,94 @@
+#include "tools/cli/schedule_command.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "runtime/errors.hpp"
+#include "trainers/schedule.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+int number(const std::string& flag, const std::string& v, int lo, int hi) {
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno || n < lo || n > hi)
+    throw UsageError(fmt::format("{} takes a whole number from {} to {}, got '{}'", flag, lo, hi, v));
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+int schedule_command(int argc, char** argv) {
+  using namespace pipeline;
+  std::string kind, file;
+  int stages = 0, microbatches = 0, virt = 1;
+  bool quiet = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", a));
+      return argv[++i];
+    };
+    if (a == "--stages") stages = number(a, value(), 1, 128);
+    else if (a == "--microbatches") microbatches = number(a, value(), 1, 1024);
+    else if (a == "--virtual") virt = number(a, value(), 1, 16);
+    else if (a == "--file") file = value();
+    else if (a == "--quiet") quiet = true;
+    else if (!a.empty() && a[0] == '-') throw UsageError(fmt::format("unknown option '{}'", a));
+    else if (kind.empty()) kind = a;
+    else throw UsageError(fmt::format("one schedule name, got '{}' and '{}'", kind, a));
+  }
+  Schedule s;
+  std::string title;
+  if (!file.empty()) {
+    if (!kind.empty() || stages || microbatches || virt != 1)
+      throw UsageError("--file takes the schedule as written: no name, --stages, --microbatches or --virtual");
+    std::ifstream in(file);
+    if (!in) throw UsageError(fmt::format("{}: cannot read the schedule file: {}", file, std::strerror(errno)));
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+      s = parse(text.str());
+    } catch (const ScheduleError& e) {
+      throw ScheduleError(fmt::format("{}: {}", file, e.what()));
+    }
+    title = fmt::format("{}", file);
+  } else {
+    if (kind.empty() || !stages || !microbatches)
+      throw UsageError("usage: troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M "
+                       "[--virtual V], or troupe schedule --file FILE");
+    s = generate(parse_kind(kind), stages, microbatches, virt);
+    title = kind;
+  }
+  Report r;
+  try {
+    r = check(s);  // a refused schedule throws, naming stage, action and micro-batch
+  } catch (const ScheduleError& e) {
+    if (file.empty()) throw;
+    throw ScheduleError(fmt::format("{}: {}", file, e.what()));
+  }
+  fmt::print("schedule {}: {} stage{}, {} micro-batch{}, {} chunk{} per stage\n", title, s.stages,
+             s.stages == 1 ? "" : "s", s.microbatches, s.microbatches == 1 ? "" : "es", s.virtual_stages,
+             s.virtual_stages == 1 ? "" : "s");
+  if (!quiet) fmt::print("{}", to_text(s));
+  std::string theory;
+  if (file.empty())
+    theory = fmt::format(" (textbook {:.3f})", theory_bubble(parse_kind(kind), s.stages, s.microbatches, s.virtual_stages));
+  fmt::print("bubble {:.3f}{}, makespan {:g} (simulated: F = I = W = 1, B = 2, transfers free)\n", r.bubble, theory,
+             r.makespan);
+  std::string peaks;
+  for (int p : r.peak_activations) peaks += fmt::format("{}{}", peaks.empty() ? "" : " ", p);
+  fmt::print("peak live micro-batches per stage: {}\n", peaks);
+  return 0;
+}
+
+}  // namespace troupe::cli
