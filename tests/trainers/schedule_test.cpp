@@ -70,6 +70,19 @@ TEST_CASE("every schedule has its textbook bubble; ZB-H1 under half of 1F1B's", 
     }
 }
 
+TEST_CASE("interleaved with M not a multiple of K still beats 1F1B", "[schedule]") {
+  // Megatron's fixed order needs M % K == 0; the simulated order must not lose to 1F1B.
+  for (int K : {2, 3, 4, 8})
+    for (int M : {3, 5, 6, 7, 9, 13, 30})
+      for (int v : {2, 4}) {
+        if (M % K == 0) continue;
+        INFO("K=" << K << " M=" << M << " v=" << v);
+        const double inter = check(generate(Kind::interleaved, K, M, v)).bubble;
+        CHECK(inter <= check(generate(Kind::one_f_one_b, K, M)).bubble + 1e-9);
+        CHECK(inter >= theory_bubble(Kind::interleaved, K, M, v) - 1e-9);
+      }
+}
+
 TEST_CASE("under 1F1B stage i holds at most K-i micro-batches; GPipe holds all M", "[schedule]") {
   for (int K : {2, 4, 8})
     for (int M : {1, 3, 8, 32}) {
