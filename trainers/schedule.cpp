@@ -382,6 +382,9 @@ Schedule parse(std::string_view text) {
       line = sp == std::string_view::npos ? std::string_view{} : trim(line.substr(sp + 1));
       if (tok.empty()) continue;
       auto a = parse_action(tok);
+      if (!a && (tok == "stage" || tok == "Stage"))
+        throw ScheduleError(fmt::format("schedule line {}: a stage header is 'stage {}:', with a colon", line_no,
+                                        stage));
       if (!a)
         throw ScheduleError(fmt::format(
             "schedule line {} (stage {}): '{}' is not an action (KIND then micro-batch, then @chunk if "

@@ -80,6 +80,15 @@ TEST_CASE("troupe schedule prints a checked schedule, or refuses one naming the 
   auto typo = run_process({bin("troupe"), "schedule", "1f1b", "--stages", "two", "--microbatches", "4"});
   CHECK(typo.exit_code == 2);
   CHECK_THAT(typo.err, Catch::Contains("--stages takes a whole number from 1 to 128, got 'two'"));
+  auto missing = run_process({bin("troupe"), "schedule", "zb-h1", "--stages", "4"});
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("zb-h1 needs --microbatches"));
+  // Fewer micro-batches than stages: the textbook formula does not apply, and the output says so.
+  auto few = run_process({bin("troupe"), "schedule", "zb-h1", "--stages", "4", "--microbatches", "2", "--quiet"});
+  CHECK_THAT(few.out, Catch::Contains("(textbook 0.333, which assumes micro-batches >= stages)"));
+  auto chunks = run_process({bin("troupe"), "schedule", "interleaved", "--stages", "2", "--microbatches", "4",
+                             "--virtual", "2", "--quiet"});
+  CHECK_THAT(chunks.out, Catch::Contains("peak live micro-batches (counted per chunk) per stage:"));
 }
 
 TEST_CASE("troupe COMMAND --help prints that command's usage and exits 0", "[cli]") {

@@ -136,6 +136,8 @@ TEST_CASE("text that is not a schedule is refused, naming the line and the token
   CHECK_THROWS_WITH(parse("stage 0: F0 STEP\nstage 2: F0 STEP\n"),
                     Catch::Contains("schedule line 2: 'stage 2:' where 'stage 1:' was expected"));
   CHECK_THROWS_WITH(parse("F0 B STEP\n"), Catch::Contains("'B' is not an action"));
+  CHECK_THROWS_WITH(parse("stage 0 F0 B0 STEP\n"),
+                    Catch::Contains("schedule line 1: a stage header is 'stage 0:', with a colon"));
   CHECK_THROWS_WITH(parse("F0@x B0 STEP\n"), Catch::Contains("'F0@x' is not an action"));
   CHECK_THROWS_WITH(parse("# nothing\n"), Catch::Contains("no stages"));
   CHECK_THROWS_AS(parse("F0 Q0 STEP"), ScheduleError);

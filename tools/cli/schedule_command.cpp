@@ -63,6 +63,9 @@ int schedule_command(int argc, char** argv) {
     }
     title = fmt::format("{}", file);
   } else {
+    if (!kind.empty() && (!stages || !microbatches))
+      throw UsageError(fmt::format("{} needs {} (troupe schedule {} --stages K --microbatches M)", kind,
+                                   !stages ? "--stages" : "--microbatches", kind));
     if (kind.empty() || !stages || !microbatches)
       throw UsageError("usage: troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M "
                        "[--virtual V], or troupe schedule --file FILE");
@@ -81,13 +84,21 @@ int schedule_command(int argc, char** argv) {
              s.virtual_stages == 1 ? "" : "s");
   if (!quiet) fmt::print("{}", to_text(s));
   std::string theory;
-  if (file.empty())
-    theory = fmt::format(" (textbook {:.3f})", theory_bubble(parse_kind(kind), s.stages, s.microbatches, s.virtual_stages));
+  if (file.empty()) {
+    const Kind k = parse_kind(kind);
+    // The formulas hold for enough micro-batches: say so where they do not apply.
+    const char* assumes = k == Kind::zb_h1 && s.microbatches < s.stages ? ", which assumes micro-batches >= stages"
+                          : k == Kind::interleaved && s.virtual_stages > 1 && s.microbatches % s.stages != 0
+                              ? ", which assumes micro-batches a multiple of stages"
+                              : "";
+    theory = fmt::format(" (textbook {:.3f}{})", theory_bubble(k, s.stages, s.microbatches, s.virtual_stages), assumes);
+  }
   fmt::print("bubble {:.3f}{}, makespan {:g} (simulated: F = I = W = 1, B = 2, transfers free)\n", r.bubble, theory,
              r.makespan);
   std::string peaks;
   for (int p : r.peak_activations) peaks += fmt::format("{}{}", peaks.empty() ? "" : " ", p);
-  fmt::print("peak live micro-batches per stage: {}\n", peaks);
+  // With chunks, each micro-batch counts once per chunk it is live in.
+  fmt::print("peak live micro-batches{} per stage: {}\n", s.virtual_stages > 1 ? " (counted per chunk)" : "", peaks);
   return 0;
 }
 
