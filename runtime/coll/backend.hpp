@@ -1,7 +1,9 @@
 #pragma once
 // What a collective backend does; the group's thread calls these in order.
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -34,6 +36,26 @@ struct FastOp {
   std::uint64_t seq = 0, gen = 0;
 };
 
+/// Point-to-point channels per (sender, receiver) pair: transfers with
+/// different tags never wait for each other; those with the same tag are
+/// received in the order they were sent.
+inline constexpr std::uint32_t kP2PTags = 4;
+
+/// One send or receive of a batch (Group::batch), with the progress the
+/// backend keeps while it moves it.
+struct Transfer {
+  bool is_send = true;
+  void* buf = nullptr;  ///< the data (sends only read it)
+  std::size_t n = 0;    ///< elements
+  DType dtype = DType::f32;
+  std::uint32_t peer = 0;
+  std::uint32_t tag = 0;
+  // Kept by the backend.
+  bool done = false;
+  std::size_t progress = 0;  ///< pieces (shm) or bytes (tcp) moved so far
+  std::chrono::steady_clock::time_point since{};  ///< its last progress (for the timeout)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -45,6 +67,23 @@ class Backend {
   virtual void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
   virtual void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) = 0;
   virtual void barrier() = 0;
+
+  /// Whether this backend moves transfers without blocking (p2p_progress):
+  /// the group's thread then keeps every channel's transfers going at once,
+  /// so a send never waits for unrelated receives. Otherwise a batch runs
+  /// with p2p_batch, to completion, in issue order.
+  virtual bool p2p_nonblocking() const { return false; }
+  /// Advances every transfer in `heads` (at most one per channel: the oldest
+  /// unfinished one) as far as it can without waiting, setting `done` on those
+  /// that finish. A send is done once its data is out of its buffer. Throws
+  /// CollectiveError when the group fails (a dead or silent peer, a receive
+  /// whose size or dtype differs from the send).
+  virtual void p2p_progress(std::span<Transfer* const> heads) { (void)heads; }
+  /// Blocking backends: runs the batch's sends and receives together (NCCL:
+  /// one ncclGroupStart/End). The default runs them one by one, for each
+  /// peer sends first on the lower rank and receives first on the higher, so
+  /// a pair exchanging within one batch does not wait on itself.
+  virtual void p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank);
   /// Collective: a buffer for this rank (shared memory where the backend has it).
   virtual void* alloc(std::size_t bytes) = 0;
   /// Fails the group for everyone (any thread).

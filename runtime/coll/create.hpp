@@ -38,7 +38,7 @@ struct GroupOptions {
   std::vector<int> devices;       ///< cuda: the device of each in-process member by rank (default 0);
                                   ///< process members use the GPU their worker was given
   std::uint64_t staging_bytes = 4ull << 20;
-  std::uint64_t p2p_bytes = 1ull << 20;
+  std::uint64_t p2p_bytes = 4ull << 20;
   std::uint64_t heap_bytes = 1ull << 30;  ///< room for alloc() buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;      ///< longest wait on a peer before failing
   TROUPE_FIELDS(name, backend, memory, devices, staging_bytes, p2p_bytes, heap_bytes, timeout_ms)

@@ -77,10 +77,22 @@ void Group::run() {
     // Poll briefly before sleeping: a rank that issues operations back to back
     // (a training step's buckets, a benchmark) then never pays a wake-up.
     // While device work is in flight, poll it until it finishes.
+    // While transfers are in flight, poll them too; after a while without
+    // progress, nap briefly between polls so waiting stages leave the cores
+    // to compute.
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    unsigned idle = 0;
     while (!has_work_.load(std::memory_order_acquire) &&
-           (!inflight.empty() || std::chrono::steady_clock::now() < until)) {
+           (!inflight.empty() || !channels_.empty() || std::chrono::steady_clock::now() < until)) {
       complete_finished();
+      if (!channels_.empty()) {
+        idle = p2p_poll() ? 0 : idle + 1;
+        if (idle > 256) {
+          std::unique_lock lock(mu_);
+          cv_.wait_for(lock, std::chrono::microseconds(50), [&]() { return has_work_.load(); });
+          continue;
+        }
+      }
       std::this_thread::yield();
     }
     {
@@ -93,12 +105,36 @@ void Group::run() {
       }
       if (queue_.empty()) {
         lock.unlock();
-        // Closing: what is still on the device finishes or fails first.
+        // Closing: transfers in flight fail (the backend was aborted), and
+        // what is still on the device finishes or fails first.
+        if (!channels_.empty())
+          p2p_fail_all(std::make_exception_ptr(CollectiveError(fmt::format("group '{}' was destroyed", spec_.name))));
         while (!inflight.empty()) {
           complete_finished();
           std::this_thread::yield();
         }
         return;
+      }
+      const bool nonblocking_p2p = queue_.front().p2p && shm_ && shm_->p2p_nonblocking();
+      if (!nonblocking_p2p && !channels_.empty()) {
+        // Any other operation waits until the transfers before it are done.
+        lock.unlock();
+        while (!channels_.empty()) {
+          if (!p2p_poll()) std::this_thread::yield();
+        }
+        continue;
+      }
+      if (nonblocking_p2p) {
+        auto b = std::move(queue_.front().p2p);
+        queue_.pop_front();
+        has_work_.store(!queue_.empty() || closing_, std::memory_order_release);
+        const std::string failed = failed_;
+        lock.unlock();
+        if (!failed.empty())
+          b->done(std::make_exception_ptr(CollectiveError(failed)));
+        else
+          p2p_start(std::move(b));
+        continue;
       }
       op = std::move(queue_.front().op);
       done = std::move(queue_.front().done);
@@ -123,6 +159,99 @@ void Group::run() {
     }
     done(error);
   }
+}
+
+void Group::p2p_start(std::shared_ptr<P2PBatch> b) {
+  {
+    std::lock_guard lock(mu_);
+    p2p_busy_ = true;
+  }
+  for (auto& t : b->items) channels_[{t.peer, t.tag, t.is_send}].emplace_back(&t, b);
+  p2p_poll();
+}
+
+bool Group::p2p_poll() {
+  std::vector<Transfer*> heads;
+  heads.reserve(channels_.size());
+  for (auto& [key, q] : channels_) heads.push_back(q.front().first);
+  std::vector<DoneFn> finished;
+  bool moved = false;
+  try {
+    std::vector<std::size_t> before;
+    before.reserve(heads.size());
+    for (auto* t : heads) before.push_back(t->progress);
+    shm_->p2p_progress(heads);
+    for (std::size_t i = 0; i < heads.size(); ++i) moved |= heads[i]->progress != before[i] || heads[i]->done;
+  } catch (...) {
+    auto e = std::current_exception();
+    {
+      std::lock_guard lock(mu_);
+      if (failed_.empty()) failed_ = shm_->failure().empty() ? std::string("point-to-point transfer failed") : shm_->failure();
+    }
+    p2p_fail_all(e);
+    return true;
+  }
+  for (auto it = channels_.begin(); it != channels_.end();) {
+    auto& q = it->second;
+    while (!q.empty() && q.front().first->done) {
+      auto b = std::move(q.front().second);
+      q.pop_front();
+      if (--b->left == 0) finished.push_back(std::move(b->done));
+    }
+    it = q.empty() ? channels_.erase(it) : std::next(it);
+  }
+  if (channels_.empty()) {
+    std::lock_guard lock(mu_);
+    p2p_busy_ = false;
+  }
+  for (auto& d : finished) d(nullptr);
+  return moved;
+}
+
+void Group::p2p_fail_all(std::exception_ptr e) {
+  std::vector<DoneFn> failed;
+  for (auto& [key, q] : channels_)
+    for (auto& [t, b] : q)
+      if (b->done) {
+        failed.push_back(std::move(b->done));
+        b->done = nullptr;
+      }
+  channels_.clear();
+  {
+    std::lock_guard lock(mu_);
+    p2p_busy_ = false;
+  }
+  for (auto& d : failed) d(e);
+}
+
+Ref<void> Group::batch(Batch b) {
+  if (b.items_.empty()) return Ref<void>::from_value();
+  for (const auto& t : b.items_) {
+    if (t.peer >= size() || t.peer == rank())
+      return fail_now(fmt::format("rank {} cannot {} rank {} (ranks 0-{}, not itself)", rank(),
+                                  t.is_send ? "send to" : "receive from", t.peer, size() - 1));
+    if (t.tag >= kP2PTags) return fail_now(fmt::format("tag {}: tags go from 0 to {}", t.tag, kP2PTags - 1));
+  }
+  const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  auto p = promise_for(id);
+  auto ref = p->ref();
+  auto batch = std::make_shared<P2PBatch>();
+  batch->items = std::move(b.items_);
+  batch->left = batch->items.size();
+  batch->done = complete_with(std::move(p));
+  const std::uint32_t me = rank();
+  OpFn op = ordered([batch, me](Backend& g) { g.p2p_batch(batch->items, me); });
+  {
+    std::lock_guard lock(mu_);
+    if (!closing_) {
+      queue_.push_back({std::move(op), batch->done, id, batch});
+      has_work_.store(true, std::memory_order_release);
+      cv_.notify_one();
+      return ref;
+    }
+  }
+  batch->done(std::make_exception_ptr(CollectiveError(fmt::format("group '{}' was destroyed", spec_.name))));
+  return ref;
 }
 
 std::exception_ptr Group::execute(const OpFn& op) {
@@ -167,7 +296,7 @@ Group::OpFn Group::ordered(OpFn op) {
 bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
   {
     std::lock_guard lock(mu_);
-    if (!shm_ || closing_ || running_ || !queue_.empty() || !failed_.empty()) return false;
+    if (!shm_ || closing_ || running_ || p2p_busy_ || !queue_.empty() || !failed_.empty()) return false;
     running_ = true;
   }
   bool started = false, late = false;
@@ -196,7 +325,7 @@ bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
     // it, first in line.
     auto p = promise_for(id);
     out = p->ref();
-    rest = Entry{[fast](Backend& g) mutable { g.fast_finish(fast); }, complete_with(std::move(p)), id};
+    rest = Entry{[fast](Backend& g) mutable { g.fast_finish(fast); }, complete_with(std::move(p)), id, nullptr};
   } else if (started || error) {
     out = error ? Ref<void>::from_error(error) : Ref<void>::from_value();
   }
@@ -216,9 +345,11 @@ bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
 
 void Group::help(std::uint64_t id) {
   std::unique_lock lock(mu_);
-  if (running_ || closing_ || !shm_ || spec_.memory != "host" || queue_.empty() || queue_.front().id > id) return;
+  // Transfers stay with the group's thread, which moves them all at once.
+  if (running_ || closing_ || !shm_ || spec_.memory != "host" || p2p_busy_ || queue_.empty() || queue_.front().id > id)
+    return;
   running_ = true;
-  while (!queue_.empty() && queue_.front().id <= id) {
+  while (!queue_.empty() && queue_.front().id <= id && !queue_.front().p2p) {
     Entry e = std::move(queue_.front());
     queue_.pop_front();
     has_work_.store(!queue_.empty(), std::memory_order_release);
@@ -267,7 +398,7 @@ void Group::enqueue(OpFn op, DoneFn done, std::uint64_t id) {
   {
     std::lock_guard lock(mu_);
     if (!closing_) {
-      queue_.push_back({std::move(op), std::move(done), id ? id : next_id_.fetch_add(1, std::memory_order_relaxed)});
+      queue_.push_back({std::move(op), std::move(done), id ? id : next_id_.fetch_add(1, std::memory_order_relaxed), nullptr});
       has_work_.store(true, std::memory_order_release);
       cv_.notify_one();
       return;

@@ -24,11 +24,14 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -82,18 +85,53 @@ class Group : public std::enable_shared_from_this<Group> {
   Ref<void> broadcast(std::span<T> buf, std::uint32_t root) {
     return submit([=](Backend& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); });
   }
+  /// Point to point. A send completes once its data has left `buf` (the
+  /// receiver need not have taken it yet); a receive once the data is in
+  /// `buf`. Transfers between two ranks with the same tag arrive in the order
+  /// they were sent; different tags are separate channels (0 to kP2PTags - 1).
+  /// Host groups move every pending transfer at once, so neighbours that
+  /// both send and then receive never wait on each other.
   template <class T>
-  Ref<void> send(std::span<const T> buf, std::uint32_t peer) {
-    if (peer >= size() || peer == rank())
-      return fail_now(fmt::format("rank {} cannot send to rank {} (ranks 0-{}, not itself)", rank(), peer, size() - 1));
-    return submit([=](Backend& g) { g.send(buf.data(), buf.size(), dtype_of<T>(), peer); });
+  Ref<void> send(std::span<const T> buf, std::uint32_t peer, std::uint32_t tag = 0) {
+    return batch(Batch().send(buf, peer, tag));
   }
   template <class T>
-  Ref<void> recv(std::span<T> buf, std::uint32_t peer) {
-    if (peer >= size() || peer == rank())
-      return fail_now(fmt::format("rank {} cannot receive from rank {} (ranks 0-{}, not itself)", rank(), peer, size() - 1));
-    return submit([=](Backend& g) { g.recv(buf.data(), buf.size(), dtype_of<T>(), peer); });
+  Ref<void> recv(std::span<T> buf, std::uint32_t peer, std::uint32_t tag = 0) {
+    return batch(Batch().recv(buf, peer, tag));
   }
+  /// Sends and receives issued together and completed together, as between
+  /// ncclGroupStart and ncclGroupEnd: the Ref completes when all have (or
+  /// fails with the first error).
+  class Batch {
+   public:
+    template <class T>
+    Batch& send(std::span<const T> buf, std::uint32_t peer, std::uint32_t tag = 0) {
+      add(true, const_cast<T*>(buf.data()), buf.size(), dtype_of<T>(), peer, tag);
+      return *this;
+    }
+    template <class T>
+    Batch& recv(std::span<T> buf, std::uint32_t peer, std::uint32_t tag = 0) {
+      add(false, buf.data(), buf.size(), dtype_of<T>(), peer, tag);
+      return *this;
+    }
+    bool empty() const noexcept { return items_.empty(); }
+    std::size_t size() const noexcept { return items_.size(); }
+
+   private:
+    friend class Group;
+    void add(bool is_send, void* buf, std::size_t n, DType d, std::uint32_t peer, std::uint32_t tag) {
+      Transfer t;
+      t.is_send = is_send;
+      t.buf = buf;
+      t.n = n;
+      t.dtype = d;
+      t.peer = peer;
+      t.tag = tag;
+      items_.push_back(t);
+    }
+    std::vector<Transfer> items_;
+  };
+  Ref<void> batch(Batch b);
   Ref<void> barrier();
 
   /// A buffer of n elements in the group's shared mapping (collective: every
@@ -132,10 +170,17 @@ class Group : public std::enable_shared_from_this<Group> {
  private:
   using OpFn = std::function<void(Backend&)>;
   using DoneFn = std::function<void(std::exception_ptr)>;
+  // A batch of transfers the group's thread moves while it does other work.
+  struct P2PBatch {
+    std::vector<Transfer> items;
+    std::size_t left = 0;
+    DoneFn done;
+  };
   struct Entry {
     OpFn op;
     DoneFn done;
     std::uint64_t id = 0;  // issue order
+    std::shared_ptr<P2PBatch> p2p;  // a batch for a non-blocking backend (op unused)
   };
   class OpState;  // a Ref's state whose blocking waiter helps (help())
   /// How long a caller running a fast operation waits for its peers before
@@ -157,6 +202,12 @@ class Group : public std::enable_shared_from_this<Group> {
   void enqueue(OpFn op, DoneFn done, std::uint64_t id = 0);
   Ref<void> fail_now(std::string why);
   void run();
+  // The group's thread: takes a batch's transfers onto their channels.
+  void p2p_start(std::shared_ptr<P2PBatch> b);
+  // Advances every channel's oldest transfer; completes finished batches.
+  // On failure, fails every batch in flight.
+  bool p2p_poll();  // whether anything moved
+  void p2p_fail_all(std::exception_ptr e);
 
   GroupSpec spec_;
   std::mutex mu_;
@@ -170,6 +221,10 @@ class Group : public std::enable_shared_from_this<Group> {
   std::string pending_abort_;      // an abort asked before the segment was mapped
   bool closing_ = false;
   bool running_ = false;           // an operation is on the backend (group thread or a caller)
+  bool p2p_busy_ = false;          // transfers are in flight on the group's thread (mu_)
+  // Group's thread only: transfers in flight, per channel (peer, tag, direction), oldest first.
+  std::map<std::tuple<std::uint32_t, std::uint32_t, bool>, std::deque<std::pair<Transfer*, std::shared_ptr<P2PBatch>>>>
+      channels_;
   std::atomic<bool> cancel_{false};  // stops a join still waiting for peers
   std::atomic<bool> has_work_{false};  // lets the group's thread poll without the lock
   std::thread thread_;

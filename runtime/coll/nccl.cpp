@@ -128,6 +128,7 @@ NcclGroup::~NcclGroup() {
   for (auto e : spare_events_) cu().cudaEventDestroy(e);
   for (auto p : allocations_) cu().cudaFree(p);
   if (desc_buf_) cu().cudaFree(desc_buf_);
+  if (batch_desc_) cu().cudaFree(batch_desc_);
   if (stream_) cu().cudaStreamDestroy(stream_);
 }
 
@@ -341,6 +342,60 @@ void NcclGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
   }
   check(nc().ncclRecv(buf, n, nccl_type(d), static_cast<int>(peer), comm_, stream_), "ncclRecv");
   issued("recv");
+}
+
+void NcclGroup::p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank) {
+  (void)my_rank;
+  ensure_ok();
+  for (auto& t : batch) check_buffer(t.buf, t.n * size_of(t.dtype), t.is_send ? "send" : "recv");
+  if (batch.size() > batch_cap_) {
+    if (batch_desc_) cu().cudaFree(batch_desc_);
+    batch_desc_ = nullptr;
+    batch_cap_ = 0;
+    if (auto e = cu().cudaMalloc(&batch_desc_, sizeof(Desc) * batch.size()); e != cudaSuccess) {
+      cu().cudaGetLastError();
+      throw CollectiveError(fmt::format("group '{}': {} descriptors on CUDA device {}: {}", spec_.name, batch.size(),
+                                        device_, cu().cudaGetErrorString(e)));
+    }
+    batch_cap_ = batch.size();
+  }
+  auto* slots = static_cast<Desc*>(batch_desc_);
+  std::vector<Desc> host(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    if (batch[i].is_send) host[i] = Desc{k_send, static_cast<std::uint64_t>(batch[i].dtype), batch[i].n, 0, -1, {}};
+  cu().cudaMemcpyAsync(slots, host.data(), sizeof(Desc) * host.size(), cudaMemcpyHostToDevice, stream_);
+  check(nc().ncclGroupStart(), "ncclGroupStart");
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const int peer = static_cast<int>(batch[i].peer);
+    if (batch[i].is_send)
+      check(nc().ncclSend(slots + i, sizeof(Desc), ncclUint8, peer, comm_, stream_), "ncclSend");
+    else
+      check(nc().ncclRecv(slots + i, sizeof(Desc), ncclUint8, peer, comm_, stream_), "ncclRecv");
+  }
+  check(nc().ncclGroupEnd(), "ncclGroupEnd");
+  cu().cudaMemcpyAsync(host.data(), slots, sizeof(Desc) * host.size(), cudaMemcpyDeviceToHost, stream_);
+  issued("send/recv headers");
+  const auto t = ticket_;
+  while (progress() < t) std::this_thread::yield();
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto& b = batch[i];
+    if (!b.is_send && (host[i].count != b.n || host[i].dtype != static_cast<std::uint64_t>(b.dtype))) {
+      abort(static_cast<std::int32_t>(spec_.rank),
+            fmt::format("rank {} sends {} x {} but rank {} receives {} x {}", b.peer,
+                        to_string(static_cast<DType>(host[i].dtype)), host[i].count, spec_.rank, to_string(b.dtype), b.n));
+      fail_now();
+    }
+  }
+  check(nc().ncclGroupStart(), "ncclGroupStart");
+  for (auto& b : batch) {
+    if (b.is_send)
+      check(nc().ncclSend(b.buf, b.n, nccl_type(b.dtype), static_cast<int>(b.peer), comm_, stream_), "ncclSend");
+    else
+      check(nc().ncclRecv(b.buf, b.n, nccl_type(b.dtype), static_cast<int>(b.peer), comm_, stream_), "ncclRecv");
+    b.done = true;
+  }
+  check(nc().ncclGroupEnd(), "ncclGroupEnd");
+  issued("send/recv");
 }
 
 void NcclGroup::barrier() {

@@ -28,10 +28,13 @@ ShmGroup::ShmGroup(const GroupSpec& spec, const std::atomic<bool>* cancel) : spe
   if (spec_.rank >= spec_.world)
     throw CollectiveError(fmt::format("group '{}': rank {} of a group of {}", spec_.name, spec_.rank, spec_.world));
   half_ = std::max<std::size_t>(align_up(spec_.staging_bytes / 2, 64), 4096);
-  const std::size_t p2p_each = std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096);
+  // Each rank's p2p_bytes are split between its outgoing channels (a slot per
+  // receiver and tag, at least a page each); pages are touched only by the
+  // channels a program uses.
+  slot_ = std::max<std::size_t>(spec_.p2p_bytes / (spec_.world * kP2PTags) / 64 * 64, kPage);
   const std::size_t header = align_up(sizeof(Header), kPage);
   const std::size_t staging = align_up(2 * half_ * spec_.world, kPage);
-  const std::size_t p2ps = align_up(p2p_each * spec_.world, kPage);
+  const std::size_t p2ps = align_up(slot_ * spec_.world * spec_.world * kP2PTags, kPage);
   map_bytes_ = header + staging + p2ps + align_up(spec_.heap_bytes, kPage);
   shm_name_ = fmt::format("/troupe-coll-{:016x}", spec_.uid);
   int fd = ::shm_open(shm_name_.c_str(), O_CREAT | O_RDWR, 0600);
@@ -77,8 +80,8 @@ ShmGroup::~ShmGroup() {
 }
 
 std::byte* ShmGroup::stage(std::uint32_t r, unsigned half) const { return stage_base_ + (2 * r + half) * half_; }
-std::byte* ShmGroup::p2p(std::uint32_t r) const {
-  return p2p_base_ + r * std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096);
+std::byte* ShmGroup::p2p(std::uint32_t from, std::uint32_t to, std::uint32_t tag) const {
+  return p2p_base_ + ((static_cast<std::size_t>(from) * spec_.world + to) * kP2PTags + tag) * slot_;
 }
 
 void ShmGroup::abort(std::int32_t rank_at_fault, const std::string& why) noexcept {

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -40,7 +41,7 @@ struct GroupSpec {
   std::string backend = "shm";
   std::string host;         ///< tcp: the address this rank listens on (reachable by its peers)
   std::uint64_t staging_bytes = 4ull << 20;  ///< per rank (two halves)
-  std::uint64_t p2p_bytes = 1ull << 20;      ///< per rank
+  std::uint64_t p2p_bytes = 4ull << 20;      ///< per rank: its outgoing channels' slots (touched lazily)
   std::uint64_t heap_bytes = 1ull << 30;     ///< group-allocated buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;         ///< longest wait for a peer
   std::string memory = "host";               ///< where the buffers live: "host" or "cuda"
@@ -71,6 +72,8 @@ class ShmGroup final : public Backend {
   void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void barrier() override;
+  bool p2p_nonblocking() const override { return true; }
+  void p2p_progress(std::span<Transfer* const> heads) override;
 
   /// Allreduce up to 256 KiB and barriers: start here, finish anywhere.
   bool fast_start(FastOp& f) override;
@@ -120,7 +123,12 @@ class ShmGroup final : public Backend {
   void wait(Pred done, const char* what, std::int32_t peer);
   [[noreturn]] void fail();
   std::byte* stage(std::uint32_t r, unsigned half) const;
-  std::byte* p2p(std::uint32_t r) const;
+  // The slot of channel (from, to, tag).
+  std::byte* p2p(std::uint32_t from, std::uint32_t to, std::uint32_t tag) const;
+  // Moves what it can of t now; true if anything moved.
+  bool p2p_step(Transfer& t);
+  // Between polls of stalled transfers: the abort flag, dead peers, and t's deadline.
+  void p2p_check(const Transfer& t);
   /// Where [p, p + bytes) sits in the heap, if it lies wholly in alloc()ed memory.
   std::optional<std::uint64_t> heap_offset(const void* p, std::size_t bytes) const;
 
@@ -138,8 +146,10 @@ class ShmGroup final : public Backend {
   std::uint64_t gen_ = 0;       // barrier generation
   unsigned next_half_ = 0;
   std::uint64_t op_seq_ = 0;
-  std::uint64_t send_seq_[kMaxRanks] = {};
-  std::uint64_t recv_seq_[kMaxRanks] = {};
+  std::size_t slot_ = 0;        // bytes per point-to-point channel slot
+  std::uint64_t send_seq_[kMaxRanks][kP2PTags] = {};
+  std::uint64_t recv_seq_[kMaxRanks][kP2PTags] = {};
+  std::chrono::steady_clock::time_point next_pid_check_{};
 };
 
 }  // namespace troupe::coll

@@ -183,40 +183,88 @@ void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) 
   });
 }
 
-void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  const std::size_t es = size_of(d), cap = std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096) / es;
-  auto* src = static_cast<const std::byte*>(buf);
-  Chan& ch = h_->chans[spec_.rank][peer];
-  const std::size_t pieces = std::max<std::size_t>((n + cap - 1) / cap, 1);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const std::size_t k0 = p * cap, len = std::min(cap, n - std::min(n, k0));
-    copy_bytes(p2p(spec_.rank), src + k0 * es, len * es);
-    ch.count = n;
-    ch.dtype = static_cast<std::uint32_t>(d);
-    const auto seq = ++send_seq_[peer];
-    ch.posted.store(seq, std::memory_order_release);
-    wait([&]() { return ch.acked.load(std::memory_order_acquire) >= seq; }, "send", static_cast<std::int32_t>(peer));
+// Point to point: channel (from, to, tag) moves a message in pieces of one
+// slot; the sender writes the next piece once the receiver has taken the last
+// one. A send is done once its last piece is in the slot (its buffer is free);
+// the receiver checks count and dtype against the first piece's header.
+bool ShmGroup::p2p_step(Transfer& t) {
+  const std::size_t es = size_of(t.dtype), cap = slot_ / es;
+  const std::size_t pieces = std::max<std::size_t>((t.n + cap - 1) / cap, 1);
+  const std::uint32_t me = spec_.rank;
+  bool moved = false;
+  while (!t.done) {
+    const std::size_t k0 = t.progress * cap, len = std::min(cap, t.n - std::min(t.n, k0));
+    if (t.is_send) {
+      Chan& ch = h_->chans[me][t.peer][t.tag];
+      auto& seq = send_seq_[t.peer][t.tag];
+      if (ch.acked.load(std::memory_order_acquire) < seq) break;  // the slot still holds the last piece
+      copy_bytes(p2p(me, t.peer, t.tag), static_cast<const std::byte*>(t.buf) + k0 * es, len * es);
+      ch.count = t.n;
+      ch.dtype = static_cast<std::uint32_t>(t.dtype);
+      ch.posted.store(++seq, std::memory_order_release);
+    } else {
+      Chan& ch = h_->chans[t.peer][me][t.tag];
+      auto& seq = recv_seq_[t.peer][t.tag];
+      if (ch.posted.load(std::memory_order_acquire) <= seq) break;
+      if (t.progress == 0 && (ch.count != t.n || ch.dtype != static_cast<std::uint32_t>(t.dtype))) {
+        abort(static_cast<std::int32_t>(me),
+              fmt::format("rank {} sends {} x {} but rank {} receives {} x {} (tag {})", t.peer,
+                          to_string(static_cast<DType>(ch.dtype)), ch.count, me, to_string(t.dtype), t.n, t.tag));
+        fail();
+      }
+      copy_bytes(static_cast<std::byte*>(t.buf) + k0 * es, p2p(t.peer, me, t.tag), len * es);
+      ch.acked.store(++seq, std::memory_order_release);
+    }
+    moved = true;
+    if (++t.progress == pieces) t.done = true;
+  }
+  return moved;
+}
+
+void ShmGroup::p2p_check(const Transfer& t) {
+  if (h_->aborted.load(std::memory_order_acquire)) fail();
+  if (cancel_ && cancel_->load(std::memory_order_relaxed)) {
+    abort(static_cast<std::int32_t>(spec_.rank), fmt::format("rank {} left the group", spec_.rank));
+    fail();
+  }
+  const auto now = shm_detail::clock::now();
+  if (now >= next_pid_check_) {
+    next_pid_check_ = now + std::chrono::milliseconds(2);
+    const auto pid = h_->ranks[t.peer].pid.load(std::memory_order_relaxed);
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) {
+      abort(static_cast<std::int32_t>(t.peer), fmt::format("rank {} (pid {}) died", t.peer, pid));
+      fail();
+    }
+  }
+  if (now - t.since >= std::chrono::milliseconds(spec_.timeout_ms)) {
+    abort(static_cast<std::int32_t>(t.peer),
+          fmt::format("timed out after {} ms waiting for rank {} to {} (tag {}, {} x {})", spec_.timeout_ms, t.peer,
+                      t.is_send ? "receive what rank " + std::to_string(spec_.rank) + " sends"
+                                : "send what rank " + std::to_string(spec_.rank) + " receives",
+                      t.tag, to_string(t.dtype), t.n));
+    fail();
   }
 }
 
-void ShmGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  const std::size_t es = size_of(d), cap = std::max<std::size_t>(align_up(spec_.p2p_bytes, 64), 4096) / es;
-  auto* dst = static_cast<std::byte*>(buf);
-  Chan& ch = h_->chans[peer][spec_.rank];
-  const std::size_t pieces = std::max<std::size_t>((n + cap - 1) / cap, 1);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const auto seq = ++recv_seq_[peer];
-    wait([&]() { return ch.posted.load(std::memory_order_acquire) >= seq; }, "recv", static_cast<std::int32_t>(peer));
-    if (p == 0 && (ch.count != n || ch.dtype != static_cast<std::uint32_t>(d))) {
-      abort(static_cast<std::int32_t>(spec_.rank),
-            fmt::format("rank {} sends {} x {} but rank {} receives {} x {}", peer,
-                        to_string(static_cast<DType>(ch.dtype)), ch.count, spec_.rank, to_string(d), n));
-      fail();
-    }
-    const std::size_t k0 = p * cap, len = std::min(cap, n - std::min(n, k0));
-    copy_bytes(dst + k0 * es, p2p(peer), len * es);
-    ch.acked.store(seq, std::memory_order_release);
+void ShmGroup::p2p_progress(std::span<Transfer* const> heads) {
+  const auto now = shm_detail::clock::now();
+  for (Transfer* t : heads) {
+    if (t->since == std::chrono::steady_clock::time_point{}) t->since = now;
+    if (p2p_step(*t))
+      t->since = now;
+    else
+      p2p_check(*t);
   }
+}
+
+void ShmGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
+  Transfer t{true, const_cast<void*>(buf), n, d, peer, 0};
+  wait([&]() { return p2p_step(t), t.done; }, "send", static_cast<std::int32_t>(peer));
+}
+
+void ShmGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
+  Transfer t{false, buf, n, d, peer, 0};
+  wait([&]() { return p2p_step(t), t.done; }, "recv", static_cast<std::int32_t>(peer));
 }
 
 }  // namespace troupe::coll

@@ -30,6 +30,21 @@ const char* to_string(Op o) noexcept {
   return "?";
 }
 
+void Backend::p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank) {
+  // Per peer, the lower rank sends first and the higher receives first
+  // (Megatron orders its exchanges by rank parity the same way).
+  auto first_pass = [my_rank](const Transfer& t) { return t.is_send == (my_rank < t.peer); };
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto& t : batch) {
+      if (first_pass(t) != (pass == 0)) continue;
+      if (t.is_send)
+        send(t.buf, t.n, t.dtype, t.peer);
+      else
+        recv(t.buf, t.n, t.dtype, t.peer);
+      t.done = true;
+    }
+}
+
 const char* kind_name(std::uint32_t k) noexcept {
   switch (k) {
     case k_allreduce: return "allreduce";

@@ -35,6 +35,9 @@ class NcclGroup final : public Backend {
   void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) override;
   void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
+  /// One ncclGroupStart/End for the batch's headers (waited for: the
+  /// receivers check count and dtype), one for its data (queued).
+  void p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank) override;
   void barrier() override;
   void* alloc(std::size_t bytes) override;
   void abort(std::int32_t rank_at_fault, const std::string& why) noexcept override;
@@ -73,6 +76,8 @@ class NcclGroup final : public Backend {
   std::chrono::steady_clock::time_point next_check_{};
   std::deque<cudaEvent_t> spare_events_;
   void* desc_buf_ = nullptr;  // device: world descriptors
+  void* batch_desc_ = nullptr;  // device: a descriptor per transfer of a batch
+  std::size_t batch_cap_ = 0;
   std::deque<void*> allocations_;
   bool comm_aborted_ = false;
   mutable std::mutex mu_;

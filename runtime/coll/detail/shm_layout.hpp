@@ -52,10 +52,13 @@ struct ShmGroup::Desc {
   std::array<std::byte, 64> blob;
 };
 
+// One point-to-point channel (sender, receiver, tag): a slot the sender
+// fills with one piece at a time (posted = that piece's number) and the
+// receiver empties (acked = the same number).
 struct alignas(64) Chan {
   std::atomic<std::uint64_t> posted;
   std::atomic<std::uint64_t> acked;
-  std::uint64_t count;
+  std::uint64_t count;   // elements of the message this piece belongs to
   std::uint32_t dtype;
 };
 
@@ -71,7 +74,7 @@ struct ShmGroup::Header {
     // operation while a slow one still reads this one (never two ahead).
     Desc desc[2];
   } ranks[kMaxRanks];
-  Chan chans[kMaxRanks][kMaxRanks];  // [from][to]
+  Chan chans[kMaxRanks][kMaxRanks][kP2PTags];  // [from][to][tag]
 };
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "shared-memory atomics must be lock-free");

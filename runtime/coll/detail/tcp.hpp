@@ -31,6 +31,8 @@ class TcpGroup final : public Backend {
   void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void barrier() override;
+  bool p2p_nonblocking() const override { return true; }
+  void p2p_progress(std::span<Transfer* const> heads) override;
   void* alloc(std::size_t bytes) override;
   void abort(std::int32_t rank_at_fault, const std::string& why) noexcept override;
   std::string failure() const override;
@@ -68,6 +70,28 @@ class TcpGroup final : public Backend {
   std::uint64_t seq_ = 0;
   std::vector<std::unique_ptr<std::byte[]>> allocs_;
   std::vector<std::byte> tmp_;
+
+  // Point to point without blocking (p2p_progress): per peer, the send being
+  // written (one message at a time on a connection) and the message being
+  // read, which goes straight into its receive when one is waiting on its
+  // tag, else into that tag's inbox until one is.
+  struct Incoming {
+    std::vector<std::byte> hdr_bytes;  // the header as it arrives
+    bool have_header = false;
+    std::uint32_t tag = 0, dtype = 0;
+    std::uint64_t count = 0, len = 0, got = 0;
+    Transfer* into = nullptr;           // the receive it lands in, or
+    std::vector<std::byte> parked;      // the inbox copy
+  };
+  struct PeerP2P {
+    Transfer* sending = nullptr;
+    Incoming in;
+    std::vector<std::vector<std::byte>> inbox[kP2PTags];  // whole messages nobody has received yet
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> inbox_desc[kP2PTags];  // their dtype and count
+  };
+  std::vector<PeerP2P> p2p_;
+  void p2p_read(std::uint32_t peer, std::span<Transfer* const> heads);
+  void p2p_take(Transfer& t, std::uint32_t dtype, std::uint64_t count);
 };
 
 }  // namespace troupe::coll
