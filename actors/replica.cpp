@@ -36,28 +36,7 @@ struct Bucket {
   Ref<void> reduced;
 };
 
-nn::MlpSpec spec_of(const ReplicaConfig& c) {
-  nn::MlpSpec s;
-  s.inputs = c.inputs;
-  s.hidden = c.hidden;
-  s.classes = c.classes;
-  if (c.activation == "relu")
-    s.activation = nn::Activation::relu;
-  else if (c.activation == "gelu")
-    s.activation = nn::Activation::gelu;
-  else
-    throw UsageError(fmt::format("activation '{}': expected relu or gelu", c.activation));
-  s.dropout = c.dropout;
-  s.layernorm = c.layernorm;
-  return s;
-}
-
 }  // namespace
-
-compute::Device replica_device(const std::string& text) {
-  if (text == "cuda") return compute::Device::cuda(coll::gpu::default_device());
-  return compute::Device::parse(text);
-}
 
 struct Replica::Impl {
   ReplicaConfig cfg;
@@ -66,7 +45,7 @@ struct Replica::Impl {
   Tensor x_dev, y_dev;     // a GPU replica's batch, copied in each micro-batch
   Tensor x_half;           // the batch cast to a half dtype
   Tensor test_x, test_y;   // and its test set, copied in once (cast too)
-  data::Dataset train, test;
+  data::Dataset train_set, test;
   nn::Model model;
   std::unique_ptr<optim::Optimizer> opt;
   optim::LrSchedule schedule;
@@ -74,49 +53,22 @@ struct Replica::Impl {
   std::uint32_t rank = 0, world = 1;
   std::vector<Bucket> buckets;
   std::vector<std::vector<std::size_t>> buckets_of_layer;
-  std::int64_t step = 0, epoch = 0;
-  std::unique_ptr<data::Batcher> batcher;
+  std::int64_t step = 0;
+  std::unique_ptr<train::DataStream> data;  // this replica's position (made once its rank is known)
   nn::Tape tape;
   nn::CrossEntropy ce;
 
-  std::int64_t batches_used = 0;  // of the current epoch's batcher
-
-  // Each replica's share of the data set, as the sampler pads it.
-  std::int64_t per_replica() const {
-    return data::DistributedSampler(train.size(), static_cast<int>(world), static_cast<int>(rank)).per_replica();
+  train::DataStream& stream() {
+    if (!data) data = std::make_unique<train::DataStream>(train_set, cfg, world, rank);
+    return *data;
   }
-  std::int64_t steps_per_epoch() const { return per_replica() / cfg.batch / cfg.accumulation; }
-
-  void next_batch(Tensor& x, Tensor& y) {
-    // Every step takes whole micro-batches: an epoch ends where the next step would not fit.
-    if (!batcher || batches_used >= steps_per_epoch() * cfg.accumulation) {
-      if (batcher) ++epoch;
-      data::DistributedSampler sampler(train.size(), static_cast<int>(world), static_cast<int>(rank), true, cfg.seed);
-      sampler.set_epoch(epoch);
-      batcher = std::make_unique<data::Batcher>(train, sampler.indices(), cfg.batch, true);
-      batches_used = 0;
-    }
-    if (!batcher->next(x, y)) throw Error("replica: ran out of batches inside an epoch");
-    ++batches_used;
-  }
-
-  // The batcher of `at_epoch` with `used` batches taken (a restored position).
-  void seek(std::int64_t at_epoch, std::int64_t used) {
-    epoch = at_epoch;
-    data::DistributedSampler sampler(train.size(), static_cast<int>(world), static_cast<int>(rank), true, cfg.seed);
-    sampler.set_epoch(epoch);
-    batcher = std::make_unique<data::Batcher>(train, sampler.indices(), cfg.batch, true);
-    Tensor x, y;
-    for (std::int64_t i = 0; i < used; ++i)
-      if (!batcher->next(x, y)) break;
-    batches_used = used;
-  }
+  std::int64_t steps_per_epoch() { return stream().steps_per_epoch(); }
 
   // What a checkpoint must agree on to continue this run.
   std::map<std::string, std::string> identity() const {
     return {{"replicas", std::to_string(world)},          {"batch", std::to_string(cfg.batch)},
             {"accumulation", std::to_string(cfg.accumulation)}, {"seed", std::to_string(cfg.seed)},
-            {"train_examples", std::to_string(train.size())}, {"optimizer", cfg.optimizer}};
+            {"train_examples", std::to_string(train_set.size())}, {"optimizer", cfg.optimizer}};
   }
 
   EvalStats evaluate(std::int64_t from, std::int64_t to);  // test examples [from, to)
@@ -146,51 +98,18 @@ struct Replica::Impl {
   }
 };
 
-void check_config(const ReplicaConfig& cfg, ConfigCheck where) {
-  if (cfg.batch < 1 || cfg.accumulation < 1 || cfg.epochs < 0)
-    throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1, epochs {} at least 0",
-                                 cfg.batch, cfg.accumulation, cfg.epochs));
-  const compute::Device dev = replica_device(cfg.device);
-  if (where.devices_here && dev.is_cuda() && !compute::cuda_available())
-    throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
-                                 coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
-  if (cfg.precision != "f32" && cfg.precision != "bf16" && cfg.precision != "f16")
-    throw UsageError(fmt::format("replica: precision '{}': expected f32, bf16 or f16", cfg.precision));
-  if (cfg.precision != "f32" && !dev.is_cuda())
-    throw UsageError(fmt::format("replica: precision '{}' needs a GPU replica (device is '{}'): the host computes in f32",
-                                 cfg.precision, cfg.device));
-  if (cfg.precision != "f32" && (cfg.dropout > 0 || cfg.layernorm))
-    throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
-                                 "layernorm)",
-                                 cfg.precision));
-  (void)spec_of(cfg);  // the activation
-  if (cfg.optimizer != "sgd" && cfg.optimizer != "adamw")
-    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
-  (void)optim::LrSchedule::parse(cfg.schedule);
-  if (where.data_here)
-    data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, !cfg.data_dir.empty());
-}
-
 Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   check_config(cfg, {.devices_here = true});
   m.cfg = cfg;
-  m.dev = replica_device(cfg.device);
+  m.dev = train::device_of(cfg.device);
   if (cfg.precision != "f32") m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
   compute::set_num_threads(cfg.threads);
-  const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
-  m.train = data::load_fashion_mnist(dir, data::Split::train);
-  if (cfg.train_limit > 0 && cfg.train_limit < m.train.size()) {
-    m.train.images = m.train.images.narrow(0, cfg.train_limit);
-    m.train.labels = m.train.labels.narrow(0, cfg.train_limit);
-  }
-  m.test = data::load_fashion_mnist(dir, data::Split::test);
-  m.model = nn::Model::mlp(spec_of(cfg), cfg.seed);
-  if (cfg.optimizer == "sgd")
-    m.opt = std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
-  else
-    m.opt = std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
-  m.schedule = {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
+  m.train_set = train::load_train(cfg);
+  m.test = train::load_test(cfg);
+  m.model = train::make_model(cfg);
+  m.opt = train::make_optimizer(cfg);
+  m.schedule = train::make_lr_schedule(cfg);
   if (m.dev.is_cuda()) m.model.to(m.dev);
 }
 
@@ -201,6 +120,7 @@ Task<std::int64_t> Replica::setup() {
   m.group = coll::group(m.cfg.group);
   m.rank = m.group->rank();
   m.world = m.group->size();
+  m.data.reset();  // the position depends on the rank
   // Gradients live in the group's buffers, so the group's memory is the model's.
   if (m.dev.is_cuda() != (m.group->memory() == "cuda"))
     throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = \"{}\" is needed)",
@@ -248,7 +168,7 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
   auto& m = *impl_;
   if (!m.group) throw UsageError("replica: train() before setup()");
   if (m.steps_per_epoch() == 0)
-    throw UsageError(fmt::format("replica: {} examples over {} replicas do not fill one step of {} x {}", m.train.size(),
+    throw UsageError(fmt::format("replica: {} examples over {} replicas do not fill one step of {} x {}", m.train_set.size(),
                                  m.world, m.cfg.batch, m.cfg.accumulation));
   std::vector<StepStats> out;
   auto params = m.model.params();
@@ -261,10 +181,9 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
     double loss = 0;
     for (int micro = 0; micro < m.cfg.accumulation; ++micro) {
       Tensor x, y;
-      m.next_batch(x, y);
-      st.epoch = m.epoch;
-      const std::uint64_t seed = m.cfg.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(m.step) << 20) ^
-                                 (static_cast<std::uint64_t>(micro) << 8) ^ m.rank;
+      m.stream().next(x, y);
+      st.epoch = m.stream().epoch();
+      const std::uint64_t seed = train::micro_seed(m.cfg, m.step, micro, m.rank);
       Tensor logits = m.model.forward(m.input(x), m.tape, {true, seed});
       Tensor d = m.ce.forward_backward(logits, m.on_device(y, m.y_dev));
       if (m.cfg.accumulation > 1) compute::scale_(d, 1.0f / static_cast<float>(m.cfg.accumulation));
@@ -347,8 +266,8 @@ std::int64_t Replica::save(std::string path) {
   auto meta = m.identity();
   meta["kind"] = "troupe.dp.replica";
   meta["step"] = std::to_string(m.step);
-  meta["epoch"] = std::to_string(m.epoch);
-  meta["batches_used"] = std::to_string(m.batcher ? m.batches_used : 0);
+  meta["epoch"] = std::to_string(m.stream().epoch());
+  meta["batches_used"] = std::to_string(m.stream().used());
   ckpt::save(path, ckpt::snapshot(m.model, m.opt.get(), meta));
   return m.step;
 }
@@ -370,11 +289,7 @@ std::int64_t Replica::load(std::string path) {
           fmt::format("{}: written with {} = {}, but this run has {} = {}", path, key, get(key), key, want));
   ckpt::restore(c, m.model, m.opt.get());  // checks every tensor before it changes anything
   m.step = std::stoll(get("step"));
-  const std::int64_t used = std::stoll(get("batches_used"));
-  if (used == 0 && m.step == 0)
-    m.batcher.reset();  // the very start: next_batch makes epoch 0's batcher
-  else
-    m.seek(std::stoll(get("epoch")), used);
+  m.stream().seek(std::stoll(get("epoch")), std::stoll(get("batches_used")));
   return m.step;
 }
 

@@ -10,89 +10,22 @@
 #include <vector>
 
 #include "actors/compute/tensor.hpp"
+#include "actors/training.hpp"
 #include "runtime/codec/codec.hpp"
 #include "runtime/task.hpp"
 
 namespace troupe::dp {
 
-/// The device a ReplicaConfig::device names, in this process (UsageError
-/// naming the text when it is neither cpu nor cuda[:N]).
-compute::Device replica_device(const std::string& text);
+// The configuration and its checks are shared with the other strategies
+// (actors/training.hpp); these are their data-parallel names.
+using ReplicaConfig = train::TrainConfig;
+using ConfigCheck = train::ConfigCheck;
+using train::check_config;
+/// The device a ReplicaConfig::device names, in this process.
+inline compute::Device replica_device(const std::string& text) { return train::device_of(text); }
 
-struct ReplicaConfig;
-
-/// What check_config may take for granted about where replicas will run.
-struct ConfigCheck {
-  bool devices_here = false;  ///< the replicas run in this process: its device must answer
-  bool data_here = false;     ///< they read their data on this machine: the files must be there
-};
-/// Checks a configuration before anything is spawned (the trainer does, and
-/// every replica again): the choices named by text (device, precision,
-/// activation, optimizer, schedule), the sizes, precision against device and
-/// layers; with `where`, the device and the data files. UsageError (or
-/// DataError) naming what is wrong.
-void check_config(const ReplicaConfig& cfg, ConfigCheck where = {});
-
-/// Everything a replica needs to train; the same on every replica.
-struct ReplicaConfig {
-  // model: an MLP
-  std::int64_t inputs = 784;
-  std::vector<std::int64_t> hidden{1024, 1024};
-  std::int64_t classes = 10;
-  std::string activation = "relu";
-  float dropout = 0.0f;
-  bool layernorm = false;
-  std::uint64_t seed = 1;
-  // data: Fashion-MNIST
-  std::string data_dir;        ///< empty: data::fashion_mnist_dir()
-  std::int64_t train_limit = 0;  ///< use the first N training examples (0: all)
-  std::int64_t batch = 128;    ///< per replica per micro-batch
-  int accumulation = 1;        ///< micro-batches per optimizer step (no all-reduce until the last)
-  std::int64_t epochs = 1;     ///< sets the schedule's length when total_steps is 0
-  // optimizer
-  std::string optimizer = "sgd";  ///< sgd | adamw
-  float lr = 0.05f, momentum = 0.9f, weight_decay = 0.0f;
-  bool nesterov = false;
-  std::string schedule = "constant";  ///< constant | cosine | linear
-  std::int64_t warmup_steps = 0, total_steps = 0;
-  float min_lr = 0.0f;
-  float clip_norm = 0.0f;  ///< 0: no clipping
-  // gradient buckets (DDP's bucket_cap_mb and its small first bucket)
-  std::int64_t first_bucket_bytes = 1 << 20;
-  std::int64_t bucket_bytes = 25 << 20;
-  std::string group = "dp";  ///< the collective group the replicas form
-  int threads = 1;           ///< host compute threads in this replica
-  /// Where the model trains: "cpu", or "cuda" (the GPU this process was given:
-  /// a GPU worker's own, else device 0) or "cuda:N". A GPU replica keeps its
-  /// parameters, gradients and optimizer state on the device and needs a
-  /// device group (memory = "cuda": NCCL, or cuda_local when replicas share
-  /// a GPU) on that same device.
-  std::string device = "cpu";
-  /// "f32", or "bf16" / "f16" on a GPU: each batch is cast to it, so the
-  /// linear layers and activations compute in half precision (float32
-  /// weights, gradients, updates and all-reduce; see compute/half.hpp).
-  std::string precision = "f32";
-
-  TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, seed, data_dir, train_limit, batch,
-                accumulation, epochs, optimizer, lr, momentum, weight_decay, nesterov, schedule, warmup_steps, total_steps,
-                min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads, device, precision)
-};
-
-/// One optimizer step as a replica saw it.
-struct StepStats {
-  std::int64_t step = 0;
-  std::int64_t epoch = 0;
-  float loss = 0;  ///< this replica's mean loss over its micro-batches
-  float lr = 0;
-  std::int64_t samples = 0;  ///< examples this replica used
-  TROUPE_FIELDS(step, epoch, loss, lr, samples)
-};
-
-struct EvalStats {
-  std::int64_t correct = 0, total = 0;
-  float loss = 0;
-  TROUPE_FIELDS(correct, total, loss)
-};
+using StepStats = train::StepStats;
+using EvalStats = train::EvalStats;
 
 class Replica {
  public:

@@ -93,23 +93,89 @@ void wait_all_alive(Mesh<Replica>& mesh, std::chrono::seconds limit) {
   }
 }
 
-// The error that ends a run whose failure budget is spent: every failure, the
-// last cause, how far it got and what is saved.
-std::string budget_spent(const std::vector<std::string>& failures, int budget, std::int64_t reached,
-                         std::int64_t total, std::int64_t saved, const std::string& ckpt) {
-  return fmt::format(
-      "data parallel: training stopped after {} failures, {} more than max_failures = {} ([checkpoint] max_failures; "
-      "-1: no limit). Last cause: {}. Reached step {} of {}; the last checkpoint ({}) holds step {}. Failures: {}",
-      failures.size(), failures.size() - static_cast<std::size_t>(budget), budget,
-      failures.back().substr(failures.back().find(": ") + 2), reached, total, ckpt, saved, fmt::join(failures, "; "));
-}
+}  // namespace
+
+namespace {
+
+// Data parallelism as the run loop drives it.
+class DpJob final : public train::Job {
+ public:
+  DpJob(Runtime& rt, const ReplicaConfig& cfg, const TrainerOptions& opts, Mesh<Replica> mesh, coll::GroupOptions g)
+      : rt_(rt), cfg_(cfg), opts_(opts), mesh_(std::move(mesh)), g_(std::move(g)) {}
+
+  void form() override {
+    coll::create_group(rt_, mesh_, g_);
+    call_all<std::int64_t>(mesh_, [](auto& m) { return m.call(&Replica::setup); }, kLimit);
+  }
+  std::int64_t steps_per_epoch() override {
+    const std::int64_t per_epoch = mesh_[0].call(&Replica::steps_per_epoch).get(kLimit);
+    if (per_epoch == 0)
+      throw UsageError(fmt::format("data parallel: the training set does not fill one step of {} replicas x batch {} x "
+                                   "accumulation {}: no step would run",
+                                   mesh_.size(), cfg_.batch, cfg_.accumulation));
+    return per_epoch;
+  }
+  std::vector<StepStats> train(std::int64_t n) override {
+    auto chunks = call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit);
+    std::vector<StepStats> out = chunks.at(0);
+    for (std::size_t k = 0; k < out.size(); ++k) {
+      double loss = 0;
+      std::int64_t samples = 0;
+      for (auto& c : chunks) {
+        loss += c.at(k).loss;
+        samples += c[k].samples;
+      }
+      out[k].loss = static_cast<float>(loss / static_cast<double>(chunks.size()));
+      out[k].samples = samples;
+    }
+    return out;
+  }
+  EvalStats evaluate(std::int64_t limit) override {
+    // The test set, split over the replicas, evaluated in parallel.
+    auto parts = mesh_.call(&Replica::evaluate_share, limit).get(kLimit);
+    EvalStats e;
+    double loss = 0;
+    for (auto& p : parts) {
+      e.correct += p.correct;
+      e.total += p.total;
+      loss += static_cast<double>(p.loss) * static_cast<double>(p.total);
+    }
+    e.loss = e.total ? static_cast<float>(loss / static_cast<double>(e.total)) : 0.0f;
+    return e;
+  }
+  std::uint64_t check_params(std::int64_t step) override {
+    // Every replica applied the same averaged gradients: any difference is a bug, not noise.
+    auto hashes = mesh_.call(&Replica::param_hash).get(kLimit);
+    for (std::size_t i = 1; i < hashes.size(); ++i)
+      if (hashes[i] != hashes[0])
+        throw Error(fmt::format("data parallel: replica {} parameters differ from replica 0's after step {}", i, step));
+    return hashes[0];
+  }
+  void save(const std::string& path) override {
+    mesh_[0].call(&Replica::save, path).get(kLimit);  // every replica holds the same state
+  }
+  std::int64_t load(const std::string& path) override {
+    auto steps = call_all<std::int64_t>(mesh_, [&](auto& m) { return m.call(&Replica::load, path); }, kLimit);
+    return steps.at(0);
+  }
+  void wait_alive(std::chrono::seconds limit) override { wait_all_alive(mesh_, limit); }
+  void after_chunk(std::int64_t step) override {
+    if (opts_.after_chunk) opts_.after_chunk(step, mesh_);
+  }
+
+ private:
+  static constexpr std::chrono::milliseconds kLimit{30 * 60 * 1000};
+  Runtime& rt_;
+  const ReplicaConfig& cfg_;
+  const TrainerOptions& opts_;
+  Mesh<Replica> mesh_;
+  coll::GroupOptions g_;
+};
 
 }  // namespace
 
 FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& on_progress) {
-  using namespace std::chrono;
   const auto replicas = static_cast<std::size_t>(opts_.replicas);
-  const auto limit = duration_cast<milliseconds>(minutes(30));
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
   if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_failures);
@@ -142,144 +208,20 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     g.memory = "cuda";
     if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
-  auto form_group = [&]() {
-    coll::create_group(rt_, mesh, g);
-    call_all<std::int64_t>(mesh, [](auto& m) { return m.call(&Replica::setup); }, limit);
-  };
-  form_group();
-  const std::int64_t per_epoch = mesh[0].call(&Replica::steps_per_epoch).get(limit);
-  if (per_epoch == 0)
-    throw UsageError(fmt::format("data parallel: the training set does not fill one step of {} replicas x batch {} x "
-                                 "accumulation {}: no step would run",
-                                 replicas, cfg_.batch, cfg_.accumulation));
-  const std::int64_t total = per_epoch * cfg_.epochs;
-  if (cfg_.warmup_steps > 0 && cfg_.warmup_steps >= total && total > 0)
-    fmt::print(stderr,
-               "troupe: warning: warmup_steps = {} ([schedule] warmup_steps) but the run has {} steps: the learning "
-               "rate never gets past its warm-up ({} of {} at the end)\n",
-               cfg_.warmup_steps, total, static_cast<double>(cfg_.lr) * static_cast<double>(total) /
-                                             static_cast<double>(cfg_.warmup_steps), cfg_.lr);
-  const std::string ckpt = checkpoint_path();
-  FitResult r;
-  std::int64_t step = 0, last_ckpt = -1, reached = 0;
-  std::vector<std::string> failures;  // "step N: cause", in order
-  auto load_all = [&]() {
-    auto steps = call_all<std::int64_t>(mesh, [&](auto& m) { return m.call(&Replica::load, ckpt); }, limit);
-    return steps.at(0);
-  };
-  auto save = [&]() {
-    fs::create_directories(opts_.checkpoint_dir);
-    mesh[0].call(&Replica::save, ckpt).get(limit);  // every replica holds the same state
-    last_ckpt = step;
-    r.checkpoint = ckpt;
-  };
-  if (!ckpt.empty()) {
-    if (opts_.resume && fs::exists(ckpt)) {
-      step = load_all();
-      r.resumed_from = step;
-      last_ckpt = step;
-    } else {
-      save();  // step 0: a failure before the first interval restarts from here
-    }
-  }
-  // The test set, split over the replicas, evaluated in parallel.
-  auto evaluate = [&]() {
-    auto parts = mesh.call(&Replica::evaluate_share, opts_.eval_limit).get(limit);
-    EvalStats e;
-    double loss = 0;
-    for (auto& p : parts) {
-      e.correct += p.correct;
-      e.total += p.total;
-      loss += static_cast<double>(p.loss) * static_cast<double>(p.total);
-    }
-    e.loss = e.total ? static_cast<float>(loss / static_cast<double>(e.total)) : 0.0f;
-    return e;
-  };
-  std::vector<std::pair<std::int64_t, float>> losses;  // (step, loss)
-  Progress last_eval;
-  bool eval_at_end = false;
-  const auto start = steady_clock::now();
-  std::int64_t samples = 0;
-  while (step < total) {
-    const std::int64_t epoch_end = (step / per_epoch + 1) * per_epoch;
-    const std::int64_t n = std::min({opts_.chunk_steps, total - step, epoch_end - step});
-    std::vector<std::vector<StepStats>> chunks;
-    try {
-      chunks = call_all<std::vector<StepStats>>(mesh, [&](auto& m) { return m.call(&Replica::train, n); }, limit);
-    } catch (const std::exception& e) {
-      failures.push_back(fmt::format("step {}: {}", step, e.what()));
-      if (ckpt.empty())
-        throw Error(fmt::format("data parallel: training failed at step {} of {}: {} (no checkpoint directory: nothing "
-                                "to recover from; set one to survive failures)",
-                                step, total, e.what()));
-      if (opts_.max_failures >= 0 && r.recoveries >= opts_.max_failures)
-        throw Error(budget_spent(failures, opts_.max_failures, reached, total, last_ckpt, ckpt));
-      // A replica died (or its group failed): bring every replica back to the
-      // last checkpoint in a new group, and go on from there.
-      ++r.recoveries;
-      wait_all_alive(mesh, seconds(120));
-      form_group();
-      step = load_all();
-      std::erase_if(losses, [&](auto& l) { return l.first > step; });
-      continue;
-    }
-    for (std::int64_t k = 0; k < n; ++k) {
-      double loss = 0;
-      for (auto& c : chunks) {
-        loss += c.at(static_cast<std::size_t>(k)).loss;
-        samples += c[static_cast<std::size_t>(k)].samples;
-      }
-      losses.emplace_back(step + k + 1, static_cast<float>(loss / static_cast<double>(replicas)));
-    }
-    step += n;
-    reached = std::max(reached, step);
-    // Every replica applied the same averaged gradients: any difference is a bug, not noise.
-    auto hashes = mesh.call(&Replica::param_hash).get(limit);
-    for (std::size_t i = 1; i < hashes.size(); ++i)
-      if (hashes[i] != hashes[0])
-        throw Error(fmt::format("data parallel: replica {} parameters differ from replica 0's after step {}", i, step));
-    r.param_hash = hashes[0];
-    const bool epoch_done = step % per_epoch == 0;
-    Progress p;
-    if (epoch_done && opts_.eval_each_epoch) {
-      auto e = evaluate();
-      p.evaluated = true;
-      p.test_accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
-      p.test_loss = e.loss;
-      eval_at_end = step == total;
-      last_eval = p;
-    }
-    if (!ckpt.empty() &&
-        (epoch_done || step == total || (opts_.checkpoint_every > 0 && step - last_ckpt >= opts_.checkpoint_every)))
-      save();
-    if (opts_.after_chunk) opts_.after_chunk(step, mesh);
-    if (on_progress) {
-      const auto& last = chunks[0].back();
-      p.step = step;
-      p.total_steps = total;
-      p.epoch = last.epoch;
-      p.loss = losses.back().second;
-      p.lr = last.lr;
-      p.elapsed_s = duration<double>(steady_clock::now() - start).count();
-      p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(samples) / p.elapsed_s : 0;
-      p.recoveries = r.recoveries;
-      on_progress(p);
-    }
-  }
-  r.steps = step;
-  for (auto& [s, l] : losses) r.losses.push_back(l);
-  r.seconds = duration<double>(steady_clock::now() - start).count();
-  r.samples_per_s = r.seconds > 0 ? static_cast<double>(samples) / r.seconds : 0;
-  if (eval_at_end) {
-    r.accuracy = last_eval.test_accuracy;
-    r.test_loss = last_eval.test_loss;
-  } else {
-    auto e = evaluate();
-    r.accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
-    r.test_loss = e.loss;
-  }
-  if (r.param_hash == 0) r.param_hash = mesh[0].call(&Replica::param_hash).get(limit);
-  return r;
+  DpJob job(rt_, cfg_, opts_, std::move(mesh), std::move(g));
+  train::LoopOptions lo;
+  lo.what = "data parallel";
+  lo.epochs = cfg_.epochs;
+  lo.chunk_steps = opts_.chunk_steps;
+  lo.eval_limit = opts_.eval_limit;
+  lo.eval_each_epoch = opts_.eval_each_epoch;
+  lo.checkpoint = checkpoint_path();
+  lo.checkpoint_every = opts_.checkpoint_every;
+  lo.resume = opts_.resume;
+  lo.max_failures = opts_.max_failures;
+  lo.warmup_steps = cfg_.warmup_steps;
+  lo.lr = cfg_.lr;
+  return train::run(job, lo, on_progress);
 }
 
 }  // namespace troupe::dp

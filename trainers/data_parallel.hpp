@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/replica.hpp"
+#include "trainers/run_loop.hpp"
 #include "runtime/troupe.hpp"
 
 namespace troupe::dp {
@@ -36,30 +37,8 @@ struct TrainerOptions {
   std::function<void(std::int64_t step, Mesh<Replica>& replicas)> after_chunk;
 };
 
-/// What the trainer reports after each chunk.
-struct Progress {
-  std::int64_t step = 0, total_steps = 0, epoch = 0;
-  float loss = 0;             ///< mean over replicas of the chunk's last step
-  float lr = 0;
-  double samples_per_s = 0;   ///< over the run so far
-  double elapsed_s = 0;
-  bool evaluated = false;     ///< an epoch ended: the test set was evaluated
-  double test_accuracy = 0;
-  float test_loss = 0;
-  int recoveries = 0;
-};
-
-struct FitResult {
-  std::vector<float> losses;  ///< per step, mean over replicas (= the global batch's mean loss)
-  std::int64_t steps = 0;
-  double seconds = 0, samples_per_s = 0;
-  double accuracy = 0;
-  float test_loss = 0;
-  std::int64_t resumed_from = -1;  ///< the checkpoint step it started from (-1: a fresh run)
-  int recoveries = 0;              ///< replica failures it recovered from
-  std::uint64_t param_hash = 0;    ///< of the final parameters (equal on every replica)
-  std::string checkpoint;          ///< the last checkpoint written ("" if none)
-};
+using Progress = train::Progress;
+using FitResult = train::FitResult;
 
 class DataParallelTrainer {
  public:

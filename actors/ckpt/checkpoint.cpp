@@ -218,9 +218,13 @@ Checkpoint load(const std::string& path) {
 }
 
 Checkpoint snapshot(nn::Model& model, optim::Optimizer* opt, std::map<std::string, std::string> meta) {
+  return snapshot(model.params(), opt, std::move(meta));
+}
+
+Checkpoint snapshot(const std::vector<nn::Param*>& params, optim::Optimizer* opt, std::map<std::string, std::string> meta) {
   Checkpoint c;
   c.meta = std::move(meta);
-  for (nn::Param* p : model.params()) c.tensors.emplace_back("model/" + p->name, p->value);
+  for (nn::Param* p : params) c.tensors.emplace_back("model/" + p->name, p->value);
   if (opt) {
     c.meta["optimizer"] = opt->kind();
     c.meta["optimizer.steps"] = std::to_string(opt->steps());
@@ -231,10 +235,13 @@ Checkpoint snapshot(nn::Model& model, optim::Optimizer* opt, std::map<std::strin
 }
 
 void restore(const Checkpoint& c, nn::Model& model, optim::Optimizer* opt) {
+  restore(c, model.params(), model.device(), opt);
+}
+
+void restore(const Checkpoint& c, const std::vector<nn::Param*>& params, compute::Device dev, optim::Optimizer* opt) {
   // Check everything first: a refused checkpoint leaves the model as it was.
   std::size_t model_tensors = 0;
   for (auto& [name, t] : c.tensors) model_tensors += name.rfind("model/", 0) == 0;
-  auto params = model.params();
   for (nn::Param* p : params) {
     const Tensor* t = c.find("model/" + p->name);
     if (!t) throw CheckpointError(fmt::format("checkpoint does not fit this model: it has no parameter '{}'", p->name));
@@ -258,7 +265,7 @@ void restore(const Checkpoint& c, nn::Model& model, optim::Optimizer* opt) {
   if (opt) {
     opt->state().clear();
     for (auto& [name, t] : c.tensors)
-      if (name.rfind("optim/", 0) == 0) opt->state()[name.substr(6)] = t.to(model.device());
+      if (name.rfind("optim/", 0) == 0) opt->state()[name.substr(6)] = t.to(dev);
     auto steps = c.meta.find("optimizer.steps");
     if (steps != c.meta.end()) opt->set_steps(std::stoll(steps->second));
     auto lr = c.meta.find("optimizer.lr");

@@ -13,6 +13,7 @@
 
 namespace troupe::nn {
 class Model;
+struct Param;
 }
 namespace troupe::optim {
 class Optimizer;
@@ -44,5 +45,9 @@ Checkpoint snapshot(nn::Model& model, optim::Optimizer* opt, std::map<std::strin
 /// Puts a snapshot back; a parameter missing, extra or of another shape, or
 /// another optimizer kind, is a CheckpointError naming it (nothing is changed).
 void restore(const Checkpoint& c, nn::Model& model, optim::Optimizer* opt);
+/// The same for parameters from several models (a pipeline stage's chunks);
+/// the optimizer's state goes to `dev`.
+Checkpoint snapshot(const std::vector<nn::Param*>& params, optim::Optimizer* opt, std::map<std::string, std::string> meta);
+void restore(const Checkpoint& c, const std::vector<nn::Param*>& params, compute::Device dev, optim::Optimizer* opt);
 
 }  // namespace troupe::ckpt

@@ -35,6 +35,7 @@ struct Mode {
 struct Saved {
   std::vector<Tensor> t;
   Tensor out, grad_in;  // reused across passes while shapes match
+  Tensor dy;            // backward_input keeps the output gradient for backward_weight
 };
 
 /// A tensor of this shape and type on dev: slot if it already is one, else a new one.
@@ -48,6 +49,13 @@ class Layer {
   virtual Tensor forward(const Tensor& x, Saved& saved, const Mode& mode) = 0;
   /// need_dx false: the first layer, whose input gradient nobody reads.
   virtual Tensor backward(const Tensor& dy, Saved& saved, bool need_dx) = 0;
+  /// The split backward of zero-bubble schedules: the input gradient now
+  /// (what the previous pipeline stage waits for), the parameters' gradients
+  /// later from what it kept (backward_weight, same Saved). Together they
+  /// compute exactly what backward does. Layers that do not split compute
+  /// everything here and nothing in backward_weight.
+  virtual Tensor backward_input(const Tensor& dy, Saved& saved, bool need_dx) { return backward(dy, saved, need_dx); }
+  virtual void backward_weight(Saved& saved) { (void)saved; }
   virtual std::vector<Param*> params() { return {}; }
   virtual std::unique_ptr<Layer> clone() const = 0;
 };

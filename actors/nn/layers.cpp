@@ -115,6 +115,25 @@ Tensor Linear::backward(const Tensor& dy, Saved& s, bool need_dx) {
   return dx;
 }
 
+Tensor Linear::backward_input(const Tensor& dy, Saved& s, bool need_dx) {
+  if (ops::is_half(s.t.at(0).dtype())) return backward(dy, s, need_dx);  // half copies: not split
+  const Tensor& x = s.t.at(0);
+  Tensor none, none2;
+  Tensor dx = need_dx ? grad_in(s, x) : Tensor();
+  if (need_dx) ops::linear_backward(x, w_.value, dy, dx, none, none2, false);
+  s.dy = dy;
+  return dx;
+}
+
+void Linear::backward_weight(Saved& s) {
+  if (!s.dy.defined()) return;  // the half path did it all in backward_input
+  Tensor none;
+  ops::linear_backward(s.t.at(0), w_.value, s.dy, none, w_.grad, b_.value.defined() ? b_.grad : none, w_.grad_valid);
+  w_.grad_valid = true;
+  b_.grad_valid = b_.value.defined();
+  s.dy = Tensor();
+}
+
 std::vector<Param*> Linear::params() {
   if (b_.value.defined()) return {&w_, &b_};
   return {&w_};

@@ -13,8 +13,12 @@ class Linear final : public Layer {
   std::string describe() const override;
   Tensor forward(const Tensor& x, Saved& saved, const Mode& mode) override;
   Tensor backward(const Tensor& dy, Saved& saved, bool need_dx) override;
+  Tensor backward_input(const Tensor& dy, Saved& saved, bool need_dx) override;
+  void backward_weight(Saved& saved) override;
   std::vector<Param*> params() override;
   std::unique_ptr<Layer> clone() const override;
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
   Param& weight() { return w_; }
   Param& bias() { return b_; }
 

@@ -56,6 +56,23 @@ Tensor Model::backward(const Tensor& dy, Tape& tape, const std::function<void(st
   return g;
 }
 
+Tensor Model::backward_input(const Tensor& dy, Tape& tape, bool need_input_grad) {
+  if (tape.layers.size() != layers_.size())
+    throw UsageError("Model::backward_input: this tape holds no forward pass of this model");
+  Tensor g = dy;
+  for (std::size_t i = layers_.size(); i-- > 0;) g = layers_[i]->backward_input(g, tape.layers[i], i > 0 || need_input_grad);
+  return g;
+}
+
+void Model::backward_weight(Tape& tape, const std::function<void(std::size_t)>& grads_ready) {
+  if (tape.layers.size() != layers_.size())
+    throw UsageError("Model::backward_weight: this tape holds no forward pass of this model");
+  for (std::size_t i = layers_.size(); i-- > 0;) {
+    layers_[i]->backward_weight(tape.layers[i]);
+    if (grads_ready && !layers_[i]->params().empty()) grads_ready(i);
+  }
+}
+
 std::vector<Param*> Model::params() {
   std::vector<Param*> out;
   for (auto& l : layers_)

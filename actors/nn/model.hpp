@@ -50,6 +50,12 @@ class Model {
   Tensor backward(const Tensor& dy, Tape& tape, const std::function<void(std::size_t)>& grads_ready = {},
                   bool need_input_grad = false);
 
+  /// The split backward (zero-bubble schedules): input gradients through
+  /// every layer, keeping what backward_weight needs; then the parameters'
+  /// gradients. The two together give exactly what backward gives.
+  Tensor backward_input(const Tensor& dy, Tape& tape, bool need_input_grad = false);
+  void backward_weight(Tape& tape, const std::function<void(std::size_t)>& grads_ready = {});
+
   std::vector<Param*> params();
   std::vector<Param*> layer_params(std::size_t i);
   void zero_grad();  ///< marks gradients stale: the next backward writes them
@@ -59,6 +65,8 @@ class Model {
   Layer& layer(std::size_t i) { return *layers_.at(i); }
   /// A copy of layers [begin, end), parameters included and named as here.
   Model slice(std::size_t begin, std::size_t end) const;
+  /// Where layer i sat in the model this one was sliced from.
+  std::size_t origin(std::size_t i) const { return index_.at(i); }
   /// Consecutive stages cut before each boundary index (ascending, inside (0, size())).
   std::vector<Model> split(const std::vector<std::size_t>& boundaries) const;
   /// Moves parameters and gradients to dev.

@@ -1,0 +1,129 @@
+#include "actors/training.hpp"
+
+#include <fmt/format.h>
+
+#include "actors/compute/stream.hpp"
+#include "runtime/coll/detail/gpu.hpp"
+#include "runtime/errors.hpp"
+
+namespace troupe::train {
+
+compute::Device device_of(const std::string& text) {
+  if (text == "cuda") return compute::Device::cuda(coll::gpu::default_device());
+  return compute::Device::parse(text);
+}
+
+nn::MlpSpec mlp_spec(const TrainConfig& c) {
+  nn::MlpSpec s;
+  s.inputs = c.inputs;
+  s.hidden = c.hidden;
+  s.classes = c.classes;
+  if (c.activation == "relu")
+    s.activation = nn::Activation::relu;
+  else if (c.activation == "gelu")
+    s.activation = nn::Activation::gelu;
+  else
+    throw UsageError(fmt::format("activation '{}': expected relu or gelu", c.activation));
+  s.dropout = c.dropout;
+  s.layernorm = c.layernorm;
+  return s;
+}
+
+void check_config(const TrainConfig& cfg, ConfigCheck where) {
+  if (cfg.batch < 1 || cfg.accumulation < 1 || cfg.epochs < 0)
+    throw UsageError(fmt::format("replica: batch {} and accumulation {} must be at least 1, epochs {} at least 0",
+                                 cfg.batch, cfg.accumulation, cfg.epochs));
+  const compute::Device dev = device_of(cfg.device);
+  if (where.devices_here && dev.is_cuda() && !compute::cuda_available())
+    throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
+                                 coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
+  if (cfg.precision != "f32" && cfg.precision != "bf16" && cfg.precision != "f16")
+    throw UsageError(fmt::format("replica: precision '{}': expected f32, bf16 or f16", cfg.precision));
+  if (cfg.precision != "f32" && !dev.is_cuda())
+    throw UsageError(fmt::format("replica: precision '{}' needs a GPU replica (device is '{}'): the host computes in f32",
+                                 cfg.precision, cfg.device));
+  if (cfg.precision != "f32" && (cfg.dropout > 0 || cfg.layernorm))
+    throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
+                                 "layernorm)",
+                                 cfg.precision));
+  (void)mlp_spec(cfg);  // the activation
+  if (cfg.optimizer != "sgd" && cfg.optimizer != "adamw")
+    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
+  (void)optim::LrSchedule::parse(cfg.schedule);
+  if (where.data_here)
+    data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, !cfg.data_dir.empty());
+}
+
+nn::Model make_model(const TrainConfig& cfg) { return nn::Model::mlp(mlp_spec(cfg), cfg.seed); }
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg) {
+  if (cfg.optimizer == "sgd")
+    return std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
+  return std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
+}
+
+optim::LrSchedule make_lr_schedule(const TrainConfig& cfg) {
+  return {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
+}
+
+std::uint64_t micro_seed(const TrainConfig& cfg, std::int64_t step, int micro, std::uint32_t dp_rank) {
+  return cfg.seed * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(step) << 20) ^
+         (static_cast<std::uint64_t>(micro) << 8) ^ dp_rank;
+}
+
+data::Dataset load_train(const TrainConfig& cfg) {
+  const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
+  data::Dataset d = data::load_fashion_mnist(dir, data::Split::train);
+  if (cfg.train_limit > 0 && cfg.train_limit < d.size()) {
+    d.images = d.images.narrow(0, cfg.train_limit);
+    d.labels = d.labels.narrow(0, cfg.train_limit);
+  }
+  return d;
+}
+
+data::Dataset load_test(const TrainConfig& cfg) {
+  return data::load_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, data::Split::test);
+}
+
+DataStream::DataStream(const data::Dataset& train, const TrainConfig& cfg, std::uint32_t world, std::uint32_t rank)
+    : train_(train), batch_(cfg.batch), accumulation_(cfg.accumulation), seed_(cfg.seed), world_(world), rank_(rank) {}
+
+std::int64_t DataStream::per_rank() const {
+  return data::DistributedSampler(train_.size(), static_cast<int>(world_), static_cast<int>(rank_)).per_replica();
+}
+
+std::int64_t DataStream::steps_per_epoch() const { return per_rank() / batch_ / accumulation_; }
+
+void DataStream::open(std::int64_t epoch) {
+  epoch_ = epoch;
+  data::DistributedSampler sampler(train_.size(), static_cast<int>(world_), static_cast<int>(rank_), true, seed_);
+  sampler.set_epoch(epoch_);
+  batcher_ = std::make_unique<data::Batcher>(train_, sampler.indices(), batch_, true);
+  used_ = 0;
+}
+
+void DataStream::next(compute::Tensor& x, compute::Tensor& y) {
+  // Every step takes whole micro-batches: an epoch ends where the next step would not fit.
+  if (!batcher_)
+    open(epoch_);
+  else if (used_ >= steps_per_epoch() * accumulation_)
+    open(epoch_ + 1);
+  if (!batcher_->next(x, y)) throw Error("data: ran out of batches inside an epoch");
+  ++used_;
+}
+
+void DataStream::seek(std::int64_t epoch, std::int64_t used) {
+  if (epoch == 0 && used == 0) {
+    batcher_.reset();  // the very start: next() opens epoch 0
+    epoch_ = 0;
+    used_ = 0;
+    return;
+  }
+  open(epoch);
+  compute::Tensor x, y;
+  for (std::int64_t i = 0; i < used; ++i)
+    if (!batcher_->next(x, y)) break;
+  used_ = used;
+}
+
+}  // namespace troupe::train

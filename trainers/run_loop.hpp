@@ -1,0 +1,91 @@
+#pragma once
+// The run loop every training strategy shares: steps in chunks, progress
+// reports, evaluation at epoch ends and at the end, checkpoints at their
+// cadence, and recovery from a worker's failure (rebuild, restore the last
+// checkpoint, go on). A strategy is a Job: how to form its workers, train a
+// chunk, evaluate, save and load.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "actors/training.hpp"
+
+namespace troupe::train {
+
+/// What the trainer reports after each chunk.
+struct Progress {
+  std::int64_t step = 0, total_steps = 0, epoch = 0;
+  float loss = 0;             ///< the global batch's mean loss at the chunk's last step
+  float lr = 0;
+  double samples_per_s = 0;   ///< over the run so far
+  double elapsed_s = 0;
+  bool evaluated = false;     ///< an epoch ended: the test set was evaluated
+  double test_accuracy = 0;
+  float test_loss = 0;
+  int recoveries = 0;
+  double bubble = -1;         ///< pipelines: the measured bubble over the chunk (-1: not a pipeline)
+};
+
+struct FitResult {
+  std::vector<float> losses;  ///< per step, the global batch's mean loss
+  std::int64_t steps = 0;
+  double seconds = 0, samples_per_s = 0;
+  double accuracy = 0;
+  float test_loss = 0;
+  std::int64_t resumed_from = -1;  ///< the checkpoint step it started from (-1: a fresh run)
+  int recoveries = 0;              ///< worker failures it recovered from
+  std::uint64_t param_hash = 0;    ///< of the final parameters
+  std::string checkpoint;          ///< the last checkpoint written ("" if none)
+  double bubble = -1;              ///< pipelines: the measured bubble over the run
+};
+
+/// A strategy's workers, as the run loop drives them.
+class Job {
+ public:
+  virtual ~Job() = default;
+  /// Forms the workers' groups and sets them up; again after a failure.
+  virtual void form() = 0;
+  virtual std::int64_t steps_per_epoch() = 0;
+  /// Trains n steps: one StepStats per step, loss being the global batch's
+  /// mean, samples the examples the step used in all.
+  virtual std::vector<StepStats> train(std::int64_t n) = 0;
+  /// The test set (its first `limit` examples; 0: all).
+  virtual EvalStats evaluate(std::int64_t limit) = 0;
+  /// A hash of the parameters after `step`; Error when copies that must agree do not.
+  virtual std::uint64_t check_params(std::int64_t step) = 0;
+  /// Writes the workers' state to `path` (atomically), returns nothing;
+  /// load restores it and returns its step.
+  virtual void save(const std::string& path) = 0;
+  virtual std::int64_t load(const std::string& path) = 0;
+  /// After a failure: waits until every worker answers again (restarted).
+  virtual void wait_alive(std::chrono::seconds limit) = 0;
+  /// After every chunk (tests, custom checks).
+  virtual void after_chunk(std::int64_t step) { (void)step; }
+  /// The measured bubble of the last chunk's steps (-1: not a pipeline).
+  virtual double bubble(const std::vector<StepStats>& chunk) {
+    (void)chunk;
+    return -1;
+  }
+};
+
+struct LoopOptions {
+  std::string what = "training";    ///< names the strategy in errors ("data parallel", "pipeline")
+  std::int64_t epochs = 1;
+  std::int64_t chunk_steps = 50;
+  std::int64_t eval_limit = 0;
+  bool eval_each_epoch = true;
+  std::string checkpoint;           ///< the checkpoint's path ("": none, and no recovery)
+  std::int64_t checkpoint_every = 0;
+  bool resume = true;
+  int max_failures = 3;
+  // For the warm-up warning.
+  std::int64_t warmup_steps = 0;
+  float lr = 0;
+};
+
+/// Runs the job to the end (see the file comment); on_progress after every chunk.
+FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Progress&)>& on_progress = {});
+
+}  // namespace troupe::train
