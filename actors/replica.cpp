@@ -247,15 +247,7 @@ EvalStats Replica::Impl::evaluate(std::int64_t from, std::int64_t to) {
   return e;
 }
 
-std::uint64_t Replica::param_hash() {
-  std::uint64_t h = 1469598103934665603ull;
-  for (auto* p : impl_->model.params()) {
-    auto v = p->value.to_vector();
-    const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
-    for (std::size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
-  }
-  return h;
-}
+std::uint64_t Replica::param_hash() { return train::param_hash(impl_->model.params()); }
 
 std::int64_t Replica::steps_per_epoch() { return impl_->steps_per_epoch(); }
 std::int64_t Replica::step() const { return impl_->step; }

@@ -13,6 +13,28 @@ compute::Device device_of(const std::string& text) {
   return compute::Device::parse(text);
 }
 
+EvalStats merge(const std::vector<EvalStats>& parts) {
+  EvalStats e;
+  double loss = 0;
+  for (auto& p : parts) {
+    e.correct += p.correct;
+    e.total += p.total;
+    loss += static_cast<double>(p.loss) * static_cast<double>(p.total);
+  }
+  e.loss = e.total ? static_cast<float>(loss / static_cast<double>(e.total)) : 0.0f;
+  return e;
+}
+
+std::uint64_t param_hash(const std::vector<nn::Param*>& params) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (auto* p : params) {
+    auto v = p->value.to_vector();
+    const auto* bytes = reinterpret_cast<const unsigned char*>(v.data());
+    for (std::size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
 nn::MlpSpec mlp_spec(const TrainConfig& c) {
   nn::MlpSpec s;
   s.inputs = c.inputs;
@@ -75,8 +97,8 @@ data::Dataset load_train(const TrainConfig& cfg) {
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
   data::Dataset d = data::load_fashion_mnist(dir, data::Split::train);
   if (cfg.train_limit > 0 && cfg.train_limit < d.size()) {
-    d.images = d.images.narrow(0, cfg.train_limit);
-    d.labels = d.labels.narrow(0, cfg.train_limit);
+    d.images = d.images.narrow(0, cfg.train_limit).clone();  // a copy: the rest of the set is freed
+    d.labels = d.labels.narrow(0, cfg.train_limit).clone();
   }
   return d;
 }

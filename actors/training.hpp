@@ -84,6 +84,11 @@ struct EvalStats {
   TROUPE_FIELDS(correct, total, loss)
 };
 
+/// Counts added up; the loss the mean over every example.
+EvalStats merge(const std::vector<EvalStats>& parts);
+/// A hash (FNV-1a) of the parameters' bytes, in order.
+std::uint64_t param_hash(const std::vector<nn::Param*>& params);
+
 /// The device a TrainConfig::device names, in this process (UsageError
 /// naming the text when it is neither cpu nor cuda[:N]).
 compute::Device device_of(const std::string& text);

@@ -8,6 +8,7 @@
 
 #include "runtime/coll/create.hpp"
 #include "runtime/device.hpp"
+#include "trainers/detail/mesh_calls.hpp"
 
 namespace troupe::dp {
 
@@ -53,59 +54,17 @@ std::string DataParallelTrainer::checkpoint_path() const {
 
 namespace {
 
-// Every member's call, each waited for; a failure is rethrown once all have
-// settled (a survivor must not still be training when the group is rebuilt):
-// a replica's death first, as the cause of its peers' collective errors.
-template <class R, class F>
-std::vector<R> call_all(Mesh<Replica>& mesh, F&& call, std::chrono::milliseconds limit) {
-  std::vector<Ref<R>> refs;
-  for (auto& m : mesh.members()) refs.push_back(call(m));
-  std::vector<R> out;
-  std::exception_ptr first, died;
-  for (auto& r : refs) {
-    try {
-      out.push_back(r.get(limit));
-    } catch (const ActorDied&) {
-      if (!died) died = std::current_exception();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  }
-  if (died) std::rethrow_exception(died);
-  if (first) std::rethrow_exception(first);
-  return out;
-}
-
-// Waits until every replica answers (a killed one is restarted by the runtime).
-void wait_all_alive(Mesh<Replica>& mesh, std::chrono::seconds limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  for (auto& m : mesh.members()) {
-    for (;;) {
-      try {
-        m.call(&Replica::pid).get(std::chrono::seconds(30));
-        break;
-      } catch (const std::exception& e) {
-        if (!m.alive() || std::chrono::steady_clock::now() > until)
-          throw Error(fmt::format("data parallel: replica {} did not come back: {}", m.id(), e.what()));
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  }
-}
-
-}  // namespace
-
-namespace {
-
 // Data parallelism as the run loop drives it.
 class DpJob final : public train::Job {
  public:
   DpJob(Runtime& rt, const ReplicaConfig& cfg, const TrainerOptions& opts, Mesh<Replica> mesh, coll::GroupOptions g)
       : rt_(rt), cfg_(cfg), opts_(opts), mesh_(std::move(mesh)), g_(std::move(g)) {}
+  // The replicas end with the run (their worker processes too).
+  ~DpJob() { train::detail::stop_mesh(mesh_); }
 
   void form() override {
     coll::create_group(rt_, mesh_, g_);
-    call_all<std::int64_t>(mesh_, [](auto& m) { return m.call(&Replica::setup); }, kLimit);
+    train::detail::call_all<std::int64_t>(mesh_, [](auto& m) { return m.call(&Replica::setup); }, kLimit);
   }
   std::int64_t steps_per_epoch() override {
     const std::int64_t per_epoch = mesh_[0].call(&Replica::steps_per_epoch).get(kLimit);
@@ -116,7 +75,7 @@ class DpJob final : public train::Job {
     return per_epoch;
   }
   std::vector<StepStats> train(std::int64_t n) override {
-    auto chunks = call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit);
+    auto chunks = train::detail::call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit);
     std::vector<StepStats> out = chunks.at(0);
     for (std::size_t k = 0; k < out.size(); ++k) {
       double loss = 0;
@@ -133,15 +92,7 @@ class DpJob final : public train::Job {
   EvalStats evaluate(std::int64_t limit) override {
     // The test set, split over the replicas, evaluated in parallel.
     auto parts = mesh_.call(&Replica::evaluate_share, limit).get(kLimit);
-    EvalStats e;
-    double loss = 0;
-    for (auto& p : parts) {
-      e.correct += p.correct;
-      e.total += p.total;
-      loss += static_cast<double>(p.loss) * static_cast<double>(p.total);
-    }
-    e.loss = e.total ? static_cast<float>(loss / static_cast<double>(e.total)) : 0.0f;
-    return e;
+    return train::merge(parts);
   }
   std::uint64_t check_params(std::int64_t step) override {
     // Every replica applied the same averaged gradients: any difference is a bug, not noise.
@@ -151,14 +102,16 @@ class DpJob final : public train::Job {
         throw Error(fmt::format("data parallel: replica {} parameters differ from replica 0's after step {}", i, step));
     return hashes[0];
   }
-  void save(const std::string& path) override {
+  void save(const std::string& path, std::int64_t) override {
     mesh_[0].call(&Replica::save, path).get(kLimit);  // every replica holds the same state
   }
   std::int64_t load(const std::string& path) override {
-    auto steps = call_all<std::int64_t>(mesh_, [&](auto& m) { return m.call(&Replica::load, path); }, kLimit);
+    auto steps = train::detail::call_all<std::int64_t>(mesh_, [&](auto& m) { return m.call(&Replica::load, path); }, kLimit);
     return steps.at(0);
   }
-  void wait_alive(std::chrono::seconds limit) override { wait_all_alive(mesh_, limit); }
+  void wait_alive(std::chrono::seconds limit) override {
+    train::detail::wait_all_alive(mesh_, &Replica::pid, "data parallel: replica", limit);
+  }
   void after_chunk(std::int64_t step) override {
     if (opts_.after_chunk) opts_.after_chunk(step, mesh_);
   }
@@ -184,20 +137,12 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
       return rt_.spawn_mesh<Replica>(replicas, cfg_, o);
     } catch (const Infeasible& e) {
       // Say what the whole run asks for, and what to change.
-      std::string each;
-      bool gpus = false;
-      for (const auto& [k, v] : o.resources_) {
-        each += fmt::format("{}{}={}", each.empty() ? "" : ", ", k, v);
-        gpus = gpus || (k == "GPU" && v > 0);
-      }
-      // No GPU anywhere is often this machine's CUDA not loading: say why.
-      std::string here;
-      if (gpus && devices().gpus.empty()) here = fmt::format(" (this machine: {})", devices().status);
+      auto [each, here] = train::detail::describe_request(o);
       throw Infeasible(fmt::format(
           "data parallel: {} replicas, each asking for {}, do not fit on this cluster: fewer replicas ([train] "
           "replicas, TrainerOptions::replicas) or less per replica ([resources], TrainerOptions::actor_options) "
           "would. {}{}",
-          replicas, each.empty() ? "nothing" : each, e.what(), here));
+          replicas, each, e.what(), here));
     }
   }();
   coll::GroupOptions g;

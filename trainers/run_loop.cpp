@@ -6,9 +6,24 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "runtime/device.hpp"
 #include "runtime/errors.hpp"
+#include "trainers/detail/mesh_calls.hpp"
 
 namespace troupe::train {
+
+std::pair<std::string, std::string> detail::describe_request(const Options& o) {
+  std::string each;
+  bool gpus = false;
+  for (const auto& [k, v] : o.resources_) {
+    each += fmt::format("{}{}={}", each.empty() ? "" : ", ", k, v);
+    gpus = gpus || (k == "GPU" && v > 0);
+  }
+  // No GPU anywhere is often this machine's CUDA not loading: say why.
+  std::string here;
+  if (gpus && devices().gpus.empty()) here = fmt::format(" (this machine: {})", devices().status);
+  return {each.empty() ? "nothing" : each, here};
+}
 
 namespace fs = std::filesystem;
 
@@ -46,7 +61,7 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
   std::vector<std::string> failures;  // "step N: cause", in order
   auto save = [&]() {
     fs::create_directories(fs::path(ckpt).parent_path());
-    job.save(ckpt);
+    job.save(ckpt, step);
     last_ckpt = step;
     r.checkpoint = ckpt;
   };

@@ -39,6 +39,7 @@ struct FitResult {
   std::uint64_t param_hash = 0;    ///< of the final parameters
   std::string checkpoint;          ///< the last checkpoint written ("" if none)
   double bubble = -1;              ///< pipelines: the measured bubble over the run
+  std::vector<std::int64_t> peak_activations;  ///< pipelines: per stage actor, most micro-batches holding activations
 };
 
 /// A strategy's workers, as the run loop drives them.
@@ -55,9 +56,9 @@ class Job {
   virtual EvalStats evaluate(std::int64_t limit) = 0;
   /// A hash of the parameters after `step`; Error when copies that must agree do not.
   virtual std::uint64_t check_params(std::int64_t step) = 0;
-  /// Writes the workers' state to `path` (atomically), returns nothing;
-  /// load restores it and returns its step.
-  virtual void save(const std::string& path) = 0;
+  /// Writes the workers' state after `step` to `path` (atomically); load
+  /// restores it and returns its step.
+  virtual void save(const std::string& path, std::int64_t step) = 0;
   virtual std::int64_t load(const std::string& path) = 0;
   /// After a failure: waits until every worker answers again (restarted).
   virtual void wait_alive(std::chrono::seconds limit) = 0;

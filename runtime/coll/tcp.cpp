@@ -414,7 +414,16 @@ void TcpGroup::p2p_read(std::uint32_t peer, std::span<Transfer* const> heads) {
   PeerP2P& pp = p2p_[peer];
   Incoming& in = pp.in;
   const int fd = fds_[peer];
+  // A new message is read only while a receive from this peer still waits
+  // for one: what follows the transfers on the connection (the peer's next
+  // collective) stays there for the collective.
+  auto wanted = [&]() {
+    for (Transfer* t : heads)
+      if (!t->is_send && t->peer == peer && !t->done && pp.inbox[t->tag].empty()) return true;
+    return false;
+  };
   for (;;) {
+    if (!in.have_header && in.hdr_bytes.empty() && !wanted()) return;
     if (!in.have_header) {
       if (in.hdr_bytes.size() < sizeof(Header)) {
         const std::size_t have = in.hdr_bytes.size();

@@ -1,0 +1,248 @@
+// Pipeline parallelism computes exactly what one process computes: K = 2, 3,
+// 4 stage actors with every schedule and M = 1, 2, 4, 8 micro-batches give,
+// float32 on the CPU, the same loss at every step and the same bits in every
+// parameter as the unsplit model trained with gradient accumulation over
+// the same micro-batches in the same order. Hybrid 2 x 2 gives what data
+// parallelism over 2 replicas gives. Stage actors run in this process here;
+// tests/integration/pipeline_itest.cpp runs them as worker processes.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <map>
+
+#include "actors/compute/ops.hpp"
+#include "actors/nn/loss.hpp"
+#include "runtime/troupe.hpp"
+#include "trainers/data_parallel.hpp"
+#include "trainers/pipeline.hpp"
+
+using namespace troupe;
+using compute::Tensor;
+
+namespace {
+
+// 8 blocks (7 hidden layers, dropout drawn per micro-batch), small enough that
+// 48 pipelines train in seconds.
+train::TrainConfig small_model() {
+  train::TrainConfig c;
+  c.hidden = {40, 36, 32, 28, 24, 20, 16};
+  c.dropout = 0.1f;
+  c.batch = 8;
+  c.train_limit = 512;
+  c.epochs = 1;
+  c.lr = 0.05f;
+  c.momentum = 0.9f;
+  c.threads = 1;
+  return c;
+}
+
+struct Run {
+  std::vector<float> losses;
+  std::map<std::string, std::vector<float>> params;
+};
+
+// One process, the whole model, gradient accumulation over M micro-batches.
+Run reference(train::TrainConfig cfg, int M, int steps) {
+  cfg.accumulation = M;
+  cfg.train_limit = steps * cfg.batch * M;  // one epoch of `steps` steps, as run_pipeline has
+  compute::set_num_threads(cfg.threads);
+  auto data = train::load_train(cfg);
+  nn::Model model = train::make_model(cfg);
+  auto opt = train::make_optimizer(cfg);
+  auto lr = train::make_lr_schedule(cfg);
+  train::DataStream stream(data, cfg, 1, 0);
+  if (lr.total_steps == 0) lr.total_steps = cfg.epochs * stream.steps_per_epoch();
+  nn::Tape tape;
+  nn::CrossEntropy ce;
+  Run r;
+  for (int step = 0; step < steps; ++step) {
+    opt->set_lr(lr.at(step));
+    model.zero_grad();
+    double loss = 0;
+    for (int mb = 0; mb < M; ++mb) {
+      Tensor x, y;
+      stream.next(x, y);
+      Tensor d = ce.forward_backward(model.forward(x, tape, {true, train::micro_seed(cfg, step, mb, 0)}), y);
+      if (M > 1) compute::scale_(d, 1.0f / static_cast<float>(M));
+      model.backward(d, tape);
+      loss += ce.loss();
+    }
+    opt->step(model.params());
+    r.losses.push_back(static_cast<float>(loss / M));
+  }
+  for (auto* p : model.params()) r.params[p->name] = p->value.to_vector();
+  return r;
+}
+
+pipeline::PipelineOptions in_process(int K, int M, const std::string& schedule, int v = 1) {
+  pipeline::PipelineOptions o;
+  o.stages = K;
+  o.microbatches = M;
+  o.virtual_stages = v;
+  o.schedule = schedule;
+  o.processes = false;
+  o.eval_limit = 200;
+  o.eval_each_epoch = false;
+  return o;
+}
+
+// Trains `steps` steps; the parameters of every stage at the end.
+Run run_pipeline(Runtime& rt, const train::TrainConfig& cfg, pipeline::PipelineOptions o, int steps,
+                 train::FitResult* result = nullptr) {
+  o.chunk_steps = steps;
+  Run out;
+  o.after_chunk = [&](std::int64_t, Mesh<pipeline::Stage>& stages) {
+    for (std::size_t r = 0; r < static_cast<std::size_t>(o.stages); ++r)
+      for (auto& p : stages[r].call(&pipeline::Stage::parameters).get(std::chrono::seconds(60)))
+        out.params[p.name] = p.values;
+  };
+  train::TrainConfig c = cfg;
+  c.train_limit = steps * cfg.batch * o.microbatches * o.replicas;  // one epoch of `steps` steps
+  pipeline::PipelineTrainer exact(rt, c, o);
+  auto r = exact.fit();
+  out.losses = r.losses;
+  if (result) *result = r;
+  return out;
+}
+
+void require_same(const Run& pipe, const Run& ref) {
+  REQUIRE(pipe.losses.size() == ref.losses.size());
+  for (std::size_t i = 0; i < ref.losses.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(pipe.losses[i] == ref.losses[i]);  // bit for bit
+  }
+  REQUIRE(pipe.params.size() == ref.params.size());
+  for (auto& [name, values] : ref.params) {
+    INFO("parameter " << name);
+    auto it = pipe.params.find(name);
+    REQUIRE(it != pipe.params.end());
+    CHECK(it->second == values);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every schedule with K = 2, 3, 4 and M = 1, 2, 4, 8 is bit-identical to the unsplit model", "[pipeline]") {
+  if (!std::filesystem::exists(data::fashion_mnist_dir())) FAIL("no Fashion-MNIST: apt install dataset-fashion-mnist");
+  Runtime rt({.threads = 4});
+  const auto cfg = small_model();
+  const int steps = 2;
+  for (int M : {1, 2, 4, 8}) {
+    const Run ref = reference(cfg, M, steps);
+    for (int K : {2, 3, 4}) {
+      for (const char* schedule : {"gpipe", "1f1b", "zb-h1", "interleaved"}) {
+        const int v = std::string(schedule) == "interleaved" ? 2 : 1;
+        INFO("K " << K << ", M " << M << ", " << schedule << ", v " << v);
+        require_same(run_pipeline(rt, cfg, in_process(K, M, schedule, v), steps), ref);
+      }
+    }
+  }
+}
+
+TEST_CASE("a written schedule runs as written, and one that cannot is refused before anything starts", "[pipeline]") {
+  Runtime rt({.threads = 2});
+  const auto cfg = small_model();
+  auto o = in_process(2, 2, pipeline::to_text(pipeline::generate(pipeline::Kind::gpipe, 2, 2)));
+  require_same(run_pipeline(rt, cfg, o, 2), reference(cfg, 2, 2));
+  // A receive before the matching send's forward: refused, naming the place.
+  o.schedule = "stage 0: F0 SEND_F0 F1 SEND_F1 RECV_B1 B1 RECV_B0 B0 STEP\n"
+               "stage 1: RECV_F0 F0 B0 SEND_B0 RECV_F1 F1 B1 SEND_B1 STEP\n";
+  REQUIRE_THROWS_AS(pipeline::PipelineTrainer(rt, cfg, o), pipeline::ScheduleError);
+  try {
+    pipeline::PipelineTrainer t(rt, cfg, o);
+  } catch (const pipeline::ScheduleError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("stage 0"));
+  }
+  // A schedule for 3 stages where the run has 2.
+  o.schedule = pipeline::to_text(pipeline::generate(pipeline::Kind::one_f_one_b, 3, 2));
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("the written schedule has 3 stages"));
+}
+
+TEST_CASE("hybrid 2 x 2 is bit-identical to data parallelism over 2 replicas", "[pipeline]") {
+  Runtime rt({.threads = 4});
+  auto cfg = small_model();
+  const int M = 4, steps = 2;
+  for (const char* schedule : {"1f1b", "zb-h1"}) {
+    INFO(schedule);
+    auto o = in_process(2, M, schedule);
+    o.replicas = 2;
+    train::FitResult pr;
+    const Run pipe = run_pipeline(rt, cfg, o, steps, &pr);
+    // Data parallelism: 2 in-process replicas, accumulation M.
+    auto dcfg = cfg;
+    dcfg.accumulation = M;
+    dcfg.train_limit = steps * cfg.batch * M * 2;
+    dcfg.group = "dp_ref";
+    dp::TrainerOptions to;
+    to.replicas = 2;
+    to.processes = false;
+    to.chunk_steps = steps;
+    to.eval_limit = 200;
+    to.eval_each_epoch = false;
+    auto dr = dp::DataParallelTrainer(rt, dcfg, to).fit();
+    REQUIRE(pr.losses.size() == dr.losses.size());
+    for (std::size_t i = 0; i < dr.losses.size(); ++i) CHECK(pr.losses[i] == dr.losses[i]);
+    // The replicas' parameter hash, over the pipeline's parameters in model order.
+    std::vector<std::pair<std::string, const std::vector<float>*>> ordered;
+    for (auto& [name, v] : pipe.params) ordered.emplace_back(name, &v);
+    std::sort(ordered.begin(), ordered.end(), [](auto& a, auto& b) {
+      const auto la = std::stoi(a.first), lb = std::stoi(b.first);
+      return la != lb ? la < lb : a.first.substr(a.first.find('.')) > b.first.substr(b.first.find('.'));  // weight before bias
+    });
+    std::uint64_t h = 1469598103934665603ull;
+    for (auto& [name, v] : ordered) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(v->data());
+      for (std::size_t i = 0; i < v->size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    }
+    CHECK(h == dr.param_hash);
+    CHECK(pr.accuracy == dr.accuracy);
+  }
+}
+
+TEST_CASE("under 1F1B stage i holds at most K - i micro-batches of activations (measured)", "[pipeline]") {
+  Runtime rt({.threads = 4});
+  const auto cfg = small_model();
+  for (int K : {2, 4}) {
+    train::FitResult r;
+    run_pipeline(rt, cfg, in_process(K, 8, "1f1b"), 1, &r);
+    REQUIRE(r.peak_activations.size() == static_cast<std::size_t>(K));
+    for (int i = 0; i < K; ++i) {
+      INFO("K " << K << ", stage " << i);
+      CHECK(r.peak_activations[static_cast<std::size_t>(i)] <= K - i);
+      CHECK(r.peak_activations[static_cast<std::size_t>(i)] >= 1);
+    }
+    // GPipe keeps every micro-batch's.
+    run_pipeline(rt, cfg, in_process(K, 8, "gpipe"), 1, &r);
+    for (auto p : r.peak_activations) CHECK(p == 8);
+  }
+}
+
+TEST_CASE("the split: explicit block ranges, balanced by parameters, and refusals naming what is wrong", "[pipeline]") {
+  CHECK(pipeline::balance({1, 1, 1, 1}, 2) == std::vector<std::int64_t>{0, 2, 4});
+  CHECK(pipeline::balance({8, 1, 1, 1, 1, 1, 1, 1, 1}, 2) == std::vector<std::int64_t>{0, 1, 9});
+  CHECK(pipeline::balance({1, 2, 3}, 3) == std::vector<std::int64_t>{0, 1, 2, 3});
+  REQUIRE_THROWS_WITH(pipeline::balance({1, 2}, 3), Catch::Contains("the model has 2 blocks"));
+  Runtime rt({.threads = 2});
+  auto cfg = small_model();  // 8 blocks
+  auto o = in_process(2, 2, "1f1b");
+  o.layers = {{0, 3}, {3, 8}};
+  pipeline::PipelineTrainer t(rt, cfg, o);
+  CHECK(t.stage_blocks() == std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 3}, {3, 8}});
+  require_same(run_pipeline(rt, cfg, o, 2), reference(cfg, 2, 2));
+  o.layers = {{0, 3}, {4, 8}};
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("layer range 1 is [4, 8)"));
+  o.layers = {{0, 3}, {3, 7}};
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("end at block 7, but the model has 8"));
+  o.layers = {};
+  o.stages = 9;
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("the model has 8 blocks"));
+  // Balanced by parameters: the first block (784 x 40) outweighs the rest.
+  o.stages = 2;
+  pipeline::PipelineTrainer by_params(rt, cfg, o);
+  CHECK(by_params.stage_blocks().front() == std::pair<std::int64_t, std::int64_t>{0, 1});
+  o.split = pipeline::Split::time;
+  pipeline::PipelineTrainer by_time(rt, cfg, o);
+  CHECK(by_time.stage_blocks().size() == 2);
+  cfg.clip_norm = 1;
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("clip_norm"));
+}

@@ -1,0 +1,74 @@
+#pragma once
+// Internal to the trainers: calling every worker of a mesh and settling
+// all the answers, waiting for restarted workers, ending a mesh.
+#include <chrono>
+#include <exception>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "runtime/troupe.hpp"
+
+namespace troupe::train::detail {
+
+/// Every member's call, each waited for; a failure is rethrown once all have
+/// settled (a survivor must not still be training when the group is
+/// rebuilt): a worker's death first, as the cause of its peers' collective errors.
+template <class R, class T, class F>
+std::vector<R> call_all(Mesh<T>& mesh, F&& call, std::chrono::milliseconds limit) {
+  std::vector<Ref<R>> refs;
+  for (auto& m : mesh.members()) refs.push_back(call(m));
+  std::vector<R> out;
+  std::exception_ptr first, died;
+  for (auto& r : refs) {
+    try {
+      out.push_back(r.get(limit));
+    } catch (const ActorDied&) {
+      if (!died) died = std::current_exception();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (died) std::rethrow_exception(died);
+  if (first) std::rethrow_exception(first);
+  return out;
+}
+
+/// Waits until every member answers `pid` (a killed one is restarted by the
+/// runtime); Error naming `what` and the member otherwise.
+template <class T>
+void wait_all_alive(Mesh<T>& mesh, int (T::*pid)() const, const char* what, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (auto& m : mesh.members()) {
+    for (;;) {
+      try {
+        m.call(pid).get(std::chrono::seconds(30));
+        break;
+      } catch (const std::exception& e) {
+        if (!m.alive() || std::chrono::steady_clock::now() > until)
+          throw Error(fmt::format("{} {} did not come back: {}", what, m.id(), e.what()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+}
+
+/// What one worker asks for ("CPU=1, GPU=1", or "nothing") and, when it
+/// asks for GPUs this machine does not show, why ("" otherwise): the
+/// Infeasible message of a mesh that does not fit.
+std::pair<std::string, std::string> describe_request(const Options& o);
+
+/// Stops every member, waiting a bounded time; members that do not stop are killed.
+template <class T>
+void stop_mesh(Mesh<T>& mesh) noexcept {
+  try {
+    mesh.stop().get(std::chrono::seconds(30));
+  } catch (...) {
+    mesh.kill();
+  }
+}
+
+}  // namespace troupe::train::detail
