@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-namespace troupe::dp {
+namespace troupe::train {
 
 MetricsWriter::MetricsWriter(const std::string& path, const std::string& format, bool append)
     : path_(path), format_(format) {
@@ -22,6 +22,7 @@ void MetricsWriter::write(const Progress& p) {
   if (format_ == "jsonl") {
     out_ << fmt::format(R"({{"step":{},"total_steps":{},"epoch":{},"loss":{:.6g},"lr":{:.6g},"samples_per_s":{:.1f},"elapsed_s":{:.3f})",
                         p.step, p.total_steps, p.epoch, p.loss, p.lr, p.samples_per_s, p.elapsed_s);
+    if (p.bubble >= 0) out_ << fmt::format(R"(,"bubble":{:.4f})", p.bubble);
     if (p.evaluated) out_ << fmt::format(R"(,"test_accuracy":{:.5f},"test_loss":{:.6g})", p.test_accuracy, p.test_loss);
     out_ << "}\n";
   } else {
@@ -133,8 +134,9 @@ std::string progress_line(const Progress& p, int width) {
   }
   std::string s = fmt::format("[{}] step {}/{} epoch {} loss {:.4f} {:.1f}k samples/s ETA {}", bar, p.step, p.total_steps,
                               p.epoch, p.loss, p.samples_per_s / 1000, eta);
+  if (p.bubble >= 0) s += fmt::format(" bubble {:.0f}%", 100 * p.bubble);
   if (p.evaluated) s += fmt::format(" | test acc {:.4f}", p.test_accuracy);
   return s;
 }
 
-}  // namespace troupe::dp
+}  // namespace troupe::train

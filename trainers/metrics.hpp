@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "trainers/data_parallel.hpp"
+#include "trainers/run_loop.hpp"
 
-namespace troupe::dp {
+namespace troupe::train {
 
 class MetricsWriter {
  public:
@@ -40,4 +40,12 @@ void write_svg_plot(const std::string& path, const std::string& title, const Plo
 /// "[#####.....]  step 120/4685  loss 0.4312  12.3k samples/s  ETA 1m02s"
 std::string progress_line(const Progress& p, int width = 30);
 
+}  // namespace troupe::train
+
+namespace troupe::dp {  // the names before the training layer was shared
+using train::axis_ticks;
+using train::MetricsWriter;
+using train::PlotSeries;
+using train::progress_line;
+using train::write_svg_plot;
 }  // namespace troupe::dp

@@ -15,7 +15,7 @@
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
 
-namespace troupe::dp {
+namespace troupe::train {
 
 namespace {
 
@@ -94,6 +94,15 @@ void apply(const Reader& r, const toml::node& node, const std::string& section, 
 
 }  // namespace
 
+const char* strategy_name(Strategy s) noexcept {
+  switch (s) {
+    case Strategy::data_parallel: return "data_parallel";
+    case Strategy::pipeline: return "pipeline";
+    case Strategy::hybrid: return "hybrid";
+  }
+  return "?";
+}
+
 Topology parse_topology(const std::string& text, const std::string& path) {
   Topology t;
   Reader r{path};
@@ -107,8 +116,15 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   t.path = path;
   auto& c = t.replica;
   auto& o = t.trainer;
+  auto& pl = t.pipeline;
   std::string strategy;
   const toml::node* train_node = nullptr;
+  const toml::node* pipeline_node = nullptr;
+  const toml::node* strategy_node = nullptr;
+  const toml::node* schedule_node = nullptr;
+  const toml::node* replicas_node = nullptr;
+  const toml::node* accumulation_node = nullptr;
+  bool split_given = false;
   std::map<std::string, Setter> sections;
   sections["name"] = [&](const toml::node& n, const std::string& k) { t.name = r.string(n, k); };
   sections["cluster"] = [&](const toml::node& n, const std::string& s) {
@@ -144,17 +160,55 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   sections["train"] = [&](const toml::node& n, const std::string& s) {
     train_node = &n;
     apply(r, n, s,
-          {{"strategy", [&](auto& v, auto& k) { strategy = r.string(v, k, {"data_parallel"}); }},
-           {"replicas", [&](auto& v, auto& k) { o.replicas = static_cast<int>(r.integer(v, k, 1, 64)); }},
+          {{"strategy", [&](auto& v, auto& k) {
+              strategy = r.string(v, k, {"data_parallel", "pipeline", "hybrid"});
+              strategy_node = &v;
+            }},
+           {"replicas", [&](auto& v, auto& k) {
+              o.replicas = static_cast<int>(r.integer(v, k, 1, 64));
+              replicas_node = &v;
+            }},
            {"processes", [&](auto& v, auto& k) { o.processes = r.boolean(v, k); }},
            {"batch", [&](auto& v, auto& k) { c.batch = r.integer(v, k, 1, 1 << 20); }},
-           {"accumulation", [&](auto& v, auto& k) { c.accumulation = static_cast<int>(r.integer(v, k, 1, 1024)); }},
+           {"accumulation", [&](auto& v, auto& k) {
+              c.accumulation = static_cast<int>(r.integer(v, k, 1, 1024));
+              accumulation_node = &v;
+            }},
            {"epochs", [&](auto& v, auto& k) { c.epochs = r.integer(v, k, 1, 100000); }},
            {"seed", [&](auto& v, auto& k) { c.seed = static_cast<std::uint64_t>(r.integer(v, k, 0, INT64_MAX)); }},
            {"chunk_steps", [&](auto& v, auto& k) { o.chunk_steps = r.integer(v, k, 1, 1 << 30); }},
            {"threads", [&](auto& v, auto& k) { c.threads = static_cast<int>(r.integer(v, k, 1, 1024)); }},
            {"precision", [&](auto& v, auto& k) { c.precision = r.string(v, k, {"f32", "bf16", "f16"}); }},
            {"bucket_bytes", [&](auto& v, auto& k) { c.bucket_bytes = r.integer(v, k, 4, 1ll << 34); }}});
+  };
+  sections["pipeline"] = [&](const toml::node& n, const std::string& s) {
+    pipeline_node = &n;
+    apply(r, n, s,
+          {{"stages", [&](auto& v, auto& k) { pl.stages = static_cast<int>(r.integer(v, k, 1, 64)); }},
+           {"microbatches", [&](auto& v, auto& k) { pl.microbatches = static_cast<int>(r.integer(v, k, 1, 1024)); }},
+           {"virtual_stages", [&](auto& v, auto& k) { pl.virtual_stages = static_cast<int>(r.integer(v, k, 1, 16)); }},
+           {"schedule", [&](auto& v, auto& k) {
+              pl.schedule = r.string(v, k);
+              schedule_node = &v;
+              if (pl.schedule.find(':') == std::string::npos)
+                r.string(v, k, {"gpipe", "1f1b", "interleaved", "zb-h1"});
+            }},
+           {"split", [&](auto& v, auto& k) {
+              pl.split = pipeline::parse_split(r.string(v, k, {"params", "time"}));
+              split_given = true;
+            }},
+           {"layers", [&](auto& v, auto& k) {
+              const auto* a = v.as_array();
+              if (!a) r.fail(v, k, fmt::format("expected an array of [first, end) block ranges, got {}", Reader::type_name(v)));
+              pl.layers.clear();
+              for (std::size_t i = 0; i < a->size(); ++i) {
+                const auto* pair = a->get(i)->as_array();
+                if (!pair || pair->size() != 2)
+                  r.fail(*a->get(i), fmt::format("{}[{}]", k, i), "expected [first, end): two block numbers");
+                pl.layers.emplace_back(r.integer(*pair->get(0), fmt::format("{}[{}][0]", k, i), 0, 1 << 20),
+                                       r.integer(*pair->get(1), fmt::format("{}[{}][1]", k, i), 0, 1 << 20));
+              }
+            }}});
   };
   const toml::node* sgd_only = nullptr;  // momentum > 0 or nesterov = true: what only sgd uses
   std::string sgd_only_key;
@@ -208,7 +262,51 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   }
   // Across keys.
   if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
-  if (strategy.empty()) r.fail(*train_node, "train.strategy", "missing (the only strategy is \"data_parallel\")");
+  if (strategy.empty())
+    r.fail(*train_node, "train.strategy", "missing (\"data_parallel\", \"pipeline\" or \"hybrid\")");
+  t.strategy = strategy == "pipeline" ? Strategy::pipeline : strategy == "hybrid" ? Strategy::hybrid : Strategy::data_parallel;
+  if (t.strategy == Strategy::data_parallel && pipeline_node)
+    r.fail(*pipeline_node, "pipeline", "a [pipeline] table, but train.strategy is \"data_parallel\" (say \"pipeline\" or \"hybrid\")");
+  if (t.strategy != Strategy::data_parallel) {
+    if (!pipeline_node)
+      r.fail(*strategy_node, "train.strategy", fmt::format("\"{}\" needs a [pipeline] table (stages, microbatches, schedule)", strategy));
+    if (t.strategy == Strategy::pipeline && replicas_node && o.replicas > 1)
+      r.fail(*replicas_node, "train.replicas",
+             fmt::format("{} copies of a pipeline is strategy = \"hybrid\" (\"pipeline\" runs one)", o.replicas));
+    if (t.strategy == Strategy::pipeline) o.replicas = 1;
+    if (accumulation_node && c.accumulation != 1)
+      r.fail(*accumulation_node, "train.accumulation",
+             "a pipeline accumulates over its micro-batches: set pipeline.microbatches instead");
+    if (split_given && !pl.layers.empty())
+      r.fail(*pipeline_node, "pipeline.split", "give either layers (explicit ranges) or split, not both");
+    if (c.clip_norm > 0)
+      throw TopologyError(fmt::format("{}: key 'optimizer.clip_norm': not supported with pipelines yet (the norm spans "
+                                      "every stage); remove it",
+                                      t.where.count("optimizer.clip_norm") ? t.where["optimizer.clip_norm"] : path));
+    // The schedule is generated or read, and simulated, now: a schedule that
+    // cannot run is refused naming the key.
+    try {
+      if (pl.schedule.find(':') != std::string::npos) {
+        auto sched = pipeline::parse(pl.schedule);
+        pipeline::check(sched);
+        if (sched.stages != pl.stages || sched.microbatches != pl.microbatches || sched.virtual_stages != pl.virtual_stages)
+          throw pipeline::ScheduleError(fmt::format("the written schedule has {} stages, {} micro-batches and {} virtual "
+                                                    "stages, but [pipeline] says {}, {} and {}",
+                                                    sched.stages, sched.microbatches, sched.virtual_stages, pl.stages,
+                                                    pl.microbatches, pl.virtual_stages));
+      } else {
+        const auto kind = pipeline::parse_kind(pl.schedule);
+        if (kind != pipeline::Kind::interleaved && pl.virtual_stages != 1)
+          throw pipeline::ScheduleError(fmt::format("schedule \"{}\" runs one chunk per stage; virtual_stages = {} needs "
+                                                    "schedule = \"interleaved\"",
+                                                    pl.schedule, pl.virtual_stages));
+        pipeline::check(pipeline::generate(kind, pl.stages, pl.microbatches, pl.virtual_stages));
+      }
+    } catch (const pipeline::ScheduleError& e) {
+      if (schedule_node) r.fail(*schedule_node, "pipeline.schedule", e.what());
+      r.fail(*pipeline_node, "pipeline", e.what());
+    }
+  }
   if (sgd_only && c.optimizer != "sgd")
     r.fail(*sgd_only, sgd_only_key,
            fmt::format("applies to sgd only, and the optimizer is {} (remove it, or name = \"sgd\")", c.optimizer));
@@ -238,6 +336,21 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   return t;
 }
 
+pipeline::PipelineOptions Topology::pipeline_options() const {
+  pipeline::PipelineOptions p = pipeline;
+  p.replicas = strategy == Strategy::hybrid ? trainer.replicas : 1;
+  p.processes = trainer.processes;
+  p.chunk_steps = trainer.chunk_steps;
+  p.eval_limit = trainer.eval_limit;
+  p.eval_each_epoch = trainer.eval_each_epoch;
+  p.actor_options = trainer.actor_options;
+  p.checkpoint_dir = trainer.checkpoint_dir;
+  p.checkpoint_every = trainer.checkpoint_every;
+  p.resume = trainer.resume;
+  p.max_failures = trainer.max_failures;
+  return p;
+}
+
 Topology load_topology(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw TopologyError(fmt::format("{}: cannot read the topology file: {}", path, std::strerror(errno)));
@@ -246,4 +359,4 @@ Topology load_topology(const std::string& path) {
   return parse_topology(ss.str(), path);
 }
 
-}  // namespace troupe::dp
+}  // namespace troupe::train

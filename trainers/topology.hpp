@@ -4,11 +4,17 @@
 //
 //   name = "fashion_mnist_dp"
 //   [cluster]     address = ""              # "" : the embedded local cluster; else HOST:PORT
-//   [resources]   cpus = 1, gpus = 0        # per replica actor
+//   [resources]   cpus = 1, gpus = 0        # per worker actor (replica or stage)
 //   [model]       inputs, hidden = [..], classes, activation, dropout, layernorm
 //   [data]        dataset = "fashion_mnist", dir, train_limit, eval_limit
-//   [train]       strategy = "data_parallel", replicas, processes, batch,
-//                 accumulation, epochs, seed, chunk_steps, threads, precision
+//   [train]       strategy = "data_parallel" | "pipeline" | "hybrid", replicas,
+//                 processes, batch, accumulation, epochs, seed, chunk_steps,
+//                 threads, precision
+//   [pipeline]    stages, microbatches, schedule = "gpipe" | "1f1b" |
+//                 "interleaved" | "zb-h1" | a written schedule (one line per
+//                 stage), virtual_stages, layers = [[0, 4], [4, 9]] (blocks
+//                 per model stage) or split = "params" | "time"
+//                 (pipeline and hybrid only; hybrid: replicas copies of it)
 //   [optimizer]   name = "sgd" | "adamw", lr, momentum, weight_decay, nesterov, clip_norm
 //   [schedule]    kind = "constant" | "cosine" | "linear", warmup_steps, min_lr
 //   [checkpoint]  dir, interval_steps, resume, max_failures
@@ -18,29 +24,38 @@
 // is a TopologyError naming the file, the line and the key, before anything
 // starts.
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "actors/replica.hpp"
 #include "runtime/errors.hpp"
-#include <map>
-#include <string>
-
 #include "trainers/data_parallel.hpp"
+#include "trainers/pipeline.hpp"
 
-namespace troupe::dp {
+namespace troupe::train {
 
 class TopologyError : public Error {
  public:
   using Error::Error;
 };
 
+enum class Strategy : std::uint8_t { data_parallel, pipeline, hybrid };
+const char* strategy_name(Strategy s) noexcept;
+
 struct Topology {
   std::string path;        ///< the file it came from
   std::string name;
   std::string address;     ///< "" : embedded cluster
-  double cpus = 1, gpus = 0;
-  ReplicaConfig replica;
-  TrainerOptions trainer;  ///< replicas, processes, chunk_steps, eval_limit, checkpoints
+  double cpus = 1, gpus = 0;  ///< per worker (replica or stage actor)
+  Strategy strategy = Strategy::data_parallel;
+  dp::ReplicaConfig replica;  ///< model, data, optimizer (every strategy)
+  dp::TrainerOptions trainer;  ///< replicas, processes, chunk_steps, eval_limit, checkpoints
+  /// pipeline and hybrid: [pipeline] and the shared keys above (processes,
+  /// chunk_steps, eval_limit, checkpoints, resources); replicas for hybrid.
+  pipeline::PipelineOptions pipeline;
+  /// The pipeline's options with the shared keys filled in from `trainer`
+  /// (as they are now: after `troupe run` flags changed them).
+  pipeline::PipelineOptions pipeline_options() const;
   std::string out_dir;     ///< metrics and plot ("" : runs/<name>)
   std::string metrics = "jsonl";
   std::string plot = "svg";
@@ -54,4 +69,11 @@ Topology load_topology(const std::string& path);
 /// The same from text (`path` names it in errors).
 Topology parse_topology(const std::string& text, const std::string& path);
 
+}  // namespace troupe::train
+
+namespace troupe::dp {  // the names before the training layer was shared
+using train::load_topology;
+using train::parse_topology;
+using train::Topology;
+using train::TopologyError;
 }  // namespace troupe::dp

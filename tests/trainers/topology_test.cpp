@@ -15,6 +15,7 @@ using dp::TopologyError;
 
 namespace {
 const std::string kMinimal = "[train]\nstrategy = \"data_parallel\"\n";
+const std::string kPipeline = "[train]\nstrategy = \"pipeline\"\n";
 
 std::string slurp(const std::string& p) {
   std::ifstream in(p);
@@ -51,6 +52,32 @@ TEST_CASE("the GPU example topology puts two replicas on halves of one GPU", "[t
   CHECK(t.replica.device == "cuda");
   CHECK(t.trainer.actor_options.gpus_ == 0.5);
   CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp_gpu/checkpoints");
+}
+
+TEST_CASE("the pipeline and hybrid example topologies load with what they say", "[topology]") {
+  auto p = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_pipeline.toml");
+  CHECK(p.strategy == train::Strategy::pipeline);
+  CHECK(p.replica.hidden.size() == 8);
+  CHECK(p.pipeline.stages == 2);
+  CHECK(p.pipeline.microbatches == 8);
+  CHECK(p.pipeline.schedule == "1f1b");
+  CHECK(p.pipeline.split == pipeline::Split::params);
+  auto po = p.pipeline_options();
+  CHECK(po.replicas == 1);
+  CHECK(po.processes);
+  CHECK(po.checkpoint_dir == "runs/fashion_mnist_pipeline/checkpoints");
+  CHECK(po.actor_options.resources_.at("CPU") == 1);
+  auto h = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_hybrid.toml");
+  CHECK(h.strategy == train::Strategy::hybrid);
+  CHECK(h.pipeline_options().replicas == 2);
+  CHECK(h.pipeline_options().actor_options.resources_.at("CPU") == 0.5);
+  // A written schedule and explicit layer ranges.
+  auto w = parse_topology(kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nlayers = [[0, 1], [1, 3]]\n"
+                                      "schedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 STEP\n"
+                                      "stage 1: RECV_F0 F0 B0 SEND_B0 STEP\n\"\"\"\n",
+                          "t.toml");
+  CHECK(w.pipeline.layers == std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 1}, {1, 3}});
+  CHECK_THAT(w.pipeline.schedule, Catch::Contains("stage 1: RECV_F0"));
 }
 
 TEST_CASE("a minimal topology takes the defaults", "[topology]") {
@@ -94,7 +121,24 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "[model]\ndropout = 1.0\n", "key 'model.dropout': 1 is out of range"},
       {kMinimal + "[model]\nhidden = [64, 0]\n", "key 'model.hidden[1]': 0 is out of range"},
       {kMinimal + "[model]\nhidden = 64\n", "key 'model.hidden': expected an array"},
-      {"[train]\nstrategy = \"pipeline\"\n", "t.toml:2:12: key 'train.strategy': 'pipeline' is not one of: data_parallel"},
+      {"[train]\nstrategy = \"tensor\"\n", "t.toml:2:12: key 'train.strategy': 'tensor' is not one of: data_parallel, pipeline, hybrid"},
+      // Pipelines.
+      {"[train]\nstrategy = \"pipeline\"\n", "key 'train.strategy': \"pipeline\" needs a [pipeline] table"},
+      {kMinimal + "[pipeline]\nstages = 2\n", "t.toml:3:1: key 'pipeline': a [pipeline] table, but train.strategy is \"data_parallel\""},
+      {kPipeline + "replicas = 2\n[pipeline]\n", "key 'train.replicas': 2 copies of a pipeline is strategy = \"hybrid\""},
+      {kPipeline + "accumulation = 4\n[pipeline]\n", "key 'train.accumulation': a pipeline accumulates over its micro-batches"},
+      {kPipeline + "[pipeline]\nschedule = \"zb-v\"\n", "key 'pipeline.schedule': 'zb-v' is not one of: gpipe, 1f1b, interleaved, zb-h1"},
+      {kPipeline + "[pipeline]\nstages = 0\n", "key 'pipeline.stages': 0 is out of range (1 to 64)"},
+      {kPipeline + "[pipeline]\nschedule = \"1f1b\"\nvirtual_stages = 2\n", "key 'pipeline.schedule': schedule \"1f1b\" runs one chunk per stage"},
+      {kPipeline + "[pipeline]\nsplit = \"flops\"\n", "key 'pipeline.split': 'flops' is not one of: params, time"},
+      {kPipeline + "[pipeline]\nlayers = [[0, 2], 3]\n", "key 'pipeline.layers[1]': expected [first, end)"},
+      {kPipeline + "[pipeline]\nlayers = [[0, 2]]\nsplit = \"time\"\n", "give either layers (explicit ranges) or split, not both"},
+      {kPipeline + "[pipeline]\n[optimizer]\nclip_norm = 1.0\n", "key 'optimizer.clip_norm': not supported with pipelines yet"},
+      // A written schedule that cannot run: refused at load, naming the key, the stage and the action.
+      {kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nschedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 STEP\nstage 1: RECV_F0 F0 B0 STEP\n\"\"\"\n",
+       "t.toml:6:12: key 'pipeline.schedule': stage 1, action 2 (B0): no SEND_B0"},
+      {kPipeline + "[pipeline]\nstages = 3\nmicrobatches = 1\nschedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 STEP\nstage 1: RECV_F0 F0 B0 SEND_B0 STEP\n\"\"\"\n",
+       "the written schedule has 2 stages, 1 micro-batches and 1 virtual stages, but [pipeline] says 3, 1 and 1"},
       {"[train]\nreplicas = 2\n", "key 'train.strategy': missing"},
       {"[model]\nhidden = [8]\n", "no [train] table"},
       {kMinimal + "replicas = 0\n", "t.toml:3:12: key 'train.replicas': 0 is out of range (1 to 64)"},

@@ -31,7 +31,7 @@ void usage(std::FILE* out) {
              "            (--address HOST:PORT, else $TROUPE_ADDRESS, else the local head;\n"
              "             --token / --token-file, else $TROUPE_TOKEN, else ~/.troupe/cluster.token)\n"
              "  run       train from a topology file (TOML): progress, metrics, plot\n"
-             "            troupe run FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]\n"
+             "            troupe run FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace F]\n"
              "  schedule  a pipeline schedule checked before launch: instruction lists, bubble, memory\n"
              "            troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V]\n"
              "            troupe schedule --file FILE   (one line of actions per stage)\n"
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") != 0 && std::strcmp(argv[i], "-h") != 0) continue;
     const char* flags = nullptr;
-    if (cmd == "run") flags = "FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet]";
+    if (cmd == "run") flags = "FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace FILE]";
     else if (cmd == "schedule")
       flags = "gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V] [--quiet], or --file FILE";
     else if (cmd == "status" || cmd == "nodes" || cmd == "actors")

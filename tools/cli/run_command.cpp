@@ -1,4 +1,4 @@
-// troupe run FILE [--address HOST:PORT] [--out DIR] [--epochs N] [--no-resume] [--quiet]
+// troupe run FILE [--address HOST:PORT] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace FILE]
 //
 // Reads and checks the topology (nothing starts on a bad file), joins the
 // cluster it names (or the embedded one), trains, and shows a progress bar
@@ -34,7 +34,7 @@ std::string plural(std::int64_t n, const char* one, const char* many = nullptr) 
 }  // namespace
 
 int run_command(int argc, char** argv) {
-  std::string file, address, out;
+  std::string file, address, out, trace;
   std::int64_t epochs = 0;
   bool quiet = false, no_resume = false;
   for (int i = 1; i < argc; ++i) {
@@ -45,6 +45,7 @@ int run_command(int argc, char** argv) {
     };
     if (a == "--address") address = value("--address");
     else if (a == "--out") out = value("--out");
+    else if (a == "--trace") trace = value("--trace");
     else if (a == "--epochs") {
       const std::string v = value("--epochs");
       char* end = nullptr;
@@ -57,8 +58,11 @@ int run_command(int argc, char** argv) {
     else throw UsageError(fmt::format("one topology file, got '{}' and '{}'", file, a));
   }
   if (file.empty()) throw UsageError("usage: troupe run TOPOLOGY.toml [--address HOST:PORT] [--out DIR] [--epochs N] "
-                                     "[--no-resume] [--quiet]");
-  dp::Topology t = dp::load_topology(file);  // bad input stops here, before anything starts
+                                     "[--no-resume] [--quiet] [--trace FILE]");
+  train::Topology t = train::load_topology(file);  // bad input stops here, before anything starts
+  const bool piped = t.strategy != train::Strategy::data_parallel;
+  if (!trace.empty() && !piped)
+    throw UsageError(fmt::format("--trace: the trace shows a pipeline's stages; {} runs strategy \"data_parallel\"", file));
   if (epochs > 0) t.replica.epochs = epochs;
   if (no_resume) t.trainer.resume = false;
   if (!address.empty()) t.address = address;
@@ -82,32 +86,32 @@ int run_command(int argc, char** argv) {
   const bool resuming = t.trainer.resume && !t.trainer.checkpoint_dir.empty() &&
                         fs::exists(fs::path(t.trainer.checkpoint_dir) / "latest.troupeck");
   const bool tty = ::isatty(STDERR_FILENO);
-  fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per replica, {}{}{}\n", file,
-             plural(t.trainer.replicas, "replica"), t.trainer.processes ? "worker processes" : "in this process",
+  const std::string workers =
+      t.strategy == train::Strategy::data_parallel ? plural(t.trainer.replicas, "replica")
+      : t.strategy == train::Strategy::pipeline
+          ? fmt::format("pipeline of {}", plural(t.pipeline.stages, "stage"))
+          : fmt::format("{} x pipeline of {}", t.trainer.replicas, plural(t.pipeline.stages, "stage"));
+  fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per {}, {}{}{}\n", file, workers,
+             t.trainer.processes ? "worker processes" : "in this process",
              t.replica.inputs, fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch,
-             plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
+             piped ? "micro-batch" : "replica", plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
              resuming                          ? ", resuming from " + t.trainer.checkpoint_dir
              : t.trainer.checkpoint_dir.empty() ? ""
                                                 : ", checkpoints in " + t.trainer.checkpoint_dir);
-  dp::PlotSeries plot;
+  train::PlotSeries plot;
   Runtime rt;
-  // The trainer checks what it can (device, data files) before anything is
-  // spawned or written: a run that cannot start leaves no run folder behind.
-  // An error found in what a key names (a data folder that is not there)
-  // points at the key, as parse errors do.
-  auto trainer = [&]() {
-    try {
-      return dp::DataParallelTrainer(rt, t.replica, t.trainer);
-    } catch (const data::DataError& e) {
-      if (auto w = t.where.find("data.dir"); w != t.where.end())
-        throw dp::TopologyError(fmt::format("{}: key 'data.dir': {}", w->second, e.what()));
-      throw;
-    }
-  }();
+  // The trainer checks what it can (device, data files, the split and the
+  // schedule) before anything is spawned or written: a run that cannot start
+  // leaves no run folder behind. An error found in what a key names (a data
+  // folder that is not there) points at the key, as parse errors do.
+  auto key_error = [&](const data::DataError& e) {
+    if (auto w = t.where.find("data.dir"); w != t.where.end())
+      throw train::TopologyError(fmt::format("{}: key 'data.dir': {}", w->second, e.what()));
+  };
   // The run folder is made with the first progress report: a run that cannot
   // start (placement, a dead replica) leaves none behind.
-  std::optional<dp::MetricsWriter> metrics;
-  auto result = trainer.fit([&](const dp::Progress& p) {
+  std::optional<train::MetricsWriter> metrics;
+  auto report = [&](const train::Progress& p) {
     if (!metrics) {
       fs::create_directories(dir);
       metrics.emplace(metrics_path, t.metrics, resuming);
@@ -116,24 +120,51 @@ int run_command(int argc, char** argv) {
     plot.loss.emplace_back(static_cast<double>(p.step), p.loss);
     if (p.evaluated) plot.accuracy.emplace_back(static_cast<double>(p.step), p.test_accuracy);
     if (quiet) return;
-    const std::string line = dp::progress_line(p);
+    const std::string line = train::progress_line(p);
     if (tty)
       fmt::print(stderr, "\r{}\033[K{}", line, p.evaluated || p.step == p.total_steps ? "\n" : "");
     else
       fmt::print(stderr, "{}\n", line);
-  });
+  };
+  train::FitResult result;
+  std::string bubble;
+  if (!piped) {
+    auto trainer = [&]() {
+      try {
+        return dp::DataParallelTrainer(rt, t.replica, t.trainer);
+      } catch (const data::DataError& e) {
+        key_error(e);
+        throw;
+      }
+    }();
+    result = trainer.fit(report);
+  } else {
+    auto po = t.pipeline_options();
+    po.trace = trace;
+    auto trainer = [&]() {
+      try {
+        return pipeline::PipelineTrainer(rt, t.replica, po);
+      } catch (const data::DataError& e) {
+        key_error(e);
+        throw;
+      }
+    }();
+    if (!quiet) fmt::print(stderr, "{}\n", trainer.describe());
+    result = trainer.fit(report);
+    bubble = fmt::format("  bubble {:.1f}% measured, {:.1f}% in the schedule", 100 * std::max(0.0, result.bubble),
+                         100 * trainer.bubble_theory());
+    if (!trace.empty()) fmt::print(stderr, "trace: {} (open it in Perfetto or chrome://tracing)\n", trace);
+  }
   fs::create_directories(dir);
   if (t.plot == "svg") {
     const std::string svg = (fs::path(dir) / "plot.svg").string();
-    dp::write_svg_plot(svg, fmt::format("{}: {}, test accuracy {:.4f}", t.name, plural(t.trainer.replicas, "replica"),
-                                        result.accuracy),
-                       plot);
+    train::write_svg_plot(svg, fmt::format("{}: {}, test accuracy {:.4f}", t.name, workers, result.accuracy), plot);
     fmt::print(stderr, "plot: {}\n", svg);
   }
   fmt::print(stderr, "metrics: {}\n", metrics_path);
   if (!result.checkpoint.empty()) fmt::print(stderr, "checkpoint: {}\n", result.checkpoint);
-  fmt::print("steps {}  test accuracy {:.4f}  test loss {:.4f}  {:.0f} samples/s  {:.1f} s{}{}\n", result.steps,
-             result.accuracy, result.test_loss, result.samples_per_s, result.seconds,
+  fmt::print("steps {}  test accuracy {:.4f}  test loss {:.4f}  {:.0f} samples/s  {:.1f} s{}{}{}\n", result.steps,
+             result.accuracy, result.test_loss, result.samples_per_s, result.seconds, bubble,
              result.resumed_from >= 0 ? fmt::format("  (resumed from step {})", result.resumed_from) : "",
              result.recoveries ? fmt::format("  ({})", plural(result.recoveries, "recovery", "recoveries")) : "");
   return 0;
