@@ -188,11 +188,13 @@ class PipelineJob final : public train::Job {
     coll::GroupOptions pp;
     pp.name = "pp";
     pp.heap_bytes = 1 << 20;
+    pp.timeout_ms = opts_.transfer_timeout_ms;
     if (cfg_.train.device != "cpu") pp.memory = "cuda";
     for (std::size_t d = 0; d < D; ++d) coll::create_group(rt_, mesh_.slice(d * K, (d + 1) * K), pp);
     if (D > 1) {
       coll::GroupOptions g;
       g.name = "pp_dp";
+      g.timeout_ms = opts_.transfer_timeout_ms;
       if (cfg_.train.device != "cpu") g.memory = "cuda";
       for (std::size_t r = 0; r < K; ++r) {
         std::vector<ActorRef<Stage>> members;
@@ -200,7 +202,7 @@ class PipelineJob final : public train::Job {
         coll::create_group(rt_, members, g);
       }
     }
-    held_ = train::detail::call_all<std::string>(mesh_, [](auto& m) { return m.call(&Stage::setup); }, kLimit);
+    held_ = train::detail::call_all<std::string>(mesh_, [](auto& m) { return m.call(&Stage::setup); }, kLimit, grace());
   }
   std::int64_t steps_per_epoch() override {
     const std::int64_t n = mesh_[0].call(&Stage::steps_per_epoch).get(kLimit);
@@ -211,7 +213,8 @@ class PipelineJob final : public train::Job {
     return n;
   }
   std::vector<StepStats> train(std::int64_t n) override {
-    auto per = train::detail::call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit);
+    auto per = train::detail::call_all<std::vector<StepStats>>(
+        mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit, grace());
     const auto K = static_cast<std::size_t>(cfg_.stages), D = static_cast<std::size_t>(cfg_.replicas);
     const detail::Layout lay{cfg_.stages, cfg_.virtual_stages};
     const auto last_actor = static_cast<std::size_t>(lay.place(lay.S() - 1).actor);
@@ -238,7 +241,7 @@ class PipelineJob final : public train::Job {
     return out;
   }
   EvalStats evaluate(std::int64_t limit) override {
-    auto parts = train::detail::call_all<EvalStats>(mesh_, [&](auto& m) { return m.call(&Stage::evaluate, limit); }, kLimit);
+    auto parts = train::detail::call_all<EvalStats>(mesh_, [&](auto& m) { return m.call(&Stage::evaluate, limit); }, kLimit, grace());
     return train::merge(parts);
   }
   std::uint64_t check_params(std::int64_t step) override {
@@ -335,6 +338,7 @@ class PipelineJob final : public train::Job {
 
  private:
   static constexpr std::chrono::milliseconds kLimit{30 * 60 * 1000};
+  std::chrono::milliseconds grace() const { return std::chrono::milliseconds(opts_.transfer_timeout_ms) + std::chrono::seconds(5); }
   Runtime& rt_;
   const StageConfig& cfg_;
   const PipelineOptions& opts_;

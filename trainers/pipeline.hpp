@@ -114,6 +114,10 @@ struct PipelineOptions {
   std::int64_t chunk_steps = 50;
   std::int64_t eval_limit = 0;
   bool eval_each_epoch = true;
+  /// The longest a stage waits on a neighbour (a transfer, an all-reduce)
+  /// before the run fails naming it; a stage that has not answered 5 s after
+  /// its peers failed is killed (it is stuck), so nothing waits on it.
+  std::uint32_t transfer_timeout_ms = 120000;
   Options actor_options;  ///< resources etc. for each stage actor
   std::string checkpoint_dir;
   std::int64_t checkpoint_every = 0;

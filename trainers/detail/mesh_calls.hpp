@@ -16,24 +16,51 @@ namespace troupe::train::detail {
 
 /// Every member's call, each waited for; a failure is rethrown once all have
 /// settled (a survivor must not still be training when the group is
-/// rebuilt): a worker's death first, as the cause of its peers' collective errors.
+/// rebuilt): a worker's death first, as the cause of its peers' collective
+/// errors. Once one has failed, the others get `grace` to settle (their
+/// groups fail them within their timeouts); one that still has not answered
+/// is stuck (stopped, hung) and is killed, so that nothing waits on it.
 template <class R, class T, class F>
-std::vector<R> call_all(Mesh<T>& mesh, F&& call, std::chrono::milliseconds limit) {
+std::vector<R> call_all(Mesh<T>& mesh, F&& call, std::chrono::milliseconds limit,
+                        std::chrono::milliseconds grace = std::chrono::seconds(30)) {
   std::vector<Ref<R>> refs;
   for (auto& m : mesh.members()) refs.push_back(call(m));
   std::vector<R> out;
   std::exception_ptr first, died;
-  for (auto& r : refs) {
+  std::string stuck;
+  std::chrono::steady_clock::time_point until{};
+  for (std::size_t i = 0; i < refs.size(); ++i) {
+    auto& r = refs[i];
     try {
-      out.push_back(r.get(limit));
+      if (!first && !died) {
+        out.push_back(r.get(limit));
+      } else {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        out.push_back(r.get(std::max(left, std::chrono::milliseconds(1))));
+      }
+    } catch (const TimeoutError&) {
+      if (!first && !died) throw;  // the whole call ran past `limit`
+      stuck += fmt::format("{}{}", stuck.empty() ? "" : ", ", mesh.members()[i].id());
+      mesh.members()[i].kill();
     } catch (const ActorDied&) {
       if (!died) died = std::current_exception();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
+    if ((first || died) && until == std::chrono::steady_clock::time_point{})
+      until = std::chrono::steady_clock::now() + grace;
   }
-  if (died) std::rethrow_exception(died);
-  if (first) std::rethrow_exception(first);
+  auto rethrow = [&](std::exception_ptr e) {
+    if (stuck.empty()) std::rethrow_exception(e);
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      throw Error(fmt::format("{} (actor {} did not answer within {} s after that and was killed)", x.what(), stuck,
+                              grace.count() / 1000));
+    }
+  };
+  if (died) rethrow(died);
+  if (first) rethrow(first);
   return out;
 }
 
