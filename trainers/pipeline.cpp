@@ -273,6 +273,7 @@ class PipelineJob final : public train::Job {
     manifest.meta = {{"kind", "troupe.pipeline"},
                      {"step", std::to_string(step)},
                      {"stages", std::to_string(K)},
+                     {"blocks", fmt::format("{}", fmt::join(cfg_.block_bounds, ","))},
                      {"files", fmt::format("{}", fmt::join(files, ","))}};
     ckpt::save(path, manifest);
     // The files of older checkpoints go.
@@ -447,6 +448,25 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
       }
     }
     cut = balance(costs, S);
+    // A measured split differs a little from run to run: a run that resumes
+    // keeps the split its checkpoint was trained with.
+    const auto ckpt = checkpoint_path();
+    if (o.split == Split::time && o.resume && !ckpt.empty() && fs::exists(ckpt)) {
+      try {
+        const auto manifest = ckpt::load(ckpt);
+        if (auto it = manifest.meta.find("blocks"); it != manifest.meta.end()) {
+          std::vector<std::int64_t> saved;
+          for (std::size_t at = 0, next; at < it->second.size(); at = next + 1) {
+            next = it->second.find(',', at);
+            if (next == std::string::npos) next = it->second.size();
+            saved.push_back(std::stoll(it->second.substr(at, next - at)));
+          }
+          if (saved.size() == cut.size() && saved.front() == 0 && saved.back() == cut.back()) cut = saved;
+        }
+      } catch (const std::exception&) {
+        // Not readable here: the stages' load says what is wrong with it.
+      }
+    }
   }
   for (std::size_t s = 0; s + 1 < cut.size(); ++s) blocks_.emplace_back(cut[s], cut[s + 1]);
   cfg_.train = std::move(cfg);

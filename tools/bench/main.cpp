@@ -27,6 +27,9 @@ void usage() {
              "  dp       data-parallel training (MLP 784-1024-1024-10, Fashion-MNIST), troupe next to PyTorch DDP\n"
              "           --ranks N (replicas; default: 1 and 2)  --epochs N (default 3)\n"
              "           --seeds N (runs per setting, seeds 1..N, and their mean accuracy; default 1)\n"
+             "  pipeline pipeline-parallel training (MLP 784-8x1024-10): every schedule, measured and simulated bubble,\n"
+             "           next to the unsplit model in one process   --stages K (default 2)  --microbatches M\n"
+             "           (default: 4 and 8)  --steps N (measured steps per row, default 12)\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
              "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
@@ -56,6 +59,7 @@ int main(int argc, char** argv) {
   AllreduceConfig ar;
   StepConfig step;
   DpConfig dpc;
+  PipelineConfig ppc;
   bool threads_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -73,6 +77,9 @@ int main(int argc, char** argv) {
       ++i;
     }
     else if (a == "--epochs") dpc.epochs = parse_int("--epochs", next), ++i;
+    else if (a == "--stages") ppc.stages = {parse_int("--stages", next)}, ++i;
+    else if (a == "--microbatches") ppc.microbatches = {parse_int("--microbatches", next)}, ++i;
+    else if (a == "--steps") ppc.steps = parse_int("--steps", next), ++i;
     else if (a == "--seeds") dpc.seeds = parse_int("--seeds", next), ++i;
     else if (a == "--max-bytes") {
       const auto max = static_cast<std::uint64_t>(parse_int("--max-bytes", next));
@@ -113,6 +120,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     report.rows = dp_rows(dpc, report.notes);
+  } else if (suite == "pipeline") {
+    if (ppc.stages[0] > 8 || ppc.microbatches[0] > 1024) {
+      fmt::print(stderr, "troupe-bench: pipeline --stages must be 1 to 8, --microbatches 1 to 1024\n");
+      return 2;
+    }
+    report.rows = pipeline_rows(ppc, report.notes);
   } else if (suite == "allreduce-gpu") {
     AllreduceConfig gpu_cfg = ar;
     std::erase_if(gpu_cfg.sizes, [](std::uint64_t b) { return b < (1u << 20); });

@@ -101,6 +101,13 @@ struct DpConfig {
 };
 std::vector<Row> dp_rows(const DpConfig& cfg, std::vector<std::string>& notes);
 
+struct PipelineConfig {
+  std::vector<int> stages{2};
+  std::vector<int> microbatches{4, 8};
+  int steps = 12;  ///< measured steps per row (after a warm-up)
+};
+std::vector<Row> pipeline_rows(const PipelineConfig& cfg, std::vector<std::string>& notes);
+
 /// A shell command's standard output (empty if it cannot run).
 std::string run_capture(const std::string& cmd);
 
