@@ -24,14 +24,15 @@ set(TROUPE_PUBLIC_HEADERS
   runtime/detail/method_traits.hpp runtime/detail/pool.hpp runtime/detail/process.hpp runtime/detail/process_call.hpp
   runtime/detail/process_role.hpp runtime/detail/scheduler.hpp runtime/detail/state.hpp runtime/detail/strand.hpp
   runtime/detail/type_name.hpp runtime/detail/waits.hpp
-  actors/replica.hpp actors/ckpt/checkpoint.hpp
+  actors/replica.hpp actors/training.hpp actors/ckpt/checkpoint.hpp
   actors/compute/dtype.hpp actors/compute/errors.hpp actors/compute/gpu_ops.hpp actors/compute/graph.hpp
   actors/compute/half.hpp actors/compute/hash.hpp actors/compute/ops.hpp actors/compute/ops_impl.hpp
   actors/compute/parallel.hpp actors/compute/stream.hpp actors/compute/tensor.hpp
   actors/data/idx.hpp actors/data/sampler.hpp
   actors/nn/layer.hpp actors/nn/layers.hpp actors/nn/loss.hpp actors/nn/model.hpp
   actors/optim/optimizer.hpp
-  trainers/data_parallel.hpp trainers/metrics.hpp trainers/topology.hpp)
+  trainers/data_parallel.hpp trainers/metrics.hpp trainers/pipeline.hpp trainers/run_loop.hpp trainers/schedule.hpp
+  trainers/topology.hpp)
 foreach(h ${TROUPE_PUBLIC_HEADERS})
   get_filename_component(dir ${h} DIRECTORY)
   install(FILES ${PROJECT_SOURCE_DIR}/${h} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe/${dir} COMPONENT dev)

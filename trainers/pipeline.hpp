@@ -123,8 +123,9 @@ struct PipelineOptions {
   std::int64_t checkpoint_every = 0;
   bool resume = true;
   int max_failures = 3;
-  /// A Chrome trace of the run's last chunk of steps (one track per stage,
-  /// flow arrows for transfers), written at the end ("": none).
+  /// A Chrome trace of the run (each stage's last 200,000 spans: forward,
+  /// backward, waits; a track per stage, flow arrows for transfers), written
+  /// at the end ("": none).
   std::string trace;
   std::function<void(std::int64_t step, Mesh<Stage>& stages)> after_chunk;
 };
