@@ -104,6 +104,7 @@ std::vector<double> measure_blocks(const train::TrainConfig& cfg, const std::vec
     x = Tensor::from(v, {cfg.batch, cfg.inputs});
   }
   for (auto [b, e] : blocks) {
+    const bool first = b == 0;  // the first stage computes no input gradient for it
     nn::Model part = whole.slice(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
     nn::Tape tape;
     std::vector<double> runs;
@@ -112,7 +113,7 @@ std::vector<double> measure_blocks(const train::TrainConfig& cfg, const std::vec
       const auto t0 = std::chrono::steady_clock::now();
       y = part.forward(x, tape, {true, 1});
       Tensor dy = y.clone();
-      part.backward(dy, tape, {}, true);
+      part.backward(dy, tape, {}, !first);
       runs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     std::sort(runs.begin(), runs.end());
