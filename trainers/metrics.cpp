@@ -23,6 +23,8 @@ void MetricsWriter::write(const Progress& p) {
     out_ << fmt::format(R"({{"step":{},"total_steps":{},"epoch":{},"loss":{:.6g},"lr":{:.6g},"samples_per_s":{:.1f},"elapsed_s":{:.3f})",
                         p.step, p.total_steps, p.epoch, p.loss, p.lr, p.samples_per_s, p.elapsed_s);
     if (p.bubble >= 0) out_ << fmt::format(R"(,"bubble":{:.4f})", p.bubble);
+    // After a recovery the steps since the checkpoint are reported again: the count tells them apart.
+    if (p.recoveries > 0) out_ << fmt::format(R"(,"recoveries":{})", p.recoveries);
     if (p.evaluated) out_ << fmt::format(R"(,"test_accuracy":{:.5f},"test_loss":{:.6g})", p.test_accuracy, p.test_loss);
     out_ << "}\n";
   } else {
@@ -128,7 +130,9 @@ std::string progress_line(const Progress& p, int width) {
   std::string bar = std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(width - filled), '.');
   std::string eta = "--";
   if (p.samples_per_s > 0 && p.step > 0 && p.elapsed_s > 0) {
-    const double left = p.elapsed_s / static_cast<double>(p.step) * static_cast<double>(p.total_steps - p.step);
+    // From this run's pace: a resumed run did not spend elapsed_s on the steps before it.
+    const double done = static_cast<double>(std::max<std::int64_t>(1, p.step - p.first_step));
+    const double left = p.elapsed_s / done * static_cast<double>(p.total_steps - p.step);
     eta = left >= 60 ? fmt::format("{}m{:02}s", static_cast<int>(left) / 60, static_cast<int>(left) % 60)
                      : fmt::format("{:.0f}s", left);
   }

@@ -382,57 +382,69 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
                                  cfg.precision));
   train::check_config(cfg, {.devices_here = !o.processes, .data_here = !o.processes || rt_.cluster_address().empty()});
   if (cfg.train_limit > 0 && (cfg.train_limit + o.replicas - 1) / o.replicas < cfg.batch * o.microbatches)
-    throw UsageError(fmt::format("pipeline: train_limit {} ([data] train_limit) is less than one step: {} replicas x {} "
-                                 "micro-batches x batch {} = {} examples; no step would run",
+    throw OptionError("pipeline.microbatches",
+                      fmt::format("pipeline: train_limit {} ([data] train_limit) is less than one step: {} replicas x {} "
+                                 "micro-batches x batch {} = {} examples; no step would run (fewer micro-batches, a smaller "
+                                 "batch, or more examples would)",
                                  cfg.train_limit, o.replicas, o.microbatches, cfg.batch,
                                  static_cast<std::int64_t>(o.replicas) * o.microbatches * cfg.batch));
-  // The schedule: a kind, or written text. Either way it is simulated now.
-  if (o.schedule.find(':') != std::string::npos) {
-    schedule_ = parse(o.schedule);
-    if (schedule_.stages != o.stages || schedule_.virtual_stages != o.virtual_stages ||
-        schedule_.microbatches != o.microbatches)
-      throw ScheduleError(fmt::format("pipeline: the written schedule has {} stages, {} micro-batches and {} virtual "
-                                      "stages, but the run asks for {}, {} and {}",
-                                      schedule_.stages, schedule_.microbatches, schedule_.virtual_stages, o.stages,
-                                      o.microbatches, o.virtual_stages));
-    if (o.replicas > 1)
+  // The schedule: a kind, or written text. Either way it is simulated now
+  // (ScheduleError: `troupe run` points at pipeline.schedule).
+  {
+    if (o.schedule.find(':') != std::string::npos) {
+      schedule_ = parse(o.schedule);
+      // Sizes first: a stray action (F7 of 4 micro-batches, a chunk that does
+      // not exist) shows as a size that differs from the run's.
+      if (schedule_.stages != o.stages || schedule_.virtual_stages != o.virtual_stages ||
+          schedule_.microbatches != o.microbatches)
+        throw ScheduleError(fmt::format("pipeline: the written schedule has {} stages, {} micro-batches and {} virtual "
+                                        "stages (from the actions it names), but the run asks for {}, {} and {}",
+                                        schedule_.stages, schedule_.microbatches, schedule_.virtual_stages, o.stages,
+                                        o.microbatches, o.virtual_stages));
       for (std::size_t r = 0; r < schedule_.actions.size(); ++r)
-        for (int c = 0; c < o.virtual_stages; ++c)
-          if (std::find(schedule_.actions[r].begin(), schedule_.actions[r].end(), Action{Op::REDUCE_GRAD, -1, c}) ==
-              schedule_.actions[r].end())
+        for (int c = 0; c < o.virtual_stages; ++c) {
+          const bool has = std::find(schedule_.actions[r].begin(), schedule_.actions[r].end(),
+                                     Action{Op::REDUCE_GRAD, -1, c}) != schedule_.actions[r].end();
+          if (o.replicas > 1 && !has)
             throw ScheduleError(fmt::format("pipeline: stage {} of the written schedule has no REDUCE_GRAD@{}: with {} "
                                             "replicas every chunk's gradients must be all-reduced before STEP",
                                             r, c, o.replicas));
-  } else {
-    const Kind kind = parse_kind(o.schedule);
-    if (kind != Kind::interleaved && o.virtual_stages != 1)
-      throw UsageError(fmt::format("pipeline: schedule '{}' runs one chunk per stage; virtual_stages = {} needs "
-                                   "schedule = \"interleaved\"",
-                                   o.schedule, o.virtual_stages));
-    schedule_ = generate(kind, o.stages, o.microbatches, o.virtual_stages, o.replicas > 1);
+        }
+    } else {
+      const Kind kind = parse_kind(o.schedule);
+      if (kind != Kind::interleaved && o.virtual_stages != 1)
+        throw ScheduleError(fmt::format("pipeline: schedule '{}' runs one chunk per stage; virtual_stages = {} needs "
+                                        "schedule = \"interleaved\"",
+                                        o.schedule, o.virtual_stages));
+      if (kind == Kind::interleaved && o.virtual_stages < 2)
+        throw ScheduleError("pipeline: schedule 'interleaved' needs virtual_stages = 2 or more (chunks per stage; "
+                            "with 1 it is 1f1b)");
+      schedule_ = generate(kind, o.stages, o.microbatches, o.virtual_stages, o.replicas > 1);
+    }
+    report_ = check(schedule_);
   }
-  report_ = check(schedule_);
   // The split: blocks per model stage.
   const auto blocks = model_blocks(cfg);
   const int S = o.stages * o.virtual_stages;
   std::vector<std::int64_t> cut;  // in blocks
   if (!o.layers.empty()) {
     if (static_cast<int>(o.layers.size()) != S)
-      throw UsageError(fmt::format("pipeline: {} layer ranges for {} model stages ({} stages x {} virtual stages)",
+      throw OptionError("pipeline.layers", fmt::format("pipeline: {} layer ranges for {} model stages ({} stages x {} virtual stages)",
                                    o.layers.size(), S, o.stages, o.virtual_stages));
     std::int64_t at = 0;
     for (std::size_t s = 0; s < o.layers.size(); ++s) {
       auto [b, e] = o.layers[s];
       if (b != at || e <= b || e > static_cast<std::int64_t>(blocks.size()))
-        throw UsageError(fmt::format("pipeline: layer range {} is [{}, {}): ranges must cover the model's {} blocks (0 "
+        throw OptionError("pipeline.layers", fmt::format("pipeline: layer range {} is [{}, {}): ranges must cover the model's {} blocks (0 "
                                      "to {}) in order, each non-empty, starting where the last ended ({})",
                                      s, b, e, blocks.size(), blocks.size(), at));
       cut.push_back(b);
       at = e;
     }
     if (at != static_cast<std::int64_t>(blocks.size()))
-      throw UsageError(fmt::format("pipeline: the layer ranges end at block {}, but the model has {} blocks", at,
-                                   blocks.size()));
+      throw OptionError("pipeline.layers", fmt::format("pipeline: the layer ranges end at block {}, but the model has {} "
+                                                       "blocks",
+                                                       at, blocks.size()));
     cut.push_back(at);
     opts_.split = Split::explicit_ranges;
   } else {
@@ -448,7 +460,11 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
         costs.push_back(n);
       }
     }
-    cut = balance(costs, S);
+    try {
+      cut = balance(costs, S);
+    } catch (const UsageError& e) {
+      throw OptionError("pipeline.stages", fmt::format("pipeline: {}", e.what()));
+    }
     // A measured split differs a little from run to run: a run that resumes
     // keeps the split its checkpoint was trained with.
     const auto ckpt = checkpoint_path();
@@ -495,8 +511,8 @@ std::string PipelineTrainer::describe() const {
                               opts_.schedule.find(':') != std::string::npos ? std::string("(written)") : opts_.schedule,
                               split_name(opts_.split));
   for (std::size_t i = 0; i < blocks_.size(); ++i)
-    s += fmt::format("  model stage {} (stage {}): blocks {}-{}\n", i, i % static_cast<std::size_t>(opts_.stages),
-                     blocks_[i].first, blocks_[i].second - 1);
+    s += fmt::format("  model stage {} (stage {}): blocks [{}, {})\n", i, i % static_cast<std::size_t>(opts_.stages),
+                     blocks_[i].first, blocks_[i].second);
   s += fmt::format("  schedule bubble {:.1f}% (simulated, F = 1, B = 2), peak activations per stage {}",
                    100 * report_.bubble, fmt::join(report_.peak_activations, " "));
   return s;
@@ -512,10 +528,13 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
       return rt_.spawn_mesh<Stage>(n, cfg_, o);
     } catch (const Infeasible& e) {
       auto [each, here] = train::detail::describe_request(o);
-      throw Infeasible(fmt::format("pipeline: {} stage actors ({} stages x {} replicas), each asking for {}, do not fit "
-                                   "on this cluster: fewer stages or replicas, or less per stage ([resources]), would. "
-                                   "{}{}",
-                                   n, opts_.stages, opts_.replicas, each, e.what(), here));
+      std::string total;
+      if (auto it = o.resources_.find("CPU"); it != o.resources_.end())
+        total = fmt::format(", {} CPUs in all", it->second * static_cast<double>(n));
+      throw Infeasible(fmt::format("pipeline: {} stage actors ({} stages x {} replicas), each asking for {}{}, do not "
+                                   "fit on this cluster; ask for fewer stages or replicas, or less per stage "
+                                   "([resources] cpus / gpus). {}{}",
+                                   n, opts_.stages, opts_.replicas, each, total, e.what(), here));
     }
   }();
   PipelineJob job(rt_, cfg_, opts_, std::move(mesh));

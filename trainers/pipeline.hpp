@@ -29,6 +29,17 @@
 
 namespace troupe::pipeline {
 
+/// A pipeline option that cannot work, with the topology key it comes from
+/// ("pipeline.layers", ...), so `troupe run` can point at the file's line.
+class OptionError : public UsageError {
+ public:
+  OptionError(std::string key, const std::string& what) : UsageError(what), key_(std::move(key)) {}
+  const std::string& key() const noexcept { return key_; }
+
+ private:
+  std::string key_;
+};
+
 /// How the model's blocks are cut into model stages. A block is one hidden
 /// layer with what follows it (norm, activation, dropout); the output layer
 /// is the last block.
@@ -51,7 +62,10 @@ struct StageConfig {
 
 /// A span of a stage's timeline: what it did, for which micro-batch and chunk, when.
 struct StageSpan {
-  std::string what;   ///< F, B, I, W, SEND_F, RECV_F (the wait for it), SEND_B, RECV_B, REDUCE_GRAD, STEP, idle
+  /// F, B, I, W (compute); RECV_F / RECV_B (waiting for a transfer);
+  /// REDUCE_GRAD (a mark where a chunk's all-reduce starts); drain (STEP
+  /// waiting for the step's sends and all-reduces); STEP (the update)
+  std::string what;
   std::int32_t mb = -1, chunk = 0;
   std::int64_t step = 0;
   double start_us = 0, end_us = 0;  ///< since the stage's clock origin (system clock, microseconds)
@@ -73,7 +87,7 @@ class Stage {
   /// Joins the pipeline's group (and the hybrid's gradient group), takes its
   /// chunks, and agrees with its neighbours on the shape and dtype of what
   /// passes between them (UsageError naming both stages when they differ).
-  /// Returns what it holds, e.g. "stage 1: model stage 1 = blocks 4-8 (layers 8-17, 2.1M parameters)".
+  /// Returns what it holds, e.g. "stage 1: model stage 1 = blocks [4, 9) (layers [8, 17), 2100000 parameters)".
   Task<std::string> setup();
   /// Runs n optimizer steps of the schedule.
   Task<std::vector<train::StepStats>> train(std::int64_t n);
@@ -94,6 +108,11 @@ class Stage {
   int pid() const;
 
  private:
+  Task<std::vector<train::StepStats>> run_steps(std::int64_t n);
+  Task<train::EvalStats> run_eval(std::int64_t limit);
+  // A stage that fails fails its groups too: its neighbours and its twins
+  // stop waiting for it at once, naming it.
+  void fail_groups(std::exception_ptr e);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

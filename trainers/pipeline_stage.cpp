@@ -173,10 +173,9 @@ Task<std::string> Stage::setup() {
     m.chunks.push_back(m.whole.slice(b, e));
     if (m.dev.is_cuda()) m.chunks.back().to(m.dev);
     m.chunk_width.push_back(widths(m.chunks.back()));
-    held += fmt::format("{}model stage {} = blocks {}-{} (layers {}-{}, {} parameters)", c ? "; " : "", s,
+    held += fmt::format("{}model stage {} = blocks [{}, {}) (layers [{}, {}), {} parameters)", c ? "; " : "", s,
                         m.cfg.block_bounds.at(static_cast<std::size_t>(s)),
-                        m.cfg.block_bounds.at(static_cast<std::size_t>(s) + 1) - 1, b, e - 1,
-                        m.chunks.back().num_params());
+                        m.cfg.block_bounds.at(static_cast<std::size_t>(s) + 1), b, e, m.chunks.back().num_params());
   }
   m.whole = nn::Model();
   m.opt = train::make_optimizer(m.cfg.train);
@@ -239,7 +238,43 @@ Task<std::string> Stage::setup() {
   co_return fmt::format("stage {}: {}", m.r, held);
 }
 
+void Stage::fail_groups(std::exception_ptr e) {
+  auto& m = *impl_;
+  std::string what = "unknown error";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    what = x.what();
+  } catch (...) {
+  }
+  const std::string why = fmt::format("stage {} of pipeline replica {} failed: {}", m.r, m.d, what);
+  if (m.pp) m.pp->abort(why);
+  if (m.dpg) m.dpg->abort(why);
+}
+
 Task<std::vector<train::StepStats>> Stage::train(std::int64_t n) {
+  std::exception_ptr e;
+  try {
+    co_return co_await run_steps(n);
+  } catch (...) {
+    e = std::current_exception();
+  }
+  fail_groups(e);
+  std::rethrow_exception(e);
+}
+
+Task<train::EvalStats> Stage::evaluate(std::int64_t limit) {
+  std::exception_ptr e;
+  try {
+    co_return co_await run_eval(limit);
+  } catch (...) {
+    e = std::current_exception();
+  }
+  fail_groups(e);
+  std::rethrow_exception(e);
+}
+
+Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
   auto& m = *impl_;
   if (!m.ready) throw UsageError("pipeline stage: train() before setup()");
   if (m.stream->steps_per_epoch() == 0)
@@ -371,7 +406,11 @@ Task<std::vector<train::StepStats>> Stage::train(std::int64_t n) {
           break;
         }
         case Op::REDUCE_GRAD:
-          if (m.dpg) pending.push_back(m.dpg->allreduce(m.grad_bufs.at(static_cast<std::size_t>(c)), coll::Op::avg));
+          if (m.dpg) {
+            const double t0 = now_us();
+            pending.push_back(m.dpg->allreduce(m.grad_bufs.at(static_cast<std::size_t>(c)), coll::Op::avg));
+            m.record("REDUCE_GRAD", -1, c, t0, t0);
+          }
           break;
         case Op::STEP: {
           const double t0 = now_us();
@@ -398,7 +437,7 @@ Task<std::vector<train::StepStats>> Stage::train(std::int64_t n) {
   co_return out;
 }
 
-Task<train::EvalStats> Stage::evaluate(std::int64_t limit) {
+Task<train::EvalStats> Stage::run_eval(std::int64_t limit) {
   auto& m = *impl_;
   if (!m.ready) throw UsageError("pipeline stage: evaluate() before setup()");
   const std::int64_t n = limit > 0 ? std::min(limit, m.test_set.size()) : m.test_set.size();

@@ -74,6 +74,7 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
       save();  // step 0: a failure before the first interval restarts from here
     }
   }
+  const std::int64_t first_step = step;
   std::vector<std::pair<std::int64_t, float>> losses;  // (step, loss)
   Progress last_eval;
   bool eval_at_end = false;
@@ -139,6 +140,7 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
       p.elapsed_s = duration<double>(steady_clock::now() - start).count();
       p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(samples) / p.elapsed_s : 0;
       p.recoveries = r.recoveries;
+      p.first_step = first_step;
       on_progress(p);
     }
   }

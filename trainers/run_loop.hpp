@@ -26,6 +26,7 @@ struct Progress {
   float test_loss = 0;
   int recoveries = 0;
   double bubble = -1;         ///< pipelines: the measured bubble over the chunk (-1: not a pipeline)
+  std::int64_t first_step = 0;  ///< where this run started (a resumed run: its checkpoint's step)
 };
 
 struct FitResult {

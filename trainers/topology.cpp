@@ -288,18 +288,23 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     try {
       if (pl.schedule.find(':') != std::string::npos) {
         auto sched = pipeline::parse(pl.schedule);
-        pipeline::check(sched);
+        // Sizes first: a stray action (F7 of 4 micro-batches, a chunk that
+        // does not exist) shows as a size that differs from [pipeline]'s.
         if (sched.stages != pl.stages || sched.microbatches != pl.microbatches || sched.virtual_stages != pl.virtual_stages)
           throw pipeline::ScheduleError(fmt::format("the written schedule has {} stages, {} micro-batches and {} virtual "
-                                                    "stages, but [pipeline] says {}, {} and {}",
+                                                    "stages (from the actions it names), but [pipeline] says {}, {} and {}",
                                                     sched.stages, sched.microbatches, sched.virtual_stages, pl.stages,
                                                     pl.microbatches, pl.virtual_stages));
+        pipeline::check(sched);
       } else {
         const auto kind = pipeline::parse_kind(pl.schedule);
         if (kind != pipeline::Kind::interleaved && pl.virtual_stages != 1)
           throw pipeline::ScheduleError(fmt::format("schedule \"{}\" runs one chunk per stage; virtual_stages = {} needs "
                                                     "schedule = \"interleaved\"",
                                                     pl.schedule, pl.virtual_stages));
+        if (kind == pipeline::Kind::interleaved && pl.virtual_stages < 2)
+          throw pipeline::ScheduleError("schedule \"interleaved\" needs virtual_stages = 2 or more (chunks per stage; "
+                                        "with 1 it is 1f1b)");
         pipeline::check(pipeline::generate(kind, pl.stages, pl.microbatches, pl.virtual_stages));
       }
     } catch (const pipeline::ScheduleError& e) {
@@ -324,7 +329,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   if (c.precision != "f32" && t.gpus <= 0)
     throw TopologyError(fmt::format("{}: key 'train.precision': {} needs GPU replicas (resources.gpus > 0); the host "
                                     "computes in f32",
-                                    path, c.precision));
+                                    t.where.count("train.precision") ? t.where["train.precision"] : path, c.precision));
   if (c.precision != "f32" && (c.dropout > 0 || c.layernorm))
     throw TopologyError(fmt::format("{}: key 'train.precision': {} takes linear layers and activations only (set "
                                     "model.dropout = 0 and model.layernorm = false)",

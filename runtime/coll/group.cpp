@@ -78,18 +78,21 @@ void Group::run() {
     // (a training step's buckets, a benchmark) then never pays a wake-up.
     // While device work is in flight, poll it until it finishes.
     // While transfers are in flight, poll them too; after a while without
-    // progress, nap briefly between polls so waiting stages leave the cores
-    // to compute.
+    // progress, nap between polls (50 us, 1 ms once nothing has moved for
+    // 20 ms) so waiting stages leave the cores to compute; new work wakes it.
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
     unsigned idle = 0;
+    std::chrono::steady_clock::time_point idle_since{};
     while (!has_work_.load(std::memory_order_acquire) &&
            (!inflight.empty() || !channels_.empty() || std::chrono::steady_clock::now() < until)) {
       complete_finished();
       if (!channels_.empty()) {
         idle = p2p_poll() ? 0 : idle + 1;
+        if (idle == 1) idle_since = std::chrono::steady_clock::now();
         if (idle > 256) {
+          const bool long_idle = std::chrono::steady_clock::now() - idle_since > std::chrono::milliseconds(20);
           std::unique_lock lock(mu_);
-          cv_.wait_for(lock, std::chrono::microseconds(50), [&]() { return has_work_.load(); });
+          cv_.wait_for(lock, std::chrono::microseconds(long_idle ? 1000 : 50), [&]() { return has_work_.load(); });
           continue;
         }
       }

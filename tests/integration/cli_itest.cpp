@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "tests/support/process.hpp"
 
@@ -86,6 +87,14 @@ TEST_CASE("troupe schedule prints a checked schedule, or refuses one naming the 
   // Fewer micro-batches than stages: the textbook formula does not apply, and the output says so.
   auto few = run_process({bin("troupe"), "schedule", "zb-h1", "--stages", "4", "--microbatches", "2", "--quiet"});
   CHECK_THAT(few.out, Catch::Contains("(textbook 0.333, which assumes micro-batches >= stages)"));
+  // interleaved without --virtual would be 1f1b: refused, saying so.
+  auto one_chunk = run_process({bin("troupe"), "schedule", "interleaved", "--stages", "2", "--microbatches", "4"});
+  CHECK(one_chunk.exit_code == 2);
+  CHECK_THAT(one_chunk.err, Catch::Contains("interleaved needs --virtual V"));
+  // --hybrid: the REDUCE_GRAD a hybrid run's stages do.
+  auto hybrid = run_process({bin("troupe"), "schedule", "1f1b", "--stages", "2", "--microbatches", "2", "--hybrid"});
+  CHECK(hybrid.exit_code == 0);
+  CHECK_THAT(hybrid.out, Catch::Contains("B1 REDUCE_GRAD STEP"));
   auto chunks = run_process({bin("troupe"), "schedule", "interleaved", "--stages", "2", "--microbatches", "4",
                              "--virtual", "2", "--quiet"});
   CHECK_THAT(chunks.out, Catch::Contains("peak live micro-batches (counted per chunk) per stage:"));
@@ -217,5 +226,54 @@ TEST_CASE("troupe run trains from a topology file: progress, metrics, plot; bad 
   CHECK(fs::exists(fs::path(moved) / "checkpoints" / "latest.troupeck"));
   CHECK(fs::exists(fs::path(moved) / "metrics.jsonl"));
   CHECK_FALSE(fs::exists(dir / "in-out"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("troupe run trains a pipeline: the split, the bubble, a trace; a bad option names its key", "[cli][pipeline]") {
+  namespace fs = std::filesystem;
+  const auto dir = fs::temp_directory_path() / ("troupe-run-pp-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto topology = [&](const std::string& name, const std::string& pipeline) {
+    const auto path = (dir / (name + ".toml")).string();
+    std::ofstream f(path);
+    f << "name = \"" << name << "\"\n[model]\nhidden = [32, 32, 32]\n[data]\ntrain_limit = 1024\neval_limit = 500\n"
+         "[train]\nstrategy = \"pipeline\"\nbatch = 16\nepochs = 1\nchunk_steps = 4\n"
+         "[optimizer]\nname = \"adamw\"\nlr = 0.001\n"
+         "[pipeline]\n" << pipeline << "\n"
+         "[output]\ndir = \"" << (dir / name).string() << "\"\n";
+    return path;
+  };
+  const auto ok = topology("ok", "stages = 2\nmicrobatches = 4\nschedule = \"zb-h1\"");
+  const auto trace = (dir / "trace.json").string();
+  auto r = run_process({bin("troupe"), "run", ok, "--trace", trace}, std::chrono::seconds(300));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::Contains("model stage 0 (stage 0): blocks [0, 1)") && Catch::Contains("bubble"));
+  CHECK_THAT(r.out, Catch::Contains("steps 16") && Catch::Contains("% measured, ") &&
+                        Catch::Contains("% in the schedule"));
+  std::ifstream in(trace);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK_THAT(text.str(), Catch::Contains("\"traceEvents\"") && Catch::Contains("\"name\":\"I0@0\"") &&
+                             Catch::Contains("\"cat\":\"transfer\""));
+  CHECK(fs::file_size(dir / "ok" / "plot.svg") > 500);
+  // Options that cannot work: exit 2, the file's line and the key, nothing written.
+  struct Bad {
+    std::string pipeline, want;
+  };
+  const std::vector<Bad> bad = {
+      {"stages = 2\nlayers = [[0, 2], [3, 4]]", ":17:10: key 'pipeline.layers': pipeline: layer range 1 is [3, 4)"},
+      {"stages = 8", ":16:10: key 'pipeline.stages': pipeline: the model has 4 blocks"},
+      {"stages = 2\nmicrobatches = 100", ":17:16: key 'pipeline.microbatches': pipeline: train_limit 1024"},
+  };
+  for (std::size_t i = 0; i < bad.size(); ++i) {
+    const auto path = topology("bad" + std::to_string(i), bad[i].pipeline);
+    auto b = run_process({bin("troupe"), "run", path}, std::chrono::seconds(60));
+    INFO(b.err);
+    CHECK(b.exit_code == 2);
+    CHECK_THAT(b.err, Catch::Contains(path + bad[i].want));
+    CHECK_FALSE(fs::exists(dir / ("bad" + std::to_string(i))));
+  }
   fs::remove_all(dir);
 }

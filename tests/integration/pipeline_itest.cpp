@@ -121,6 +121,47 @@ TEST_CASE("a stage killed with -9 mid-run: the pipeline is rebuilt from the chec
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("hybrid 2 x 2: a stage killed with -9 mid-run fails its neighbours and twins at once; the run recovers "
+          "bit-identical",
+          "[pipeline][process]") {
+  Runtime rt({.threads = 2});
+  auto cfg = small();
+  auto base = opts(true);
+  base.replicas = 2;
+  base.checkpoint_every = 8;
+  // Without the stages failing each other's groups, a survivor would wait
+  // out this timeout: the run must finish well inside it.
+  base.transfer_timeout_ms = 60000;
+  const auto clean_dir = fresh_dir("hybrid-clean");
+  auto clean = base;
+  clean.checkpoint_dir = clean_dir;
+  const auto want = pipeline::PipelineTrainer(rt, cfg, clean).fit();
+  REQUIRE(want.steps == 16);  // 2048 examples, 2 x 4 x 16 per step
+  const auto dir = fresh_dir("hybrid-killed");
+  auto o = base;
+  o.checkpoint_dir = dir;
+  std::thread killer;
+  bool killed = false;
+  o.after_chunk = [&](std::int64_t step, Mesh<pipeline::Stage>& stages) {
+    if (step == 12 && !killed) {
+      killed = true;
+      const int pid = pid_of(stages, 3);  // replica 1's last stage
+      killer = std::thread([pid]() { ::kill(pid, SIGKILL); });
+    }
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto got = pipeline::PipelineTrainer(rt, cfg, o).fit();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  if (killer.joinable()) killer.join();
+  CHECK(killed);
+  CHECK(got.recoveries == 1);
+  CHECK(got.param_hash == want.param_hash);
+  CHECK(got.losses == want.losses);
+  CHECK(took < std::chrono::milliseconds(base.transfer_timeout_ms));
+  std::filesystem::remove_all(clean_dir);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("a stage that dies or stops answering fails the run within a bounded time, naming it", "[pipeline][process]") {
   Runtime rt({.threads = 2});
   auto cfg = small();

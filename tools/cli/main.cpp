@@ -33,7 +33,7 @@ void usage(std::FILE* out) {
              "  run       train from a topology file (TOML): progress, metrics, plot\n"
              "            troupe run FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace F]\n"
              "  schedule  a pipeline schedule checked before launch: instruction lists, bubble, memory\n"
-             "            troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V]\n"
+             "            troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V] [--hybrid]\n"
              "            troupe schedule --file FILE   (one line of actions per stage)\n"
              "  help      this text\n");
 }
@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     const char* flags = nullptr;
     if (cmd == "run") flags = "FILE.toml [--address A] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace FILE]";
     else if (cmd == "schedule")
-      flags = "gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V] [--quiet], or --file FILE";
+      flags = "gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M [--virtual V] [--hybrid] [--quiet], or --file FILE";
     else if (cmd == "status" || cmd == "nodes" || cmd == "actors")
       flags = "[--address HOST:PORT] [--token T | --token-file F] [--json]";
     if (!flags) break;

@@ -117,6 +117,9 @@ int run_command(int argc, char** argv) {
       metrics.emplace(metrics_path, t.metrics, resuming);
     }
     metrics->write(p);
+    // After a recovery, steps since the checkpoint come again: they replace the plotted ones.
+    std::erase_if(plot.loss, [&](auto& pt) { return pt.first >= static_cast<double>(p.step); });
+    std::erase_if(plot.accuracy, [&](auto& pt) { return pt.first >= static_cast<double>(p.step); });
     plot.loss.emplace_back(static_cast<double>(p.step), p.loss);
     if (p.evaluated) plot.accuracy.emplace_back(static_cast<double>(p.step), p.test_accuracy);
     if (quiet) return;
@@ -141,11 +144,22 @@ int run_command(int argc, char** argv) {
   } else {
     auto po = t.pipeline_options();
     po.trace = trace;
+    // A pipeline option that cannot work points at its key, as parse errors do.
+    auto at_key = [&](const std::string& key, const char* what) {
+      auto w = t.where.find(key);
+      throw train::TopologyError(fmt::format("{}: key '{}': {}", w != t.where.end() ? w->second : file, key, what));
+    };
     auto trainer = [&]() {
       try {
         return pipeline::PipelineTrainer(rt, t.replica, po);
       } catch (const data::DataError& e) {
         key_error(e);
+        throw;
+      } catch (const pipeline::OptionError& e) {
+        at_key(e.key(), e.what());
+        throw;
+      } catch (const pipeline::ScheduleError& e) {
+        at_key("pipeline.schedule", e.what());
         throw;
       }
     }();
@@ -163,6 +177,10 @@ int run_command(int argc, char** argv) {
   }
   fmt::print(stderr, "metrics: {}\n", metrics_path);
   if (!result.checkpoint.empty()) fmt::print(stderr, "checkpoint: {}\n", result.checkpoint);
+  if (result.resumed_from >= 0 && result.resumed_from == result.steps)
+    fmt::print(stderr, "nothing to train: the checkpoint already holds the end of this run (step {}); --no-resume starts "
+                       "over, --epochs N trains on to N epochs\n",
+               result.steps);
   fmt::print("steps {}  test accuracy {:.4f}  test loss {:.4f}  {:.0f} samples/s  {:.1f} s{}{}{}\n", result.steps,
              result.accuracy, result.test_loss, result.samples_per_s, result.seconds, bubble,
              result.resumed_from >= 0 ? fmt::format("  (resumed from step {})", result.resumed_from) : "",

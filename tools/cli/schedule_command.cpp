@@ -31,7 +31,7 @@ int schedule_command(int argc, char** argv) {
   using namespace pipeline;
   std::string kind, file;
   int stages = 0, microbatches = 0, virt = 1;
-  bool quiet = false;
+  bool quiet = false, hybrid = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -43,6 +43,7 @@ int schedule_command(int argc, char** argv) {
     else if (a == "--virtual") virt = number(a, value(), 1, 16);
     else if (a == "--file") file = value();
     else if (a == "--quiet") quiet = true;
+    else if (a == "--hybrid") hybrid = true;
     else if (!a.empty() && a[0] == '-') throw UsageError(fmt::format("unknown option '{}'", a));
     else if (kind.empty()) kind = a;
     else throw UsageError(fmt::format("one schedule name, got '{}' and '{}'", kind, a));
@@ -50,8 +51,8 @@ int schedule_command(int argc, char** argv) {
   Schedule s;
   std::string title;
   if (!file.empty()) {
-    if (!kind.empty() || stages || microbatches || virt != 1)
-      throw UsageError("--file takes the schedule as written: no name, --stages, --microbatches or --virtual");
+    if (!kind.empty() || stages || microbatches || virt != 1 || hybrid)
+      throw UsageError("--file takes the schedule as written: no name, --stages, --microbatches, --virtual or --hybrid");
     std::ifstream in(file);
     if (!in) throw UsageError(fmt::format("{}: cannot read the schedule file: {}", file, std::strerror(errno)));
     std::stringstream text;
@@ -68,8 +69,10 @@ int schedule_command(int argc, char** argv) {
                                    !stages ? "--stages" : "--microbatches", kind));
     if (kind.empty() || !stages || !microbatches)
       throw UsageError("usage: troupe schedule gpipe|1f1b|interleaved|zb-h1 --stages K --microbatches M "
-                       "[--virtual V], or troupe schedule --file FILE");
-    s = generate(parse_kind(kind), stages, microbatches, virt);
+                       "[--virtual V] [--hybrid], or troupe schedule --file FILE");
+    if (parse_kind(kind) == Kind::interleaved && virt < 2)
+      throw UsageError("interleaved needs --virtual V, 2 or more chunks per stage (with 1 it is 1f1b)");
+    s = generate(parse_kind(kind), stages, microbatches, virt, hybrid);
     title = kind;
   }
   Report r;
