@@ -12,6 +12,7 @@
 
 #include "actors/compute/ops.hpp"
 #include "actors/nn/loss.hpp"
+#include "runtime/coll/create.hpp"
 #include "runtime/troupe.hpp"
 #include "trainers/data_parallel.hpp"
 #include "trainers/pipeline.hpp"
@@ -245,4 +246,34 @@ TEST_CASE("the split: explicit block ranges, balanced by parameters, and refusal
   CHECK(by_time.stage_blocks().size() == 2);
   cfg.clip_norm = 1;
   REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("clip_norm"));
+}
+
+TEST_CASE("neighbours built from different models are refused when the pipeline forms, naming both stages",
+          "[pipeline]") {
+  Runtime rt({.threads = 2});
+  auto stage_config = [](std::vector<std::int64_t> hidden) {
+    pipeline::StageConfig c;
+    c.train = small_model();
+    c.train.hidden = std::move(hidden);
+    c.train.accumulation = 2;
+    c.stages = 2;
+    c.schedule = pipeline::to_text(pipeline::generate(pipeline::Kind::one_f_one_b, 2, 2));
+    const auto blocks = pipeline::model_blocks(c.train);
+    c.block_bounds = {0, 1, static_cast<std::int64_t>(blocks.size())};
+    c.bounds = {0, blocks[1].first, blocks.back().second};
+    return c;
+  };
+  // Stage 0 gives 40 features; stage 1's model expects 30.
+  auto a = rt.spawn<pipeline::Stage>(stage_config({40, 36}));
+  auto b = rt.spawn<pipeline::Stage>(stage_config({30, 36}));
+  coll::GroupOptions g;
+  g.name = "pp";
+  g.timeout_ms = 20000;
+  coll::create_group(rt, std::vector<ActorRef<pipeline::Stage>>{a, b}, g);
+  auto ra = a.call(&pipeline::Stage::setup);
+  auto rb = b.call(&pipeline::Stage::setup);
+  CHECK_THAT(ra.get(std::chrono::seconds(30)), Catch::Contains("stage 0: model stage 0 = blocks [0, 1)"));
+  REQUIRE_THROWS_WITH(rb.get(std::chrono::seconds(30)),
+                      Catch::Contains("stage 1 (model stage 1) takes 30 features of f32 from model stage 0, but "
+                                      "stage 0 (model stage 0) gives 40 features of f32"));
 }
