@@ -1,5 +1,9 @@
 #include "actors/training.hpp"
 
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "actors/compute/stream.hpp"
@@ -93,9 +97,27 @@ std::uint64_t micro_seed(const TrainConfig& cfg, std::int64_t step, int micro, s
          (static_cast<std::uint64_t>(micro) << 8) ^ dp_rank;
 }
 
+namespace {
+// Workers of one process (replicas or stages in it, a test's runs) share one
+// decoded copy of each data set: decoding 60,000 images costs far more than
+// sharing them (tensors are immutable here; a train_limit makes its own copy).
+data::Dataset cached(const std::string& dir, data::Split split) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, int>, data::Dataset> cache;
+  const std::pair<std::string, int> key{dir, static_cast<int>(split)};
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  data::Dataset d = data::load_fashion_mnist(dir, split);
+  std::lock_guard lock(mu);
+  return cache.emplace(key, std::move(d)).first->second;
+}
+}  // namespace
+
 data::Dataset load_train(const TrainConfig& cfg) {
   const std::string dir = cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir;
-  data::Dataset d = data::load_fashion_mnist(dir, data::Split::train);
+  data::Dataset d = cached(dir, data::Split::train);
   if (cfg.train_limit > 0 && cfg.train_limit < d.size()) {
     d.images = d.images.narrow(0, cfg.train_limit).clone();  // a copy: the rest of the set is freed
     d.labels = d.labels.narrow(0, cfg.train_limit).clone();
@@ -104,7 +126,7 @@ data::Dataset load_train(const TrainConfig& cfg) {
 }
 
 data::Dataset load_test(const TrainConfig& cfg) {
-  return data::load_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, data::Split::test);
+  return cached(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, data::Split::test);
 }
 
 DataStream::DataStream(const data::Dataset& train, const TrainConfig& cfg, std::uint32_t world, std::uint32_t rank)
