@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "runtime/coll/types.hpp"
 #include "runtime/device.hpp"
 #include "runtime/errors.hpp"
 #include "trainers/detail/mesh_calls.hpp"
@@ -84,10 +85,11 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
   while (step < total) {
     const std::int64_t epoch_end = (step / per_epoch + 1) * per_epoch;
     const std::int64_t n = std::min({o.chunk_steps, total - step, epoch_end - step});
-    std::vector<StepStats> chunk;
-    try {
-      chunk = job.train(n);
-    } catch (const std::exception& e) {
+    // A worker that fails (dies, or its group fails) while the chunk trains,
+    // or dies while the chunk's parameters are checked, evaluated or saved:
+    // bring every worker back to the last checkpoint in new groups, and go
+    // on from there.
+    auto recover = [&](const std::exception& e) {
       failures.push_back(fmt::format("step {}: {}", step, e.what()));
       if (ckpt.empty())
         throw Error(fmt::format("{}: training failed at step {} of {}: {} (no checkpoint directory: nothing "
@@ -95,40 +97,56 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
                                 o.what, step, total, e.what()));
       if (o.max_failures >= 0 && r.recoveries >= o.max_failures)
         throw Error(budget_spent(o.what, failures, o.max_failures, reached, total, last_ckpt, ckpt));
-      // A worker died (or its group failed): bring every worker back to the
-      // last checkpoint in new groups, and go on from there.
       ++r.recoveries;
       job.wait_alive(seconds(120));
       job.form();
       step = job.load(ckpt);
       std::erase_if(losses, [&](auto& l) { return l.first > step; });
+    };
+    std::vector<StepStats> chunk;
+    try {
+      chunk = job.train(n);
+    } catch (const std::exception& e) {
+      recover(e);
+      continue;
+    }
+    Progress p;
+    const std::int64_t before = step;
+    try {
+      step = before + n;
+      reached = std::max(reached, step);
+      r.param_hash = job.check_params(step);
+      const bool epoch_done = step % per_epoch == 0;
+      if (epoch_done && o.eval_each_epoch) {
+        auto e = job.evaluate(o.eval_limit);
+        p.evaluated = true;
+        p.test_accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
+        p.test_loss = e.loss;
+        eval_at_end = step == total;
+        last_eval = p;
+      }
+      if (!ckpt.empty() &&
+          (epoch_done || step == total || (o.checkpoint_every > 0 && step - last_ckpt >= o.checkpoint_every)))
+        save();
+    } catch (const ActorDied& e) {
+      step = before;
+      recover(e);
+      continue;
+    } catch (const coll::CollectiveError& e) {
+      step = before;
+      recover(e);
       continue;
     }
     for (std::int64_t k = 0; k < n; ++k) {
       const auto& s = chunk.at(static_cast<std::size_t>(k));
-      losses.emplace_back(step + k + 1, s.loss);
+      losses.emplace_back(before + k + 1, s.loss);
       samples += s.samples;
     }
-    Progress p;
     p.bubble = job.bubble(chunk);
     for (const auto& s : chunk) {
       busy += s.busy_s;
       capacity += s.wall_s;
     }
-    step += n;
-    reached = std::max(reached, step);
-    r.param_hash = job.check_params(step);
-    const bool epoch_done = step % per_epoch == 0;
-    if (epoch_done && o.eval_each_epoch) {
-      auto e = job.evaluate(o.eval_limit);
-      p.evaluated = true;
-      p.test_accuracy = e.total ? static_cast<double>(e.correct) / static_cast<double>(e.total) : 0;
-      p.test_loss = e.loss;
-      eval_at_end = step == total;
-      last_eval = p;
-    }
-    if (!ckpt.empty() && (epoch_done || step == total || (o.checkpoint_every > 0 && step - last_ckpt >= o.checkpoint_every)))
-      save();
     job.after_chunk(step);
     if (on_progress) {
       const auto& last = chunk.back();
