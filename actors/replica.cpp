@@ -268,17 +268,9 @@ std::int64_t Replica::load(std::string path) {
   auto& m = *impl_;
   if (!m.group) throw UsageError("replica: load() before setup()");
   const ckpt::Checkpoint c = ckpt::load(path);
-  auto get = [&](const std::string& key) {
-    auto it = c.meta.find(key);
-    if (it == c.meta.end()) throw ckpt::CheckpointError(fmt::format("{}: not a data-parallel checkpoint (no '{}')", path, key));
-    return it->second;
-  };
-  if (get("kind") != "troupe.dp.replica")
-    throw ckpt::CheckpointError(fmt::format("{}: a '{}' checkpoint, not a data-parallel replica's", path, get("kind")));
-  for (auto& [key, want] : m.identity())
-    if (get(key) != want)
-      throw ckpt::CheckpointError(
-          fmt::format("{}: written with {} = {}, but this run has {} = {}", path, key, get(key), key, want));
+  const std::string what = "a data-parallel replica";
+  c.check("troupe.dp.replica", m.identity(), path, what);
+  auto get = [&](const std::string& key) { return c.require(key, path, what); };
   ckpt::restore(c, m.model, m.opt.get());  // checks every tensor before it changes anything
   m.step = std::stoll(get("step"));
   m.stream().seek(std::stoll(get("epoch")), std::stoll(get("batches_used")));

@@ -154,19 +154,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
   DpJob job(rt_, cfg_, opts_, std::move(mesh), std::move(g));
-  train::LoopOptions lo;
-  lo.what = "data parallel";
-  lo.epochs = cfg_.epochs;
-  lo.chunk_steps = opts_.chunk_steps;
-  lo.eval_limit = opts_.eval_limit;
-  lo.eval_each_epoch = opts_.eval_each_epoch;
-  lo.checkpoint = checkpoint_path();
-  lo.checkpoint_every = opts_.checkpoint_every;
-  lo.resume = opts_.resume;
-  lo.max_failures = opts_.max_failures;
-  lo.warmup_steps = cfg_.warmup_steps;
-  lo.lr = cfg_.lr;
-  return train::run(job, lo, on_progress);
+  return train::run(job, train::loop_options("data parallel", cfg_, opts_, checkpoint_path()), on_progress);
 }
 
 }  // namespace troupe::dp

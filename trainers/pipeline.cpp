@@ -4,23 +4,16 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <limits>
-#include <map>
-#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "actors/ckpt/checkpoint.hpp"
-#include "actors/compute/ops.hpp"
-#include "actors/compute/stream.hpp"
-#include "actors/nn/loss.hpp"
 #include "runtime/coll/create.hpp"
 #include "runtime/device.hpp"
 #include "trainers/detail/mesh_calls.hpp"
+#include "trainers/detail/pipeline_detail.hpp"
 #include "trainers/detail/schedule_layout.hpp"
 
 namespace troupe::pipeline {
@@ -30,150 +23,17 @@ using compute::Tensor;
 using train::EvalStats;
 using train::StepStats;
 
-const char* split_name(Split s) noexcept {
-  switch (s) {
-    case Split::explicit_ranges: return "layers";
-    case Split::params: return "params";
-    case Split::time: return "time";
-  }
-  return "?";
-}
-
-Split parse_split(std::string_view text) {
-  if (text == "params") return Split::params;
-  if (text == "time") return Split::time;
-  throw UsageError(fmt::format("split '{}': expected \"params\" (balance parameter counts) or \"time\" (balance measured "
-                               "forward + backward time)",
-                               text));
-}
-
-std::vector<std::pair<std::int64_t, std::int64_t>> model_blocks(const train::TrainConfig& cfg) {
-  const std::int64_t per_hidden = 2 + (cfg.layernorm ? 1 : 0) + (cfg.dropout > 0 ? 1 : 0);
-  std::vector<std::pair<std::int64_t, std::int64_t>> out;
-  std::int64_t at = 0;
-  for (std::size_t i = 0; i < cfg.hidden.size(); ++i, at += per_hidden) out.emplace_back(at, at + per_hidden);
-  out.emplace_back(at, at + 1);  // the output layer
-  return out;
-}
-
-std::vector<std::int64_t> balance(const std::vector<double>& costs, int parts) {
-  const auto n = static_cast<int>(costs.size());
-  if (parts < 1) throw UsageError("balance: at least one part");
-  if (n < parts)
-    throw UsageError(fmt::format("the model has {} blocks (hidden layers and the output layer), fewer than the {} model "
-                                 "stages asked for: use fewer stages (or virtual stages), or a deeper model",
-                                 n, parts));
-  // best[p][i]: the smallest largest part when the first i blocks make p parts.
-  std::vector<double> prefix(static_cast<std::size_t>(n) + 1, 0);
-  for (int i = 0; i < n; ++i) prefix[static_cast<std::size_t>(i) + 1] = prefix[static_cast<std::size_t>(i)] + costs[static_cast<std::size_t>(i)];
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<std::vector<double>> best(static_cast<std::size_t>(parts) + 1, std::vector<double>(static_cast<std::size_t>(n) + 1, inf));
-  std::vector<std::vector<int>> cut(static_cast<std::size_t>(parts) + 1, std::vector<int>(static_cast<std::size_t>(n) + 1, 0));
-  best[0][0] = 0;
-  for (int p = 1; p <= parts; ++p)
-    for (int i = p; i <= n; ++i)
-      for (int j = p - 1; j < i; ++j) {
-        const double v = std::max(best[static_cast<std::size_t>(p) - 1][static_cast<std::size_t>(j)],
-                                  prefix[static_cast<std::size_t>(i)] - prefix[static_cast<std::size_t>(j)]);
-        if (v < best[static_cast<std::size_t>(p)][static_cast<std::size_t>(i)]) {
-          best[static_cast<std::size_t>(p)][static_cast<std::size_t>(i)] = v;
-          cut[static_cast<std::size_t>(p)][static_cast<std::size_t>(i)] = j;
-        }
-      }
-  std::vector<std::int64_t> bounds(static_cast<std::size_t>(parts) + 1);
-  bounds[static_cast<std::size_t>(parts)] = n;
-  for (int p = parts, i = n; p > 0; --p) {
-    i = cut[static_cast<std::size_t>(p)][static_cast<std::size_t>(i)];
-    bounds[static_cast<std::size_t>(p) - 1] = i;
-  }
-  return bounds;
-}
-
 namespace {
 
-// Forward + backward time of each block on one micro-batch, in this process
-// (the median of a few runs after a warm-up).
-std::vector<double> measure_blocks(const train::TrainConfig& cfg, const std::vector<std::pair<std::int64_t, std::int64_t>>& blocks) {
-  compute::set_num_threads(cfg.threads);
-  nn::Model whole = train::make_model(cfg);
-  std::vector<double> out;
-  Tensor x = Tensor::zeros({cfg.batch, cfg.inputs});
-  {
-    auto v = x.to_vector();
-    for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f;
-    x = Tensor::from(v, {cfg.batch, cfg.inputs});
-  }
-  for (auto [b, e] : blocks) {
-    const bool first = b == 0;  // the first stage computes no input gradient for it
-    nn::Model part = whole.slice(static_cast<std::size_t>(b), static_cast<std::size_t>(e));
-    nn::Tape tape;
-    std::vector<double> runs;
-    Tensor y;
-    for (int k = 0; k < 5; ++k) {
-      const auto t0 = std::chrono::steady_clock::now();
-      y = part.forward(x, tape, {true, 1});
-      Tensor dy = y.clone();
-      part.backward(dy, tape, {}, !first);
-      runs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(runs.begin(), runs.end());
-    out.push_back(runs[runs.size() / 2]);
-    x = y.clone();
+// "a,b,c" -> {"a", "b", "c"} (the manifest's lists).
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0, next; at <= text.size(); at = next + 1) {
+    next = text.find(',', at);
+    if (next == std::string::npos) next = text.size();
+    out.push_back(text.substr(at, next - at));
   }
   return out;
-}
-
-std::string span_name(const StageSpan& s) {
-  if (s.mb < 0) return s.what;
-  return fmt::format("{}{}@{}", s.what, s.mb, s.chunk);
-}
-
-// A Chrome trace (Perfetto opens it): one process per pipeline replica, one
-// track per stage, a flow arrow from each forward (backward) to the next
-// (previous) model stage's pass of the same micro-batch.
-void write_trace(const std::string& path, const std::vector<std::vector<StageSpan>>& by_actor, int K, int v) {
-  fs::create_directories(fs::absolute(fs::path(path)).parent_path());
-  std::ofstream out(path);
-  if (!out) throw Error(fmt::format("pipeline: cannot write the trace to {}", path));
-  const detail::Layout lay{K, v};
-  out << "{\"displayTimeUnit\":\"us\",\"traceEvents\":[\n";
-  bool first = true;
-  auto emit = [&](const std::string& ev) {
-    out << (first ? "" : ",\n") << ev;
-    first = false;
-  };
-  double origin = std::numeric_limits<double>::infinity();
-  for (auto& spans : by_actor)
-    for (auto& s : spans) origin = std::min(origin, s.start_us);
-  // (replica, step, mb, model stage, pass) -> span, for the flows.
-  std::map<std::tuple<std::size_t, std::int64_t, int, int, char>, const StageSpan*> pass;
-  for (std::size_t a = 0; a < by_actor.size(); ++a) {
-    const std::size_t d = a / static_cast<std::size_t>(K), r = a % static_cast<std::size_t>(K);
-    emit(fmt::format(R"({{"ph":"M","name":"thread_name","pid":{},"tid":{},"args":{{"name":"stage {}"}}}})", d, r, r));
-    if (r == 0) emit(fmt::format(R"({{"ph":"M","name":"process_name","pid":{},"args":{{"name":"pipeline replica {}"}}}})", d, d));
-    for (auto& s : by_actor[a]) {
-      emit(fmt::format(R"({{"ph":"X","name":"{}","cat":"{}","pid":{},"tid":{},"ts":{:.1f},"dur":{:.1f},"args":{{"step":{},"mb":{},"chunk":{}}}}})",
-                       span_name(s), s.what, d, r, s.start_us - origin, std::max(0.0, s.end_us - s.start_us), s.step, s.mb,
-                       s.chunk));
-      if (s.mb >= 0 && (s.what == "F" || s.what == "B" || s.what == "I"))
-        pass[{d, s.step, s.mb, lay.stage(static_cast<int>(r), s.chunk), s.what == "F" ? 'F' : 'B'}] = &s;
-    }
-  }
-  std::uint64_t id = 0;
-  for (auto& [key, s] : pass) {
-    auto [d, step, mb, stage, kind] = key;
-    const int to = kind == 'F' ? stage + 1 : stage - 1;
-    auto it = pass.find({d, step, mb, to, kind});
-    if (it == pass.end() || lay.place(to).actor == lay.place(stage).actor) continue;
-    const auto from_tid = lay.place(stage).actor, to_tid = lay.place(to).actor;
-    ++id;
-    emit(fmt::format(R"({{"ph":"s","name":"{}","cat":"transfer","id":{},"pid":{},"tid":{},"ts":{:.1f}}})",
-                     kind == 'F' ? "activation" : "gradient", id, d, from_tid, s->end_us - origin));
-    emit(fmt::format(R"({{"ph":"f","bp":"e","name":"{}","cat":"transfer","id":{},"pid":{},"tid":{},"ts":{:.1f}}})",
-                     kind == 'F' ? "activation" : "gradient", id, d, to_tid, it->second->start_us - origin));
-  }
-  out << "\n]}\n";
-  if (!out) throw Error(fmt::format("pipeline: writing the trace to {} failed", path));
 }
 
 // The pipeline as the run loop drives it.
@@ -220,7 +80,7 @@ class PipelineJob final : public train::Job {
     const detail::Layout lay{cfg_.stages, cfg_.virtual_stages};
     const auto last_actor = static_cast<std::size_t>(lay.place(lay.S() - 1).actor);
     std::vector<StepStats> out(static_cast<std::size_t>(n));
-    peak_.assign(per.size(), 0);
+    peak_.resize(per.size(), 0);  // the most over the run
     for (std::size_t k = 0; k < out.size(); ++k) {
       double loss = 0, wall = 0;
       for (std::size_t a = 0; a < per.size(); ++a) {
@@ -288,33 +148,17 @@ class PipelineJob final : public train::Job {
   }
   std::int64_t load(const std::string& path) override {
     const ckpt::Checkpoint manifest = ckpt::load(path);
-    auto get = [&](const std::string& key) {
-      auto it = manifest.meta.find(key);
-      if (it == manifest.meta.end())
-        throw ckpt::CheckpointError(fmt::format("{}: not a pipeline checkpoint (no '{}')", path, key));
-      return it->second;
-    };
-    if (get("kind") != "troupe.pipeline")
-      throw ckpt::CheckpointError(fmt::format("{}: a '{}' checkpoint, not a pipeline's", path, get("kind")));
     const auto K = static_cast<std::size_t>(cfg_.stages);
-    if (get("stages") != std::to_string(K))
-      throw ckpt::CheckpointError(
-          fmt::format("{}: written by a pipeline of {} stages, but this run has {}", path, get("stages"), K));
-    std::vector<std::string> files;
-    for (std::size_t at = 0, next; at <= get("files").size(); at = next + 1) {
-      next = get("files").find(',', at);
-      if (next == std::string::npos) next = get("files").size();
-      files.push_back(get("files").substr(at, next - at));
-    }
+    manifest.check("troupe.pipeline", {}, path, "a pipeline");
+    if (manifest.require("stages", path, "a pipeline") != std::to_string(K))
+      throw ckpt::CheckpointError(fmt::format("{}: written by a pipeline of {} stages, but this run has {}", path,
+                                              manifest.meta.at("stages"), K));
+    const auto files = split_list(manifest.require("files", path, "a pipeline"));
     if (files.size() != K) throw ckpt::CheckpointError(fmt::format("{}: names {} stage files for {} stages", path, files.size(), K));
     const fs::path dir = fs::path(path).parent_path();
+    std::size_t a = 0;  // call_all calls the members in mesh order: replica d's stage r is member d * K + r
     auto steps = train::detail::call_all<std::int64_t>(
-        mesh_, [&](auto& m) {
-          std::size_t a = 0;
-          while (mesh_[a].id() != m.id()) ++a;
-          return m.call(&Stage::load, (dir / files[a % K]).string());
-        },
-        kLimit);
+        mesh_, [&](auto& m) { return m.call(&Stage::load, (dir / files[a++ % K]).string()); }, kLimit);
     return steps.at(0);
   }
   void wait_alive(std::chrono::seconds limit) override {
@@ -333,7 +177,7 @@ class PipelineJob final : public train::Job {
   }
   void trace(const std::string& path) {
     auto spans = train::detail::call_all<std::vector<StageSpan>>(mesh_, [](auto& m) { return m.call(&Stage::timeline); }, kLimit);
-    write_trace(path, spans, cfg_.stages, cfg_.virtual_stages);
+    detail::write_trace(path, spans, cfg_.stages, cfg_.virtual_stages);
   }
   const std::vector<std::string>& held() const { return held_; }
   const std::vector<std::int64_t>& peak() const { return peak_; }
@@ -450,7 +294,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   } else {
     std::vector<double> costs;
     if (o.split == Split::time) {
-      costs = measure_blocks(cfg, blocks);
+      costs = detail::measure_blocks(cfg, blocks);
     } else {
       nn::Model m = train::make_model(cfg);
       for (auto [b, e] : blocks) {
@@ -473,11 +317,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
         const auto manifest = ckpt::load(ckpt);
         if (auto it = manifest.meta.find("blocks"); it != manifest.meta.end()) {
           std::vector<std::int64_t> saved;
-          for (std::size_t at = 0, next; at < it->second.size(); at = next + 1) {
-            next = it->second.find(',', at);
-            if (next == std::string::npos) next = it->second.size();
-            saved.push_back(std::stoll(it->second.substr(at, next - at)));
-          }
+          for (const auto& b : split_list(it->second)) saved.push_back(std::stoll(b));
           if (saved.size() == cut.size() && saved.front() == 0 && saved.back() == cut.back()) cut = saved;
         }
       } catch (const std::exception&) {
@@ -538,19 +378,7 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
     }
   }();
   PipelineJob job(rt_, cfg_, opts_, std::move(mesh));
-  train::LoopOptions lo;
-  lo.what = "pipeline";
-  lo.epochs = cfg_.train.epochs;
-  lo.chunk_steps = opts_.chunk_steps;
-  lo.eval_limit = opts_.eval_limit;
-  lo.eval_each_epoch = opts_.eval_each_epoch;
-  lo.checkpoint = checkpoint_path();
-  lo.checkpoint_every = opts_.checkpoint_every;
-  lo.resume = opts_.resume;
-  lo.max_failures = opts_.max_failures;
-  lo.warmup_steps = cfg_.train.warmup_steps;
-  lo.lr = cfg_.train.lr;
-  auto r = train::run(job, lo, on_progress);
+  auto r = train::run(job, train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path()), on_progress);
   r.peak_activations = job.peak();
   if (!opts_.trace.empty()) job.trace(opts_.trace);
   return r;

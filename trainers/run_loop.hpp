@@ -87,6 +87,26 @@ struct LoopOptions {
   float lr = 0;
 };
 
+/// The loop's options from a strategy's: `what` names it in errors, `o` is
+/// any options struct with the shared keys (chunk_steps, eval_limit,
+/// eval_each_epoch, checkpoint_every, resume, max_failures).
+template <class Options>
+LoopOptions loop_options(std::string what, const TrainConfig& cfg, const Options& o, std::string checkpoint) {
+  LoopOptions lo;
+  lo.what = std::move(what);
+  lo.epochs = cfg.epochs;
+  lo.chunk_steps = o.chunk_steps;
+  lo.eval_limit = o.eval_limit;
+  lo.eval_each_epoch = o.eval_each_epoch;
+  lo.checkpoint = std::move(checkpoint);
+  lo.checkpoint_every = o.checkpoint_every;
+  lo.resume = o.resume;
+  lo.max_failures = o.max_failures;
+  lo.warmup_steps = cfg.warmup_steps;
+  lo.lr = cfg.lr;
+  return lo;
+}
+
 /// Runs the job to the end (see the file comment); on_progress after every chunk.
 FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Progress&)>& on_progress = {});
 

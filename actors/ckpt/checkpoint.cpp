@@ -217,6 +217,22 @@ Checkpoint load(const std::string& path) {
   return c;
 }
 
+const std::string& Checkpoint::require(const std::string& key, const std::string& path, const std::string& what) const {
+  auto it = meta.find(key);
+  if (it == meta.end()) throw CheckpointError(fmt::format("{}: not {}'s checkpoint (no '{}')", path, what, key));
+  return it->second;
+}
+
+void Checkpoint::check(const std::string& kind, const std::map<std::string, std::string>& identity,
+                       const std::string& path, const std::string& what) const {
+  if (require("kind", path, what) != kind)
+    throw CheckpointError(fmt::format("{}: a '{}' checkpoint, not {}'s", path, meta.at("kind"), what));
+  for (auto& [key, want] : identity)
+    if (require(key, path, what) != want)
+      throw CheckpointError(
+          fmt::format("{}: written with {} = {}, but this run has {} = {}", path, key, meta.at(key), key, want));
+}
+
 Checkpoint snapshot(nn::Model& model, optim::Optimizer* opt, std::map<std::string, std::string> meta) {
   return snapshot(model.params(), opt, std::move(meta));
 }

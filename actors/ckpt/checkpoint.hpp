@@ -34,6 +34,12 @@ struct Checkpoint {
   std::map<std::string, std::string> meta;
   std::vector<std::pair<std::string, Tensor>> tensors;  ///< host tensors after load
   const Tensor* find(const std::string& name) const;
+  /// meta[key]; CheckpointError "<path>: not <what>'s checkpoint (no '<key>')" without it.
+  const std::string& require(const std::string& key, const std::string& path, const std::string& what) const;
+  /// Checks meta["kind"] is `kind` and every identity entry matches, naming
+  /// what differs ("written with replicas = 2, but this run has replicas = 4").
+  void check(const std::string& kind, const std::map<std::string, std::string>& identity, const std::string& path,
+             const std::string& what) const;
 };
 
 void save(const std::string& path, const Checkpoint& c);

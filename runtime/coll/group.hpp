@@ -225,6 +225,8 @@ class Group : public std::enable_shared_from_this<Group> {
   // Group's thread only: transfers in flight, per channel (peer, tag, direction), oldest first.
   std::map<std::tuple<std::uint32_t, std::uint32_t, bool>, std::deque<std::pair<Transfer*, std::shared_ptr<P2PBatch>>>>
       channels_;
+  std::vector<Transfer*> p2p_heads_;       // p2p_poll's, reused
+  std::vector<std::size_t> p2p_before_;
   std::atomic<bool> cancel_{false};  // stops a join still waiting for peers
   std::atomic<bool> has_work_{false};  // lets the group's thread poll without the lock
   std::thread thread_;

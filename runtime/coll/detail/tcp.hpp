@@ -19,6 +19,11 @@
 
 namespace troupe::coll {
 
+namespace tcp_detail {
+constexpr std::uint32_t kMagic = 0x74726370;  // "trcp"
+constexpr std::uint32_t kAbort = 0xdead;     // a header kind: the reason follows
+}  // namespace tcp_detail
+
 class TcpGroup final : public Backend {
  public:
   TcpGroup(const GroupSpec& spec, const std::atomic<bool>* cancel);
@@ -90,8 +95,22 @@ class TcpGroup final : public Backend {
     std::vector<std::pair<std::uint32_t, std::uint64_t>> inbox_desc[kP2PTags];  // their dtype and count
   };
   std::vector<PeerP2P> p2p_;
+  std::vector<char> p2p_read_;  // p2p_progress: the peers to read from (reused: it runs in a tight loop)
   void p2p_read(std::uint32_t peer, std::span<Transfer* const> heads);
   void p2p_take(Transfer& t, std::uint32_t dtype, std::uint64_t count);
+};
+
+/// Every message starts with one (the operation's descriptor and the bytes that follow).
+struct TcpGroup::Header {
+  std::uint32_t magic;
+  std::uint32_t kind;
+  std::uint64_t seq;
+  std::uint32_t dtype;
+  std::uint32_t op;
+  std::uint64_t count;
+  std::int32_t root;
+  std::uint32_t from;
+  std::uint64_t len;
 };
 
 }  // namespace troupe::coll
