@@ -208,9 +208,6 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   if (o.chunk_steps < 1) throw UsageError("pipeline: chunk_steps must be at least 1");
   if (o.max_failures < -1)
     throw UsageError(fmt::format("pipeline: max_failures {}: at least 0, or -1 for no limit", o.max_failures));
-  if (cfg.clip_norm > 0)
-    throw UsageError("pipeline: clip_norm ([optimizer] clip_norm) is not supported with pipelines yet: the norm spans "
-                     "every stage; set it to 0");
   if (cfg.accumulation != 1 && cfg.accumulation != o.microbatches)
     throw UsageError(fmt::format("pipeline: accumulation {} with {} micro-batches: a pipeline accumulates over its "
                                  "micro-batches ([pipeline] microbatches); leave accumulation at 1",
@@ -266,6 +263,17 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
       schedule_ = generate(kind, o.stages, o.microbatches, o.virtual_stages, o.replicas > 1);
     }
     report_ = check(schedule_);
+    // On a GPU the stages pass activations over a device group, which takes a
+    // pair's transfers in the order they are posted (check_ordered).
+    if (cfg.device != "cpu") {
+      try {
+        check_ordered(schedule_);
+      } catch (const ScheduleError& e) {
+        throw ScheduleError(fmt::format("{} (device = \"{}\"; on a GPU use gpipe, 1f1b or zb-h1, or write a schedule "
+                                        "whose transfers both sides post in the same order)",
+                                        e.what(), cfg.device));
+      }
+    }
   }
   // The split: blocks per model stage.
   const auto blocks = model_blocks(cfg);
@@ -330,6 +338,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   cfg_.stages = o.stages;
   cfg_.virtual_stages = o.virtual_stages;
   cfg_.replicas = o.replicas;
+  cfg_.batch_transfers = o.batch_transfers;
   cfg_.schedule = to_text(schedule_);
   cfg_.block_bounds = cut;
   for (auto b : cut)

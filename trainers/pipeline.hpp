@@ -57,7 +57,8 @@ struct StageConfig {
   std::string schedule;              ///< the checked schedule's text (to_text), one line per actor
   std::vector<std::int64_t> bounds;  ///< model-layer index where each model stage starts, plus the end (K*v + 1 values)
   std::vector<std::int64_t> block_bounds;  ///< the same in blocks (reports and checkpoints)
-  TROUPE_FIELDS(train, stages, virtual_stages, replicas, schedule, bounds, block_bounds)
+  bool batch_transfers = false;            ///< PipelineOptions::batch_transfers
+  TROUPE_FIELDS(train, stages, virtual_stages, replicas, schedule, bounds, block_bounds, batch_transfers)
 };
 
 /// A span of a stage's timeline: what it did, for which micro-batch and chunk, when.
@@ -130,6 +131,11 @@ struct PipelineOptions {
   std::vector<std::pair<std::int64_t, std::int64_t>> layers;
   Split split = Split::params;
   bool processes = true;  ///< each stage in a worker process (else in this process)
+  /// Post each run of consecutive transfers of a stage's list as one batch
+  /// (Megatron's batch_p2p_comm). Device groups always do: they take a pair's
+  /// transfers in posted order (pipeline::check_ordered); host groups move
+  /// each transfer alone by default.
+  bool batch_transfers = false;
   std::int64_t chunk_steps = 50;
   std::int64_t eval_limit = 0;
   bool eval_each_epoch = true;

@@ -59,7 +59,14 @@ Task<std::string> Stage::setup() {
     m.dpg = coll::group("pp_dp");
     m.d = m.dpg->rank();
   }
-  m.actions = parse(m.cfg.schedule).actions.at(m.r);
+  {
+    const Schedule sched = parse(m.cfg.schedule);
+    m.actions = sched.actions.at(m.r);
+    // A device group takes a pair's transfers in posted order: post each run
+    // of transfers as one batch, in the order both ends agree on.
+    m.comm_groups.clear();
+    if (m.pp->p2p_in_order() || m.cfg.batch_transfers) m.comm_groups = transfer_groups(sched).at(m.r);
+  }
   m.stream = std::make_unique<train::DataStream>(m.train_set, m.cfg.train, static_cast<std::uint32_t>(m.cfg.replicas), m.d);
   // Take this actor's chunks (fresh from the seed: a rebuilt stage restores a checkpoint next).
   const nn::Model whole = train::make_model(m.cfg.train);

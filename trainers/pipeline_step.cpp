@@ -2,6 +2,7 @@
 // optimizer step; and the pipelined evaluation (pipeline_stage.cpp has the
 // rest of the actor).
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -65,26 +66,76 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
       }
       ref = Ref<void>();
     };
-    for (const Action& a : m.actions) {
-      const int c = a.chunk, mb = a.mb, s = a.mb >= 0 || a.op == Op::REDUCE_GRAD ? m.model_stage(a.chunk) : 0;
-      const std::size_t i = mb >= 0 ? idx(c, mb) : 0;
+    // Clips the gradients by the norm over the whole model, as one process
+    // does (optim::clip_grad_norm): the running sum of squares goes along the
+    // model stages in order, so the same float gathers every parameter in the
+    // same order; the last model stage's actor then gives it to all.
+    auto clip = [&]() -> Task<void> {
+      Tensor total = Tensor::zeros({1}, compute::DType::f32, m.dev);
+      const int S = m.lay.S();
+      for (int c = 0; c < v; ++c) {
+        const int s = m.model_stage(c);
+        if (m.lay.remote(s, -1)) co_await m.pp->recv(view(total), m.actor_of(s - 1), kTagEval);
+        for (auto* p : m.chunks[static_cast<std::size_t>(c)].params())
+          if (p->grad_valid) compute::sum_squares(p->grad, total);
+        if (m.lay.remote(s, +1)) co_await m.pp->send(cview(total), m.actor_of(s + 1), kTagEval);
+      }
+      if (m.pp->size() > 1) co_await m.pp->broadcast(view(total), m.actor_of(S - 1));
+      const float factor = optim::clip_factor(std::sqrt(total.item()), m.cfg.train.clip_norm);
+      if (factor < 1.0f)
+        for (auto* p : all_params)
+          if (p->grad_valid) compute::scale_(p->grad, factor);
+    };
+    // Prepares transfer a into `b`; `slot` is where its completion goes.
+    auto add = [&](const Action& a, coll::Group::Batch& b) -> Ref<void>* {
+      const int c = a.chunk, mb = a.mb, s = m.model_stage(c);
+      const std::size_t i = idx(c, mb);
       const auto B = m.cfg.train.batch;
       switch (a.op) {
         case Op::RECV_F:
           x_in[i] = Tensor::empty({B, m.chunk_width[static_cast<std::size_t>(c)].first}, compute::DType::f32, m.dev);
-          recv_f[i] = m.pp->recv(view(x_in[i]), m.actor_of(s - 1), kTagAct);
-          break;
+          b.recv(view(x_in[i]), m.actor_of(s - 1), kTagAct);
+          return &recv_f[i];
         case Op::RECV_B:
           dy[i] = Tensor::empty({B, m.chunk_width[static_cast<std::size_t>(c)].second}, compute::DType::f32, m.dev);
-          recv_b[i] = m.pp->recv(view(dy[i]), m.actor_of(s + 1), kTagGrad);
-          break;
+          b.recv(view(dy[i]), m.actor_of(s + 1), kTagGrad);
+          return &recv_b[i];
         case Op::SEND_F:
-          send_f[i] = m.pp->send(cview(act_out[i]), m.actor_of(s + 1), kTagAct);
-          pending.push_back(send_f[i]);
+          b.send(cview(act_out[i]), m.actor_of(s + 1), kTagAct);
+          return &send_f[i];
+        default:  // SEND_B
+          b.send(cview(dx_out[i]), m.actor_of(s - 1), kTagGrad);
+          return nullptr;
+      }
+    };
+    std::size_t next_group = 0;
+    for (std::size_t ai = 0; ai < m.actions.size(); ++ai) {
+      const Action& a = m.actions[ai];
+      const int c = a.chunk, mb = a.mb, s = a.mb >= 0 || a.op == Op::REDUCE_GRAD ? m.model_stage(a.chunk) : 0;
+      const std::size_t i = mb >= 0 ? idx(c, mb) : 0;
+      switch (a.op) {
+        case Op::RECV_F:
+        case Op::RECV_B:
+        case Op::SEND_F:
+        case Op::SEND_B: {
+          // Host groups: each transfer alone. Device groups: the whole run of
+          // transfers starting here, as one batch.
+          std::vector<std::size_t> one{ai};
+          const auto& members = m.comm_groups.empty() ? one : m.comm_groups.at(next_group++);
+          coll::Group::Batch b;
+          std::vector<Ref<void>*> slots;
+          bool sends = false;
+          for (std::size_t j : members) {
+            slots.push_back(add(m.actions[j], b));
+            sends = sends || m.actions[j].op == Op::SEND_F || m.actions[j].op == Op::SEND_B;
+          }
+          Ref<void> done = m.pp->batch(std::move(b));
+          for (auto* slot : slots)
+            if (slot) *slot = done;
+          if (sends) pending.push_back(done);
+          if (!m.comm_groups.empty()) ai += members.size() - 1;
           break;
-        case Op::SEND_B:
-          pending.push_back(m.pp->send(cview(dx_out[i]), m.actor_of(s - 1), kTagGrad));
-          break;
+        }
         case Op::F: {
           if (s == 0)
             x_in[i] = xs[static_cast<std::size_t>(mb)];
@@ -157,6 +208,7 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
           pending.clear();
           m.record("drain", -1, 0, t0, now_us());
           const double t1 = now_us();
+          if (m.cfg.train.clip_norm > 0) co_await clip();
           m.opt->step(all_params);
           busy += (now_us() - t1) / 1e6;
           m.record("STEP", -1, 0, t1, now_us());

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "runtime/errors.hpp"
@@ -115,6 +116,20 @@ struct Report {
 /// of receives). The message names the stage, the action and the micro-batch.
 /// Otherwise simulates it with `costs`.
 Report check(const Schedule& s, const Costs& costs = {});
+
+/// Device groups (NCCL, cuda_local) take the transfers between two ranks in
+/// the order they are posted, whatever their tag, and a stage on one posts
+/// each run of consecutive transfers of its list as one group that completes
+/// as a whole (ncclGroupStart/End), one group at a time. check_ordered()
+/// simulates that and refuses (ScheduleError naming both sides) a schedule
+/// that would pair two different transfers or wait in a circle. Run it after
+/// check(), for pipelines on a device.
+void check_ordered(const Schedule& s);
+/// Per stage: the runs of consecutive transfers of its list, each as the
+/// action indices in the order a stage on a device group posts them (one
+/// group each; within a group both ends order a pair's transfers alike: by
+/// kind, micro-batch and model stage).
+std::vector<std::vector<std::vector<std::size_t>>> transfer_groups(const Schedule& s);
 
 /// The textbook bubble of a generated schedule with Costs{} (F = I = W = 1,
 /// B = 2): GPipe and 1F1B (K-1)/(M+K-1), interleaved (K-1)/(v*M+K-1), ZB-H1

@@ -158,15 +158,9 @@ void check_lists(const Schedule& s, const Layout& L) {
 }
 
 // The matching transfer of stage r's transfer a: (stage, op, chunk, micro-batch).
-std::tuple<int, Op, int, int> transfer_peer(const Layout& L, int r, const Action& a) {
-  const int st = L.stage(r, a.chunk);
-  const int d = (a.op == Op::SEND_F || a.op == Op::RECV_B) ? +1 : -1;
-  const Place p = L.place(st + d);
-  const Op match = a.op == Op::SEND_F ? Op::RECV_F
-                   : a.op == Op::RECV_F ? Op::SEND_F
-                   : a.op == Op::SEND_B ? Op::RECV_B
-                                        : Op::SEND_B;
-  return {p.actor, match, p.chunk, a.mb};
+std::tuple<int, Op, int, int> transfer_key(const Layout& L, int r, const Action& a) {
+  const auto p = detail::transfer_peer(L, r, a);
+  return {p.actor, p.match.op, p.match.chunk, p.match.mb};
 }
 
 // Transfers between two stage actors go in order, one channel per direction
@@ -180,7 +174,7 @@ void check_channels(const Schedule& s, const Layout& L) {
     for (std::size_t i = 0; i < s.actions[r].size(); ++i) {
       const Action& a = s.actions[r][i];
       if (!is_comm(a.op)) continue;
-      const int peer = std::get<0>(transfer_peer(L, r, a));
+      const int peer = detail::transfer_peer(L, r, a).actor;
       const bool fwd = a.op == Op::SEND_F || a.op == Op::RECV_F;
       if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
         sent[{r, peer, fwd}].emplace_back(a.chunk, a.mb);
@@ -226,7 +220,7 @@ std::optional<std::string> simulate(const Schedule& s, const Layout& L, const Co
         if (a.op == Op::SEND_F || a.op == Op::SEND_B) {
           posted[{r, a.op, a.chunk, a.mb}] = clock[r];
         } else if (a.op == Op::RECV_F || a.op == Op::RECV_B) {
-          auto it = posted.find(transfer_peer(L, r, a));
+          auto it = posted.find(transfer_key(L, r, a));
           if (it == posted.end()) break;  // waits for the send
           clock[r] = std::max(clock[r], it->second);
         } else {
@@ -259,7 +253,7 @@ std::optional<std::string> simulate(const Schedule& s, const Layout& L, const Co
     while (std::find(seen.begin(), seen.end(), r) == seen.end()) {
       seen.push_back(r);
       const Action& a = s.actions[r][pc[r]];
-      const int peer = std::get<0>(transfer_peer(L, r, a));
+      const int peer = detail::transfer_peer(L, r, a).actor;
       chain += fmt::format("{}{} waits for stage {}", chain.empty() ? "" : "; ", where(r, pc[r], a), peer);
       if (pc[peer] == s.actions[peer].size()) {
         chain += ", which has finished";

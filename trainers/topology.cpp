@@ -279,10 +279,6 @@ Topology parse_topology(const std::string& text, const std::string& path) {
              "a pipeline accumulates over its micro-batches: set pipeline.microbatches instead");
     if (split_given && !pl.layers.empty())
       r.fail(*pipeline_node, "pipeline.split", "give either layers (explicit ranges) or split, not both");
-    if (c.clip_norm > 0)
-      throw TopologyError(fmt::format("{}: key 'optimizer.clip_norm': not supported with pipelines yet (the norm spans "
-                                      "every stage); remove it",
-                                      t.where.count("optimizer.clip_norm") ? t.where["optimizer.clip_norm"] : path));
     // The schedule is generated or read, and simulated, now: a schedule that
     // cannot run is refused naming the key.
     try {

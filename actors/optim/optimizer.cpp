@@ -62,11 +62,16 @@ float clip_grad_norm(const std::vector<Param*>& params, float max_norm) {
   for (Param* p : params)
     if (p->grad_valid) compute::sum_squares(p->grad, total);
   const float norm = std::sqrt(total.item());
-  const float factor = max_norm / (norm + 1e-6f);
+  const float factor = clip_factor(norm, max_norm);
   if (factor < 1.0f)
     for (Param* p : params)
       if (p->grad_valid) compute::scale_(p->grad, factor);
   return norm;
+}
+
+float clip_factor(float norm, float max_norm) {
+  const float factor = max_norm / (norm + 1e-6f);
+  return factor < 1.0f ? factor : 1.0f;
 }
 
 float LrSchedule::at(std::int64_t step) const {

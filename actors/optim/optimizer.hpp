@@ -80,6 +80,9 @@ class AdamW final : public Optimizer {
 /// Scales every gradient so their joint L2 norm is at most max_norm; returns
 /// the norm before clipping (torch.nn.utils.clip_grad_norm_).
 float clip_grad_norm(const std::vector<Param*>& params, float max_norm);
+/// What clip_grad_norm scales the gradients by for a norm (1: left alone);
+/// for workers that compute the norm together (pipeline stages).
+float clip_factor(float norm, float max_norm);
 
 /// Learning rate by step: linear warm-up over warmup_steps, then constant,
 /// cosine or linear decay to min_lr at total_steps.

@@ -61,6 +61,11 @@ class Group : public std::enable_shared_from_this<Group> {
   const std::string& memory() const noexcept { return spec_.memory; }
   /// Device groups: the GPU this rank's buffers are on (-1 for host groups).
   int device() const noexcept;
+  /// Whether transfers between two ranks are taken in the order they are
+  /// posted, whatever their tag, one batch at a time (device groups: NCCL
+  /// matches a communicator's sends and receives in order). Host groups keep
+  /// tags apart and move every pending transfer at once.
+  bool p2p_in_order() const noexcept { return spec_.memory != "host"; }
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
@@ -90,7 +95,10 @@ class Group : public std::enable_shared_from_this<Group> {
   /// `buf`. Transfers between two ranks with the same tag arrive in the order
   /// they were sent; different tags are separate channels (0 to kP2PTags - 1).
   /// Host groups move every pending transfer at once, so neighbours that
-  /// both send and then receive never wait on each other.
+  /// both send and then receive never wait on each other. Device groups take
+  /// a pair's transfers in posted order whatever the tag (p2p_in_order; a tag
+  /// that differs from its send's fails the group): post an exchange as one
+  /// batch.
   template <class T>
   Ref<void> send(std::span<const T> buf, std::uint32_t peer, std::uint32_t tag = 0) {
     return batch(Batch().send(buf, peer, tag));

@@ -362,7 +362,7 @@ void NcclGroup::p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank) {
   auto* slots = static_cast<Desc*>(batch_desc_);
   std::vector<Desc> host(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i)
-    if (batch[i].is_send) host[i] = Desc{k_send, static_cast<std::uint64_t>(batch[i].dtype), batch[i].n, 0, -1, {}};
+    if (batch[i].is_send) host[i] = Desc{k_send, static_cast<std::uint64_t>(batch[i].dtype), batch[i].n, batch[i].tag, -1, {}};
   cu().cudaMemcpyAsync(slots, host.data(), sizeof(Desc) * host.size(), cudaMemcpyHostToDevice, stream_);
   check(nc().ncclGroupStart(), "ncclGroupStart");
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -383,6 +383,15 @@ void NcclGroup::p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank) {
       abort(static_cast<std::int32_t>(spec_.rank),
             fmt::format("rank {} sends {} x {} but rank {} receives {} x {}", b.peer,
                         to_string(static_cast<DType>(host[i].dtype)), host[i].count, spec_.rank, to_string(b.dtype), b.n));
+      fail_now();
+    }
+    // One communicator matches a pair's transfers in posted order whatever
+    // their tag: a tag that differs means the two sides disagree on the order.
+    if (!b.is_send && host[i].op != b.tag) {
+      abort(static_cast<std::int32_t>(spec_.rank),
+            fmt::format("rank {} sends with tag {} where rank {} receives with tag {}: NCCL takes the transfers "
+                        "between two ranks in the order they are posted, whatever their tag",
+                        b.peer, host[i].op, spec_.rank, b.tag));
       fail_now();
     }
   }

@@ -244,3 +244,33 @@ TEST_CASE("the checker's timeline has every compute span, stage by stage without
   // Costs change the bubble: a slower backward is still one schedule.
   CHECK(check(s, Costs{.f = 1, .b = 3}).makespan > r.makespan);
 }
+
+TEST_CASE("gpipe, 1f1b and zb-h1 also run on a device group (transfers matched in posted order)", "[schedule]") {
+  for (Kind kind : {Kind::gpipe, Kind::one_f_one_b, Kind::zb_h1})
+    for (int K = 1; K <= 8; ++K)
+      for (int M = 1; M <= 32; ++M) {
+        INFO(kind_name(kind) << " K=" << K << " M=" << M);
+        REQUIRE_NOTHROW(check_ordered(generate(kind, K, M, 1, true)));
+      }
+}
+
+TEST_CASE("a schedule whose transfers NCCL would pair wrongly is refused for a device group", "[schedule]") {
+  // Interleaved K = 2, v = 2: stage 0 sends F2 (its chunk 0's activation) to
+  // stage 1 before B0@1 (its chunk 1's input gradient), but stage 1 takes the
+  // gradient first. Tags keep them apart on host groups; one NCCL
+  // communicator would hand stage 1 the activation as the gradient.
+  const Schedule s = generate(Kind::interleaved, 2, 3, 2);
+  REQUIRE_NOTHROW(check(s));
+  REQUIRE_THROWS_WITH(check_ordered(s), Catch::Contains("stage 1, action 14 (RECV_B0)") &&
+                                            Catch::Contains("receive SEND_F2 from stage 0"));
+  // Two sends that face each other, each posted alone, wait in a circle: stage
+  // 0's SEND_F1 for stage 1's RECV_F1, posted behind its SEND_B0, which waits
+  // for stage 0's RECV_B0, posted behind SEND_F1 and SEND_F2.
+  const Schedule crossed =
+      parse("stage 0: F0 SEND_F0 F1 SEND_F1 F2 SEND_F2 RECV_B0 B0 RECV_B1 B1 RECV_B2 B2 STEP\n"
+            "stage 1: RECV_F0 F0 I0 SEND_B0 W0 RECV_F1 F1 I1 SEND_B1 W1 RECV_F2 F2 I2 SEND_B2 W2 STEP\n");
+  REQUIRE_NOTHROW(check(crossed));
+  REQUIRE_THROWS_WITH(check_ordered(crossed), Catch::Contains("can deadlock on a device group") &&
+                                                  Catch::Contains("stage 0, action 3 (SEND_F1) waits for stage 1") &&
+                                                  Catch::Contains("stage 1, action 3 (SEND_B0) waits for stage 0"));
+}

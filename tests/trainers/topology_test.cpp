@@ -137,7 +137,6 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kPipeline + "[pipeline]\nsplit = \"flops\"\n", "key 'pipeline.split': 'flops' is not one of: params, time"},
       {kPipeline + "[pipeline]\nlayers = [[0, 2], 3]\n", "key 'pipeline.layers[1]': expected [first, end)"},
       {kPipeline + "[pipeline]\nlayers = [[0, 2]]\nsplit = \"time\"\n", "give either layers (explicit ranges) or split, not both"},
-      {kPipeline + "[pipeline]\n[optimizer]\nclip_norm = 1.0\n", "key 'optimizer.clip_norm': not supported with pipelines yet"},
       // A written schedule that cannot run: refused at load, naming the key, the stage and the action.
       {kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nschedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 STEP\nstage 1: RECV_F0 F0 B0 STEP\n\"\"\"\n",
        "t.toml:6:12: key 'pipeline.schedule': stage 1, action 2 (B0): no SEND_B0"},

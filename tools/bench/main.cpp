@@ -27,7 +27,7 @@ void usage() {
              "  dp       data-parallel training (MLP 784-1024-1024-10, Fashion-MNIST), troupe next to PyTorch DDP\n"
              "           --ranks N (replicas; default: 1 and 2)  --epochs N (default 3)\n"
              "           --seeds N (runs per setting, seeds 1..N, and their mean accuracy; default 1)\n"
-             "  pipeline pipeline-parallel training (MLP 784-8x1024-10): every schedule, measured and simulated bubble,\n"
+             "  pipeline pipeline-parallel training (MLP 784-7x1024-512-10): every schedule, measured and simulated bubble,\n"
              "           next to the unsplit model in one process   --stages K (default 2)  --microbatches M\n"
              "           (default: 4 and 8)  --steps N (measured steps per row, default 12)\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"

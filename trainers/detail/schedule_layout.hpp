@@ -26,4 +26,21 @@ struct Layout {
   bool remote(int s, int d) const { return exists(s, d) && place(s + d).actor != place(s).actor; }
 };
 
+// The other end of stage actor r's transfer a: the actor, and the action
+// there that matches it.
+struct Peer {
+  int actor;
+  Action match;
+};
+inline Peer transfer_peer(const Layout& L, int r, const Action& a) {
+  const int st = L.stage(r, a.chunk);
+  const int d = (a.op == Op::SEND_F || a.op == Op::RECV_B) ? +1 : -1;
+  const Place p = L.place(st + d);
+  const Op m = a.op == Op::SEND_F   ? Op::RECV_F
+               : a.op == Op::RECV_F ? Op::SEND_F
+               : a.op == Op::SEND_B ? Op::RECV_B
+                                    : Op::SEND_B;
+  return {p.actor, Action{m, a.mb, p.chunk}};
+}
+
 }  // namespace troupe::pipeline::detail
