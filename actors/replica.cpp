@@ -122,9 +122,10 @@ Task<std::int64_t> Replica::setup() {
   m.world = m.group->size();
   m.data.reset();  // the position depends on the rank
   // Gradients live in the group's buffers, so the group's memory is the model's.
-  if (m.dev.is_cuda() != (m.group->memory() == "cuda"))
-    throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = \"{}\" is needed)",
-                                 m.dev.str(), m.group->name(), m.group->memory(), m.dev.is_cuda() ? "cuda" : "host"));
+  const coll::Memory needed = m.dev.is_cuda() ? coll::Memory::cuda : coll::Memory::host;
+  if (m.group->memory() != needed)
+    throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = {} is needed)",
+                                 m.dev.str(), m.group->name(), m.group->memory(), needed));
   if (m.dev.is_cuda() && m.group->device() != m.dev.index)
     throw UsageError(fmt::format("replica: the model is on {} but rank {} of group '{}' uses cuda:{}", m.dev.str(),
                                  m.rank, m.group->name(), m.group->device()));

@@ -150,7 +150,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   if (device_.is_cuda()) {
     // Gradients in device buffers: NCCL when each replica has its own GPU,
     // cuda_local when they share one.
-    g.memory = "cuda";
+    g.memory = coll::Memory::cuda;
     if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
   DpJob job(rt_, cfg_, opts_, std::move(mesh), std::move(g));

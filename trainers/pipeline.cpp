@@ -50,13 +50,13 @@ class PipelineJob final : public train::Job {
     pp.name = "pp";
     pp.heap_bytes = 1 << 20;
     pp.timeout_ms = opts_.transfer_timeout_ms;
-    if (cfg_.train.device != "cpu") pp.memory = "cuda";
+    if (cfg_.train.device != "cpu") pp.memory = coll::Memory::cuda;
     for (std::size_t d = 0; d < D; ++d) coll::create_group(rt_, mesh_.slice(d * K, (d + 1) * K), pp);
     if (D > 1) {
       coll::GroupOptions g;
       g.name = "pp_dp";
       g.timeout_ms = opts_.transfer_timeout_ms;
-      if (cfg_.train.device != "cpu") g.memory = "cuda";
+      if (cfg_.train.device != "cpu") g.memory = coll::Memory::cuda;
       for (std::size_t r = 0; r < K; ++r) {
         std::vector<ActorRef<Stage>> members;
         for (std::size_t d = 0; d < D; ++d) members.push_back(mesh_[d * K + r]);
