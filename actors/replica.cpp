@@ -66,9 +66,12 @@ struct Replica::Impl {
 
   // What a checkpoint must agree on to continue this run.
   std::map<std::string, std::string> identity() const {
-    return {{"replicas", std::to_string(world)},          {"batch", std::to_string(cfg.batch)},
-            {"accumulation", std::to_string(cfg.accumulation)}, {"seed", std::to_string(cfg.seed)},
-            {"train_examples", std::to_string(train_set.size())}, {"optimizer", cfg.optimizer}};
+    return {{"replicas", std::to_string(world)},
+            {"batch", std::to_string(cfg.batch)},
+            {"accumulation", std::to_string(cfg.accumulation)},
+            {"seed", std::to_string(cfg.seed)},
+            {"train_examples", std::to_string(train_set.size())},
+            {"optimizer", std::string(to_string(cfg.optimizer))}};
   }
 
   EvalStats evaluate(std::int64_t from, std::int64_t to);  // test examples [from, to)
@@ -103,7 +106,7 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   check_config(cfg, {.devices_here = true});
   m.cfg = cfg;
   m.dev = train::device_of(cfg.device);
-  if (cfg.precision != "f32") m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
+  m.dtype = cfg.precision;
   compute::set_num_threads(cfg.threads);
   m.train_set = train::load_train(cfg);
   m.test = train::load_test(cfg);

@@ -28,7 +28,7 @@ train::TrainConfig model(std::int64_t width, int depth, std::int64_t batch) {
   c.hidden.assign(static_cast<std::size_t>(depth), width);
   c.batch = batch;
   c.epochs = 1;
-  c.optimizer = "sgd";
+  c.optimizer = optim::Algorithm::sgd;
   c.lr = 0.01f;
   c.momentum = 0.9f;
   c.threads = 1;
