@@ -66,9 +66,12 @@ struct Replica::Impl {
 
   // What a checkpoint must agree on to continue this run.
   std::map<std::string, std::string> identity() const {
-    return {{"replicas", std::to_string(world)},          {"batch", std::to_string(cfg.batch)},
-            {"accumulation", std::to_string(cfg.accumulation)}, {"seed", std::to_string(cfg.seed)},
-            {"train_examples", std::to_string(train_set.size())}, {"optimizer", cfg.optimizer}};
+    return {{"replicas", std::to_string(world)},
+            {"batch", std::to_string(cfg.batch)},
+            {"accumulation", std::to_string(cfg.accumulation)},
+            {"seed", std::to_string(cfg.seed)},
+            {"train_examples", std::to_string(train_set.size())},
+            {"optimizer", std::string(to_string(cfg.optimizer))}};
   }
 
   EvalStats evaluate(std::int64_t from, std::int64_t to);  // test examples [from, to)
@@ -103,7 +106,7 @@ Replica::Replica(ReplicaConfig cfg) : impl_(std::make_unique<Impl>()) {
   check_config(cfg, {.devices_here = true});
   m.cfg = cfg;
   m.dev = train::device_of(cfg.device);
-  if (cfg.precision != "f32") m.dtype = cfg.precision == "bf16" ? compute::DType::bf16 : compute::DType::f16;
+  m.dtype = cfg.precision;
   compute::set_num_threads(cfg.threads);
   m.train_set = train::load_train(cfg);
   m.test = train::load_test(cfg);
@@ -122,9 +125,10 @@ Task<std::int64_t> Replica::setup() {
   m.world = m.group->size();
   m.data.reset();  // the position depends on the rank
   // Gradients live in the group's buffers, so the group's memory is the model's.
-  if (m.dev.is_cuda() != (m.group->memory() == "cuda"))
-    throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = \"{}\" is needed)",
-                                 m.dev.str(), m.group->name(), m.group->memory(), m.dev.is_cuda() ? "cuda" : "host"));
+  const coll::Memory needed = m.dev.is_cuda() ? coll::Memory::cuda : coll::Memory::host;
+  if (m.group->memory() != needed)
+    throw UsageError(fmt::format("replica: the model is on {} but group '{}' has {} buffers (memory = {} is needed)",
+                                 m.dev.str(), m.group->name(), m.group->memory(), needed));
   if (m.dev.is_cuda() && m.group->device() != m.dev.index)
     throw UsageError(fmt::format("replica: the model is on {} but rank {} of group '{}' uses cuda:{}", m.dev.str(),
                                  m.rank, m.group->name(), m.group->device()));

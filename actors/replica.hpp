@@ -22,7 +22,7 @@ using ReplicaConfig = train::TrainConfig;
 using ConfigCheck = train::ConfigCheck;
 using train::check_config;
 /// The device a ReplicaConfig::device names, in this process.
-inline compute::Device replica_device(const std::string& text) { return train::device_of(text); }
+inline compute::Device replica_device(const train::DeviceChoice& choice) { return train::device_of(choice); }
 
 using StepStats = train::StepStats;
 using EvalStats = train::EvalStats;

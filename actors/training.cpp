@@ -12,9 +12,20 @@
 
 namespace troupe::train {
 
-compute::Device device_of(const std::string& text) {
-  if (text == "cuda") return compute::Device::cuda(coll::gpu::default_device());
-  return compute::Device::parse(text);
+DeviceChoice DeviceChoice::parse(std::string_view text) {
+  if (text == "cuda") return cuda();
+  const compute::Device d = compute::Device::parse(std::string(text));  // "cpu", "cuda:N", or the UsageError
+  return d.is_cuda() ? cuda(d.index) : cpu();
+}
+
+std::string DeviceChoice::str() const {
+  std::string s(to_string(kind));
+  return is_cuda() && index >= 0 ? fmt::format("{}:{}", s, index) : s;
+}
+
+compute::Device device_of(const DeviceChoice& choice) {
+  if (!choice.is_cuda()) return compute::Device::cpu();
+  return compute::Device::cuda(choice.index < 0 ? coll::gpu::default_device() : choice.index);
 }
 
 EvalStats merge(const std::vector<EvalStats>& parts) {
@@ -44,12 +55,7 @@ nn::MlpSpec mlp_spec(const TrainConfig& c) {
   s.inputs = c.inputs;
   s.hidden = c.hidden;
   s.classes = c.classes;
-  if (c.activation == "relu")
-    s.activation = nn::Activation::relu;
-  else if (c.activation == "gelu")
-    s.activation = nn::Activation::gelu;
-  else
-    throw UsageError(fmt::format("activation '{}': expected relu or gelu", c.activation));
+  s.activation = c.activation;
   s.dropout = c.dropout;
   s.layernorm = c.layernorm;
   return s;
@@ -63,19 +69,19 @@ void check_config(const TrainConfig& cfg, ConfigCheck where) {
   if (where.devices_here && dev.is_cuda() && !compute::cuda_available())
     throw UsageError(fmt::format("replica: device '{}': no CUDA device answers in this process ({})", cfg.device,
                                  coll::gpu::built() ? "no GPU or no driver here" : "this build of troupe is CPU-only"));
-  if (cfg.precision != "f32" && cfg.precision != "bf16" && cfg.precision != "f16")
-    throw UsageError(fmt::format("replica: precision '{}': expected f32, bf16 or f16", cfg.precision));
-  if (cfg.precision != "f32" && !dev.is_cuda())
+  if (!is_precision(cfg.precision)) {
+    std::vector<std::string_view> words;
+    for (auto p : precisions) words.push_back(compute::to_string(p));
+    throw UsageError(fmt::format("replica: precision '{}': expected {} (the element types a run computes in)",
+                                 cfg.precision, or_list(words)));
+  }
+  if (cfg.precision != compute::DType::f32 && !dev.is_cuda())
     throw UsageError(fmt::format("replica: precision '{}' needs a GPU replica (device is '{}'): the host computes in f32",
                                  cfg.precision, cfg.device));
-  if (cfg.precision != "f32" && (cfg.dropout > 0 || cfg.layernorm))
+  if (cfg.precision != compute::DType::f32 && (cfg.dropout > 0 || cfg.layernorm))
     throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
                                  "layernorm)",
                                  cfg.precision));
-  (void)mlp_spec(cfg);  // the activation
-  if (cfg.optimizer != "sgd" && cfg.optimizer != "adamw")
-    throw UsageError(fmt::format("optimizer '{}': expected sgd or adamw", cfg.optimizer));
-  (void)optim::LrSchedule::parse(cfg.schedule);
   if (where.data_here)
     data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, !cfg.data_dir.empty());
 }
@@ -83,13 +89,13 @@ void check_config(const TrainConfig& cfg, ConfigCheck where) {
 nn::Model make_model(const TrainConfig& cfg) { return nn::Model::mlp(mlp_spec(cfg), cfg.seed); }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg) {
-  if (cfg.optimizer == "sgd")
-    return std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
-  return std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
+  if (cfg.optimizer == optim::Algorithm::adamw)
+    return std::make_unique<optim::AdamW>(optim::AdamWOptions{cfg.lr, 0.9f, 0.999f, 1e-8f, cfg.weight_decay});
+  return std::make_unique<optim::Sgd>(optim::SgdOptions{cfg.lr, cfg.momentum, 0.0f, cfg.weight_decay, cfg.nesterov});
 }
 
 optim::LrSchedule make_lr_schedule(const TrainConfig& cfg) {
-  return {optim::LrSchedule::parse(cfg.schedule), cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
+  return {cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.total_steps, cfg.min_lr};
 }
 
 std::uint64_t micro_seed(const TrainConfig& cfg, std::int64_t step, int micro, std::uint32_t dp_rank) {

@@ -6,9 +6,11 @@
 // data-parallel replica and the pipeline stage both use these, so the same
 // configuration gives the same model, the same batches and the same updates
 // whichever strategy runs it.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "actors/compute/tensor.hpp"
@@ -20,13 +22,55 @@
 
 namespace troupe::train {
 
+/// Where a worker's model trains (TrainConfig::device): the host, or a GPU.
+/// A GPU without an index is the one this worker process was given (a GPU
+/// worker's own), else device 0; with one, that device of this process.
+struct DeviceChoice {
+  compute::Device::Kind kind = compute::Device::Kind::cpu;
+  int index = -1;  ///< cuda: the device; -1: this process's GPU (cpu: always -1)
+
+  static DeviceChoice cpu() noexcept { return {}; }
+  /// cuda(): the GPU this process was given; cuda(n): device n.
+  static DeviceChoice cuda(int index = -1) noexcept { return {compute::Device::Kind::cuda, index < 0 ? -1 : index}; }
+  /// "cpu", "cuda" or "cuda:N"; anything else is a UsageError naming the text.
+  static DeviceChoice parse(std::string_view text);
+  /// The text parse reads: "cpu", "cuda", "cuda:1".
+  std::string str() const;
+  bool is_cuda() const noexcept { return kind == compute::Device::Kind::cuda; }
+  bool operator==(const DeviceChoice&) const = default;
+  TROUPE_FIELDS(kind, index)
+};
+
+}  // namespace troupe::train
+
+/// fmt prints a DeviceChoice as the text it parses from ("cuda:1").
+template <>
+struct fmt::formatter<troupe::train::DeviceChoice> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const troupe::train::DeviceChoice& d, Context& ctx) const {
+    return fmt::formatter<std::string_view>::format(d.str(), ctx);
+  }
+};
+
+namespace troupe::train {
+
+/// What a run may compute in (TrainConfig::precision): f32, or bf16 / f16 on
+/// a GPU. Listed once: topology files and check_config take these words.
+inline constexpr std::array<compute::DType, 3> precisions{compute::DType::f32, compute::DType::bf16,
+                                                           compute::DType::f16};
+constexpr bool is_precision(compute::DType t) noexcept {
+  for (auto p : precisions)
+    if (p == t) return true;
+  return false;
+}
+
 /// Everything a worker needs to train; the same on every worker of a run.
 struct TrainConfig {
   // model: an MLP
   std::int64_t inputs = 784;
   std::vector<std::int64_t> hidden{1024, 1024};
   std::int64_t classes = 10;
-  std::string activation = "relu";
+  nn::Activation activation = nn::Activation::relu;
   float dropout = 0.0f;
   bool layernorm = false;
   std::uint64_t seed = 1;
@@ -37,10 +81,10 @@ struct TrainConfig {
   int accumulation = 1;        ///< micro-batches per optimizer step (a pipeline's micro-batches)
   std::int64_t epochs = 1;     ///< sets the schedule's length when total_steps is 0
   // optimizer
-  std::string optimizer = "sgd";  ///< sgd | adamw
+  optim::Algorithm optimizer = optim::Algorithm::sgd;
   float lr = 0.05f, momentum = 0.9f, weight_decay = 0.0f;
   bool nesterov = false;
-  std::string schedule = "constant";  ///< constant | cosine | linear
+  optim::LrKind schedule = optim::LrKind::constant;
   std::int64_t warmup_steps = 0, total_steps = 0;
   float min_lr = 0.0f;
   float clip_norm = 0.0f;  ///< 0: no clipping
@@ -49,16 +93,16 @@ struct TrainConfig {
   std::int64_t bucket_bytes = 25 << 20;
   std::string group = "dp";  ///< the collective group the data-parallel replicas form
   int threads = 1;           ///< host compute threads in this worker
-  /// Where the model trains: "cpu", or "cuda" (the GPU this process was given:
-  /// a GPU worker's own, else device 0) or "cuda:N". A GPU replica keeps its
-  /// parameters, gradients and optimizer state on the device and needs a
-  /// device group (memory = "cuda": NCCL, or cuda_local when replicas share
-  /// a GPU) on that same device.
-  std::string device = "cpu";
-  /// "f32", or "bf16" / "f16" on a GPU: each batch is cast to it, so the
-  /// linear layers and activations compute in half precision (float32
-  /// weights, gradients, updates and all-reduce; see compute/half.hpp).
-  std::string precision = "f32";
+  /// Where the model trains: cpu(), or cuda() (the GPU this process was
+  /// given: a GPU worker's own, else device 0) or cuda(n). A GPU replica
+  /// keeps its parameters, gradients and optimizer state on the device and
+  /// needs a device group (memory = Memory::cuda: NCCL, or cuda_local when
+  /// replicas share a GPU) on that same device.
+  DeviceChoice device = DeviceChoice::cpu();
+  /// f32, or bf16 / f16 on a GPU (one of `precisions`): each batch is cast to
+  /// it, so the linear layers and activations compute in half precision
+  /// (float32 weights, gradients, updates and all-reduce; see compute/half.hpp).
+  compute::DType precision = compute::DType::f32;
 
   TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, seed, data_dir, train_limit, batch,
                 accumulation, epochs, optimizer, lr, momentum, weight_decay, nesterov, schedule, warmup_steps, total_steps,
@@ -89,9 +133,9 @@ EvalStats merge(const std::vector<EvalStats>& parts);
 /// A hash (FNV-1a) of the parameters' bytes, in order.
 std::uint64_t param_hash(const std::vector<nn::Param*>& params);
 
-/// The device a TrainConfig::device names, in this process (UsageError
-/// naming the text when it is neither cpu nor cuda[:N]).
-compute::Device device_of(const std::string& text);
+/// The device a TrainConfig::device names, in this process (cuda(): the GPU
+/// this process was given).
+compute::Device device_of(const DeviceChoice& choice);
 
 /// What check_config may take for granted about where workers will run.
 struct ConfigCheck {
@@ -99,10 +143,9 @@ struct ConfigCheck {
   bool data_here = false;     ///< they read their data on this machine: the files must be there
 };
 /// Checks a configuration before anything is spawned (the trainer does, and
-/// every worker again): the choices named by text (device, precision,
-/// activation, optimizer, schedule), the sizes, precision against device and
-/// layers; with `where`, the device and the data files. UsageError (or
-/// DataError) naming what is wrong.
+/// every worker again): the precision (one of `precisions`), the sizes,
+/// precision against device and layers; with `where`, the device and the
+/// data files. UsageError (or DataError) naming what is wrong.
 void check_config(const TrainConfig& cfg, ConfigCheck where = {});
 
 /// The model cfg describes, initialised from cfg.seed (the same everywhere).

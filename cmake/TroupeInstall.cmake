@@ -15,8 +15,9 @@ set(TROUPE_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/troupe)
 
 set(TROUPE_PUBLIC_HEADERS
   runtime/actor.hpp runtime/actor_cell.hpp runtime/actor_ref.hpp runtime/asio.hpp runtime/context.hpp
-  runtime/device.hpp runtime/errors.hpp runtime/init.hpp runtime/mesh.hpp runtime/monitor.hpp runtime/options.hpp
-  runtime/placement.hpp runtime/ref.hpp runtime/runtime.hpp runtime/task.hpp runtime/troupe.hpp runtime/when.hpp
+  runtime/device.hpp runtime/enum_words.hpp runtime/errors.hpp runtime/init.hpp runtime/mesh.hpp runtime/monitor.hpp
+  runtime/options.hpp runtime/placement.hpp runtime/ref.hpp runtime/runtime.hpp runtime/task.hpp runtime/troupe.hpp
+  runtime/when.hpp
   runtime/codec/capnp.hpp runtime/codec/codec.hpp runtime/codec/codec_types.hpp
   runtime/coll/backend.hpp runtime/coll/create.hpp runtime/coll/group.hpp runtime/coll/shm.hpp runtime/coll/types.hpp
   runtime/detail/actor_registry.hpp runtime/detail/call.hpp runtime/detail/call_check.hpp runtime/detail/cell.hpp

@@ -17,10 +17,10 @@ int main(int argc, char** argv) {
   model.hidden = {512, 256};        // MLP 784-512-256-10 on Fashion-MNIST
   model.batch = 64;                 // per replica: global batch 128 with 2 replicas
   model.epochs = 8;
-  model.optimizer = "sgd";
+  model.optimizer = troupe::optim::Algorithm::sgd;
   model.lr = 0.1f;
   model.momentum = 0.9f;
-  model.schedule = "cosine";
+  model.schedule = troupe::optim::LrKind::cosine;
   model.warmup_steps = 100;
 
   troupe::dp::TrainerOptions run;

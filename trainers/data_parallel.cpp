@@ -21,10 +21,9 @@ DataParallelTrainer::DataParallelTrainer(Runtime& rt, ReplicaConfig cfg, Trainer
   if (opts_.checkpoint_every < 0) throw UsageError("data parallel: checkpoint_every cannot be negative");
   if (opts_.max_failures < -1)
     throw UsageError(fmt::format("data parallel: max_failures {}: at least 0, or -1 for no limit", opts_.max_failures));
-  // A bad device text was a UsageError naming it (device_), before anything starts.
-  if (device_.is_cuda() && opts_.processes && cfg_.device != "cuda")
+  if (device_.is_cuda() && opts_.processes && cfg_.device != train::DeviceChoice::cuda())
     throw UsageError(fmt::format("data parallel: device '{}' with replicas in worker processes: each worker trains on "
-                                 "the GPU it was given; say \"cuda\"",
+                                 "the GPU it was given; say \"cuda\" (DeviceChoice::cuda()), with no index",
                                  cfg_.device));
   // Everything that would fail in every replica fails here, once, before a
   // replica is spawned: the device (replicas in this process), the data
@@ -150,7 +149,7 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
   if (device_.is_cuda()) {
     // Gradients in device buffers: NCCL when each replica has its own GPU,
     // cuda_local when they share one.
-    g.memory = "cuda";
+    g.memory = coll::Memory::cuda;
     if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
   DpJob job(rt_, cfg_, opts_, std::move(mesh), std::move(g));

@@ -50,13 +50,13 @@ class PipelineJob final : public train::Job {
     pp.name = "pp";
     pp.heap_bytes = 1 << 20;
     pp.timeout_ms = opts_.transfer_timeout_ms;
-    if (cfg_.train.device != "cpu") pp.memory = "cuda";
+    if (cfg_.train.device.is_cuda()) pp.memory = coll::Memory::cuda;
     for (std::size_t d = 0; d < D; ++d) coll::create_group(rt_, mesh_.slice(d * K, (d + 1) * K), pp);
     if (D > 1) {
       coll::GroupOptions g;
       g.name = "pp_dp";
       g.timeout_ms = opts_.transfer_timeout_ms;
-      if (cfg_.train.device != "cpu") g.memory = "cuda";
+      if (cfg_.train.device.is_cuda()) g.memory = coll::Memory::cuda;
       for (std::size_t r = 0; r < K; ++r) {
         std::vector<ActorRef<Stage>> members;
         for (std::size_t d = 0; d < D; ++d) members.push_back(mesh_[d * K + r]);
@@ -214,11 +214,11 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
                                  cfg.accumulation, o.microbatches));
   cfg.accumulation = o.microbatches;
   const compute::Device dev = train::device_of(cfg.device);
-  if (dev.is_cuda() && o.processes && cfg.device != "cuda")
+  if (dev.is_cuda() && o.processes && cfg.device != train::DeviceChoice::cuda())
     throw UsageError(fmt::format("pipeline: device '{}' with stages in worker processes: each worker trains on the GPU "
-                                 "it was given; say \"cuda\"",
+                                 "it was given; say \"cuda\" (DeviceChoice::cuda()), with no index",
                                  cfg.device));
-  if (cfg.precision != "f32")
+  if (cfg.precision != compute::DType::f32)
     throw UsageError(fmt::format("pipeline: precision '{}': pipelines pass float32 activations (f32 only for now)",
                                  cfg.precision));
   train::check_config(cfg, {.devices_here = !o.processes, .data_here = !o.processes || rt_.cluster_address().empty()});
@@ -265,7 +265,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
     report_ = check(schedule_);
     // On a GPU the stages pass activations over a device group, which takes a
     // pair's transfers in the order they are posted (check_ordered).
-    if (cfg.device != "cpu") {
+    if (cfg.device.is_cuda()) {
       try {
         check_ordered(schedule_);
       } catch (const ScheduleError& e) {

@@ -69,6 +69,18 @@ struct Reader {
       fail(n, key, fmt::format("'{}' is not one of: {}", *v, fmt::join(allowed, ", ")));
     return *v;
   }
+  /// One of `allowed`, by its word.
+  template <WordedEnum E, std::size_t N>
+  E choice(const toml::node& n, const std::string& key, const std::array<E, N>& allowed) const {
+    std::vector<std::string_view> words;
+    for (E e : allowed) words.push_back(enum_word(e));
+    return *parse_enum<E>(string(n, key, words));
+  }
+  /// Any value of E, by its word.
+  template <WordedEnum E>
+  E choice(const toml::node& n, const std::string& key) const {
+    return choice(n, key, enum_values<E>());
+  }
 };
 
 using Setter = std::function<void(const toml::node&, const std::string& key)>;
@@ -139,7 +151,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     apply(r, n, s,
           {{"inputs", [&](auto& v, auto& k) { c.inputs = r.integer(v, k, 1, 1 << 24); }},
            {"classes", [&](auto& v, auto& k) { c.classes = r.integer(v, k, 2, 1 << 20); }},
-           {"activation", [&](auto& v, auto& k) { c.activation = r.string(v, k, {"relu", "gelu"}); }},
+           {"activation", [&](auto& v, auto& k) { c.activation = r.choice<nn::Activation>(v, k); }},
            {"dropout", [&](auto& v, auto& k) { c.dropout = static_cast<float>(r.number(v, k, 0, 1, true)); }},
            {"layernorm", [&](auto& v, auto& k) { c.layernorm = r.boolean(v, k); }},
            {"hidden", [&](auto& v, auto& k) {
@@ -178,7 +190,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"seed", [&](auto& v, auto& k) { c.seed = static_cast<std::uint64_t>(r.integer(v, k, 0, INT64_MAX)); }},
            {"chunk_steps", [&](auto& v, auto& k) { o.chunk_steps = r.integer(v, k, 1, 1 << 30); }},
            {"threads", [&](auto& v, auto& k) { c.threads = static_cast<int>(r.integer(v, k, 1, 1024)); }},
-           {"precision", [&](auto& v, auto& k) { c.precision = r.string(v, k, {"f32", "bf16", "f16"}); }},
+           {"precision", [&](auto& v, auto& k) { c.precision = r.choice(v, k, train::precisions); }},
            {"bucket_bytes", [&](auto& v, auto& k) { c.bucket_bytes = r.integer(v, k, 4, 1ll << 34); }}});
   };
   sections["pipeline"] = [&](const toml::node& n, const std::string& s) {
@@ -214,7 +226,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   std::string sgd_only_key;
   sections["optimizer"] = [&](const toml::node& n, const std::string& s) {
     apply(r, n, s,
-          {{"name", [&](auto& v, auto& k) { c.optimizer = r.string(v, k, {"sgd", "adamw"}); }},
+          {{"name", [&](auto& v, auto& k) { c.optimizer = r.choice<optim::Algorithm>(v, k); }},
            {"lr", [&](auto& v, auto& k) {
               c.lr = static_cast<float>(r.number(v, k, 0, 100));
               if (c.lr <= 0) r.fail(v, k, "the learning rate must be above 0");
@@ -232,7 +244,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   };
   sections["schedule"] = [&](const toml::node& n, const std::string& s) {
     apply(r, n, s,
-          {{"kind", [&](auto& v, auto& k) { c.schedule = r.string(v, k, {"constant", "cosine", "linear"}); }},
+          {{"kind", [&](auto& v, auto& k) { c.schedule = r.choice<optim::LrKind>(v, k); }},
            {"warmup_steps", [&](auto& v, auto& k) { c.warmup_steps = r.integer(v, k, 0, 1ll << 40); }},
            {"min_lr", [&](auto& v, auto& k) { c.min_lr = static_cast<float>(r.number(v, k, 0, 100)); }}});
   };
@@ -308,10 +320,10 @@ Topology parse_topology(const std::string& text, const std::string& path) {
       r.fail(*pipeline_node, "pipeline", e.what());
     }
   }
-  if (sgd_only && c.optimizer != "sgd")
+  if (sgd_only && c.optimizer != optim::Algorithm::sgd)
     r.fail(*sgd_only, sgd_only_key,
            fmt::format("applies to sgd only, and the optimizer is {} (remove it, or name = \"sgd\")", c.optimizer));
-  if (c.schedule == "constant" && c.min_lr > 0)
+  if (c.schedule == optim::LrKind::constant && c.min_lr > 0)
     throw TopologyError(fmt::format("{}: key 'schedule.min_lr': a constant schedule has no minimum", path));
   if (c.min_lr > c.lr)
     throw TopologyError(fmt::format("{}: key 'schedule.min_lr': {} is above optimizer.lr {}", path, c.min_lr, c.lr));
@@ -321,12 +333,12 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     throw TopologyError(fmt::format("{}: key 'model': fashion_mnist has 784 inputs and 10 classes (got {} and {})", path,
                                     c.inputs, c.classes));
   if (t.name.empty()) t.name = "run";
-  if (t.gpus > 0) c.device = "cuda";  // each replica trains on its GPU (a share of one when gpus < 1)
-  if (c.precision != "f32" && t.gpus <= 0)
+  if (t.gpus > 0) c.device = DeviceChoice::cuda();  // each replica trains on its GPU (a share of one when gpus < 1)
+  if (c.precision != compute::DType::f32 && t.gpus <= 0)
     throw TopologyError(fmt::format("{}: key 'train.precision': {} needs GPU replicas (resources.gpus > 0); the host "
                                     "computes in f32",
                                     t.where.count("train.precision") ? t.where["train.precision"] : path, c.precision));
-  if (c.precision != "f32" && (c.dropout > 0 || c.layernorm))
+  if (c.precision != compute::DType::f32 && (c.dropout > 0 || c.layernorm))
     throw TopologyError(fmt::format("{}: key 'train.precision': {} takes linear layers and activations only (set "
                                     "model.dropout = 0 and model.layernorm = false)",
                                     path, c.precision));

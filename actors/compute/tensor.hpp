@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/compute/dtype.hpp"
+#include "runtime/enum_words.hpp"
 
 namespace troupe::compute {
 
@@ -28,6 +29,18 @@ struct Device {
   std::string str() const;
   bool operator==(const Device&) const = default;
 };
+
+}  // namespace troupe::compute
+
+template <>
+struct troupe::EnumWords<troupe::compute::Device::Kind> {
+  static constexpr std::array<std::string_view, 2> words{"cpu", "cuda"};
+};
+
+namespace troupe::compute {
+
+/// "cpu", "cuda".
+constexpr std::string_view to_string(Device::Kind k) noexcept { return enum_word(k); }
 
 class Stream;  // compute/stream.hpp
 

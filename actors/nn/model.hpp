@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "actors/nn/layer.hpp"
+#include "runtime/enum_words.hpp"
 
 namespace troupe::nn {
 
@@ -17,7 +18,19 @@ struct Tape {
   std::vector<Saved> layers;
 };
 
-enum class Activation { relu, gelu };
+enum class Activation : std::uint8_t { relu, gelu };
+
+}  // namespace troupe::nn
+
+template <>
+struct troupe::EnumWords<troupe::nn::Activation> {
+  static constexpr std::array<std::string_view, 2> words{"relu", "gelu"};
+};
+
+namespace troupe::nn {
+
+/// "relu", "gelu" (parse_enum<Activation> reads them).
+constexpr std::string_view to_string(Activation a) noexcept { return enum_word(a); }
 
 /// An MLP: input -> hidden... -> classes, each hidden layer Linear then
 /// (LayerNorm) then the activation then (Dropout).

@@ -84,11 +84,6 @@ float LrSchedule::at(std::int64_t step) const {
   return static_cast<float>(base_lr + (min_lr - base_lr) * progress);
 }
 
-LrSchedule::Kind LrSchedule::parse(const std::string& name) {
-  if (name == "constant") return Kind::constant;
-  if (name == "cosine") return Kind::cosine;
-  if (name == "linear") return Kind::linear;
-  throw UsageError(fmt::format("unknown learning-rate schedule '{}': expected constant, cosine or linear", name));
-}
+LrSchedule::Kind LrSchedule::parse(std::string_view name) { return to_enum<LrKind>(name, "learning-rate schedule"); }
 
 }  // namespace troupe::optim

@@ -5,11 +5,36 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "actors/nn/layer.hpp"
+#include "runtime/enum_words.hpp"
 
 namespace troupe::optim {
+
+/// The update rule (TrainConfig::optimizer): Sgd or AdamW below.
+enum class Algorithm : std::uint8_t { sgd, adamw };
+/// The shape of a learning-rate schedule after its warm-up (LrSchedule).
+enum class LrKind : std::uint8_t { constant, cosine, linear };
+
+}  // namespace troupe::optim
+
+template <>
+struct troupe::EnumWords<troupe::optim::Algorithm> {
+  static constexpr std::array<std::string_view, 2> words{"sgd", "adamw"};
+};
+template <>
+struct troupe::EnumWords<troupe::optim::LrKind> {
+  static constexpr std::array<std::string_view, 3> words{"constant", "cosine", "linear"};
+};
+
+namespace troupe::optim {
+
+/// "sgd", "adamw" (parse_enum<Algorithm> reads them).
+constexpr std::string_view to_string(Algorithm a) noexcept { return enum_word(a); }
+/// "constant", "cosine", "linear" (parse_enum<LrKind> reads them).
+constexpr std::string_view to_string(LrKind k) noexcept { return enum_word(k); }
 
 using nn::Param;
 using compute::Tensor;
@@ -51,7 +76,7 @@ struct SgdOptions {
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(const SgdOptions& o);
-  std::string kind() const override { return "sgd"; }
+  std::string kind() const override { return std::string(to_string(Algorithm::sgd)); }
 
  private:
   void update(Param& p) override;
@@ -70,7 +95,7 @@ struct AdamWOptions {
 class AdamW final : public Optimizer {
  public:
   explicit AdamW(const AdamWOptions& o);
-  std::string kind() const override { return "adamw"; }
+  std::string kind() const override { return std::string(to_string(Algorithm::adamw)); }
 
  private:
   void update(Param& p) override;
@@ -87,7 +112,7 @@ float clip_factor(float norm, float max_norm);
 /// Learning rate by step: linear warm-up over warmup_steps, then constant,
 /// cosine or linear decay to min_lr at total_steps.
 struct LrSchedule {
-  enum class Kind { constant, cosine, linear };
+  using Kind = LrKind;
   Kind kind = Kind::constant;
   float base_lr = 0.01f;
   std::int64_t warmup_steps = 0;
@@ -96,7 +121,7 @@ struct LrSchedule {
 
   float at(std::int64_t step) const;
   /// "constant", "cosine", "linear"; anything else is a UsageError naming it.
-  static Kind parse(const std::string& name);
+  static Kind parse(std::string_view name);
 };
 
 }  // namespace troupe::optim

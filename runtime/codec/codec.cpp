@@ -37,6 +37,10 @@ bool Codec<bool>::decode(Reader& r) {
   return b == 1;
 }
 
+void fail_enum(std::int64_t value, std::size_t at, std::size_t words) {
+  throw DecodeError(fmt::format("codec: enum value {} at offset {} is not one of its {} named values", value, at, words));
+}
+
 void fail_trailing(std::size_t n, const char* type) {
   throw DecodeError(fmt::format("codec: {} trailing bytes after a {}", n, detail::demangle(type)));
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Codec specialisations for the standard types and TROUPE_FIELDS structs.
 #include "runtime/codec/codec.hpp"
+#include "runtime/enum_words.hpp"
 
 namespace troupe::codec {
 
@@ -25,12 +26,23 @@ struct Codec<std::byte> {
   static std::byte decode(Reader& r) { return r.get_scalar<std::byte>("a byte"); }
 };
 
+/// A worded enum's value outside its words (DecodeError naming it and where).
+[[noreturn]] void fail_enum(std::int64_t value, std::size_t at, std::size_t words);
+
 template <class T>
 struct Codec<T, std::enable_if_t<std::is_enum_v<T> && !std::is_same_v<T, std::byte>>> {
   using U = std::underlying_type_t<T>;
   static constexpr std::size_t min_size = sizeof(U);
   static void encode(Writer& w, T v) { w.put_scalar(static_cast<U>(v)); }
-  static T decode(Reader& r) { return static_cast<T>(r.get_scalar<U>("an enum")); }
+  static T decode(Reader& r) {
+    const U u = r.get_scalar<U>("an enum");
+    const T v = static_cast<T>(u);
+    // An enum named by words (runtime/enum_words.hpp) is one of them: a
+    // choice that came as bytes is as checked as one that came as text.
+    if constexpr (WordedEnum<T>)
+      if (!enum_valid(v)) fail_enum(static_cast<std::int64_t>(u), r.offset() - sizeof(U), EnumWords<T>::words.size());
+    return v;
+  }
 };
 
 template <>

@@ -45,11 +45,11 @@ std::uint64_t driver_node(Runtime& rt, const std::vector<Member>& ms) {
 }
 }  // namespace
 
-std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend) {
-  if (backend != "auto" && backend != "shm" && backend != "tcp")
+BackendKind check_backend(Runtime& rt, const std::vector<Member>& ms, BackendKind backend) {
+  if (backend != BackendKind::automatic && backend != BackendKind::shm && backend != BackendKind::tcp)
     throw UsageError(fmt::format("create_group: backend '{}' is not available (shm: ranks on one host; tcp: any)",
                                  backend));
-  if (backend == "tcp") return backend;
+  if (backend == BackendKind::tcp) return backend;
   // Shared memory needs every rank on one host: process members on one node,
   // and in-process members only beside process members on the driver's node.
   std::uint64_t node = 0;
@@ -70,14 +70,14 @@ std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std:
     one_host = false;
     where = fmt::format("the driver and node {}", node);
   }
-  if (one_host) return "shm";
-  if (backend == "shm")
+  if (one_host) return BackendKind::shm;
+  if (backend == BackendKind::shm)
     throw UsageError(fmt::format("create_group: members run on {}; the shared-memory backend needs one host", where));
-  return "tcp";
+  return BackendKind::tcp;
 }
 
-std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend) {
-  if (backend != "auto" && backend != "nccl" && backend != "cuda_local")
+BackendKind check_device_backend(Runtime& rt, const std::vector<Member>& ms, BackendKind backend) {
+  if (backend != BackendKind::automatic && backend != BackendKind::nccl && backend != BackendKind::cuda_local)
     throw UsageError(fmt::format("create_group: backend '{}' does not take device buffers (nccl or cuda_local)", backend));
   if (!gpu::built())
     throw UsageError("create_group: device buffers need a CUDA build of troupe (this one is CPU-only)");
@@ -93,15 +93,15 @@ std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, con
                            where(ms[r]).first);
   }
   const bool one_gpu = first.size() == 1, own_gpus = first.size() == ms.size();
-  if (backend == "nccl" && !own_gpus)
+  if (backend == BackendKind::nccl && !own_gpus)
     throw UsageError(fmt::format("create_group: nccl needs one GPU per rank, but {} (cuda_local runs ranks that share "
                                  "one GPU)", shared));
-  if (backend == "cuda_local" && !one_gpu)
+  if (backend == BackendKind::cuda_local && !one_gpu)
     throw UsageError(fmt::format("create_group: cuda_local needs every rank on one GPU, but ranks use {} GPUs",
                                  first.size()));
-  if (backend != "auto") return backend;
-  if (own_gpus) return "nccl";
-  if (one_gpu) return "cuda_local";
+  if (backend != BackendKind::automatic) return backend;
+  if (own_gpus) return BackendKind::nccl;
+  if (one_gpu) return BackendKind::cuda_local;
   throw UsageError(fmt::format("create_group: {}, but others have their own: NCCL needs one GPU per rank and "
                                "cuda_local one GPU for all", shared));
 }
@@ -135,14 +135,13 @@ void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupS
 }
 
 GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOptions& o) {
-  if (o.memory != "host" && o.memory != "cuda")
-    throw UsageError(fmt::format("create_group: memory '{}' (host or cuda)", o.memory));
   GroupSpec base;
   base.name = o.name;
   base.uid = fresh_uid();
   base.world = static_cast<std::uint32_t>(ms.size());
   base.memory = o.memory;
-  base.backend = o.memory == "cuda" ? check_device_backend(rt, ms, o.backend) : check_backend(rt, ms, o.backend);
+  base.backend =
+      o.memory == Memory::cuda ? check_device_backend(rt, ms, o.backend) : check_backend(rt, ms, o.backend);
   base.staging_bytes = o.staging_bytes;
   base.p2p_bytes = o.p2p_bytes;
   base.heap_bytes = o.heap_bytes;
@@ -154,7 +153,7 @@ GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOpti
     GroupSpec s = base;
     s.rank = static_cast<std::uint32_t>(r);
     s.host = host;  // a worker that dialled in from another host uses its own address
-    if (o.memory == "cuda") s.device = ms[r].process ? -1 : ms[r].device;  // a worker knows its own
+    if (o.memory == Memory::cuda) s.device = ms[r].process ? -1 : ms[r].device;  // a worker knows its own
     join_member(ms[r], s);
   }
   return base;
@@ -207,7 +206,7 @@ struct Difference {
 Difference differs(const JoinRequest& qa, const JoinRequest& qb) {
   const GroupOptions &a = qa.options, &b = qb.options;
   auto devs = [](const std::vector<int>& d) { return fmt::format("[{}]", fmt::join(d, ", ")); };
-  auto str = [](const std::string& v) { return fmt::format("'{}'", v); };
+  auto str = [](auto v) { return fmt::format("'{}'", v); };
   if (qa.world != qb.world) return {"world", std::to_string(qa.world), std::to_string(qb.world)};
   if (a.backend != b.backend) return {"backend", str(a.backend), str(b.backend)};
   if (a.memory != b.memory) return {"memory", str(a.memory), str(b.memory)};
@@ -317,8 +316,6 @@ Ref<std::shared_ptr<Group>> init_group(std::uint32_t world, std::uint32_t rank, 
   if (world == 0 || world > kMaxRanks)
     throw UsageError(fmt::format("init_group('{}'): world {} (1 to {} ranks)", o.name, world, kMaxRanks));
   if (rank >= world) throw UsageError(fmt::format("init_group('{}'): rank {} of a group of {}", o.name, rank, world));
-  if (o.memory != "host" && o.memory != "cuda")
-    throw UsageError(fmt::format("init_group('{}'): memory '{}' (host or cuda)", o.name, o.memory));
   if (!o.devices.empty() && o.devices.size() != world)
     throw UsageError(fmt::format("init_group('{}'): {} devices given for {} ranks", o.name, o.devices.size(), world));
   const detail::JoinRequest q{o, world, rank};

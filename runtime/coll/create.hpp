@@ -30,11 +30,11 @@ namespace troupe::coll {
 
 struct GroupOptions {
   std::string name = "default";
-  /// Host buffers: "auto" (shm on one host, else tcp), "shm" or "tcp".
-  /// Device buffers: "auto" (nccl when every rank has its own GPU, cuda_local
-  /// when all share one), "nccl" or "cuda_local".
-  std::string backend = "auto";
-  std::string memory = "host";    ///< where the buffers live: "host" or "cuda"
+  /// Host buffers: automatic (shm on one host, else tcp), shm or tcp.
+  /// Device buffers: automatic (nccl when every rank has its own GPU,
+  /// cuda_local when all share one), nccl or cuda_local.
+  BackendKind backend = BackendKind::automatic;
+  Memory memory = Memory::host;   ///< where the buffers live
   std::vector<int> devices;       ///< cuda: the device of each in-process member by rank (default 0);
                                   ///< process members use the GPU their worker was given
   std::uint64_t staging_bytes = 4ull << 20;
@@ -45,7 +45,8 @@ struct GroupOptions {
 };
 
 struct GroupInfo {
-  std::string name, backend;
+  std::string name;
+  BackendKind backend = BackendKind::automatic;  ///< the one the group formed with (never automatic)
   std::uint64_t uid = 0;
   std::uint32_t world = 0;
 };
@@ -79,9 +80,10 @@ MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r,
 void join_member(const Member& m, const GroupSpec& spec);
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why);
 std::uint64_t fresh_uid();
-std::string check_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend);
-/// Device groups: "nccl" (a GPU per rank) or "cuda_local" (one GPU for all), or UsageError.
-std::string check_device_backend(Runtime& rt, const std::vector<Member>& ms, const std::string& backend);
+/// Host groups: shm (one host) or tcp, or UsageError.
+BackendKind check_backend(Runtime& rt, const std::vector<Member>& ms, BackendKind backend);
+/// Device groups: nccl (a GPU per rank) or cuda_local (one GPU for all), or UsageError.
+BackendKind check_device_backend(Runtime& rt, const std::vector<Member>& ms, BackendKind backend);
 std::string driver_host(Runtime& rt);
 }  // namespace detail
 
@@ -106,7 +108,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
       m.node = a.remote()->node();
       const auto devs = a.remote()->devices();
       m.device = devs.empty() ? 0 : static_cast<int>(devs.front());
-    } else if (o.memory == "cuda") {
+    } else if (o.memory == Memory::cuda) {
       const auto r = ms.size();
       if (!o.devices.empty() && o.devices.size() != members.size())
         throw UsageError(fmt::format("create_group: {} devices given for {} members", o.devices.size(), members.size()));

@@ -16,8 +16,8 @@ using gpu::cu;
 
 GroupSpec CudaLocalGroup::host_spec(const GroupSpec& spec) {
   GroupSpec h = spec;
-  h.backend = "shm";
-  h.memory = "host";
+  h.backend = BackendKind::shm;
+  h.memory = Memory::host;
   h.staging_bytes = 8192;  // descriptors and tokens only: the data stays on the GPU
   h.p2p_bytes = 4096;
   h.heap_bytes = 0;

@@ -46,8 +46,8 @@ const NcclApi& nc() {
 #endif
 
 std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<bool>* cancel) {
-  if (spec.backend == "cuda_local") return std::make_unique<CudaLocalGroup>(spec, cancel);
-  if (spec.backend == "nccl") {
+  if (spec.backend == BackendKind::cuda_local) return std::make_unique<CudaLocalGroup>(spec, cancel);
+  if (spec.backend == BackendKind::nccl) {
 #ifdef TROUPE_HAVE_NCCL
     return std::make_unique<NcclGroup>(spec, cancel);
 #else

@@ -24,7 +24,7 @@ class Group::OpState final : public troupe::detail::State<void> {
 };
 
 int Group::device() const noexcept {
-  if (spec_.memory != "cuda") return -1;
+  if (spec_.memory != Memory::cuda) return -1;
   return spec_.device >= 0 ? spec_.device : gpu::default_device();
 }
 
@@ -37,9 +37,9 @@ Group::~Group() { destroy(); }
 void Group::run() {
   try {
     std::unique_ptr<Backend> shm;
-    if (spec_.memory == "cuda")
+    if (spec_.memory == Memory::cuda)
       shm = gpu::make_backend(spec_, &cancel_);
-    else if (spec_.backend == "tcp")
+    else if (spec_.backend == BackendKind::tcp)
       shm = std::make_unique<TcpGroup>(spec_, &cancel_);
     else
       shm = std::make_unique<ShmGroup>(spec_, &cancel_);
@@ -195,7 +195,7 @@ Group::OpFn Group::ordered(OpFn op) {
     has_producer = has_producer_;
     stream = producer_;
   }
-  if (spec_.memory != "cuda" || !has_producer) return op;
+  if (spec_.memory != Memory::cuda || !has_producer) return op;
   auto ready = gpu::record_ready(stream);  // now, on the caller's thread: what was queued before this call
   return [ready, op = std::move(op)](Backend& g) {
     g.wait_event(ready.get());
@@ -256,7 +256,7 @@ bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
 void Group::help(std::uint64_t id) {
   std::unique_lock lock(mu_);
   // Transfers stay with the group's thread, which moves them all at once.
-  if (running_ || closing_ || !shm_ || spec_.memory != "host" || p2p_busy_ || queue_.empty() || queue_.front().id > id)
+  if (running_ || closing_ || !shm_ || spec_.memory != Memory::host || p2p_busy_ || queue_.empty() || queue_.front().id > id)
     return;
   running_ = true;
   while (!queue_.empty() && queue_.front().id <= id && !queue_.front().p2p) {
@@ -278,7 +278,7 @@ std::shared_ptr<Promise<void>> Group::promise_for(std::uint64_t id) {
   // operations up to this one itself when the group's thread has not
   // started them (OpState::help): no hop.
   using State = troupe::detail::State<void>;
-  State* s = spec_.memory == "host" ? new OpState(weak_from_this(), id) : new State(1);
+  State* s = spec_.memory == Memory::host ? new OpState(weak_from_this(), id) : new State(1);
   return std::make_shared<Promise<void>>(troupe::detail::StatePtr<State>(s));
 }
 
@@ -293,7 +293,7 @@ Group::DoneFn Group::complete_with(std::shared_ptr<Promise<void>> p) {
 
 Ref<void> Group::submit(OpFn op, FastOp fast) {
   const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  if (fast.kind != k_none && spec_.memory == "host") {
+  if (fast.kind != k_none && spec_.memory == Memory::host) {
     Ref<void> done;
     if (try_inline(fast, id, done)) return done;
   }

@@ -55,17 +55,17 @@ class Group : public std::enable_shared_from_this<Group> {
   std::uint32_t size() const noexcept { return spec_.world; }
   const std::string& name() const noexcept { return spec_.name; }
   std::uint64_t uid() const noexcept { return spec_.uid; }
-  /// "shm", "tcp", "nccl" or "cuda_local".
-  const std::string& backend() const noexcept { return spec_.backend; }
-  /// Where the group's buffers live: "host" or "cuda".
-  const std::string& memory() const noexcept { return spec_.memory; }
+  /// shm, tcp, nccl or cuda_local.
+  BackendKind backend() const noexcept { return spec_.backend; }
+  /// Where the group's buffers live.
+  Memory memory() const noexcept { return spec_.memory; }
   /// Device groups: the GPU this rank's buffers are on (-1 for host groups).
   int device() const noexcept;
   /// Whether transfers between two ranks are taken in the order they are
   /// posted, whatever their tag, one batch at a time (device groups: NCCL
   /// matches a communicator's sends and receives in order). Host groups keep
   /// tags apart and move every pending transfer at once.
-  bool p2p_in_order() const noexcept { return spec_.memory != "host"; }
+  bool p2p_in_order() const noexcept { return spec_.memory != Memory::host; }
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
@@ -162,7 +162,7 @@ class Group : public std::enable_shared_from_this<Group> {
     return ref;
   }
 
-  /// Device groups (GroupOptions::memory = "cuda"): operations issued from
+  /// Device groups (GroupOptions::memory = Memory::cuda): operations issued from
   /// now on first wait, on the device, for the work queued on `stream` (a
   /// cudaStream_t; null: the legacy default stream) at the time each is
   /// issued. Without it, device buffers must be complete when an operation

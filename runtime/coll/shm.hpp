@@ -38,13 +38,13 @@ struct GroupSpec {
   std::uint64_t uid = 0;    ///< names the segment; fresh per group instance
   std::uint32_t world = 0;
   std::uint32_t rank = 0;
-  std::string backend = "shm";
+  BackendKind backend = BackendKind::shm;  ///< the one chosen (never automatic)
   std::string host;         ///< tcp: the address this rank listens on (reachable by its peers)
   std::uint64_t staging_bytes = 4ull << 20;  ///< per rank (two halves)
   std::uint64_t p2p_bytes = 4ull << 20;      ///< per rank: its outgoing channels' slots (touched lazily)
   std::uint64_t heap_bytes = 1ull << 30;     ///< group-allocated buffers (touched lazily)
   std::uint32_t timeout_ms = 120000;         ///< longest wait for a peer
-  std::string memory = "host";               ///< where the buffers live: "host" or "cuda"
+  Memory memory = Memory::host;              ///< where the buffers live
   std::int32_t device = -1;                  ///< cuda: this rank's device (-1: gpu::default_device())
   TROUPE_FIELDS(name, uid, world, rank, backend, host, staging_bytes, p2p_bytes, heap_bytes, timeout_ms, memory, device)
 };

@@ -3,8 +3,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
+#include "runtime/enum_words.hpp"
 #include "runtime/errors.hpp"
 
 namespace troupe::coll {
@@ -12,8 +14,33 @@ namespace troupe::coll {
 enum class DType : std::uint8_t { f32, f64, i32, i64, u8, bf16, f16 };
 enum class Op : std::uint8_t { sum, avg, max, min };
 
+/// Which backend carries a group (GroupOptions::backend; "auto" in text).
+/// Host buffers: shm (every rank on one host) or tcp (any); device buffers:
+/// nccl (a GPU per rank) or cuda_local (one GPU for all). automatic picks
+/// one as the group forms: a formed group never has it.
+enum class BackendKind : std::uint8_t { automatic, shm, tcp, nccl, cuda_local };
+/// Where a group's buffers live.
+enum class Memory : std::uint8_t { host, cuda };
+
+}  // namespace troupe::coll
+
+template <>
+struct troupe::EnumWords<troupe::coll::BackendKind> {
+  static constexpr std::array<std::string_view, 5> words{"auto", "shm", "tcp", "nccl", "cuda_local"};
+};
+template <>
+struct troupe::EnumWords<troupe::coll::Memory> {
+  static constexpr std::array<std::string_view, 2> words{"host", "cuda"};
+};
+
+namespace troupe::coll {
+
 const char* to_string(DType d) noexcept;
 const char* to_string(Op o) noexcept;
+/// "auto", "shm", "tcp", "nccl", "cuda_local" (parse_enum<BackendKind> reads them).
+constexpr std::string_view to_string(BackendKind b) noexcept { return enum_word(b); }
+/// "host", "cuda" (parse_enum<Memory> reads them).
+constexpr std::string_view to_string(Memory m) noexcept { return enum_word(m); }
 std::size_t size_of(DType d) noexcept;
 
 /// Half-precision elements as collectives carry them: the bits of a bfloat16

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "actors/optim/optimizer.hpp"
+#include "tests/support/enum_words.hpp"
 
 using namespace troupe;
 using compute::Tensor;
@@ -103,5 +104,14 @@ TEST_CASE("learning-rate schedules: warm-up, then constant, cosine or linear", "
   optim::LrSchedule c{K::constant, 0.3f, 0, 100, 0.0f};
   CHECK(c.at(99) == Approx(0.3f));
   CHECK(optim::LrSchedule::parse("cosine") == K::cosine);
-  CHECK_THROWS_WITH(optim::LrSchedule::parse("step"), Catch::Contains("unknown learning-rate schedule 'step'"));
+  CHECK_THROWS_WITH(optim::LrSchedule::parse("step"),
+                    Catch::Contains("unknown learning-rate schedule 'step': expected constant, cosine or linear"));
+}
+
+TEST_CASE("optimizers and schedules are named by words", "[optim]") {
+  troupe::test::check_enum_words<optim::Algorithm>("optimizer", "sgd or adamw");
+  troupe::test::check_enum_words<optim::LrKind>("learning-rate schedule", "constant, cosine or linear");
+  // A checkpoint records the optimizer by the same word.
+  CHECK(optim::Sgd(optim::SgdOptions{}).kind() == "sgd");
+  CHECK(optim::AdamW(optim::AdamWOptions{}).kind() == "adamw");
 }

@@ -12,6 +12,7 @@
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using coll::BackendKind;
 using troupe::test::CollCase;
 using troupe::test::CollMember;
 
@@ -26,7 +27,7 @@ TEST_CASE("gpu: worker processes sharing one GPU (CUDA IPC) match the CPU refere
   Runtime rt({.threads = 2});
   for (std::size_t W : {2u, 3u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W, Options{}.process());
-    REQUIRE(coll::create_group(rt, mesh, device_group("cuda_local")).backend == "cuda_local");
+    REQUIRE(coll::create_group(rt, mesh, device_group(BackendKind::cuda_local)).backend == BackendKind::cuda_local);
     for (std::size_t n : {0ul, 13ul, (1ul << 19) + 3}) {
       for (bool heap : {false, true}) {
         troupe::test::check_coll_case(mesh, dev({"allreduce", 0, n, 1, 0, heap}));
@@ -46,7 +47,7 @@ TEST_CASE("gpu: a worker killed with -9 mid-allreduce fails the device group's o
   if (!gpu_or_warn()) return;
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process().name("m"));
-  coll::create_group(rt, mesh, device_group("cuda_local"));
+  coll::create_group(rt, mesh, device_group(BackendKind::cuda_local));
   auto a = mesh[0].call(&CollMember::run, dev({"allreduce", 0, 1000, 0, 0, true}));
   auto b = mesh[1].call(&CollMember::run, dev({"allreduce", 0, 1000, 0, 0, true}));
   std::this_thread::sleep_for(300ms);

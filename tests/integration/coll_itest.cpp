@@ -19,7 +19,7 @@ using troupe::test::CollMember;
 TROUPE_ACTOR(CollMember, run, pid, init);
 
 namespace {
-coll::GroupOptions opts(const std::string& backend = "auto") {
+coll::GroupOptions opts(coll::BackendKind backend = coll::BackendKind::automatic) {
   coll::GroupOptions o;
   o.name = "t";
   o.backend = backend;
@@ -32,8 +32,8 @@ coll::GroupOptions opts(const std::string& backend = "auto") {
 }  // namespace
 
 TEST_CASE("collectives across worker processes match the CPU reference", "[coll][process]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   for (std::size_t W : {2u, 4u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W, Options{}.process());
@@ -55,15 +55,15 @@ TEST_CASE("collectives across worker processes match the CPU reference", "[coll]
 }
 
 TEST_CASE("worker processes form a group with init_group from inside their actors", "[coll][process]") {
-  const std::string backend = GENERATE(std::string("auto"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::automatic, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process());
   auto o = opts(backend);
   o.name = "inner";
   std::vector<Ref<std::string>> joined;
   for (std::uint32_t r = 0; r < 3; ++r) joined.push_back(mesh[r].call(&CollMember::init, 3u, r, o));
-  const std::string expect = backend == "auto" ? "shm" : "tcp";
+  const auto expect = backend == coll::BackendKind::automatic ? coll::BackendKind::shm : coll::BackendKind::tcp;
   for (std::uint32_t r = 0; r < 3; ++r) CHECK(joined[r].get(30s) == fmt::format("{}/3/{}", r, expect));
   for (std::size_t n : {13ul, 65537ul}) {
     CollCase c{"allreduce", 0, n, 1};
@@ -81,8 +81,8 @@ TEST_CASE("worker processes form a group with init_group from inside their actor
 }
 
 TEST_CASE("a worker killed with -9 mid-allreduce fails the other ranks, naming it", "[coll][process]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.process().max_restarts(1));
   coll::create_group(rt, mesh, opts(backend));

@@ -34,8 +34,9 @@ dp::ReplicaConfig small(int replicas, int accumulation) {
 }
 
 // device: where each replica trains; gpus: what each replica process asks for.
-std::vector<float> run(int replicas, int accumulation, bool processes, const std::string& device = "cpu",
-                       double gpus = 0, const std::string& precision = "f32") {
+std::vector<float> run(int replicas, int accumulation, bool processes,
+                       train::DeviceChoice device = train::DeviceChoice::cpu(), double gpus = 0,
+                       compute::DType precision = compute::DType::f32) {
   Runtime rt({.threads = 2});
   dp::TrainerOptions o;
   o.replicas = replicas;
@@ -98,18 +99,16 @@ TEST_CASE("a replica device that cannot be had is refused before training, namin
   Runtime rt({.threads = 2});
   auto cfg = small(2, 1);
   dp::TrainerOptions o;
-  cfg.device = "tpu";
-  CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("unknown device 'tpu'"));
-  cfg.device = "cuda:1";  // a worker trains on the GPU it is given
+  cfg.device = train::DeviceChoice::cuda(1);  // a worker trains on the GPU it is given
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o), Catch::Contains("device 'cuda:1' with replicas in worker processes"));
-  cfg.device = "cpu";
-  cfg.precision = "bf16";
+  cfg.device = train::DeviceChoice::cpu();
+  cfg.precision = compute::DType::bf16;
   o.processes = false;
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("precision 'bf16' needs a GPU replica"));
-  cfg.precision = "f32";
+  cfg.precision = compute::DType::f32;
   o.processes = true;
   if (compute::cuda_available()) return;  // the rest is about a machine without a GPU
-  cfg.device = "cuda";
+  cfg.device = train::DeviceChoice::cuda();
   o.processes = false;
   CHECK_THROWS_WITH(dp::DataParallelTrainer(rt, cfg, o).fit(), Catch::Contains("device 'cuda': no CUDA device answers"));
   o.processes = true;  // a GPU each, by default: placement finds none here, before any worker starts
@@ -156,7 +155,7 @@ TEST_CASE("gpu: replicas on a GPU follow single-process CPU training with the sa
   };
   for (auto c : {Case{1, false, 0}, Case{2, false, 0}, Case{2, true, 0.5}}) {
     INFO(c.replicas << " GPU replicas" << (c.processes ? " in processes" : " in-process"));
-    const auto losses = run(c.replicas, 1, c.processes, "cuda", c.gpus);
+    const auto losses = run(c.replicas, 1, c.processes, train::DeviceChoice::cuda(), c.gpus);
     REQUIRE(losses.size() == single.size());
     for (std::size_t s = 0; s < single.size(); ++s) {
       INFO("step " << s);
@@ -166,9 +165,9 @@ TEST_CASE("gpu: replicas on a GPU follow single-process CPU training with the sa
   // Half-precision activations: the same trajectory within bf16's and fp16's
   // rounding, which grows step by step (one bf16 run on the H200 was 4.9%
   // off at step 30 of 32): the mean loss of every 8 steps.
-  for (std::string precision : {"bf16", "f16"}) {
-    INFO("2 GPU replicas in processes, " << precision);
-    const auto losses = run(2, 1, true, "cuda", 0.5, precision);
+  for (auto precision : {compute::DType::bf16, compute::DType::f16}) {
+    INFO("2 GPU replicas in processes, " << compute::to_string(precision));
+    const auto losses = run(2, 1, true, train::DeviceChoice::cuda(), 0.5, precision);
     REQUIRE(losses.size() == single.size());
     for (std::size_t k = 0; k < single.size(); k += 8) {
       double a = 0, b = 0;
@@ -176,8 +175,9 @@ TEST_CASE("gpu: replicas on a GPU follow single-process CPU training with the sa
         a += single[s];
         b += losses[s];
       }
-      INFO("steps " << k << "-" << k + 7 << ": f32 " << a / 8 << ", " << precision << " " << b / 8);
-      CHECK(std::abs(a - b) / a < (precision == "bf16" ? 0.05 : 0.015));
+      INFO("steps " << k << "-" << k + 7 << ": f32 " << a / 8 << ", " << compute::to_string(precision) << " "
+                    << b / 8);
+      CHECK(std::abs(a - b) / a < (precision == compute::DType::bf16 ? 0.05 : 0.015));
     }
   }
 }
@@ -205,7 +205,7 @@ std::string fresh_dir(const char* what) {
 namespace {
 
 // Kills replica 1's process mid-run, on `device` (GPU replica processes ask for gpus each).
-void kill_and_recover(const std::string& device, double gpus) {
+void kill_and_recover(train::DeviceChoice device, double gpus) {
   auto cfg = small(2, 1);
   cfg.epochs = 2;  // 64 steps
   cfg.device = device;
@@ -246,7 +246,7 @@ void kill_and_recover(const std::string& device, double gpus) {
 
 TEST_CASE("a replica killed with -9 mid-run: the group is rebuilt from the checkpoint and the run ends as an "
           "uninterrupted one", "[dp][process]") {
-  kill_and_recover("cpu", 0);
+  kill_and_recover(train::DeviceChoice::cpu(), 0);
 }
 
 TEST_CASE("a spent failure budget stops the run, naming the failures, the last cause, the step reached and saved",
@@ -287,7 +287,7 @@ TEST_CASE("gpu: a GPU replica killed with -9 mid-run: the device group is rebuil
     WARN("no CUDA device here: the GPU recovery case checks nothing");
     return;
   }
-  kill_and_recover("cuda", 0.5);
+  kill_and_recover(train::DeviceChoice::cuda(), 0.5);
 }
 
 TEST_CASE("a stopped run resumes from its checkpoint directory and ends as an uninterrupted one", "[dp][process]") {

@@ -121,7 +121,7 @@ TEST_CASE("a collective group across hosts uses TCP; a dead host fails the other
   o.name = "t";
   o.timeout_ms = 20000;
   auto info = coll::create_group(rt, ms, o);
-  CHECK(info.backend == "tcp");
+  CHECK(info.backend == coll::BackendKind::tcp);
   for (std::size_t n : {0ul, 1ul, 4099ul, (1ul << 20) + 1}) {
     troupe::test::CollCase cc{"allreduce", 0, n, 0};
     auto r0 = ms[0].call(&troupe::test::CollMember::run, cc);

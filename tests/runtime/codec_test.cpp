@@ -5,6 +5,7 @@
 #include "runtime/codec/capnp.hpp"
 #include "runtime/codec/codec.hpp"
 #include "test_schema.capnp.h"
+#include "tests/support/enum_words.hpp"
 
 using namespace troupe;
 using namespace troupe::codec;
@@ -33,6 +34,24 @@ T round_trip(const T& v) {
   return from_bytes<T>(to_bytes(v));
 }
 
+// An enum named by words (runtime/enum_words.hpp), as configuration choices are.
+enum class Fruit : std::uint8_t { apple, pear, plum };
+
+struct Basket {
+  Fruit fruit = Fruit::apple;
+  std::vector<Fruit> more;
+  TROUPE_FIELDS(fruit, more)
+};
+
+}  // namespace
+
+template <>
+struct troupe::EnumWords<Fruit> {
+  static constexpr std::array<std::string_view, 3> words{"apple", "pear", "plum"};
+};
+
+namespace {
+std::string_view to_string(Fruit f) { return enum_word(f); }
 }  // namespace
 
 TEST_CASE("arithmetic types, bool and enums round-trip", "[codec]") {
@@ -74,7 +93,7 @@ TEST_CASE("user structs declared with TROUPE_FIELDS round-trip", "[codec]") {
 
 TEST_CASE("Cap'n Proto messages round-trip", "[codec]") {
   capnp::MallocMessageBuilder b;
-  auto root = b.initRoot<test::Sample>();
+  auto root = b.initRoot<::test::Sample>();
   root.setId(99);
   root.setLabel("grad-bucket-3");
   auto vals = root.initValues(3);
@@ -82,7 +101,7 @@ TEST_CASE("Cap'n Proto messages round-trip", "[codec]") {
   vals.set(1, 2.f);
   vals.set(2, 3.5f);
   root.initChild().setId(100);
-  auto msg = CapnpMessage<test::Sample>::from(b);
+  auto msg = CapnpMessage<::test::Sample>::from(b);
   auto back = round_trip(msg);
   auto r = back.reader();
   CHECK(r.getId() == 99);
@@ -127,16 +146,36 @@ TEST_CASE("malformed values and trailing bytes are refused", "[codec]") {
   CHECK_THROWS_AS(from_bytes<Deep>(w.take()), DecodeError);
 }
 
+TEST_CASE("an enum named by words reads and prints its words; a value outside them is refused", "[codec]") {
+  troupe::test::check_enum_words<Fruit>("fruit", "apple, pear or plum");
+  CHECK(enum_values<Fruit>() == std::array{Fruit::apple, Fruit::pear, Fruit::plum});
+  CHECK(fmt::format("[{:>6}]", Fruit::pear) == "[  pear]");  // string format specs apply
+  CHECK(enum_word(static_cast<Fruit>(7)) == "?");
+  CHECK(or_list(std::array<std::string_view, 1>{"a"}) == "a");
+  CHECK(or_list(std::array<std::string_view, 2>{"a", "b"}) == "a or b");
+  // On the wire: one byte, and only the values it names.
+  CHECK(round_trip(Fruit::plum) == Fruit::plum);
+  auto b = round_trip(Basket{Fruit::pear, {Fruit::plum, Fruit::apple}});
+  CHECK(b.fruit == Fruit::pear);
+  CHECK(b.more == std::vector{Fruit::plum, Fruit::apple});
+  auto bytes = to_bytes(Basket{Fruit::pear, {Fruit::plum}});
+  bytes[9] = std::byte{3};  // the first of `more` (after the fruit byte and the u64 count)
+  CHECK_THROWS_WITH(from_bytes<Basket>(bytes),
+                    Catch::Contains("codec: enum value 3 at offset 9 is not one of its 3 named values"));
+  // An enum without words keeps any value it is sent.
+  CHECK(from_bytes<Color>(std::vector{std::byte{9}}) == static_cast<Color>(9));
+}
+
 TEST_CASE("a corrupt Cap'n Proto message is a DecodeError", "[codec]") {
   capnp::MallocMessageBuilder b;
-  b.initRoot<test::Sample>().setLabel("x");
-  auto good = to_bytes(CapnpMessage<test::Sample>::from(b));
+  b.initRoot<::test::Sample>().setLabel("x");
+  auto good = to_bytes(CapnpMessage<::test::Sample>::from(b));
   auto bad = good;
   // Point the root pointer far outside the segment.
   for (std::size_t i = 16; i < 24 && i < bad.size(); ++i) bad[i] = std::byte{0x7f};
-  CHECK_THROWS_AS(from_bytes<CapnpMessage<test::Sample>>(bad), DecodeError);
+  CHECK_THROWS_AS(from_bytes<CapnpMessage<::test::Sample>>(bad), DecodeError);
   std::vector<std::byte> garbage(64, std::byte{0xff});
   garbage[0] = std::byte{7};  // 7 words follow
   for (int i = 1; i < 8; ++i) garbage[i] = std::byte{0};
-  CHECK_THROWS_AS(from_bytes<CapnpMessage<test::Sample>>(garbage), DecodeError);
+  CHECK_THROWS_AS(from_bytes<CapnpMessage<::test::Sample>>(garbage), DecodeError);
 }

@@ -9,6 +9,7 @@
 
 using namespace std::chrono_literals;
 using namespace troupe;
+using coll::BackendKind;
 using troupe::test::CollCase;
 using troupe::test::CollMember;
 
@@ -43,10 +44,10 @@ TEST_CASE("gpu: device groups without a usable GPU fail with a clear error, neve
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(1);
   if (!coll::gpu::built()) {
-    CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group("auto")), Catch::Contains("CUDA build"));
+    CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group()), Catch::Contains("CUDA build"));
     return;
   }
-  coll::GroupOptions o = device_group("auto");
+  coll::GroupOptions o = device_group();
   o.devices = {97};  // no machine has a GPU 97
   coll::create_group(rt, mesh, o);
   // A group-allocated buffer: the group's own failure, before any user copy.
@@ -58,26 +59,27 @@ TEST_CASE("gpu: create_group picks nccl or cuda_local from where the ranks' GPUs
   if (!coll::gpu::built()) return;
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3);
-  CHECK(coll::create_group(rt, mesh, device_group("auto")).backend == "cuda_local");  // all on GPU 0
-  coll::GroupOptions o = device_group("auto");
+  CHECK(coll::create_group(rt, mesh, device_group()).backend == BackendKind::cuda_local);  // all on GPU 0
+  coll::GroupOptions o = device_group();
   o.devices = {0, 1, 2};
-  CHECK(coll::create_group(rt, mesh, o).backend == "nccl");
+  CHECK(coll::create_group(rt, mesh, o).backend == BackendKind::nccl);
   o.devices = {0, 0, 1};
   CHECK_THROWS_WITH(coll::create_group(rt, mesh, o), Catch::Contains("ranks 0 and 1 share GPU 0"));
-  CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group("nccl")), Catch::Contains("one GPU per rank"));
+  CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group(BackendKind::nccl)), Catch::Contains("one GPU per rank"));
   o.devices = {0, 1, 2};
-  o.backend = "cuda_local";
+  o.backend = BackendKind::cuda_local;
   CHECK_THROWS_WITH(coll::create_group(rt, mesh, o), Catch::Contains("every rank on one GPU"));
   o.devices = {0, 1};
   CHECK_THROWS_WITH(coll::create_group(rt, mesh, o), Catch::Contains("2 devices given for 3 members"));
-  CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group("shm")), Catch::Contains("does not take device buffers"));
+  CHECK_THROWS_WITH(coll::create_group(rt, mesh, device_group(BackendKind::shm)),
+                    Catch::Contains("backend 'shm' does not take device buffers"));
 }
 
 TEST_CASE("gpu: NCCL with one rank runs every operation against the CPU reference", "[gpu]") {
   if (!gpu_or_warn()) return;
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(1);
-  REQUIRE(coll::create_group(rt, mesh, device_group("nccl")).backend == "nccl");
+  REQUIRE(coll::create_group(rt, mesh, device_group(BackendKind::nccl)).backend == BackendKind::nccl);
   every_op(mesh, {0, 1, 7, 1031, 300007});
   // Bad input: a host buffer, a root that is not a rank.
   CHECK_THROWS_WITH(mesh[0].call(&CollMember::run, CollCase{"allreduce", 0, 16, 0, 0, false, "g"}).get(30s),
@@ -90,7 +92,7 @@ TEST_CASE("gpu: ranks sharing one GPU (cuda_local) match the CPU reference for 2
   Runtime rt({.threads = 4});
   for (std::size_t W : {2u, 3u, 4u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W);
-    REQUIRE(coll::create_group(rt, mesh, device_group("auto")).backend == "cuda_local");
+    REQUIRE(coll::create_group(rt, mesh, device_group()).backend == BackendKind::cuda_local);
     every_op(mesh, W == 2 ? std::vector<std::size_t>{0, 1, 7, 1031, 300007} : std::vector<std::size_t>{0, 13, 300007});
     for (auto& m : mesh.members()) m.stop().get(10s);
   }
@@ -100,13 +102,13 @@ TEST_CASE("gpu: cuda_local ranks that disagree or pass host memory fail every ra
   if (!gpu_or_warn()) return;
   Runtime rt({.threads = 3});
   auto mesh = rt.spawn_mesh<CollMember>(3);
-  coll::create_group(rt, mesh, device_group("cuda_local"));
+  coll::create_group(rt, mesh, device_group(BackendKind::cuda_local));
   std::vector<Ref<std::vector<double>>> refs;
   for (std::size_t r = 0; r < 3; ++r) refs.push_back(mesh[r].call(&CollMember::run, dev({"allreduce", 0, r == 1 ? 9u : 10u, 0})));
   for (auto& ref : refs)
     CHECK_THROWS_WITH(ref.get(30s), Catch::Contains("ranks disagree") && Catch::Contains("float32 x 9"));
   auto mesh2 = rt.spawn_mesh<CollMember>(2);
-  coll::create_group(rt, mesh2, device_group("cuda_local"));
+  coll::create_group(rt, mesh2, device_group(BackendKind::cuda_local));
   CHECK_THROWS_WITH(mesh2[0].call(&CollMember::run, CollCase{"allreduce", 0, 16, 0, 0, false, "g"}).get(30s),
                     Catch::Contains("host memory"));
 }

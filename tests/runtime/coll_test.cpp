@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tests/support/coll_member.hpp"
+#include "tests/support/enum_words.hpp"
 
 using namespace std::chrono_literals;
 using namespace troupe;
@@ -16,7 +17,8 @@ using troupe::test::CollMember;
 
 namespace {
 
-coll::GroupOptions small_staging(const std::string& name = "t", const std::string& backend = "auto") {
+coll::GroupOptions small_staging(const std::string& name = "t",
+                                 coll::BackendKind backend = coll::BackendKind::automatic) {
   coll::GroupOptions o;
   o.name = name;
   o.backend = backend;
@@ -56,8 +58,8 @@ class Burst {
 }  // namespace
 
 TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   for (std::size_t W : {1u, 2u, 3u, 4u, 8u}) {
     auto mesh = rt.spawn_mesh<CollMember>(W);
@@ -93,7 +95,7 @@ TEST_CASE("allreduce where some ranks pass group buffers and others their own", 
   // its first piece, another has not).
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3);
-  coll::create_group(rt, mesh, small_staging("t", "shm"));
+  coll::create_group(rt, mesh, small_staging("t", coll::BackendKind::shm));
   for (std::size_t n : {13u, 20000u, 40009u})
     for (int op : {0, 1, 2}) {
       CollCase c{"allreduce", 0, n, op, 0, true};
@@ -110,7 +112,7 @@ TEST_CASE("operations complete in issue order whoever runs them: caller, waiter 
   // itself. Each mix must give every operation its own, right result.
   Runtime rt({.threads = 3});
   auto mesh = rt.spawn_mesh<Burst>(2);
-  coll::create_group(rt, mesh, small_staging("t", "shm"));
+  coll::create_group(rt, mesh, small_staging("t", coll::BackendKind::shm));
   for (std::size_t n : {1u, 3000u, 70000u})
     for (bool block : {false, true})
       for (int late : {0, 30}) {
@@ -131,7 +133,7 @@ TEST_CASE("operations complete in issue order whoever runs them: caller, waiter 
 TEST_CASE("init_group forms a group from inside the actors, as create_group does from the driver", "[coll]") {
   Runtime rt({.threads = 4});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.name("m"));
-  auto o = small_staging("inner", "auto");
+  auto o = small_staging("inner", coll::BackendKind::automatic);
   // Ranks need not follow the mesh: rank r is mesh member 2 - r.
   std::vector<Ref<std::string>> joined;
   for (std::uint32_t i = 0; i < 3; ++i) joined.push_back(mesh[i].call(&CollMember::init, 3u, 2 - i, o));
@@ -161,7 +163,7 @@ TEST_CASE("init_group forms a group from inside the actors, as create_group does
 TEST_CASE("init_group: members that disagree, a rank taken twice, a rank that never comes", "[coll]") {
   Runtime rt({.threads = 4});
   auto mesh = rt.spawn_mesh<CollMember>(3);
-  auto o = small_staging("g", "auto");
+  auto o = small_staging("g", coll::BackendKind::automatic);
   // World sizes differ: every member asking fails, naming both.
   {
     auto a = mesh[0].call(&CollMember::init, 2u, 0u, o);
@@ -218,7 +220,7 @@ TEST_CASE("init_group: members that disagree, a rank taken twice, a rank that ne
 }
 
 TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3);
   coll::create_group(rt, mesh, small_staging("t", backend));
@@ -235,7 +237,7 @@ TEST_CASE("ranks that disagree fail every rank with the same message", "[coll]")
 }
 
 TEST_CASE("a broadcast root out of range is an error on every rank", "[coll]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(2);
   coll::create_group(rt, mesh, small_staging("t", backend));
@@ -248,7 +250,7 @@ TEST_CASE("a broadcast root out of range is an error on every rank", "[coll]") {
 }
 
 TEST_CASE("a member killed mid-allreduce fails the others at once, naming it; the group can be rebuilt", "[coll]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<CollMember>(3, Options{}.name("m"));
   coll::create_group(rt, mesh, small_staging("t", backend));
@@ -278,11 +280,20 @@ TEST_CASE("create_group refuses bad input", "[coll]") {
   auto m = rt.spawn<CollMember>();
   std::vector<ActorRef<CollMember>> one{m};
   coll::GroupOptions o;
-  o.backend = "carrier-pigeon";
-  CHECK_THROWS_WITH(coll::create_group(rt, one, o), Catch::Contains("carrier-pigeon"));
+  o.backend = coll::BackendKind::nccl;  // a device backend for host buffers
+  CHECK_THROWS_WITH(coll::create_group(rt, one, o),
+                    Catch::Contains("backend 'nccl' is not available (shm: ranks on one host; tcp: any)"));
   // An actor outside any group asking for one gets a clear error.
   CHECK_THROWS_WITH(m.call(&CollMember::run, CollCase{"barrier", 0, 0, 0, 0, false, "nope"}).get(10s),
                     Catch::Contains("not a member of a collective group 'nope'"));
+}
+
+TEST_CASE("group options name their backend and memory by words", "[coll]") {
+  troupe::test::check_enum_words<coll::BackendKind>("backend", "auto, shm, tcp, nccl or cuda_local");
+  troupe::test::check_enum_words<coll::Memory>("memory", "host or cuda");
+  const coll::GroupOptions o;
+  CHECK(o.backend == coll::BackendKind::automatic);
+  CHECK(o.memory == coll::Memory::host);
 }
 
 TEST_CASE("a group made of a dead actor names why it died", "[coll]") {

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-coll::GroupOptions opts(const std::string& backend, std::uint32_t timeout_ms = 20000) {
+coll::GroupOptions opts(coll::BackendKind backend, std::uint32_t timeout_ms = 20000) {
   coll::GroupOptions o;
   o.name = "pp";
   o.backend = backend;
@@ -165,8 +165,8 @@ TROUPE_ACTOR(P2PMember, send_then_recv, tags_out_of_order, pipeline, ring_batche
              then_allreduce, bad_args);
 
 TEST_CASE("neighbours that both send and then receive do not wait on each other", "[coll][p2p]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<P2PMember>(2);
   coll::create_group(rt, mesh, opts(backend));
@@ -178,8 +178,8 @@ TEST_CASE("neighbours that both send and then receive do not wait on each other"
 }
 
 TEST_CASE("tags are separate channels; each is received in send order", "[coll][p2p]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<P2PMember>(2);
   coll::create_group(rt, mesh, opts(backend));
@@ -189,8 +189,8 @@ TEST_CASE("tags are separate channels; each is received in send order", "[coll][
 }
 
 TEST_CASE("a pipeline's transfers and ring batches arrive intact for 2 to 4 ranks", "[coll][p2p]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   for (std::size_t W : {2u, 3u, 4u}) {
     auto mesh = rt.spawn_mesh<P2PMember>(W);
@@ -202,8 +202,8 @@ TEST_CASE("a pipeline's transfers and ring batches arrive intact for 2 to 4 rank
 }
 
 TEST_CASE("transfers finish before a later collective on the same group", "[coll][p2p]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   auto mesh = rt.spawn_mesh<P2PMember>(2);
   coll::create_group(rt, mesh, opts(backend));
@@ -211,8 +211,8 @@ TEST_CASE("transfers finish before a later collective on the same group", "[coll
 }
 
 TEST_CASE("a receive of another size, or one nobody sends, fails naming the ranks", "[coll][p2p]") {
-  const std::string backend = GENERATE(std::string("shm"), std::string("tcp"));
-  INFO("backend " << backend);
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
   Runtime rt({.threads = 2});
   {
     auto mesh = rt.spawn_mesh<P2PMember>(2);

@@ -239,10 +239,10 @@ inline bool gpu_or_warn() {
 }
 
 /// A device group's options (buffers in GPU memory) for the gpu suites.
-inline coll::GroupOptions device_group(const std::string& backend) {
+inline coll::GroupOptions device_group(coll::BackendKind backend = coll::BackendKind::automatic) {
   coll::GroupOptions o;
   o.name = "g";
-  o.memory = "cuda";
+  o.memory = coll::Memory::cuda;
   o.backend = backend;
   o.staging_bytes = 1 << 20;  // the device-local path's smallest: large cases run in pieces
   o.timeout_ms = 30000;

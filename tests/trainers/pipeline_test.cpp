@@ -166,13 +166,13 @@ TEST_CASE("transfers posted in batches, as on a device group, give the same bits
 TEST_CASE("on a GPU a schedule whose transfers NCCL would pair wrongly is refused before launch", "[pipeline]") {
   Runtime rt({.threads = 2});
   auto cfg = small_model();
-  cfg.device = "cuda";  // checked, not run: the stages would go to worker processes
+  cfg.device = train::DeviceChoice::cuda();  // checked, not run: the stages would go to worker processes
   auto o = in_process(2, 3, "interleaved", 2);
   o.processes = true;
   REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o),
                       Catch::Contains("stage 1, action 14 (RECV_B0)") && Catch::Contains("on a GPU use gpipe"));
   // The same run on the CPU keeps tags apart and is fine.
-  cfg.device = "cpu";
+  cfg.device = train::DeviceChoice::cpu();
   REQUIRE_NOTHROW(pipeline::PipelineTrainer(rt, cfg, o));
 }
 

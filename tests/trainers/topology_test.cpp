@@ -34,7 +34,10 @@ TEST_CASE("the example topology loads with what it says", "[topology]") {
   CHECK(t.replica.hidden == std::vector<std::int64_t>{512, 256});
   CHECK(t.replica.batch == 64);
   CHECK(t.replica.epochs == 8);
-  CHECK(t.replica.schedule == "cosine");
+  CHECK(t.replica.schedule == optim::LrKind::cosine);
+  CHECK(t.replica.optimizer == optim::Algorithm::sgd);
+  CHECK(t.replica.activation == nn::Activation::relu);
+  CHECK(t.replica.precision == compute::DType::f32);
   CHECK(t.replica.warmup_steps == 100);
   CHECK(t.replica.lr == Approx(0.1));
   CHECK(t.trainer.checkpoint_every == 500);
@@ -49,7 +52,7 @@ TEST_CASE("the GPU example topology puts two replicas on halves of one GPU", "[t
   CHECK(t.name == "fashion_mnist_dp_gpu");
   CHECK(t.trainer.replicas == 2);
   CHECK(t.gpus == 0.5);
-  CHECK(t.replica.device == "cuda");
+  CHECK(t.replica.device == train::DeviceChoice::cuda());
   CHECK(t.trainer.actor_options.gpus_ == 0.5);
   CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp_gpu/checkpoints");
 }
@@ -84,7 +87,11 @@ TEST_CASE("a minimal topology takes the defaults", "[topology]") {
   auto t = parse_topology(kMinimal, "min.toml");
   CHECK(t.name == "run");
   CHECK(t.trainer.replicas == 2);
-  CHECK(t.replica.optimizer == "sgd");
+  CHECK(t.replica.optimizer == optim::Algorithm::sgd);
+  CHECK(t.replica.schedule == optim::LrKind::constant);
+  CHECK(t.replica.activation == nn::Activation::relu);
+  CHECK(t.replica.precision == compute::DType::f32);
+  CHECK(t.replica.device == train::DeviceChoice::cpu());
   CHECK(t.trainer.max_failures == 3);
 }
 
@@ -95,16 +102,16 @@ TEST_CASE("checkpoint.max_failures sets the failure budget; -1 lifts it", "[topo
 
 TEST_CASE("resources.gpus puts each replica on a GPU (a share of one below 1)", "[topology]") {
   auto host = parse_topology(kMinimal, "t.toml");
-  CHECK(host.replica.device == "cpu");
+  CHECK(host.replica.device == train::DeviceChoice::cpu());
   auto t = parse_topology(kMinimal + "[resources]\ngpus = 0.5\ncpus = 1\n", "t.toml");
   CHECK(t.gpus == 0.5);
-  CHECK(t.replica.device == "cuda");  // the GPU each worker is given
+  CHECK(t.replica.device == train::DeviceChoice::cuda());  // the GPU each worker is given
   CHECK(t.trainer.actor_options.gpus_ == 0.5);
   auto in_process = parse_topology(kMinimal + "processes = false\n[resources]\ngpus = 1\n", "t.toml");
-  CHECK(in_process.replica.device == "cuda");
+  CHECK(in_process.replica.device == train::DeviceChoice::cuda());
   CHECK(in_process.trainer.actor_options.gpus_ == 0);  // in the driver: nothing to place
   auto half = parse_topology(kMinimal + "precision = \"bf16\"\n[resources]\ngpus = 1\n", "t.toml");
-  CHECK(half.replica.precision == "bf16");
+  CHECK(half.replica.precision == compute::DType::bf16);
 }
 
 TEST_CASE("topology mistakes name the file, the line and the key; nothing starts", "[topology]") {
@@ -117,7 +124,12 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {"[trian]\nstrategy = \"data_parallel\"\n", "t.toml:1:2: unknown key 'trian'"},
       {kMinimal + "[optimizer]\nlr = \"fast\"\n", "t.toml:4:6: key 'optimizer.lr': expected a number, got a string"},
       {kMinimal + "[optimizer]\nlr = 0\n", "key 'optimizer.lr': the learning rate must be above 0"},
-      {kMinimal + "[optimizer]\nname = \"lion\"\n", "key 'optimizer.name': 'lion' is not one of: sgd, adamw"},
+      {kMinimal + "[optimizer]\nname = \"lion\"\n", "t.toml:4:8: key 'optimizer.name': 'lion' is not one of: sgd, adamw"},
+      {kMinimal + "[optimizer]\nname = \"SGD\"\n", "t.toml:4:8: key 'optimizer.name': 'SGD' is not one of: sgd, adamw"},
+      {kMinimal + "[optimizer]\nname = 1\n", "t.toml:4:8: key 'optimizer.name': expected a string, got an integer"},
+      {kMinimal + "[schedule]\nkind = \"step\"\n",
+       "t.toml:4:8: key 'schedule.kind': 'step' is not one of: constant, cosine, linear"},
+      {kMinimal + "[model]\nactivation = \"tanh\"\n", "t.toml:4:14: key 'model.activation': 'tanh' is not one of: relu, gelu"},
       {kMinimal + "[model]\ndropout = 1.0\n", "key 'model.dropout': 1 is out of range"},
       {kMinimal + "[model]\nhidden = [64, 0]\n", "key 'model.hidden[1]': 0 is out of range"},
       {kMinimal + "[model]\nhidden = 64\n", "key 'model.hidden': expected an array"},
@@ -150,7 +162,9 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = -2\n", "t.toml:5:16: key 'checkpoint.max_failures': -2 is out of range (-1 to"},
       {kMinimal + "[resources]\ngpus = -1\n", "key 'resources.gpus': -1 is out of range"},
       {kMinimal + "[output]\nmetrics = \"xml\"\n", "key 'output.metrics': 'xml' is not one of: jsonl, csv"},
-      {kMinimal + "precision = \"fp8\"\n", "key 'train.precision': 'fp8' is not one of: f32, bf16, f16"},
+      {kMinimal + "precision = \"fp8\"\n", "t.toml:3:13: key 'train.precision': 'fp8' is not one of: f32, bf16, f16"},
+      // An element type, but not one a run computes in.
+      {kMinimal + "precision = \"i32\"\n", "t.toml:3:13: key 'train.precision': 'i32' is not one of: f32, bf16, f16"},
       {kMinimal + "precision = \"bf16\"\n", "key 'train.precision': bf16 needs GPU replicas"},
       {kMinimal + "precision = \"f16\"\n[resources]\ngpus = 1\n[model]\ndropout = 0.1\n",
        "key 'train.precision': f16 takes linear layers and activations only"},

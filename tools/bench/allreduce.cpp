@@ -119,7 +119,7 @@ std::vector<Row> allreduce_rows(const AllreduceConfig& cfg, std::vector<std::str
       }
     // The TCP ring (what groups across hosts use), here over loopback: the
     // figure to hold against gloo, which has no shared-memory transport.
-    o.backend = "tcp";
+    o.backend = coll::BackendKind::tcp;
     coll::create_group(rt, mesh, o);
     for (auto bytes : cfg.sizes) {
       const int iters = iterations_for(bytes);

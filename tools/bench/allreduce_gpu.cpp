@@ -156,8 +156,8 @@ std::vector<Row> allreduce_gpu_rows(const AllreduceConfig& cfg, std::vector<std:
     auto one = rt.spawn_mesh<Bencher>(1);
     coll::GroupOptions o;
     o.name = "bench";
-    o.memory = "cuda";
-    o.backend = "nccl";
+    o.memory = coll::Memory::cuda;
+    o.backend = coll::BackendKind::nccl;
     coll::create_group(rt, one, o);
     for (auto b : sizes)
       for (auto [op, nop, name] : {std::tuple{0, ncclSum, "sum"}, std::tuple{1, ncclAvg, "avg"}})
@@ -175,8 +175,8 @@ std::vector<Row> allreduce_gpu_rows(const AllreduceConfig& cfg, std::vector<std:
     auto mesh = rt.spawn_mesh<Bencher>(W);
     coll::GroupOptions o;
     o.name = "bench";
-    o.memory = "cuda";
-    o.backend = "cuda_local";
+    o.memory = coll::Memory::cuda;
+    o.backend = coll::BackendKind::cuda_local;
     o.staging_bytes = 64ull << 20;
     coll::create_group(rt, mesh, o);
     for (auto b : sizes)

@@ -35,7 +35,7 @@ train::TrainConfig model(std::int64_t width, int depth, std::int64_t batch) {
   if (depth > 1) c.hidden.back() = std::max<std::int64_t>(1, width / 2);
   c.batch = batch;
   c.epochs = 1;
-  c.optimizer = "sgd";
+  c.optimizer = optim::Algorithm::sgd;
   c.lr = 0.01f;
   c.momentum = 0.9f;
   c.threads = 1;

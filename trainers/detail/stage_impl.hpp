@@ -115,7 +115,7 @@ struct Stage::Impl {
             {"batch", std::to_string(cfg.train.batch)},
             {"seed", std::to_string(cfg.train.seed)},
             {"train_examples", std::to_string(train_set.size())},
-            {"optimizer", cfg.train.optimizer}};
+            {"optimizer", std::string(to_string(cfg.train.optimizer))}};
   }
 };
 

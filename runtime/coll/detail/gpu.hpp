@@ -1,5 +1,5 @@
 #pragma once
-// Collective groups on device buffers (GroupOptions::memory = "cuda"):
+// Collective groups on device buffers (GroupOptions::memory = Memory::cuda):
 //   nccl        one GPU per rank (NCCL; its unique id goes through the
 //               rendezvous store, a Cap'n Proto message on the control plane);
 //   cuda_local  ranks that share one GPU, which NCCL refuses: in one process
@@ -15,7 +15,7 @@
 
 namespace troupe::coll::gpu {
 
-/// The backend for a device group's rank (spec.backend is "nccl" or "cuda_local").
+/// The backend for a device group's rank (spec.backend is nccl or cuda_local).
 std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<bool>* cancel);
 
 /// A CUDA event recorded now on `stream` (a cudaStream_t; null: the legacy
