@@ -69,6 +69,7 @@ struct Replica::Impl {
     return {{"replicas", std::to_string(world)},
             {"batch", std::to_string(cfg.batch)},
             {"accumulation", std::to_string(cfg.accumulation)},
+            {"model", train::model_text(cfg)},
             {"seed", std::to_string(cfg.seed)},
             {"train_examples", std::to_string(train_set.size())},
             {"optimizer", std::string(to_string(cfg.optimizer))}};

@@ -50,6 +50,18 @@ std::uint64_t param_hash(const std::vector<nn::Param*>& params) {
   return h;
 }
 
+std::string model_text(const TrainConfig& cfg) {
+  std::string widths;
+  for (std::size_t i = 0; i < cfg.hidden.size();) {
+    std::size_t j = i;
+    while (j < cfg.hidden.size() && cfg.hidden[j] == cfg.hidden[i]) ++j;
+    widths += fmt::format("{}-", j - i > 1 ? fmt::format("{}x{}", cfg.hidden[i], j - i) : std::to_string(cfg.hidden[i]));
+    i = j;
+  }
+  return fmt::format("{}-{}{} {}{}", cfg.inputs, widths, cfg.classes, to_string(cfg.activation),
+                     cfg.layernorm ? "+layernorm" : "");
+}
+
 nn::MlpSpec mlp_spec(const TrainConfig& c) {
   nn::MlpSpec s;
   s.inputs = c.inputs;

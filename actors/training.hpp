@@ -150,6 +150,9 @@ void check_config(const TrainConfig& cfg, ConfigCheck where = {});
 
 /// The model cfg describes, initialised from cfg.seed (the same everywhere).
 nn::MlpSpec mlp_spec(const TrainConfig& cfg);
+/// The model's shape in a few words ("784-1024x2-10 relu", "+layernorm"):
+/// what a checkpoint records so that a run of another model is refused.
+std::string model_text(const TrainConfig& cfg);
 nn::Model make_model(const TrainConfig& cfg);
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg);
 /// total_steps 0: set it once the steps per epoch are known.

@@ -232,7 +232,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   // The schedule: a kind, or written text. Either way it is simulated now
   // (ScheduleError: `troupe run` points at pipeline.schedule).
   {
-    if (o.schedule.find(':') != std::string::npos) {
+    if (is_written(o.schedule)) {
       schedule_ = parse(o.schedule);
       // Sizes first: a stray action (F7 of 4 micro-batches, a chunk that does
       // not exist) shows as a size that differs from the run's.
@@ -286,7 +286,12 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
     std::int64_t at = 0;
     for (std::size_t s = 0; s < o.layers.size(); ++s) {
       auto [b, e] = o.layers[s];
-      if (b != at || e <= b || e > static_cast<std::int64_t>(blocks.size()))
+      if (b == at && e > static_cast<std::int64_t>(blocks.size()))
+        throw OptionError("pipeline.layers",
+                          fmt::format("pipeline: layer range {} is [{}, {}): it ends past the model's {} blocks (the "
+                                      "last range ends at {})",
+                                      s, b, e, blocks.size(), blocks.size()));
+      if (b != at || e <= b)
         throw OptionError("pipeline.layers", fmt::format("pipeline: layer range {} is [{}, {}): ranges must cover the model's {} blocks (0 "
                                      "to {}) in order, each non-empty, starting where the last ended ({})",
                                      s, b, e, blocks.size(), blocks.size(), at));
@@ -357,7 +362,7 @@ std::string PipelineTrainer::describe() const {
   std::string s = fmt::format("pipeline: {} stages x {} virtual x {} replicas, {} micro-batches of {}, schedule {}, split "
                               "by {}\n",
                               opts_.stages, opts_.virtual_stages, opts_.replicas, opts_.microbatches, cfg_.train.batch,
-                              opts_.schedule.find(':') != std::string::npos ? std::string("(written)") : opts_.schedule,
+                              is_written(opts_.schedule) ? std::string("(written)") : opts_.schedule,
                               split_name(opts_.split));
   for (std::size_t i = 0; i < blocks_.size(); ++i)
     s += fmt::format("  model stage {} (stage {}): blocks [{}, {})\n", i, i % static_cast<std::size_t>(opts_.stages),

@@ -53,7 +53,7 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
   if (o.warmup_steps > 0 && o.warmup_steps >= total && total > 0)
     fmt::print(stderr,
                "troupe: warning: warmup_steps = {} ([schedule] warmup_steps) but the run has {} steps: the learning "
-               "rate never gets past its warm-up ({} of {} at the end)\n",
+               "rate never gets past its warm-up ({:.3g} of {:.3g} at the end)\n",
                o.warmup_steps, total,
                static_cast<double>(o.lr) * static_cast<double>(total) / static_cast<double>(o.warmup_steps), o.lr);
   const std::string& ckpt = o.checkpoint;

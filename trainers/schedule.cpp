@@ -62,6 +62,14 @@ Kind parse_kind(std::string_view name) {
       fmt::format("unknown schedule '{}': one of gpipe, 1f1b, interleaved, zb-h1, or a schedule written out", name));
 }
 
+bool is_written(std::string_view schedule) noexcept {
+  const auto b = schedule.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return false;
+  const auto e = schedule.find_last_not_of(" \t\r\n");
+  const auto words = schedule.substr(b, e - b + 1);
+  return words.find_first_of(": \t\r\n") != std::string_view::npos;
+}
+
 // ---------------------------------------------------------------- generators
 
 namespace {

@@ -68,6 +68,9 @@ enum class Kind : std::uint8_t { gpipe, one_f_one_b, interleaved, zb_h1 };
 const char* kind_name(Kind k) noexcept;
 /// Parses a schedule name; ScheduleError naming the choices otherwise.
 Kind parse_kind(std::string_view name);
+/// Whether `schedule` is written out (instruction lists: it has a ':' or
+/// more than one word) rather than a generator's name.
+bool is_written(std::string_view schedule) noexcept;
 
 struct Schedule {
   int stages = 1;          ///< K: stage actors

@@ -202,8 +202,8 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"schedule", [&](auto& v, auto& k) {
               pl.schedule = r.string(v, k);
               schedule_node = &v;
-              if (pl.schedule.find(':') == std::string::npos)
-                r.string(v, k, {"gpipe", "1f1b", "interleaved", "zb-h1"});
+              if (!pipeline::is_written(pl.schedule))
+                r.string(v, k, {"gpipe", "1f1b", "interleaved", "zb-h1", "or a written schedule (a line per stage)"});
             }},
            {"split", [&](auto& v, auto& k) {
               pl.split = pipeline::parse_split(r.string(v, k, {"params", "time"}));
@@ -286,6 +286,11 @@ Topology parse_topology(const std::string& text, const std::string& path) {
       r.fail(*replicas_node, "train.replicas",
              fmt::format("{} copies of a pipeline is strategy = \"hybrid\" (\"pipeline\" runs one)", o.replicas));
     if (t.strategy == Strategy::pipeline) o.replicas = 1;
+    if (c.precision != compute::DType::f32)
+      throw TopologyError(fmt::format("{}: key 'train.precision': {}: pipelines pass float32 activations (f32 only for "
+                                      "now)",
+                                      t.where.count("train.precision") ? t.where["train.precision"] : path,
+                                      c.precision));
     if (accumulation_node && c.accumulation != 1)
       r.fail(*accumulation_node, "train.accumulation",
              "a pipeline accumulates over its micro-batches: set pipeline.microbatches instead");
@@ -294,7 +299,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     // The schedule is generated or read, and simulated, now: a schedule that
     // cannot run is refused naming the key.
     try {
-      if (pl.schedule.find(':') != std::string::npos) {
+      if (pipeline::is_written(pl.schedule)) {
         auto sched = pipeline::parse(pl.schedule);
         // Sizes first: a stray action (F7 of 4 micro-batches, a chunk that
         // does not exist) shows as a size that differs from [pipeline]'s.

@@ -227,10 +227,18 @@ void Checkpoint::check(const std::string& kind, const std::map<std::string, std:
                        const std::string& path, const std::string& what) const {
   if (require("kind", path, what) != kind)
     throw CheckpointError(fmt::format("{}: a '{}' checkpoint, not {}'s", path, meta.at("kind"), what));
-  for (auto& [key, want] : identity)
-    if (require(key, path, what) != want)
-      throw CheckpointError(
-          fmt::format("{}: written with {} = {}, but this run has {} = {}", path, key, meta.at(key), key, want));
+  // Every difference at once: a user who changed the model and the split
+  // sees both, not one per attempt.
+  std::string there, here;
+  for (auto& [key, want] : identity) {
+    auto it = meta.find(key);
+    const std::string had = it == meta.end() ? "(not recorded)" : it->second;
+    if (had == want) continue;
+    there += fmt::format("{}{} = {}", there.empty() ? "" : ", ", key, had);
+    here += fmt::format("{}{} = {}", here.empty() ? "" : ", ", key, want);
+  }
+  if (!there.empty())
+    throw CheckpointError(fmt::format("{}: written with {}, but this run has {}", path, there, here));
 }
 
 Checkpoint snapshot(nn::Model& model, optim::Optimizer* opt, std::map<std::string, std::string> meta) {

@@ -37,7 +37,7 @@ struct Checkpoint {
   /// meta[key]; CheckpointError "<path>: not <what>'s checkpoint (no '<key>')" without it.
   const std::string& require(const std::string& key, const std::string& path, const std::string& what) const;
   /// Checks meta["kind"] is `kind` and every identity entry matches, naming
-  /// what differs ("written with replicas = 2, but this run has replicas = 4").
+  /// all that differs ("written with replicas = 2, but this run has replicas = 4").
   void check(const std::string& kind, const std::map<std::string, std::string>& identity, const std::string& path,
              const std::string& what) const;
 };

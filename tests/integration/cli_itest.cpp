@@ -258,6 +258,19 @@ TEST_CASE("troupe run trains a pipeline: the split, the bubble, a trace; a bad o
   CHECK_THAT(text.str(), Catch::Contains("\"traceEvents\"") && Catch::Contains("\"name\":\"I0@0\"") &&
                              Catch::Contains("\"cat\":\"transfer\""));
   CHECK(fs::file_size(dir / "ok" / "plot.svg") > 500);
+  // The same run cut elsewhere finds the first run's checkpoint: refused,
+  // naming what differs and the way out; --no-resume takes it.
+  const std::string ckpt = "\n[checkpoint]\ndir = \"" + (dir / "ck").string() + "\"\ninterval_steps = 8";
+  const auto first = topology("ck", "stages = 2\nmicrobatches = 4" + ckpt);
+  REQUIRE(run_process({bin("troupe"), "run", first, "--quiet"}, std::chrono::seconds(300)).exit_code == 0);
+  const auto recut = topology("ck", "stages = 2\nmicrobatches = 4\nlayers = [[0, 3], [3, 4]]" + ckpt);
+  auto again = run_process({bin("troupe"), "run", recut, "--quiet"}, std::chrono::seconds(300));
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.err, Catch::Contains("written with blocks = 0,1,4") && Catch::Contains("this run has blocks = 0,3,4") &&
+                            Catch::Contains("--no-resume starts over"));
+  CHECK_THAT(again.err, !Catch::Contains("CheckpointError"));
+  auto fresh = run_process({bin("troupe"), "run", recut, "--quiet", "--no-resume"}, std::chrono::seconds(300));
+  CHECK(fresh.exit_code == 0);
   // Options that cannot work: exit 2, the file's line and the key, nothing written.
   struct Bad {
     std::string pipeline, want;

@@ -293,6 +293,8 @@ TEST_CASE("the split: explicit block ranges, balanced by parameters, and refusal
   require_same(run_pipeline(rt, cfg, o, 2), reference(cfg, 2, 2));
   o.layers = {{0, 3}, {4, 8}};
   REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("layer range 1 is [4, 8)"));
+  o.layers = {{0, 3}, {3, 9}};
+  REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("ends past the model's 8 blocks"));
   o.layers = {{0, 3}, {3, 7}};
   REQUIRE_THROWS_WITH(pipeline::PipelineTrainer(rt, cfg, o), Catch::Contains("end at block 7, but the model has 8"));
   o.layers = {};

@@ -95,6 +95,14 @@ TEST_CASE("a minimal topology takes the defaults", "[topology]") {
   CHECK(t.trainer.max_failures == 3);
 }
 
+TEST_CASE("a written schedule in the topology may leave out the stage labels, as troupe schedule reads it", "[topology]") {
+  auto t = parse_topology(kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nschedule = \"\"\"\n"
+                                      "F0 SEND_F0 RECV_B0 B0 STEP\nRECV_F0 F0 B0 SEND_B0 STEP\n\"\"\"\n",
+                          "w.toml");
+  CHECK(pipeline::is_written(t.pipeline.schedule));
+  CHECK_FALSE(pipeline::is_written(" 1f1b\n"));
+}
+
 TEST_CASE("checkpoint.max_failures sets the failure budget; -1 lifts it", "[topology]") {
   CHECK(parse_topology(kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = -1\n", "t.toml").trainer.max_failures == -1);
   CHECK(parse_topology(kMinimal + "[checkpoint]\ndir = \"c\"\nmax_failures = 0\n", "t.toml").trainer.max_failures == 0);
@@ -146,6 +154,9 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       // A stray action: the size it implies is named, not the micro-batch it seems to leave out.
       {kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nschedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 F3 STEP\nstage 1: RECV_F0 F0 B0 SEND_B0 STEP\n\"\"\"\n",
        "the written schedule has 2 stages, 4 micro-batches and 1 virtual stages (from the actions it names), but [pipeline] says 2, 1 and 1"},
+      {kPipeline + "precision = \"bf16\"\n[pipeline]\n",
+       "t.toml:3:13: key 'train.precision': bf16: pipelines pass float32 activations"},
+      {kPipeline + "[pipeline]\nschedule = \"1fb1\"\n", "'1fb1' is not one of: gpipe, 1f1b, interleaved, zb-h1, or a written schedule"},
       {kPipeline + "[pipeline]\nsplit = \"flops\"\n", "key 'pipeline.split': 'flops' is not one of: params, time"},
       {kPipeline + "[pipeline]\nlayers = [[0, 2], 3]\n", "key 'pipeline.layers[1]': expected [first, end)"},
       {kPipeline + "[pipeline]\nlayers = [[0, 2]]\nsplit = \"time\"\n", "give either layers (explicit ranges) or split, not both"},

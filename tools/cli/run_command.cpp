@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "actors/ckpt/checkpoint.hpp"
 #include "actors/data/idx.hpp"
 #include "runtime/init.hpp"
 #include "runtime/troupe.hpp"
@@ -131,6 +132,22 @@ int run_command(int argc, char** argv) {
   };
   train::FitResult result;
   std::string bubble;
+  // A checkpoint of another run where this one would resume: say how out.
+  auto fit = [&](auto& trainer) {
+    auto refuse = [](const std::string& why) {
+      return UsageError(fmt::format("{}\nthe checkpoint to resume from was written by a different run: --no-resume "
+                                    "starts over (replacing it), or give this run its own [checkpoint] dir",
+                                    why));
+    };
+    try {
+      return trainer.fit(report);
+    } catch (const ckpt::CheckpointError& e) {
+      throw refuse(e.what());
+    } catch (const RemoteError& e) {  // a worker's load found it
+      if (e.type() != "troupe::ckpt::CheckpointError") throw;
+      throw refuse(e.message());
+    }
+  };
   if (!piped) {
     auto trainer = [&]() {
       try {
@@ -140,7 +157,7 @@ int run_command(int argc, char** argv) {
         throw;
       }
     }();
-    result = trainer.fit(report);
+    result = fit(trainer);
   } else {
     auto po = t.pipeline_options();
     po.trace = trace;
@@ -164,7 +181,7 @@ int run_command(int argc, char** argv) {
       }
     }();
     if (!quiet) fmt::print(stderr, "{}\n", trainer.describe());
-    result = trainer.fit(report);
+    result = fit(trainer);
     bubble = fmt::format("  bubble {:.1f}% measured, {:.1f}% in the schedule", 100 * std::max(0.0, result.bubble),
                          100 * trainer.bubble_theory());
     if (!trace.empty()) fmt::print(stderr, "trace: {} (open it in Perfetto or chrome://tracing)\n", trace);

@@ -112,6 +112,7 @@ struct Stage::Impl {
             {"stage", std::to_string(r)},
             {"blocks", fmt::format("{}", fmt::join(cfg.block_bounds, ","))},
             {"microbatches", std::to_string(M())},
+            {"model", train::model_text(cfg.train)},
             {"batch", std::to_string(cfg.train.batch)},
             {"seed", std::to_string(cfg.train.seed)},
             {"train_examples", std::to_string(train_set.size())},
