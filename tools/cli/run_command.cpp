@@ -92,13 +92,16 @@ int run_command(int argc, char** argv) {
       : t.strategy == train::Strategy::pipeline
           ? fmt::format("pipeline of {}", plural(t.pipeline.stages, "stage"))
           : fmt::format("{} x pipeline of {}", t.trainer.replicas, plural(t.pipeline.stages, "stage"));
-  fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per {}, {}{}{}\n", file, workers,
-             t.trainer.processes ? "worker processes" : "in this process",
-             t.replica.inputs, fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch,
-             piped ? "micro-batch" : "replica", plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
-             resuming                          ? ", resuming from " + t.trainer.checkpoint_dir
-             : t.trainer.checkpoint_dir.empty() ? ""
-                                                : ", checkpoints in " + t.trainer.checkpoint_dir);
+  // Said once the trainer has accepted the run (a refusal comes alone).
+  auto banner = [&]() {
+    fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per {}, {}{}{}\n", file, workers,
+               t.trainer.processes ? "worker processes" : "in this process", t.replica.inputs,
+               fmt::join(t.replica.hidden, "x"), t.replica.classes, t.replica.batch, piped ? "micro-batch" : "replica",
+               plural(t.replica.epochs, "epoch"), t.address.empty() ? ", embedded cluster" : ", cluster " + t.address,
+               resuming                           ? ", resuming from " + t.trainer.checkpoint_dir
+               : t.trainer.checkpoint_dir.empty() ? ""
+                                                  : ", checkpoints in " + t.trainer.checkpoint_dir);
+  };
   train::PlotSeries plot;
   Runtime rt;
   // The trainer checks what it can (device, data files, the split and the
@@ -157,6 +160,7 @@ int run_command(int argc, char** argv) {
         throw;
       }
     }();
+    banner();
     result = fit(trainer);
   } else {
     auto po = t.pipeline_options();
@@ -180,6 +184,7 @@ int run_command(int argc, char** argv) {
         throw;
       }
     }();
+    banner();
     if (!quiet) fmt::print(stderr, "{}\n", trainer.describe());
     result = fit(trainer);
     bubble = fmt::format("  bubble {:.1f}% measured, {:.1f}% in the schedule", 100 * std::max(0.0, result.bubble),
