@@ -317,6 +317,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
         costs.push_back(n);
       }
     }
+    block_costs_ = costs;
     try {
       cut = balance(costs, S);
     } catch (const UsageError& e) {
@@ -364,9 +365,19 @@ std::string PipelineTrainer::describe() const {
                               opts_.stages, opts_.virtual_stages, opts_.replicas, opts_.microbatches, cfg_.train.batch,
                               is_written(opts_.schedule) ? std::string("(written)") : opts_.schedule,
                               split_name(opts_.split));
-  for (std::size_t i = 0; i < blocks_.size(); ++i)
-    s += fmt::format("  model stage {} (stage {}): blocks [{}, {})\n", i, i % static_cast<std::size_t>(opts_.stages),
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    s += fmt::format("  model stage {} (stage {}): blocks [{}, {})", i, i % static_cast<std::size_t>(opts_.stages),
                      blocks_[i].first, blocks_[i].second);
+    // What the split weighed: a lopsided cut shows why.
+    double cost = 0;
+    for (auto b = blocks_[i].first; b < blocks_[i].second && static_cast<std::size_t>(b) < block_costs_.size(); ++b)
+      cost += block_costs_[static_cast<std::size_t>(b)];
+    if (!block_costs_.empty() && opts_.split == Split::time)
+      s += fmt::format(", forward + backward {:.2f} ms measured", cost * 1e3);
+    else if (!block_costs_.empty())
+      s += fmt::format(", {:.0f} parameters", cost);
+    s += "\n";
+  }
   s += fmt::format("  schedule bubble {:.1f}% (simulated, F = 1, B = 2), peak activations per stage {}",
                    100 * report_.bubble, fmt::join(report_.peak_activations, " "));
   return s;

@@ -188,6 +188,7 @@ class PipelineTrainer {
   Schedule schedule_;
   Report report_;
   std::vector<std::pair<std::int64_t, std::int64_t>> blocks_;
+  std::vector<double> block_costs_;  // what the split balanced: parameters, or seconds measured; empty for explicit ranges
 };
 
 }  // namespace troupe::pipeline

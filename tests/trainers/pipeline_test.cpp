@@ -307,6 +307,9 @@ TEST_CASE("the split: explicit block ranges, balanced by parameters, and refusal
   o.split = pipeline::Split::time;
   pipeline::PipelineTrainer by_time(rt, cfg, o);
   CHECK(by_time.stage_blocks().size() == 2);
+  // describe() says what each cut weighed.
+  CHECK_THAT(by_params.describe(), Catch::Contains("parameters"));
+  CHECK_THAT(by_time.describe(), Catch::Contains("ms measured"));
 }
 
 TEST_CASE("neighbours built from different models are refused when the pipeline forms, naming both stages",
