@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
   } catch (const troupe::UsageError& e) {
     fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
     return 2;
+  } catch (const troupe::Infeasible& e) {  // asks for what the cluster does not have: the input, as above
+    fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
+    return 2;
   } catch (const std::exception& e) {
     fmt::print(stderr, "troupe {}: {}\n", cmd, e.what());
     return 1;
