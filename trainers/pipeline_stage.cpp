@@ -63,9 +63,15 @@ Task<std::string> Stage::setup() {
     const Schedule sched = parse(m.cfg.schedule);
     m.actions = sched.actions.at(m.r);
     // A device group takes a pair's transfers in posted order: post each run
-    // of transfers as one batch, in the order both ends agree on.
+    // of transfers as one batch, in the order both ends agree on. Host groups
+    // post each transfer alone.
     m.comm_groups.clear();
-    if (m.pp->p2p_in_order() || m.cfg.batch_transfers) m.comm_groups = transfer_groups(sched).at(m.r);
+    if (m.pp->p2p_in_order() || m.cfg.batch_transfers) {
+      m.comm_groups = transfer_groups(sched).at(m.r);
+    } else {
+      for (std::size_t i = 0; i < m.actions.size(); ++i)
+        if (detail::is_comm(m.actions[i].op)) m.comm_groups.push_back({i});
+    }
   }
   m.stream = std::make_unique<train::DataStream>(m.train_set, m.cfg.train, static_cast<std::uint32_t>(m.cfg.replicas), m.d);
   // Take this actor's chunks (fresh from the seed: a rebuilt stage restores a checkpoint next).

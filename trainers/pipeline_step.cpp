@@ -109,6 +109,7 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
       }
     };
     std::size_t next_group = 0;
+    std::vector<Ref<void>*> slots;  // where each posted transfer's completion goes
     for (std::size_t ai = 0; ai < m.actions.size(); ++ai) {
       const Action& a = m.actions[ai];
       const int c = a.chunk, mb = a.mb, s = a.mb >= 0 || a.op == Op::REDUCE_GRAD ? m.model_stage(a.chunk) : 0;
@@ -118,12 +119,10 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
         case Op::RECV_B:
         case Op::SEND_F:
         case Op::SEND_B: {
-          // Host groups: each transfer alone. Device groups: the whole run of
-          // transfers starting here, as one batch.
-          std::vector<std::size_t> one{ai};
-          const auto& members = m.comm_groups.empty() ? one : m.comm_groups.at(next_group++);
+          // The transfers posted together from here (comm_groups).
+          const auto& members = m.comm_groups.at(next_group++);
           coll::Group::Batch b;
-          std::vector<Ref<void>*> slots;
+          slots.clear();
           bool sends = false;
           for (std::size_t j : members) {
             slots.push_back(add(m.actions[j], b));
@@ -133,7 +132,7 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
           for (auto* slot : slots)
             if (slot) *slot = done;
           if (sends) pending.push_back(done);
-          if (!m.comm_groups.empty()) ai += members.size() - 1;
+          ai += members.size() - 1;
           break;
         }
         case Op::F: {

@@ -55,8 +55,9 @@ struct Stage::Impl {
   detail::Layout lay{1, 1};
   compute::Device dev;
   std::vector<Action> actions;  // this actor's list
-  // Device groups: the runs of transfers in `actions`, each posted as one
-  // batch (transfer_groups); empty on host groups, which post each alone.
+  // The transfers of `actions` as they are posted, in list order: runs of
+  // them as one batch each on device groups (transfer_groups), each alone on
+  // host groups.
   std::vector<std::vector<std::size_t>> comm_groups;
   std::uint32_t r = 0, d = 0;   // stage (pp rank) and replica (dp rank)
   std::shared_ptr<coll::Group> pp, dpg;
