@@ -364,7 +364,7 @@ std::string PipelineTrainer::describe() const {
                               "by {}\n",
                               opts_.stages, opts_.virtual_stages, opts_.replicas, opts_.microbatches, cfg_.train.batch,
                               is_written(opts_.schedule) ? std::string("(written)") : opts_.schedule,
-                              split_name(opts_.split));
+                              opts_.split);
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
     s += fmt::format("  model stage {} (stage {}): blocks [{}, {})", i, i % static_cast<std::size_t>(opts_.stages),
                      blocks_[i].first, blocks_[i].second);

@@ -43,10 +43,9 @@ class OptionError : public UsageError {
 /// How the model's blocks are cut into model stages. A block is one hidden
 /// layer with what follows it (norm, activation, dropout); the output layer
 /// is the last block.
+/// Named "layers", "params", "time" (topology files give explicit ranges as
+/// pipeline.layers, the others as split).
 enum class Split : std::uint8_t { explicit_ranges, params, time };
-const char* split_name(Split s) noexcept;
-/// "params" or "time" (explicit ranges are given as ranges).
-Split parse_split(std::string_view text);
 
 /// What every stage actor is built from (the same for all of them).
 struct StageConfig {
@@ -192,3 +191,9 @@ class PipelineTrainer {
 };
 
 }  // namespace troupe::pipeline
+
+template <>
+struct troupe::EnumWords<troupe::pipeline::Split> {
+  static constexpr std::array<std::string_view, 3> words{"layers", "params", "time"};
+};
+

@@ -14,23 +14,6 @@ namespace troupe::pipeline {
 
 using compute::Tensor;
 
-const char* split_name(Split s) noexcept {
-  switch (s) {
-    case Split::explicit_ranges: return "layers";
-    case Split::params: return "params";
-    case Split::time: return "time";
-  }
-  return "?";
-}
-
-Split parse_split(std::string_view text) {
-  if (text == "params") return Split::params;
-  if (text == "time") return Split::time;
-  throw UsageError(fmt::format("split '{}': expected \"params\" (balance parameter counts) or \"time\" (balance measured "
-                               "forward + backward time)",
-                               text));
-}
-
 std::vector<std::pair<std::int64_t, std::int64_t>> model_blocks(const train::TrainConfig& cfg) {
   const std::int64_t per_hidden = 2 + (cfg.layernorm ? 1 : 0) + (cfg.dropout > 0 ? 1 : 0);
   std::vector<std::pair<std::int64_t, std::int64_t>> out;

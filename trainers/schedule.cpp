@@ -45,21 +45,12 @@ std::string to_string(const Action& a) {
   return s;
 }
 
-const char* kind_name(Kind k) noexcept {
-  switch (k) {
-    case Kind::gpipe: return "gpipe";
-    case Kind::one_f_one_b: return "1f1b";
-    case Kind::interleaved: return "interleaved";
-    case Kind::zb_h1: return "zb-h1";
-  }
-  return "?";
-}
+const char* kind_name(Kind k) noexcept { return enum_word(k).data(); }  // the words are literals
 
 Kind parse_kind(std::string_view name) {
-  for (Kind k : {Kind::gpipe, Kind::one_f_one_b, Kind::interleaved, Kind::zb_h1})
-    if (name == kind_name(k)) return k;
-  throw ScheduleError(
-      fmt::format("unknown schedule '{}': one of gpipe, 1f1b, interleaved, zb-h1, or a schedule written out", name));
+  if (auto k = parse_enum<Kind>(name)) return *k;
+  throw ScheduleError(fmt::format("unknown schedule '{}': one of {}, or a schedule written out", name,
+                                  fmt::join(EnumWords<Kind>::words, ", ")));
 }
 
 bool is_written(std::string_view schedule) noexcept {

@@ -31,12 +31,14 @@
 // is incomplete, breaks a dependency or can deadlock, naming the stage, the
 // action and the micro-batch, and reports the peak live activations of every
 // stage and the bubble the schedule has with the given costs.
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "runtime/enum_words.hpp"
 #include "runtime/errors.hpp"
 
 namespace troupe::pipeline {
@@ -141,3 +143,9 @@ std::vector<std::vector<std::vector<std::size_t>>> transfer_groups(const Schedul
 double theory_bubble(Kind kind, int stages, int microbatches, int virtual_stages = 1);
 
 }  // namespace troupe::pipeline
+
+template <>
+struct troupe::EnumWords<troupe::pipeline::Kind> {
+  static constexpr std::array<std::string_view, 4> words{"gpipe", "1f1b", "interleaved", "zb-h1"};
+};
+

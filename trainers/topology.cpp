@@ -106,15 +106,6 @@ void apply(const Reader& r, const toml::node& node, const std::string& section, 
 
 }  // namespace
 
-const char* strategy_name(Strategy s) noexcept {
-  switch (s) {
-    case Strategy::data_parallel: return "data_parallel";
-    case Strategy::pipeline: return "pipeline";
-    case Strategy::hybrid: return "hybrid";
-  }
-  return "?";
-}
-
 Topology parse_topology(const std::string& text, const std::string& path) {
   Topology t;
   Reader r{path};
@@ -129,7 +120,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   auto& c = t.replica;
   auto& o = t.trainer;
   auto& pl = t.pipeline;
-  std::string strategy;
+  std::optional<Strategy> strategy;
   const toml::node* train_node = nullptr;
   const toml::node* pipeline_node = nullptr;
   const toml::node* strategy_node = nullptr;
@@ -173,7 +164,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     train_node = &n;
     apply(r, n, s,
           {{"strategy", [&](auto& v, auto& k) {
-              strategy = r.string(v, k, {"data_parallel", "pipeline", "hybrid"});
+              strategy = r.choice<Strategy>(v, k);
               strategy_node = &v;
             }},
            {"replicas", [&](auto& v, auto& k) {
@@ -202,11 +193,15 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"schedule", [&](auto& v, auto& k) {
               pl.schedule = r.string(v, k);
               schedule_node = &v;
-              if (!pipeline::is_written(pl.schedule))
-                r.string(v, k, {"gpipe", "1f1b", "interleaved", "zb-h1", "or a written schedule (a line per stage)"});
+              if (!pipeline::is_written(pl.schedule)) {
+                std::vector<std::string_view> names(EnumWords<pipeline::Kind>::words.begin(),
+                                                    EnumWords<pipeline::Kind>::words.end());
+                names.push_back("or a written schedule (a line per stage)");
+                r.string(v, k, names);
+              }
             }},
            {"split", [&](auto& v, auto& k) {
-              pl.split = pipeline::parse_split(r.string(v, k, {"params", "time"}));
+              pl.split = r.choice(v, k, std::array{pipeline::Split::params, pipeline::Split::time});
               split_given = true;
             }},
            {"layers", [&](auto& v, auto& k) {
@@ -274,14 +269,14 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   }
   // Across keys.
   if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
-  if (strategy.empty())
+  if (!strategy)
     r.fail(*train_node, "train.strategy", "missing (\"data_parallel\", \"pipeline\" or \"hybrid\")");
-  t.strategy = strategy == "pipeline" ? Strategy::pipeline : strategy == "hybrid" ? Strategy::hybrid : Strategy::data_parallel;
+  t.strategy = *strategy;
   if (t.strategy == Strategy::data_parallel && pipeline_node)
     r.fail(*pipeline_node, "pipeline", "a [pipeline] table, but train.strategy is \"data_parallel\" (say \"pipeline\" or \"hybrid\")");
   if (t.strategy != Strategy::data_parallel) {
     if (!pipeline_node)
-      r.fail(*strategy_node, "train.strategy", fmt::format("\"{}\" needs a [pipeline] table (stages, microbatches, schedule)", strategy));
+      r.fail(*strategy_node, "train.strategy", fmt::format("\"{}\" needs a [pipeline] table (stages, microbatches, schedule)", t.strategy));
     if (t.strategy == Strategy::pipeline && replicas_node && o.replicas > 1)
       r.fail(*replicas_node, "train.replicas",
              fmt::format("{} copies of a pipeline is strategy = \"hybrid\" (\"pipeline\" runs one)", o.replicas));

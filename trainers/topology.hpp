@@ -23,11 +23,14 @@
 // Every key is checked: an unknown key, a wrong type or an impossible value
 // is a TopologyError naming the file, the line and the key, before anything
 // starts.
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "actors/replica.hpp"
+#include "runtime/enum_words.hpp"
 #include "runtime/errors.hpp"
 #include "trainers/data_parallel.hpp"
 #include "trainers/pipeline.hpp"
@@ -40,7 +43,6 @@ class TopologyError : public Error {
 };
 
 enum class Strategy : std::uint8_t { data_parallel, pipeline, hybrid };
-const char* strategy_name(Strategy s) noexcept;
 
 struct Topology {
   std::string path;        ///< the file it came from
@@ -70,6 +72,11 @@ Topology load_topology(const std::string& path);
 Topology parse_topology(const std::string& text, const std::string& path);
 
 }  // namespace troupe::train
+
+template <>
+struct troupe::EnumWords<troupe::train::Strategy> {
+  static constexpr std::array<std::string_view, 3> words{"data_parallel", "pipeline", "hybrid"};
+};
 
 namespace troupe::dp {  // the names before the training layer was shared
 using train::load_topology;
