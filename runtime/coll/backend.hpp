@@ -84,6 +84,20 @@ class Backend {
   /// peer sends first on the lower rank and receives first on the higher, so
   /// a pair exchanging within one batch does not wait on itself.
   virtual void p2p_batch(std::span<Transfer> batch, std::uint32_t my_rank);
+  /// A doorbell for the group's thread while transfers are stalled: peers
+  /// ring it when they post or take a piece, so the thread sleeps instead of
+  /// polling (a polling thread takes the cores the stages compute on, and the
+  /// scheduler stops waking it promptly). bell_arm marks this rank asleep and
+  /// returns the bell's value; poll once more after it (bell_disarm if that
+  /// found work), then bell_wait sleeps
+  /// until the bell moves past it or `max` passes (then re-check the peers).
+  /// bell_ring_self wakes this rank's sleeper (new local work). Backends
+  /// without one return false from has_bell.
+  virtual bool has_bell() const { return false; }
+  virtual std::uint32_t bell_arm() { return 0; }
+  virtual void bell_wait(std::uint32_t seen, std::chrono::microseconds max) { (void)seen; (void)max; }
+  virtual void bell_disarm() {}
+  virtual void bell_ring_self() noexcept {}
   /// Collective: a buffer for this rank (shared memory where the backend has it).
   virtual void* alloc(std::size_t bytes) = 0;
   /// Fails the group for everyone (any thread).

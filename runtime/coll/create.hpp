@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -125,6 +126,20 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
 template <class T>
 GroupInfo create_group(Runtime& rt, const Mesh<T>& mesh, const GroupOptions& o = {}) {
   return create_group(rt, mesh.members(), o);
+}
+
+/// A group for every line of `mesh` along dimension `dim` (Mesh::lines), all
+/// named o.name: each member is in exactly one and finds it as
+/// coll::group(o.name). With mesh.reshape({{"dp", 2}, {"pp", 2}, {"tp", 2}}),
+/// create_groups(rt, mesh, "tp", {.name = "tp"}) makes the four tensor-
+/// parallel groups and create_groups(rt, mesh, "dp", {.name = "dp"}) the four
+/// data-parallel ones, with no rank lists written by hand. o.devices, if
+/// given, is per line. Returns the lines' groups in Mesh::lines order.
+template <class T>
+std::vector<GroupInfo> create_groups(Runtime& rt, const Mesh<T>& mesh, std::string_view dim, const GroupOptions& o = {}) {
+  std::vector<GroupInfo> out;
+  for (const auto& line : mesh.lines(dim)) out.push_back(create_group(rt, line.members(), o));
+  return out;
 }
 
 /// Inside a member actor: forms the group o.name with the other actors that

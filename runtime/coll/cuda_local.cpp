@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -49,7 +50,29 @@ CudaLocalGroup::CudaLocalGroup(const GroupSpec& spec, const std::atomic<bool>* c
       throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure()));
     }
   staging_ = share(std::max<std::size_t>(spec_.staging_bytes, 1 << 20), "staging");
+  // A slot per outgoing channel, at least 1 MiB: a piece costs a round trip
+  // of the host group's counters.
+  p2p_slot_ = std::max<std::size_t>(spec_.p2p_bytes / (std::size_t{spec_.world} * kP2PTags), 1 << 20) / 256 * 256;
+  p2p_ = share(p2p_slot_ * spec_.world * kP2PTags, "point-to-point slots");
+  mover_.piece_bytes = p2p_slot_;
+  mover_.put = [this](const Transfer& t, std::size_t k0, std::size_t len) {
+    const std::size_t es = size_of(t.dtype);
+    if (k0 == 0) inputs_ready();  // Group::batch checked the buffers
+    copy(p2p_slot(spec_.rank, t.peer, t.tag), static_cast<const std::byte*>(t.buf) + k0 * es, len * es);
+    drain();  // in the slot before the receiver is told
+  };
+  mover_.take = [this](const Transfer& t, std::size_t k0, std::size_t len) {
+    const std::size_t es = size_of(t.dtype);
+    copy(static_cast<std::byte*>(t.buf) + k0 * es, p2p_slot(t.peer, spec_.rank, t.tag), len * es);
+    drain();  // out of the slot before the sender may refill it
+  };
 }
+
+std::byte* CudaLocalGroup::p2p_slot(std::uint32_t from, std::uint32_t to, std::uint32_t tag) const {
+  return p2p_.at[from] + (std::size_t{to} * kP2PTags + tag) * p2p_slot_;
+}
+
+void CudaLocalGroup::p2p_progress(std::span<Transfer* const> heads) { host_.p2p_progress(heads, mover_); }
 
 CudaLocalGroup::~CudaLocalGroup() {
   cu().cudaSetDevice(device_);
@@ -276,48 +299,21 @@ void CudaLocalGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t 
   }
 }
 
-// Point to point: the sender stages a piece on the GPU, then a token on the
-// host group tells the receiver (count and dtype, checked there); the receiver
-// copies the piece out and answers with a token of its own.
-void CudaLocalGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  const std::size_t es = size_of(d);
-  check_buffer(buf, n * es, "send");
-  auto* src = static_cast<const std::byte*>(buf);
-  inputs_ready();
-  const std::size_t per = piece_elems(es);
-  const std::size_t pieces = piece_count(n, per);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    const auto [k0, len] = piece(n, per, p);
-    copy(staging_.at[spec_.rank], src + k0 * es, len * es);
-    drain();
-    std::int64_t token[2] = {static_cast<std::int64_t>(n), static_cast<std::int64_t>(d)};
-    host_.send(token, 2, DType::i64, peer);
-    std::int64_t ack = 0;
-    host_.recv(&ack, 1, DType::i64, peer);
+// Blocking point to point (Backend::send / recv): one transfer moved to the end.
+void CudaLocalGroup::move_one(Transfer t) {
+  Transfer* head = &t;
+  while (!t.done) {
+    p2p_progress({&head, 1});
+    if (!t.done) std::this_thread::yield();
   }
 }
 
+void CudaLocalGroup::send(const void* buf, std::size_t n, DType d, std::uint32_t peer) {
+  move_one(Transfer{true, const_cast<void*>(buf), n, d, peer, 0});
+}
+
 void CudaLocalGroup::recv(void* buf, std::size_t n, DType d, std::uint32_t peer) {
-  const std::size_t es = size_of(d);
-  check_buffer(buf, n * es, "recv");
-  auto* dst = static_cast<std::byte*>(buf);
-  const std::size_t per = piece_elems(es);
-  const std::size_t pieces = piece_count(n, per);
-  for (std::size_t p = 0; p < pieces; ++p) {
-    std::int64_t token[2] = {};
-    host_.recv(token, 2, DType::i64, peer);
-    if (token[0] != static_cast<std::int64_t>(n) || token[1] != static_cast<std::int64_t>(d)) {
-      abort(static_cast<std::int32_t>(spec_.rank),
-            fmt::format("rank {} sends {} x {} but rank {} receives {} x {}", peer,
-                        to_string(static_cast<DType>(token[1])), token[0], spec_.rank, to_string(d), n));
-      throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure()));
-    }
-    const auto [k0, len] = piece(n, per, p);
-    copy(dst + k0 * es, staging_.at[peer], len * es);
-    drain();
-    std::int64_t ack = 1;
-    host_.send(&ack, 1, DType::i64, peer);
-  }
+  move_one(Transfer{false, buf, n, d, peer, 0});
 }
 
 void CudaLocalGroup::barrier() {

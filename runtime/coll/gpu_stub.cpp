@@ -15,6 +15,10 @@ std::unique_ptr<Backend> make_backend(const GroupSpec& spec, const std::atomic<b
 
 std::shared_ptr<void> record_ready(void*) { return nullptr; }
 
+void check_device_buffer(const GroupSpec& spec, int, const void*, std::size_t, const char*) {
+  throw UsageError(fmt::format("group '{}': device buffers need a CUDA build of troupe (this one is CPU-only)", spec.name));
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   throw Error("device memory needs a CUDA build of troupe (this one is CPU-only)");
 }

@@ -77,9 +77,13 @@ void Group::run() {
     // Poll briefly before sleeping: a rank that issues operations back to back
     // (a training step's buckets, a benchmark) then never pays a wake-up.
     // While device work is in flight, poll it until it finishes.
-    // While transfers are in flight, poll them too; after a while without
-    // progress, nap between polls (50 us, 1 ms once nothing has moved for
-    // 20 ms) so waiting stages leave the cores to compute; new work wakes it.
+    // While transfers are in flight, poll them too; once nothing has moved
+    // for a few us, sleep on the backend's doorbell (its peers ring it when
+    // they post or take a piece; new work here rings it too), waking every
+    // 2 ms to check the peers. A thread that kept polling would take the
+    // cores the stages compute on, and the kernel would stop waking it
+    // promptly. Backends without a doorbell nap between polls (50 us, 1 ms
+    // once nothing has moved for 20 ms).
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
     unsigned idle = 0;
     std::chrono::steady_clock::time_point idle_since{};
@@ -89,7 +93,18 @@ void Group::run() {
       if (!channels_.empty()) {
         idle = p2p_poll() ? 0 : idle + 1;
         if (idle == 1) idle_since = std::chrono::steady_clock::now();
-        if (idle > 256) {
+        if (idle > 1 && shm_->has_bell() && inflight.empty() &&
+            std::chrono::steady_clock::now() - idle_since > std::chrono::microseconds(kBellAfterUs)) {
+          const std::uint32_t seen = shm_->bell_arm();
+          if (has_work_.load(std::memory_order_seq_cst) || p2p_poll()) {
+            shm_->bell_disarm();
+            idle = 0;
+          } else {
+            shm_->bell_wait(seen, std::chrono::milliseconds(2));
+          }
+          continue;
+        }
+        if (idle > 256 && !shm_->has_bell()) {
           const bool long_idle = std::chrono::steady_clock::now() - idle_since > std::chrono::milliseconds(20);
           std::unique_lock lock(mu_);
           cv_.wait_for(lock, std::chrono::microseconds(long_idle ? 1000 : 50), [&]() { return has_work_.load(); });
@@ -133,10 +148,19 @@ void Group::run() {
         has_work_.store(!queue_.empty() || closing_, std::memory_order_release);
         const std::string failed = failed_;
         lock.unlock();
-        if (!failed.empty())
+        if (!failed.empty()) {
           b->done(std::make_exception_ptr(CollectiveError(failed)));
-        else
-          p2p_start(std::move(b));
+          continue;
+        }
+        if (b->before) {
+          try {
+            b->before(*shm_);
+          } catch (...) {
+            b->done(std::current_exception());
+            continue;
+          }
+        }
+        p2p_start(std::move(b));
         continue;
       }
       op = std::move(queue_.front().op);
@@ -248,6 +272,7 @@ bool Group::try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out) {
       has_work_.store(true, std::memory_order_release);
     }
     wake = !queue_.empty();  // else the group's thread sleeps on: waking it costs every rank a core
+    if (wake && shm_) shm_->bell_ring_self();
   }
   if (wake) cv_.notify_one();
   return started || error;
@@ -269,6 +294,7 @@ void Group::help(std::uint64_t id) {
   }
   running_ = false;
   const bool wake = !queue_.empty();
+  if (wake) shm_->bell_ring_self();
   lock.unlock();
   if (wake) cv_.notify_one();
 }
@@ -310,11 +336,16 @@ void Group::enqueue(OpFn op, DoneFn done, std::uint64_t id) {
     if (!closing_) {
       queue_.push_back({std::move(op), std::move(done), id ? id : next_id_.fetch_add(1, std::memory_order_relaxed), nullptr});
       has_work_.store(true, std::memory_order_release);
-      cv_.notify_one();
+      wake_locked();
       return;
     }
   }
   done(std::make_exception_ptr(CollectiveError(fmt::format("group '{}' was destroyed", spec_.name))));
+}
+
+void Group::wake_locked() {
+  cv_.notify_one();
+  if (shm_) shm_->bell_ring_self();  // the thread may sleep on the doorbell, not on cv_
 }
 
 Ref<void> Group::fail_now(std::string why) {

@@ -183,6 +183,7 @@ class Group : public std::enable_shared_from_this<Group> {
     std::vector<Transfer> items;
     std::size_t left = 0;
     DoneFn done;
+    OpFn before;  // device groups: waits for the work that wrote the sends' buffers (after())
   };
   struct Entry {
     OpFn op;
@@ -220,6 +221,10 @@ class Group : public std::enable_shared_from_this<Group> {
   GroupSpec spec_;
   std::mutex mu_;
   std::condition_variable cv_;
+  // With mu_ held: wakes the group's thread for new work (cv_ and the doorbell).
+  void wake_locked();
+  // How long stalled transfers are polled before the thread sleeps on the doorbell.
+  static constexpr long kBellAfterUs = 20;
   std::deque<Entry> queue_;
   std::atomic<std::uint64_t> next_id_{1};
   std::unique_ptr<Backend> shm_;   // made on the group's thread (shared memory or TCP)

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "runtime/coll/group.hpp"
+#include "runtime/coll/detail/gpu.hpp"
 
 namespace troupe::coll {
 
@@ -79,6 +80,13 @@ Ref<void> Group::batch(Batch b) {
       return fail_now(fmt::format("rank {} cannot {} rank {} (ranks 0-{}, not itself)", rank(),
                                   t.is_send ? "send to" : "receive from", t.peer, size() - 1));
     if (t.tag >= kP2PTags) return fail_now(fmt::format("tag {}: tags go from 0 to {}", t.tag, kP2PTags - 1));
+    if (spec_.memory == Memory::cuda) {
+      try {
+        gpu::check_device_buffer(spec_, device(), t.buf, t.n * size_of(t.dtype), t.is_send ? "send" : "recv");
+      } catch (...) {
+        return Ref<void>::from_error(std::current_exception());
+      }
+    }
   }
   const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   auto p = promise_for(id);
@@ -88,13 +96,14 @@ Ref<void> Group::batch(Batch b) {
   batch->left = batch->items.size();
   batch->done = complete_with(std::move(p));
   const std::uint32_t me = rank();
+  if (spec_.memory == Memory::cuda) batch->before = ordered([](Backend&) {});
   OpFn op = ordered([batch, me](Backend& g) { g.p2p_batch(batch->items, me); });
   {
     std::lock_guard lock(mu_);
     if (!closing_) {
       queue_.push_back({std::move(op), batch->done, id, batch});
       has_work_.store(true, std::memory_order_release);
-      cv_.notify_one();
+      wake_locked();
       return ref;
     }
   }

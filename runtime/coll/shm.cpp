@@ -90,6 +90,7 @@ void ShmGroup::abort(std::int32_t rank_at_fault, const std::string& why) noexcep
   std::snprintf(h_->reason, sizeof h_->reason, "%s", why.c_str());
   h_->at_fault.store(rank_at_fault, std::memory_order_relaxed);
   h_->aborted.store(1, std::memory_order_release);
+  for (std::uint32_t r = 0; r < spec_.world; ++r) ring(r);  // sleepers see it now, not at their next check
 }
 
 std::string ShmGroup::failure() const {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +75,11 @@ class ShmGroup final : public Backend {
   void barrier() override;
   bool p2p_nonblocking() const override { return true; }
   void p2p_progress(std::span<Transfer* const> heads) override;
+  bool has_bell() const override { return true; }
+  std::uint32_t bell_arm() override;
+  void bell_wait(std::uint32_t seen, std::chrono::microseconds max) override;
+  void bell_disarm() override;
+  void bell_ring_self() noexcept override { ring(spec_.rank); }
 
   /// Allreduce up to 256 KiB and barriers: start here, finish anywhere.
   bool fast_start(FastOp& f) override;
@@ -103,6 +109,17 @@ class ShmGroup final : public Backend {
   void rendezvous(const char* what) { sync(what); }
   /// The pid of rank r's process.
   std::int32_t pid_of(std::uint32_t r) const;
+  /// Where a layered backend keeps the pieces of its transfers: this group's
+  /// channels then carry only each piece's header (count, dtype) and its
+  /// posted / taken counters, and put / take move the piece itself. put
+  /// writes piece [k0, k0 + len) of t into the sender's slot for (peer, tag),
+  /// which the receiver has emptied; take reads it from there into t.
+  struct PieceMover {
+    std::size_t piece_bytes = 0;
+    std::function<void(const Transfer& t, std::size_t k0, std::size_t len)> put, take;
+  };
+  /// p2p_progress with the pieces moved by `mover`.
+  void p2p_progress(std::span<Transfer* const> heads, const PieceMover& mover);
 
  private:
   struct Header;
@@ -126,7 +143,10 @@ class ShmGroup final : public Backend {
   // The slot of channel (from, to, tag).
   std::byte* p2p(std::uint32_t from, std::uint32_t to, std::uint32_t tag) const;
   // Moves what it can of t now; true if anything moved.
-  bool p2p_step(Transfer& t);
+  bool p2p_step(Transfer& t, const PieceMover* mover = nullptr);
+  void progress_heads(std::span<Transfer* const> heads, const PieceMover* mover);
+  // Bumps rank r's doorbell, waking its sleeping group thread.
+  void ring(std::uint32_t r) noexcept;
   // Between polls of stalled transfers: the abort flag, dead peers, and t's deadline.
   void p2p_check(const Transfer& t);
   /// Where [p, p + bytes) sits in the heap, if it lies wholly in alloc()ed memory.

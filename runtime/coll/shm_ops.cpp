@@ -1,6 +1,11 @@
 // The shared-memory backend's operations (the segment, barriers and waits
 // are in shm.cpp; the layout in shm_layout.hpp).
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -187,8 +192,8 @@ void ShmGroup::broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) 
 // slot; the sender writes the next piece once the receiver has taken the last
 // one. A send is done once its last piece is in the slot (its buffer is free);
 // the receiver checks count and dtype against the first piece's header.
-bool ShmGroup::p2p_step(Transfer& t) {
-  const std::size_t es = size_of(t.dtype), cap = slot_ / es;
+bool ShmGroup::p2p_step(Transfer& t, const PieceMover* mover) {
+  const std::size_t es = size_of(t.dtype), cap = std::max<std::size_t>((mover ? mover->piece_bytes : slot_) / es, 1);
   const std::size_t pieces = std::max<std::size_t>((t.n + cap - 1) / cap, 1);
   const std::uint32_t me = spec_.rank;
   bool moved = false;
@@ -198,10 +203,14 @@ bool ShmGroup::p2p_step(Transfer& t) {
       Chan& ch = h_->chans[me][t.peer][t.tag];
       auto& seq = send_seq_[t.peer][t.tag];
       if (ch.acked.load(std::memory_order_acquire) < seq) break;  // the slot still holds the last piece
-      copy_bytes(p2p(me, t.peer, t.tag), static_cast<const std::byte*>(t.buf) + k0 * es, len * es);
+      if (mover)
+        mover->put(t, k0, len);
+      else
+        copy_bytes(p2p(me, t.peer, t.tag), static_cast<const std::byte*>(t.buf) + k0 * es, len * es);
       ch.count = t.n;
       ch.dtype = static_cast<std::uint32_t>(t.dtype);
       ch.posted.store(++seq, std::memory_order_release);
+      ring(t.peer);
     } else {
       Chan& ch = h_->chans[t.peer][me][t.tag];
       auto& seq = recv_seq_[t.peer][t.tag];
@@ -212,13 +221,41 @@ bool ShmGroup::p2p_step(Transfer& t) {
                           to_string(static_cast<DType>(ch.dtype)), ch.count, me, to_string(t.dtype), t.n, t.tag));
         fail();
       }
-      copy_bytes(static_cast<std::byte*>(t.buf) + k0 * es, p2p(t.peer, me, t.tag), len * es);
+      if (mover)
+        mover->take(t, k0, len);
+      else
+        copy_bytes(static_cast<std::byte*>(t.buf) + k0 * es, p2p(t.peer, me, t.tag), len * es);
       ch.acked.store(++seq, std::memory_order_release);
+      ring(t.peer);
     }
     moved = true;
     if (++t.progress == pieces) t.done = true;
   }
   return moved;
+}
+
+void ShmGroup::ring(std::uint32_t r) noexcept {
+  auto& rs = h_->ranks[r];
+  rs.bell.fetch_add(1, std::memory_order_seq_cst);
+  if (rs.asleep.load(std::memory_order_seq_cst) != 0)
+    ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&rs.bell), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+std::uint32_t ShmGroup::bell_arm() {
+  auto& rs = h_->ranks[spec_.rank];
+  rs.asleep.store(1, std::memory_order_seq_cst);
+  return rs.bell.load(std::memory_order_seq_cst);
+}
+
+void ShmGroup::bell_disarm() { h_->ranks[spec_.rank].asleep.store(0, std::memory_order_relaxed); }
+
+void ShmGroup::bell_wait(std::uint32_t seen, std::chrono::microseconds max) {
+  auto& rs = h_->ranks[spec_.rank];
+  const auto us = std::max<std::int64_t>(max.count(), 1);
+  const timespec ts{static_cast<time_t>(us / 1000000), static_cast<long>(us % 1000000) * 1000};
+  // Shared (not PRIVATE): the peers that ring it are other processes.
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&rs.bell), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  rs.asleep.store(0, std::memory_order_relaxed);
 }
 
 void ShmGroup::p2p_check(const Transfer& t) {
@@ -246,11 +283,15 @@ void ShmGroup::p2p_check(const Transfer& t) {
   }
 }
 
-void ShmGroup::p2p_progress(std::span<Transfer* const> heads) {
+void ShmGroup::p2p_progress(std::span<Transfer* const> heads) { progress_heads(heads, nullptr); }
+
+void ShmGroup::p2p_progress(std::span<Transfer* const> heads, const PieceMover& mover) { progress_heads(heads, &mover); }
+
+void ShmGroup::progress_heads(std::span<Transfer* const> heads, const PieceMover* mover) {
   const auto now = shm_detail::clock::now();
   for (Transfer* t : heads) {
     if (t->since == std::chrono::steady_clock::time_point{}) t->since = now;
-    if (p2p_step(*t))
+    if (p2p_step(*t, mover))
       t->since = now;
     else
       p2p_check(*t);

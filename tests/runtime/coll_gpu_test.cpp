@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/coll/detail/gpu.hpp"
+#include "runtime/coll/group.hpp"
 #include "tests/support/coll_member.hpp"
 
 using namespace std::chrono_literals;
@@ -38,7 +39,62 @@ void every_op(Mesh<CollMember>& mesh, const std::vector<std::size_t>& sizes) {
   }
 }
 
+// Transfers of device buffers in batches, the way pipeline stages post them.
+class BatchMember {
+ public:
+  /// Rank 0 posts one batch that sends to rank 1 and receives from it; rank 1
+  /// first sends in a batch of its own, then receives in another. The batch's
+  /// transfers must progress together, as in an NCCL group: run one at a
+  /// time, rank 0 would wait in its send for rank 1's second batch while rank
+  /// 1 waits in its first for rank 0's receive. n floats: several pieces.
+  Task<bool> crossed(std::size_t n) {
+    auto g = coll::group("g");
+    const std::uint32_t me = g->rank(), peer = 1 - me;
+    auto pattern = [n](std::uint32_t r) {
+      std::vector<float> v(n);
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<float>(r * 100003u + i % 65521u);
+      return v;
+    };
+    coll::gpu::DeviceBuffer out(n * sizeof(float)), in(n * sizeof(float));
+    coll::gpu::copy_to_device(out.data(), pattern(me).data(), n * sizeof(float));
+    std::span<const float> o(static_cast<const float*>(out.data()), n);
+    std::span<float> i(static_cast<float*>(in.data()), n);
+    if (me == 0) {
+      co_await g->batch(coll::Group::Batch().send(o, peer).recv(i, peer));
+    } else {
+      co_await g->batch(coll::Group::Batch().send(o, peer));
+      co_await g->batch(coll::Group::Batch().recv(i, peer));
+    }
+    std::vector<float> got(n);
+    coll::gpu::copy_to_host(got.data(), in.data(), n * sizeof(float));
+    co_return got == pattern(peer);
+  }
+  /// A host buffer in a device group's batch: refused before anything moves.
+  Task<void> host_buffer() {
+    auto g = coll::group("g");
+    std::vector<float> host(16);
+    co_await g->batch(coll::Group::Batch().send(std::span<const float>(host), 1 - g->rank()));
+  }
+};
+TROUPE_ACTOR(BatchMember, crossed, host_buffer);
+
 }  // namespace
+
+TEST_CASE("gpu: cuda_local batches progress together as NCCL groups do; host buffers are refused", "[gpu]") {
+  if (!gpu_or_warn()) return;
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<BatchMember>(2);
+  coll::GroupOptions o = device_group(BackendKind::cuda_local);
+  o.timeout_ms = 20000;  // a hang fails the case in 20 s, naming the ranks
+  coll::create_group(rt, mesh, o);
+  for (std::size_t n : {1u, 1000u, 700001u}) {
+    auto a = mesh[0].call(&BatchMember::crossed, n);
+    auto b = mesh[1].call(&BatchMember::crossed, n);
+    CHECK(a.get(60s));
+    CHECK(b.get(60s));
+  }
+  CHECK_THROWS_WITH(mesh[0].call(&BatchMember::host_buffer).get(30s), Catch::Contains("host memory"));
+}
 
 TEST_CASE("gpu: device groups without a usable GPU fail with a clear error, never hang", "[gpu]") {
   Runtime rt({.threads = 2});

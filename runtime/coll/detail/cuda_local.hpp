@@ -9,6 +9,11 @@
 // Allreduce on buffers from alloc() is in place: rank r reduces chunk r across
 // every rank's buffer with one kernel and writes the result into all of them.
 // Other buffers go through a device staging buffer per rank, piece by piece.
+// Point to point: each (sender, receiver, tag) channel has a slot on the GPU
+// that the sender fills a piece at a time; the host group's channel of the
+// same name carries each piece's header and its posted / taken counters. So
+// a batch's transfers all progress together on the group's thread, as in an
+// NCCL group: a send waits only for its own receiver.
 // Operations complete before they return (the stream is drained). Inputs
 // written on the legacy default stream or a blocking stream are waited for;
 // on a non-blocking stream, name it with Group::after.
@@ -43,6 +48,13 @@ class CudaLocalGroup final : public Backend {
   void abort(std::int32_t rank_at_fault, const std::string& why) noexcept override;
   std::string failure() const override;
   void wait_event(void* event) override;
+  bool p2p_nonblocking() const override { return true; }
+  void p2p_progress(std::span<Transfer* const> heads) override;
+  bool has_bell() const override { return true; }
+  std::uint32_t bell_arm() override { return host_.bell_arm(); }
+  void bell_wait(std::uint32_t seen, std::chrono::microseconds max) override { host_.bell_wait(seen, max); }
+  void bell_disarm() override { host_.bell_disarm(); }
+  void bell_ring_self() noexcept override { host_.bell_ring_self(); }
 
  private:
   /// A device buffer every rank holds one of, as this rank reaches each.
@@ -61,12 +73,17 @@ class CudaLocalGroup final : public Backend {
   void spread(std::vector<std::byte*> srcs, std::vector<std::byte*> dsts, std::size_t n, DType d, Op op);
   std::size_t piece_elems(std::size_t es, std::size_t blocks = 1) const;
   void copy(void* dst, const void* src, std::size_t bytes);
+  std::byte* p2p_slot(std::uint32_t from, std::uint32_t to, std::uint32_t tag) const;
+  void move_one(Transfer t);
 
   GroupSpec spec_;
   ShmGroup host_;
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   Shared staging_;
+  Shared p2p_;                    // by sender: its slots, [to][tag], p2p_slot_ bytes each
+  std::size_t p2p_slot_ = 0;
+  ShmGroup::PieceMover mover_;    // moves the pieces between device buffers and the slots
   std::vector<Shared> heap_;
   std::vector<void*> own_;     // cudaMalloc'ed here
   std::vector<void*> opened_;  // IPC mappings of other processes' buffers

@@ -70,6 +70,10 @@ struct ShmGroup::Header {
     std::atomic<std::uint64_t> arrive;
     std::atomic<std::int32_t> pid;
     std::atomic<std::uint32_t> attached;
+    // The doorbell (Backend::bell_arm): bumped by peers that post or take a
+    // piece for this rank; `asleep` says whether its group's thread waits on it.
+    std::atomic<std::uint32_t> bell;
+    std::atomic<std::uint32_t> asleep;
     // Two slots by operation parity: a fast rank may publish its next
     // operation while a slow one still reads this one (never two ahead).
     Desc desc[2];
