@@ -55,7 +55,42 @@ class Burst {
   }
 };
 
+// A member of an N-D mesh: sums its mesh rank over the groups it is in.
+class MeshMember {
+ public:
+  Task<std::vector<float>> sums(std::vector<std::string> groups) {
+    std::vector<float> out;
+    for (auto& name : groups) {
+      std::vector<float> v{static_cast<float>(self().rank())};
+      co_await coll::group(name)->allreduce(std::span<float>(v));
+      out.push_back(v[0]);
+    }
+    co_return out;
+  }
+};
+TROUPE_ACTOR(MeshMember, sums);
+
 }  // namespace
+
+TEST_CASE("create_groups makes a group per line of an N-D mesh: every tp group, every dp group", "[coll]") {
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<MeshMember>(8).reshape({{"dp", 2}, {"pp", 2}, {"tp", 2}});
+  auto tp = coll::create_groups(rt, mesh, "tp", small_staging("tp"));
+  auto dp = coll::create_groups(rt, mesh, "dp", small_staging("dp"));
+  CHECK(tp.size() == 4);
+  CHECK(dp.size() == 4);
+  for (auto& g : tp) CHECK(g.world == 2);
+  auto got = mesh.call(&MeshMember::sums, std::vector<std::string>{"tp", "dp"}).get(std::chrono::seconds(60));
+  const auto& s = mesh.shape();
+  for (std::size_t r = 0; r < 8; ++r) {
+    auto c = s.coords(r);
+    // Its tp group: the ranks that differ from it only in tp; likewise dp.
+    const auto tp_sum = static_cast<float>(s.rank_of({c[0], c[1], 0}) + s.rank_of({c[0], c[1], 1}));
+    const auto dp_sum = static_cast<float>(s.rank_of({0, c[1], c[2]}) + s.rank_of({1, c[1], c[2]}));
+    CHECK(got[r] == std::vector<float>{tp_sum, dp_sum});
+  }
+  CHECK_THROWS_WITH(coll::create_groups(rt, mesh, "ep", small_staging("ep")), Catch::Contains("no dimension 'ep'"));
+}
 
 TEST_CASE("every collective matches the CPU reference for 1 to 8 ranks", "[coll]") {
   const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
