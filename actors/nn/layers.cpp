@@ -68,6 +68,16 @@ Linear::Linear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed)
   }
 }
 
+Linear::Linear(Tensor weight, Tensor bias) {
+  if (weight.dim() != 2 || (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0))))
+    throw UsageError(fmt::format("Linear: weight {} and bias {} are not [out, in] and [out]", weight.describe(),
+                                 bias.defined() ? bias.describe() : std::string("none")));
+  out_ = weight.size(0);
+  in_ = weight.size(1);
+  w_ = {"weight", weight, Tensor::zeros(weight.shape(), weight.dtype(), weight.device()), false};
+  if (bias.defined()) b_ = {"bias", bias, Tensor::zeros(bias.shape(), bias.dtype(), bias.device()), false};
+}
+
 std::string Linear::describe() const { return fmt::format("linear({} -> {}{})", in_, out_, b_.value.defined() ? "" : ", no bias"); }
 
 Tensor Linear::forward(const Tensor& x, Saved& s, const Mode&) {

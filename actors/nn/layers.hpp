@@ -9,6 +9,8 @@ namespace troupe::nn {
 class Linear final : public Layer {
  public:
   Linear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed);
+  /// With these values: weight [out, in] (float32, on the host), bias [out] or undefined.
+  Linear(Tensor weight, Tensor bias);
   std::string kind() const override { return "linear"; }
   std::string describe() const override;
   Tensor forward(const Tensor& x, Saved& saved, const Mode& mode) override;

@@ -1,4 +1,5 @@
 #include "actors/nn/model.hpp"
+#include "actors/nn/tensor_parallel.hpp"
 
 #include <fmt/format.h>
 
@@ -7,16 +8,60 @@
 
 namespace troupe::nn {
 
-Model Model::mlp(const MlpSpec& spec, std::uint64_t seed) {
+namespace {
+
+// The hidden layers split by tp (spec.tp_blocks), checked; empty without tp.
+std::vector<bool> split_layers(const MlpSpec& spec, const TensorParallel* tp) {
+  std::vector<bool> split(spec.hidden.size(), false);
+  for (std::size_t i : spec.tp_blocks) {
+    if (i >= spec.hidden.size())
+      throw UsageError(fmt::format("mlp: tensor-parallel block {} is not a hidden layer (there are {})", i,
+                                   spec.hidden.size()));
+    if (split[i]) throw UsageError(fmt::format("mlp: tensor-parallel block {} is listed twice", i));
+    split[i] = true;
+  }
+  for (std::size_t i = 0; i + 1 < split.size(); ++i)
+    if (split[i] && split[i + 1])
+      throw UsageError(fmt::format("mlp: tensor-parallel blocks {} and {} overlap (the Linear between them would be "
+                                   "both row- and column-parallel)",
+                                   i, i + 1));
+  for (std::size_t i = 0; i < split.size(); ++i) {
+    if (!split[i]) continue;
+    if (spec.layernorm || spec.dropout > 0.0f)
+      throw UsageError(fmt::format("mlp: hidden layer {} is split by tp, so it cannot have {} (it would need the "
+                                   "layer's whole width)",
+                                   i, spec.layernorm ? "layernorm" : "dropout"));
+    if (tp && spec.hidden[i] % tp->size != 0)
+      throw UsageError(fmt::format("mlp: tp = {} does not divide hidden layer {} (width {}): that layout cannot hold "
+                                   "the model",
+                                   tp->size, i, spec.hidden[i]));
+  }
+  if (!tp) split.assign(split.size(), false);
+  return split;
+}
+
+Model build_mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel* tp) {
   if (spec.inputs <= 0 || spec.classes <= 0)
     throw UsageError(fmt::format("mlp: inputs ({}) and classes ({}) must be positive", spec.inputs, spec.classes));
+  for (auto width : spec.hidden)
+    if (width <= 0) throw UsageError(fmt::format("mlp: hidden width {} must be positive", width));
+  const auto split = split_layers(spec, tp);
   Model m;
   std::int64_t in = spec.inputs;
   // Each layer draws from its own stream: the seed and its position.
   auto layer_seed = [&](std::size_t pos) { return seed * 1000003ull + pos; };
-  for (auto width : spec.hidden) {
-    if (width <= 0) throw UsageError(fmt::format("mlp: hidden width {} must be positive", width));
-    m.add(std::make_unique<Linear>(in, width, true, layer_seed(m.size())));
+  // The Linear that makes `out` from `in`: column-parallel if it makes a
+  // split layer, row-parallel if it reads one.
+  auto linear = [&](std::int64_t out, bool makes_split, bool reads_split) -> std::unique_ptr<Layer> {
+    const auto s = layer_seed(m.size());
+    if (makes_split) return std::make_unique<ColumnParallelLinear>(in, out, true, s, *tp);
+    if (reads_split) return std::make_unique<RowParallelLinear>(in, out, true, s, *tp);
+    return std::make_unique<Linear>(in, out, true, s);
+  };
+  bool prev_split = false;
+  for (std::size_t i = 0; i < spec.hidden.size(); ++i) {
+    const auto width = spec.hidden[i];
+    m.add(linear(width, split[i], prev_split));
     if (spec.layernorm) m.add(std::make_unique<LayerNorm>(width));
     if (spec.activation == Activation::relu)
       m.add(std::make_unique<ReLU>());
@@ -24,9 +69,20 @@ Model Model::mlp(const MlpSpec& spec, std::uint64_t seed) {
       m.add(std::make_unique<GELU>());
     if (spec.dropout > 0.0f) m.add(std::make_unique<Dropout>(spec.dropout, m.size()));
     in = width;
+    prev_split = split[i];
   }
-  m.add(std::make_unique<Linear>(in, spec.classes, true, layer_seed(m.size())));
+  m.add(linear(spec.classes, false, prev_split));
   return m;
+}
+
+}  // namespace
+
+Model Model::mlp(const MlpSpec& spec, std::uint64_t seed) { return build_mlp(spec, seed, nullptr); }
+
+Model Model::mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel& tp) {
+  if (tp.size < 1 || tp.rank < 0 || tp.rank >= tp.size)
+    throw UsageError(fmt::format("mlp: tp rank {} of {} is not a rank of the group", tp.rank, tp.size));
+  return build_mlp(spec, seed, &tp);
 }
 
 void Model::add(std::unique_ptr<Layer> layer) {

@@ -41,7 +41,16 @@ struct MlpSpec {
   Activation activation = Activation::relu;
   float dropout = 0.0f;
   bool layernorm = false;
+  /// Tensor-parallel blocks: for each index i here, the Linear that makes
+  /// hidden layer i is column-parallel and the one that reads it (the next
+  /// Linear) row-parallel, so hidden layer i lives split over the tp ranks
+  /// (Model::mlp with a TensorParallel; without one the model is unsplit).
+  /// Blocks may not overlap (i and i + 1), and a split layer has no
+  /// LayerNorm or Dropout (they would need its whole width).
+  std::vector<std::size_t> tp_blocks;
 };
+
+struct TensorParallel;
 
 class Model {
  public:
@@ -51,6 +60,11 @@ class Model {
 
   /// Built and initialised from seed: the same seed gives the same parameters.
   static Model mlp(const MlpSpec& spec, std::uint64_t seed);
+  /// This tp rank's part of that model: spec.tp_blocks split over tp (each
+  /// shard holds the unsplit model's values), every other layer whole.
+  /// UsageError naming the layer when tp does not divide a split width, or
+  /// the blocks are not what MlpSpec::tp_blocks allows.
+  static Model mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel& tp);
 
   /// Appends a layer; its parameters are named "<position>.<name>".
   void add(std::unique_ptr<Layer> layer);
