@@ -34,7 +34,7 @@ Tensor cols_of(const Tensor& m, std::int64_t c0, std::int64_t n) {
 
 ColumnParallelLinear::ColumnParallelLinear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed,
                                            TensorParallel tp)
-    : in_(in), out_(out), tp_(std::move(tp)) {
+    : ParallelLinear(in, out, std::move(tp)) {
   check_tp("column-parallel linear", tp_, out, "output");
   Linear whole(in, out, bias, seed);
   const std::int64_t n = out / tp_.size, r0 = tp_.rank * n;
@@ -63,18 +63,10 @@ Tensor ColumnParallelLinear::backward_input(const Tensor& dy, Saved& saved, bool
   return dx;
 }
 
-std::unique_ptr<Layer> ColumnParallelLinear::clone() const {
-  auto l = std::unique_ptr<ColumnParallelLinear>(new ColumnParallelLinear());
-  l->in_ = in_;
-  l->out_ = out_;
-  l->tp_ = tp_;
-  l->shard_.reset(static_cast<Linear*>(shard_->clone().release()));
-  return l;
-}
 
 RowParallelLinear::RowParallelLinear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed,
                                      TensorParallel tp)
-    : in_(in), out_(out), tp_(std::move(tp)) {
+    : ParallelLinear(in, out, std::move(tp)) {
   check_tp("row-parallel linear", tp_, in, "input");
   Linear whole(in, out, bias, seed);
   const std::int64_t n = in / tp_.size, c0 = tp_.rank * n;
@@ -94,13 +86,5 @@ Tensor RowParallelLinear::forward(const Tensor& x, Saved& saved, const Mode& mod
   return y;
 }
 
-std::unique_ptr<Layer> RowParallelLinear::clone() const {
-  auto l = std::unique_ptr<RowParallelLinear>(new RowParallelLinear());
-  l->in_ = in_;
-  l->out_ = out_;
-  l->tp_ = tp_;
-  l->shard_.reset(static_cast<Linear*>(shard_->clone().release()));
-  return l;
-}
 
 }  // namespace troupe::nn

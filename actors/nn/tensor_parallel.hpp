@@ -33,7 +33,35 @@ struct TensorParallel {
   std::function<void(Tensor&)> sum;
 };
 
-class ColumnParallelLinear final : public Layer {
+/// What both split Linears share: the unsplit layer's shape, the group, and
+/// this rank's shard as a plain Linear.
+class ParallelLinear : public Layer {
+ public:
+  void backward_weight(Saved& saved) override { shard_->backward_weight(saved); }
+  std::vector<Param*> params() override { return shard_->params(); }
+  const TensorParallel& tp() const noexcept { return tp_; }
+  std::int64_t in_features() const noexcept { return in_; }
+  std::int64_t out_features() const noexcept { return out_; }
+
+ protected:
+  ParallelLinear() = default;
+  ParallelLinear(std::int64_t in, std::int64_t out, TensorParallel tp) : in_(in), out_(out), tp_(std::move(tp)) {}
+  // A copy of this layer, shard included, as a D.
+  template <class D>
+  std::unique_ptr<Layer> copy_as() const {
+    auto l = std::unique_ptr<D>(new D());
+    l->in_ = in_;
+    l->out_ = out_;
+    l->tp_ = tp_;
+    l->shard_.reset(static_cast<Linear*>(shard_->clone().release()));
+    return l;
+  }
+  std::int64_t in_ = 0, out_ = 0;  // the unsplit layer's
+  TensorParallel tp_;
+  std::unique_ptr<Linear> shard_;
+};
+
+class ColumnParallelLinear final : public ParallelLinear {
  public:
   /// The shard of Linear(in, out, bias, seed) for tp; UsageError unless tp.size divides out.
   ColumnParallelLinear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed, TensorParallel tp);
@@ -42,19 +70,14 @@ class ColumnParallelLinear final : public Layer {
   Tensor forward(const Tensor& x, Saved& saved, const Mode& mode) override;
   Tensor backward(const Tensor& dy, Saved& saved, bool need_dx) override;
   Tensor backward_input(const Tensor& dy, Saved& saved, bool need_dx) override;
-  void backward_weight(Saved& saved) override { shard_->backward_weight(saved); }
-  std::vector<Param*> params() override { return shard_->params(); }
-  std::unique_ptr<Layer> clone() const override;
-  const TensorParallel& tp() const noexcept { return tp_; }
+  std::unique_ptr<Layer> clone() const override { return copy_as<ColumnParallelLinear>(); }
 
  private:
-  ColumnParallelLinear() = default;
-  std::int64_t in_ = 0, out_ = 0;  // the unsplit layer's
-  TensorParallel tp_;
-  std::unique_ptr<Linear> shard_;  // [out / tp, in]
+  friend class ParallelLinear;
+  ColumnParallelLinear() = default;  // shard [out / tp, in]
 };
 
-class RowParallelLinear final : public Layer {
+class RowParallelLinear final : public ParallelLinear {
  public:
   /// The shard of Linear(in, out, bias, seed) for tp; UsageError unless tp.size divides in.
   RowParallelLinear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed, TensorParallel tp);
@@ -65,16 +88,11 @@ class RowParallelLinear final : public Layer {
   Tensor backward_input(const Tensor& dy, Saved& saved, bool need_dx) override {
     return shard_->backward_input(dy, saved, need_dx);
   }
-  void backward_weight(Saved& saved) override { shard_->backward_weight(saved); }
-  std::vector<Param*> params() override { return shard_->params(); }
-  std::unique_ptr<Layer> clone() const override;
-  const TensorParallel& tp() const noexcept { return tp_; }
+  std::unique_ptr<Layer> clone() const override { return copy_as<RowParallelLinear>(); }
 
  private:
-  RowParallelLinear() = default;
-  std::int64_t in_ = 0, out_ = 0;
-  TensorParallel tp_;
-  std::unique_ptr<Linear> shard_;  // [out, in / tp], with the bias on tp rank 0
+  friend class ParallelLinear;
+  RowParallelLinear() = default;  // shard [out, in / tp], with the bias on tp rank 0
 };
 
 }  // namespace troupe::nn
