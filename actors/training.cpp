@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "actors/compute/stream.hpp"
+#include "actors/nn/tensor_parallel.hpp"
 #include "runtime/coll/detail/gpu.hpp"
 #include "runtime/errors.hpp"
 
@@ -70,6 +71,7 @@ nn::MlpSpec mlp_spec(const TrainConfig& c) {
   s.activation = c.activation;
   s.dropout = c.dropout;
   s.layernorm = c.layernorm;
+  for (auto i : c.tp_blocks) s.tp_blocks.push_back(static_cast<std::size_t>(i));  // check_config: none negative
   return s;
 }
 
@@ -94,11 +96,18 @@ void check_config(const TrainConfig& cfg, ConfigCheck where) {
     throw UsageError(fmt::format("replica: precision '{}' takes linear layers and activations only (no dropout or "
                                  "layernorm)",
                                  cfg.precision));
+  for (auto i : cfg.tp_blocks)
+    if (i < 0) throw UsageError(fmt::format("replica: tp_blocks: {} is not a hidden layer (they count from 0)", i));
+  nn::tp_split_layers(mlp_spec(cfg), 1);  // blocks that are layers, apart, without layernorm or dropout
   if (where.data_here)
     data::check_fashion_mnist(cfg.data_dir.empty() ? data::fashion_mnist_dir() : cfg.data_dir, !cfg.data_dir.empty());
 }
 
 nn::Model make_model(const TrainConfig& cfg) { return nn::Model::mlp(mlp_spec(cfg), cfg.seed); }
+
+nn::Model make_model(const TrainConfig& cfg, const nn::TensorParallel& tp) {
+  return nn::Model::mlp(mlp_spec(cfg), cfg.seed, tp);
+}
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg) {
   if (cfg.optimizer == optim::Algorithm::adamw)

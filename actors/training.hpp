@@ -73,6 +73,10 @@ struct TrainConfig {
   nn::Activation activation = nn::Activation::relu;
   float dropout = 0.0f;
   bool layernorm = false;
+  /// Tensor parallelism: the hidden layers that live split over a stage's tp
+  /// ranks (nn::MlpSpec::tp_blocks: the Linear making each is column-
+  /// parallel, the one reading it row-parallel). Ignored where tp is 1.
+  std::vector<std::int64_t> tp_blocks;
   std::uint64_t seed = 1;
   // data: Fashion-MNIST
   std::string data_dir;        ///< empty: data::fashion_mnist_dir()
@@ -104,7 +108,7 @@ struct TrainConfig {
   /// (float32 weights, gradients, updates and all-reduce; see compute/half.hpp).
   compute::DType precision = compute::DType::f32;
 
-  TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, seed, data_dir, train_limit, batch,
+  TROUPE_FIELDS(inputs, hidden, classes, activation, dropout, layernorm, tp_blocks, seed, data_dir, train_limit, batch,
                 accumulation, epochs, optimizer, lr, momentum, weight_decay, nesterov, schedule, warmup_steps, total_steps,
                 min_lr, clip_norm, first_bucket_bytes, bucket_bytes, group, threads, device, precision)
 };
@@ -154,6 +158,8 @@ nn::MlpSpec mlp_spec(const TrainConfig& cfg);
 /// what a checkpoint records so that a run of another model is refused.
 std::string model_text(const TrainConfig& cfg);
 nn::Model make_model(const TrainConfig& cfg);
+/// Tensor-parallel rank tp.rank's part of it (cfg.tp_blocks split over tp.size).
+nn::Model make_model(const TrainConfig& cfg, const nn::TensorParallel& tp);
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg);
 /// total_steps 0: set it once the steps per epoch are known.
 optim::LrSchedule make_lr_schedule(const TrainConfig& cfg);

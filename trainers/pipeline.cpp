@@ -45,24 +45,21 @@ class PipelineJob final : public train::Job {
   ~PipelineJob() { train::detail::stop_mesh(mesh_); }
 
   void form() override {
-    const auto K = static_cast<std::size_t>(cfg_.stages), D = static_cast<std::size_t>(cfg_.replicas);
-    coll::GroupOptions pp;
-    pp.name = "pp";
-    pp.heap_bytes = 1 << 20;
-    pp.timeout_ms = opts_.transfer_timeout_ms;
-    if (cfg_.train.device.is_cuda()) pp.memory = coll::Memory::cuda;
-    for (std::size_t d = 0; d < D; ++d) coll::create_group(rt_, mesh_.slice(d * K, (d + 1) * K), pp);
-    if (D > 1) {
+    // The mesh is dp x pp x tp: a "pp" group per pipeline line (a replica's
+    // stages at one tp rank), a "pp_dp" group per (stage, tp rank) across the
+    // replicas, a "tp" group per stage of a replica.
+    auto group = [&](const char* name) {
       coll::GroupOptions g;
-      g.name = "pp_dp";
+      g.name = name;
       g.timeout_ms = opts_.transfer_timeout_ms;
       if (cfg_.train.device.is_cuda()) g.memory = coll::Memory::cuda;
-      for (std::size_t r = 0; r < K; ++r) {
-        std::vector<ActorRef<Stage>> members;
-        for (std::size_t d = 0; d < D; ++d) members.push_back(mesh_[d * K + r]);
-        coll::create_group(rt_, members, g);
-      }
-    }
+      return g;
+    };
+    auto pp = group("pp");
+    pp.heap_bytes = 1 << 20;
+    coll::create_groups(rt_, mesh_, "pp", pp);
+    if (cfg_.replicas > 1) coll::create_groups(rt_, mesh_, "dp", group("pp_dp"));
+    if (cfg_.tensor_parallel > 1) coll::create_groups(rt_, mesh_, "tp", group("tp"));
     held_ = train::detail::call_all<std::string>(mesh_, [](auto& m) { return m.call(&Stage::setup); }, kLimit, grace());
   }
   std::int64_t steps_per_epoch() override {
@@ -76,9 +73,10 @@ class PipelineJob final : public train::Job {
   std::vector<StepStats> train(std::int64_t n) override {
     auto per = train::detail::call_all<std::vector<StepStats>>(
         mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit, grace());
-    const auto K = static_cast<std::size_t>(cfg_.stages), D = static_cast<std::size_t>(cfg_.replicas);
+    const auto D = static_cast<std::size_t>(cfg_.replicas);
     const detail::Layout lay{cfg_.stages, cfg_.virtual_stages};
     const auto last_actor = static_cast<std::size_t>(lay.place(lay.S() - 1).actor);
+    const auto& shape = mesh_.shape();
     std::vector<StepStats> out(static_cast<std::size_t>(n));
     peak_.resize(per.size(), 0);  // the most over the run
     for (std::size_t k = 0; k < out.size(); ++k) {
@@ -89,7 +87,7 @@ class PipelineJob final : public train::Job {
         out[k].busy_s += s.busy_s;
         wall = std::max(wall, s.wall_s);
         peak_[a] = std::max(peak_[a], s.peak_live);
-        if (a % K == last_actor) {
+        if (shape.coord(a, "pp") == last_actor && shape.coord(a, "tp") == 0) {
           loss += s.loss;
           out[k].epoch = s.epoch;
           out[k].lr = s.lr;
@@ -107,33 +105,38 @@ class PipelineJob final : public train::Job {
   }
   std::uint64_t check_params(std::int64_t step) override {
     auto hashes = mesh_.call(&Stage::param_hash).get(kLimit);
-    const auto K = static_cast<std::size_t>(cfg_.stages);
+    const auto& shape = mesh_.shape();
+    const std::size_t per_replica = shape.stride("dp");  // K x T actors
     // The copies of a stage applied the same averaged gradients: any difference is a bug.
-    for (std::size_t a = K; a < hashes.size(); ++a)
-      if (hashes[a] != hashes[a % K])
-        throw Error(fmt::format("pipeline: stage {} of replica {} differs from replica 0's after step {}", a % K, a / K,
-                                step));
+    for (std::size_t a = per_replica; a < hashes.size(); ++a)
+      if (hashes[a] != hashes[a % per_replica])
+        throw Error(fmt::format("pipeline: stage {}{} of replica {} differs from replica 0's after step {}",
+                                shape.coord(a, "pp"),
+                                cfg_.tensor_parallel > 1 ? fmt::format(" (tp rank {})", shape.coord(a, "tp")) : "",
+                                a / per_replica, step));
     std::uint64_t h = 1469598103934665603ull;
-    for (std::size_t r = 0; r < K; ++r) h = (h ^ hashes[r]) * 1099511628211ull;
+    for (std::size_t r = 0; r < per_replica; ++r) h = (h ^ hashes[r]) * 1099511628211ull;
     return h;
   }
   // A checkpoint is a file per stage (replica 0's: the copies are equal)
   // and, written last and atomically, the file naming them: a crash while
   // saving leaves the previous checkpoint whole.
   void save(const std::string& path, std::int64_t step) override {
-    const auto K = static_cast<std::size_t>(cfg_.stages);
+    const auto K = static_cast<std::size_t>(cfg_.stages), T = static_cast<std::size_t>(cfg_.tensor_parallel);
     const fs::path dir = fs::path(path).parent_path();
     std::vector<std::string> files;
     std::vector<Ref<std::int64_t>> refs;
-    for (std::size_t r = 0; r < K; ++r) {
-      files.push_back(fmt::format("pipeline-step{}-stage{}.troupeck", step, r));
-      refs.push_back(mesh_[r].call(&Stage::save, (dir / files.back()).string()));
+    for (std::size_t a = 0; a < K * T; ++a) {  // replica 0's actors, stage by stage, tp fastest
+      files.push_back(T > 1 ? fmt::format("pipeline-step{}-stage{}-tp{}.troupeck", step, a / T, a % T)
+                            : fmt::format("pipeline-step{}-stage{}.troupeck", step, a));
+      refs.push_back(mesh_[a].call(&Stage::save, (dir / files.back()).string()));
     }
     for (auto& r : refs) r.get(kLimit);
     ckpt::Checkpoint manifest;
     manifest.meta = {{"kind", "troupe.pipeline"},
                      {"step", std::to_string(step)},
                      {"stages", std::to_string(K)},
+                     {"tensor_parallel", std::to_string(T)},
                      {"blocks", fmt::format("{}", fmt::join(cfg_.block_bounds, ","))},
                      {"files", fmt::format("{}", fmt::join(files, ","))}};
     ckpt::save(path, manifest);
@@ -148,17 +151,25 @@ class PipelineJob final : public train::Job {
   }
   std::int64_t load(const std::string& path) override {
     const ckpt::Checkpoint manifest = ckpt::load(path);
-    const auto K = static_cast<std::size_t>(cfg_.stages);
+    const auto K = static_cast<std::size_t>(cfg_.stages), T = static_cast<std::size_t>(cfg_.tensor_parallel);
     manifest.check("troupe.pipeline", {}, path, "a pipeline");
     if (manifest.require("stages", path, "a pipeline") != std::to_string(K))
       throw ckpt::CheckpointError(fmt::format("{}: written by a pipeline of {} stages, but this run has {}", path,
                                               manifest.meta.at("stages"), K));
+    const auto tp_it = manifest.meta.find("tensor_parallel");
+    const std::string saved_tp = tp_it == manifest.meta.end() ? "1" : tp_it->second;
+    if (saved_tp != std::to_string(T))
+      throw ckpt::CheckpointError(fmt::format("{}: written with tensor_parallel = {}, but this run has {}", path,
+                                              saved_tp, T));
     const auto files = split_list(manifest.require("files", path, "a pipeline"));
-    if (files.size() != K) throw ckpt::CheckpointError(fmt::format("{}: names {} stage files for {} stages", path, files.size(), K));
+    if (files.size() != K * T)
+      throw ckpt::CheckpointError(fmt::format("{}: names {} stage files for {} stages x {} tp ranks", path, files.size(), K, T));
     const fs::path dir = fs::path(path).parent_path();
-    std::size_t a = 0;  // call_all calls the members in mesh order: replica d's stage r is member d * K + r
+    // call_all calls the members in mesh order (dp x pp x tp): member a loads
+    // replica 0's file of its (stage, tp rank).
+    std::size_t a = 0;
     auto steps = train::detail::call_all<std::int64_t>(
-        mesh_, [&](auto& m) { return m.call(&Stage::load, (dir / files[a++ % K]).string()); }, kLimit);
+        mesh_, [&](auto& m) { return m.call(&Stage::load, (dir / files[a++ % (K * T)]).string()); }, kLimit);
     return steps.at(0);
   }
   void wait_alive(std::chrono::seconds limit) override {
@@ -177,7 +188,7 @@ class PipelineJob final : public train::Job {
   }
   void trace(const std::string& path) {
     auto spans = train::detail::call_all<std::vector<StageSpan>>(mesh_, [](auto& m) { return m.call(&Stage::timeline); }, kLimit);
-    detail::write_trace(path, spans, cfg_.stages, cfg_.virtual_stages);
+    detail::write_trace(path, spans, cfg_.stages, cfg_.virtual_stages, cfg_.tensor_parallel);
   }
   const std::vector<std::string>& held() const { return held_; }
   const std::vector<std::int64_t>& peak() const { return peak_; }
@@ -202,9 +213,24 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
     throw UsageError(fmt::format("pipeline: stages ({}), microbatches ({}), virtual_stages ({}) and replicas ({}) must "
                                  "each be at least 1",
                                  o.stages, o.microbatches, o.virtual_stages, o.replicas));
-  if (o.stages * o.replicas > static_cast<int>(coll::kMaxRanks))
-    throw UsageError(fmt::format("pipeline: {} stages x {} replicas = {} stage actors (at most {})", o.stages,
-                                 o.replicas, o.stages * o.replicas, coll::kMaxRanks));
+  if (o.tensor_parallel < 1)
+    throw OptionError("parallel.tp", fmt::format("pipeline: tensor_parallel {} must be at least 1", o.tensor_parallel));
+  if (o.stages * o.replicas * o.tensor_parallel > static_cast<int>(coll::kMaxRanks))
+    throw UsageError(fmt::format("pipeline: {} stages x {} replicas x {} tp ranks = {} stage actors (at most {})",
+                                 o.stages, o.replicas, o.tensor_parallel, o.stages * o.replicas * o.tensor_parallel,
+                                 coll::kMaxRanks));
+  if (o.tensor_parallel > 1) {
+    if (cfg.tp_blocks.empty())
+      throw OptionError("model.tp_blocks",
+                        fmt::format("pipeline: tensor_parallel = {} but no hidden layer is split (model.tp_blocks / "
+                                    "TrainConfig::tp_blocks is empty): every tp rank would hold the whole model",
+                                    o.tensor_parallel));
+    try {
+      nn::tp_split_layers(train::mlp_spec(cfg), o.tensor_parallel);
+    } catch (const UsageError& e) {
+      throw OptionError("model.tp_blocks", fmt::format("pipeline: {}", e.what()));
+    }
+  }
   if (o.chunk_steps < 1) throw UsageError("pipeline: chunk_steps must be at least 1");
   if (o.max_failures < -1)
     throw UsageError(fmt::format("pipeline: max_failures {}: at least 0, or -1 for no limit", o.max_failures));
@@ -277,6 +303,12 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   }
   // The split: blocks per model stage.
   const auto blocks = model_blocks(cfg);
+  // Whether a stage may start at block b: not right after a hidden layer
+  // split by tp (its row-parallel half is in block b).
+  auto cuttable = [&](std::int64_t b) {
+    if (o.tensor_parallel <= 1) return true;
+    return std::find(cfg.tp_blocks.begin(), cfg.tp_blocks.end(), b - 1) == cfg.tp_blocks.end();
+  };
   const int S = o.stages * o.virtual_stages;
   std::vector<std::int64_t> cut;  // in blocks
   if (!o.layers.empty()) {
@@ -304,6 +336,13 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
                                                        at, blocks.size()));
     cut.push_back(at);
     opts_.split = Split::explicit_ranges;
+    for (auto b : cut)
+      if (!cuttable(b))
+        throw OptionError("pipeline.layers",
+                          fmt::format("pipeline: a stage starts at block {}, between the column-parallel Linear of hidden "
+                                      "layer {} (model.tp_blocks) and the row-parallel one after it: a split block stays "
+                                      "in one stage",
+                                      b, b - 1));
   } else {
     std::vector<double> costs;
     if (o.split == Split::time) {
@@ -318,10 +357,27 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
       }
     }
     block_costs_ = costs;
+    // With tensor parallelism a split block (hidden layer i's column- and the
+    // next block's row-parallel Linear) stays in one stage: the balance is
+    // over units that join them.
+    std::vector<double> unit_costs;
+    std::vector<std::int64_t> unit_start;  // the block each unit starts at
+    for (std::size_t b = 0; b < costs.size(); ++b) {
+      if (b == 0 || cuttable(static_cast<std::int64_t>(b))) {
+        unit_costs.push_back(0);
+        unit_start.push_back(static_cast<std::int64_t>(b));
+      }
+      unit_costs.back() += costs[b];
+    }
+    unit_start.push_back(static_cast<std::int64_t>(costs.size()));
     try {
-      cut = balance(costs, S);
+      cut.clear();
+      for (auto u : balance(unit_costs, S)) cut.push_back(unit_start[static_cast<std::size_t>(u)]);
     } catch (const UsageError& e) {
-      throw OptionError("pipeline.stages", fmt::format("pipeline: {}", e.what()));
+      throw OptionError("pipeline.stages", fmt::format("pipeline: {}{}", e.what(),
+                                                       unit_costs.size() < costs.size()
+                                                           ? " (a tensor-parallel block and the block after it count as one)"
+                                                           : ""));
     }
     // A measured split differs a little from run to run: a run that resumes
     // keeps the split its checkpoint was trained with.
@@ -344,6 +400,7 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
   cfg_.stages = o.stages;
   cfg_.virtual_stages = o.virtual_stages;
   cfg_.replicas = o.replicas;
+  cfg_.tensor_parallel = o.tensor_parallel;
   cfg_.batch_transfers = o.batch_transfers;
   cfg_.schedule = to_text(schedule_);
   cfg_.block_bounds = cut;
@@ -360,9 +417,14 @@ std::string PipelineTrainer::checkpoint_path() const {
 }
 
 std::string PipelineTrainer::describe() const {
-  std::string s = fmt::format("pipeline: {} stages x {} virtual x {} replicas, {} micro-batches of {}, schedule {}, split "
+  std::string s = fmt::format("pipeline: {} stages x {} virtual x {} replicas{}, {} micro-batches of {}, schedule {}, split "
                               "by {}\n",
-                              opts_.stages, opts_.virtual_stages, opts_.replicas, opts_.microbatches, cfg_.train.batch,
+                              opts_.stages, opts_.virtual_stages, opts_.replicas,
+                              opts_.tensor_parallel > 1
+                                  ? fmt::format(" x {} tp ranks (hidden layers {} split)", opts_.tensor_parallel,
+                                                fmt::join(cfg_.train.tp_blocks, ", "))
+                                  : "",
+                              opts_.microbatches, cfg_.train.batch,
                               is_written(opts_.schedule) ? std::string("(written)") : opts_.schedule,
                               opts_.split);
   for (std::size_t i = 0; i < blocks_.size(); ++i) {
@@ -384,22 +446,26 @@ std::string PipelineTrainer::describe() const {
 }
 
 train::FitResult PipelineTrainer::fit(const std::function<void(const train::Progress&)>& on_progress) {
-  const auto n = static_cast<std::size_t>(opts_.stages * opts_.replicas);
+  const auto n = static_cast<std::size_t>(opts_.stages * opts_.replicas * opts_.tensor_parallel);
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
   if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_failures);
   auto mesh = [&]() {
     try {
-      return rt_.spawn_mesh<Stage>(n, cfg_, o);
+      return rt_.spawn_mesh<Stage>(n, cfg_, o).reshape({{"dp", static_cast<std::size_t>(opts_.replicas)},
+                                                        {"pp", static_cast<std::size_t>(opts_.stages)},
+                                                        {"tp", static_cast<std::size_t>(opts_.tensor_parallel)}});
     } catch (const Infeasible& e) {
       auto [each, here] = train::detail::describe_request(o);
       std::string total;
       if (auto it = o.resources_.find("CPU"); it != o.resources_.end())
         total = fmt::format(", {} CPUs in all", it->second * static_cast<double>(n));
-      throw Infeasible(fmt::format("pipeline: {} stage actors ({} stages x {} replicas), each asking for {}{}, do not "
+      throw Infeasible(fmt::format("pipeline: {} stage actors ({} stages x {} replicas{}), each asking for {}{}, do not "
                                    "fit on this cluster; ask for fewer stages or replicas, or less per stage "
                                    "([resources] cpus / gpus). {}{}",
-                                   n, opts_.stages, opts_.replicas, each, total, e.what(), here));
+                                   n, opts_.stages, opts_.replicas,
+                                   opts_.tensor_parallel > 1 ? fmt::format(" x {} tp ranks", opts_.tensor_parallel) : "",
+                                   each, total, e.what(), here));
     }
   }();
   PipelineJob job(rt_, cfg_, opts_, std::move(mesh));

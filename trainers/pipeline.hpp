@@ -9,6 +9,12 @@
 // Hybrid runs hold D copies of the pipeline (a D x K mesh); each stage's
 // gradients are all-reduced across its D copies (group "pp_dp") as soon as
 // its last backward is done, while the pipeline drains.
+// 3-D runs also split each stage over T tensor-parallel ranks (a dp x pp x tp
+// mesh, tp fastest): the hidden layers train.tp_blocks names live split over
+// the stage's tp group "tp" (actors/nn/tensor_parallel.hpp), the others whole
+// on every tp rank; tp rank t of a stage passes activations to tp rank t of
+// the next over its own "pp" group (no cut falls inside a split block, so
+// what passes is whole).
 //
 // With float32 on the CPU a pipeline computes exactly what one process
 // computes training the whole model with gradient accumulation over the
@@ -53,11 +59,12 @@ struct StageConfig {
   int stages = 2;                    ///< K stage actors per pipeline
   int virtual_stages = 1;            ///< v chunks per actor
   int replicas = 1;                  ///< D copies of the pipeline (hybrid)
+  int tensor_parallel = 1;           ///< T tp ranks per stage (3-D)
   std::string schedule;              ///< the checked schedule's text (to_text), one line per actor
   std::vector<std::int64_t> bounds;  ///< model-layer index where each model stage starts, plus the end (K*v + 1 values)
   std::vector<std::int64_t> block_bounds;  ///< the same in blocks (reports and checkpoints)
   bool batch_transfers = false;            ///< PipelineOptions::batch_transfers
-  TROUPE_FIELDS(train, stages, virtual_stages, replicas, schedule, bounds, block_bounds, batch_transfers)
+  TROUPE_FIELDS(train, stages, virtual_stages, replicas, tensor_parallel, schedule, bounds, block_bounds, batch_transfers)
 };
 
 /// A span of a stage's timeline: what it did, for which micro-batch and chunk, when.
@@ -122,6 +129,9 @@ struct PipelineOptions {
   int microbatches = 4;    ///< M (sets train.accumulation)
   int virtual_stages = 1;  ///< v (interleaved schedules)
   int replicas = 1;        ///< D: copies of the pipeline, gradients all-reduced across them
+  /// T: tensor-parallel ranks per stage, splitting the hidden layers
+  /// train.tp_blocks names (a dp x pp x tp mesh of D x K x T stage actors).
+  int tensor_parallel = 1;
   /// "gpipe", "1f1b", "interleaved", "zb-h1", or a written schedule (text as
   /// schedule.hpp prints it, one line per stage actor).
   std::string schedule = "1f1b";

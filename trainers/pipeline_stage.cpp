@@ -21,9 +21,10 @@ using compute::Tensor;
 Stage::Stage(StageConfig cfg) : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   train::check_config(cfg.train, {.devices_here = true});
-  if (cfg.stages < 1 || cfg.virtual_stages < 1 || cfg.replicas < 1)
-    throw UsageError(fmt::format("pipeline stage: stages {}, virtual_stages {} and replicas {} must be at least 1",
-                                 cfg.stages, cfg.virtual_stages, cfg.replicas));
+  if (cfg.stages < 1 || cfg.virtual_stages < 1 || cfg.replicas < 1 || cfg.tensor_parallel < 1)
+    throw UsageError(fmt::format("pipeline stage: stages {}, virtual_stages {}, replicas {} and tensor_parallel {} must "
+                                 "be at least 1",
+                                 cfg.stages, cfg.virtual_stages, cfg.replicas, cfg.tensor_parallel));
   const auto S = static_cast<std::size_t>(cfg.stages * cfg.virtual_stages);
   if (cfg.bounds.size() != S + 1)
     throw UsageError(fmt::format("pipeline stage: {} layer bounds for {} model stages (expected {})", cfg.bounds.size(), S,
@@ -59,6 +60,16 @@ Task<std::string> Stage::setup() {
     m.dpg = coll::group("pp_dp");
     m.d = m.dpg->rank();
   }
+  m.t = 0;
+  m.tpg.reset();
+  if (m.T() > 1) {
+    m.tpg = coll::group("tp");
+    m.t = m.tpg->rank();
+    if (m.tpg->size() != static_cast<std::uint32_t>(m.T()))
+      throw UsageError(fmt::format("pipeline stage: group 'tp' has {} members but the stages are split over {}",
+                                   m.tpg->size(), m.T()));
+    if (m.dev.is_cuda()) m.tpg->after(nullptr);  // sums wait for what the compute queued
+  }
   {
     const Schedule sched = parse(m.cfg.schedule);
     m.actions = sched.actions.at(m.r);
@@ -74,10 +85,16 @@ Task<std::string> Stage::setup() {
     }
   }
   m.stream = std::make_unique<train::DataStream>(m.train_set, m.cfg.train, static_cast<std::uint32_t>(m.cfg.replicas), m.d);
-  // Take this actor's chunks (fresh from the seed: a rebuilt stage restores a checkpoint next).
-  const nn::Model whole = train::make_model(m.cfg.train);
+  // Take this actor's chunks (fresh from the seed: a rebuilt stage restores a
+  // checkpoint next); in a 3-D run this tp rank's part of them, whose split
+  // layers sum over the tp group (waited for: the layers are synchronous).
+  nn::TensorParallel tp{static_cast<int>(m.t), m.T(), {}};
+  if (m.tpg)
+    tp.sum = [g = m.tpg](Tensor& x) { g->allreduce(std::span<float>(x.f32(), static_cast<std::size_t>(x.numel()))).get(); };
+  const nn::Model whole = m.T() > 1 ? train::make_model(m.cfg.train, tp) : train::make_model(m.cfg.train);
   m.chunks.clear();
   m.chunk_width.clear();
+  m.split.clear();
   std::string held;
   for (int c = 0; c < m.lay.v; ++c) {
     const int s = m.model_stage(c);
@@ -86,6 +103,7 @@ Task<std::string> Stage::setup() {
     m.chunks.push_back(whole.slice(b, e));
     if (m.dev.is_cuda()) m.chunks.back().to(m.dev);
     m.chunk_width.push_back(widths(m.chunks.back()));
+    m.split.push_back(split_params(m.chunks.back()));
     held += fmt::format("{}model stage {} = blocks [{}, {}) (layers [{}, {}), {} parameters)", c ? "; " : "", s,
                         m.cfg.block_bounds.at(static_cast<std::size_t>(s)),
                         m.cfg.block_bounds.at(static_cast<std::size_t>(s) + 1), b, e, m.chunks.back().num_params());
@@ -147,6 +165,7 @@ Task<std::string> Stage::setup() {
           compute::dtype_name(static_cast<compute::DType>(takes[i][2]))));
   }
   m.ready = true;
+  if (m.T() > 1) co_return fmt::format("stage {} tp rank {}: {}", m.r, m.t, held);
   co_return fmt::format("stage {}: {}", m.r, held);
 }
 
@@ -159,9 +178,11 @@ void Stage::fail_groups(std::exception_ptr e) {
     what = x.what();
   } catch (...) {
   }
-  const std::string why = fmt::format("stage {} of pipeline replica {} failed: {}", m.r, m.d, what);
+  const std::string why = m.T() > 1 ? fmt::format("stage {} (tp rank {}) of pipeline replica {} failed: {}", m.r, m.t, m.d, what)
+                                     : fmt::format("stage {} of pipeline replica {} failed: {}", m.r, m.d, what);
   if (m.pp) m.pp->abort(why);
   if (m.dpg) m.dpg->abort(why);
+  if (m.tpg) m.tpg->abort(why);
 }
 
 Task<std::vector<train::StepStats>> Stage::train(std::int64_t n) {

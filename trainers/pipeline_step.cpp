@@ -76,8 +76,19 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
       for (int c = 0; c < v; ++c) {
         const int s = m.model_stage(c);
         if (m.lay.remote(s, -1)) co_await m.pp->recv(view(total), m.actor_of(s - 1), kTagEval);
-        for (auto* p : m.chunks[static_cast<std::size_t>(c)].params())
-          if (p->grad_valid) compute::sum_squares(p->grad, total);
+        auto params = m.chunks[static_cast<std::size_t>(c)].params();
+        const auto& split = m.split[static_cast<std::size_t>(c)];
+        if (m.tpg) {
+          // 3-D: the split parameters' squares summed over the tp ranks (each
+          // holds a part), then the whole ones (every rank holds the same).
+          Tensor part = Tensor::zeros({1}, compute::DType::f32, m.dev);
+          for (std::size_t i = 0; i < params.size(); ++i)
+            if (split[i] && params[i]->grad_valid) compute::sum_squares(params[i]->grad, part);
+          co_await m.tpg->allreduce(view(part));
+          compute::axpy_(total, part, 1.0f);
+        }
+        for (std::size_t i = 0; i < params.size(); ++i)
+          if (!(m.tpg && split[i]) && params[i]->grad_valid) compute::sum_squares(params[i]->grad, total);
         if (m.lay.remote(s, +1)) co_await m.pp->send(cview(total), m.actor_of(s + 1), kTagEval);
       }
       if (m.pp->size() > 1) co_await m.pp->broadcast(view(total), m.actor_of(S - 1));
@@ -218,7 +229,7 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
     if (!pending.empty()) co_await when_all(std::move(pending));
     st.step = ++m.step;
     st.loss = m.needs_y() ? static_cast<float>(loss / M) : 0.0f;
-    st.samples = m.needs_x() ? static_cast<std::int64_t>(M) * m.cfg.train.batch : 0;
+    st.samples = m.needs_x() && m.t == 0 ? static_cast<std::int64_t>(M) * m.cfg.train.batch : 0;  // tp ranks share them
     st.busy_s = busy;
     st.wall_s = (now_us() - t_step) / 1e6;
     st.peak_live = peak;
@@ -262,9 +273,11 @@ Task<train::EvalStats> Stage::run_eval(std::int64_t limit) {
         Tensor labels = m.test_set.labels.narrow(at, b);
         if (m.dev.is_cuda()) labels = labels.to(m.dev);
         ce.forward_backward(y, labels);
-        loss += static_cast<double>(ce.loss()) * static_cast<double>(b);
-        e.correct += static_cast<std::int64_t>(ce.correct());
-        e.total += b;
+        if (m.t == 0) {  // every tp rank has the whole output: one counts
+          loss += static_cast<double>(ce.loss()) * static_cast<double>(b);
+          e.correct += static_cast<std::int64_t>(ce.correct());
+          e.total += b;
+        }
       } else {
         outs[ci] = y.clone();
         if (m.lay.remote(s, +1)) sends[ci] = m.pp->send(cview(outs[ci]), m.actor_of(s + 1), kTagEval);

@@ -8,10 +8,7 @@
 
 namespace troupe::nn {
 
-namespace {
-
-// The hidden layers split by tp (spec.tp_blocks), checked; empty without tp.
-std::vector<bool> split_layers(const MlpSpec& spec, const TensorParallel* tp) {
+std::vector<bool> tp_split_layers(const MlpSpec& spec, int tp) {
   std::vector<bool> split(spec.hidden.size(), false);
   for (std::size_t i : spec.tp_blocks) {
     if (i >= spec.hidden.size())
@@ -31,21 +28,23 @@ std::vector<bool> split_layers(const MlpSpec& spec, const TensorParallel* tp) {
       throw UsageError(fmt::format("mlp: hidden layer {} is split by tp, so it cannot have {} (it would need the "
                                    "layer's whole width)",
                                    i, spec.layernorm ? "layernorm" : "dropout"));
-    if (tp && spec.hidden[i] % tp->size != 0)
+    if (spec.hidden[i] % tp != 0)
       throw UsageError(fmt::format("mlp: tp = {} does not divide hidden layer {} (width {}): that layout cannot hold "
                                    "the model",
-                                   tp->size, i, spec.hidden[i]));
+                                   tp, i, spec.hidden[i]));
   }
-  if (!tp) split.assign(split.size(), false);
   return split;
 }
+
+namespace {
 
 Model build_mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel* tp) {
   if (spec.inputs <= 0 || spec.classes <= 0)
     throw UsageError(fmt::format("mlp: inputs ({}) and classes ({}) must be positive", spec.inputs, spec.classes));
   for (auto width : spec.hidden)
     if (width <= 0) throw UsageError(fmt::format("mlp: hidden width {} must be positive", width));
-  const auto split = split_layers(spec, tp);
+  auto split = tp_split_layers(spec, tp ? tp->size : 1);
+  if (!tp) split.assign(split.size(), false);
   Model m;
   std::int64_t in = spec.inputs;
   // Each layer draws from its own stream: the seed and its position.

@@ -52,6 +52,10 @@ struct MlpSpec {
 
 struct TensorParallel;
 
+/// Which hidden layers spec.tp_blocks splits, checked for tp ranks:
+/// UsageError naming the block or layer that cannot be split so.
+std::vector<bool> tp_split_layers(const MlpSpec& spec, int tp);
+
 class Model {
  public:
   Model() = default;

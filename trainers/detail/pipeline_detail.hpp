@@ -17,6 +17,6 @@ std::vector<double> measure_blocks(const train::TrainConfig& cfg,
 /// A Chrome trace: one process per pipeline replica, one track per stage, a
 /// flow arrow from each forward (backward) to the next (previous) model
 /// stage's pass of the same micro-batch on another actor.
-void write_trace(const std::string& path, const std::vector<std::vector<StageSpan>>& by_actor, int K, int v);
+void write_trace(const std::string& path, const std::vector<std::vector<StageSpan>>& by_actor, int K, int v, int T = 1);
 
 }  // namespace troupe::pipeline::detail

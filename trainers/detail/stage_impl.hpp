@@ -16,6 +16,7 @@
 
 #include "actors/nn/layers.hpp"
 #include "actors/nn/loss.hpp"
+#include "actors/nn/tensor_parallel.hpp"
 #include "runtime/coll/group.hpp"
 #include "trainers/detail/schedule_layout.hpp"
 #include "trainers/pipeline.hpp"
@@ -37,15 +38,37 @@ inline double now_us() {
 inline std::span<const float> cview(const Tensor& t) { return {t.f32(), static_cast<std::size_t>(t.numel())}; }
 inline std::span<float> view(Tensor& t) { return {t.f32(), static_cast<std::size_t>(t.numel())}; }
 
-// The widths a chunk takes and gives (its first and last linear layers).
+// The widths a chunk takes and gives (its first and last linear layers; a
+// split one's unsplit widths: no cut falls inside a split block, so what
+// passes between stages is whole).
 inline std::pair<std::int64_t, std::int64_t> widths(nn::Model& m) {
   std::int64_t in = -1, out = -1;
-  for (std::size_t i = 0; i < m.size(); ++i)
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    std::int64_t li = -1, lo = -1;
     if (auto* l = dynamic_cast<nn::Linear*>(&m.layer(i))) {
-      if (in < 0) in = l->in_features();
-      out = l->out_features();
+      li = l->in_features();
+      lo = l->out_features();
+    } else if (auto* p = dynamic_cast<nn::ParallelLinear*>(&m.layer(i))) {
+      li = p->in_features();
+      lo = p->out_features();
+    } else {
+      continue;
     }
+    if (in < 0) in = li;
+    out = lo;
+  }
   return {in, out};
+}
+
+// Whether each of a chunk's parameters (in params() order) is split over the
+// tp ranks (a part on each, or on one) rather than whole on every one.
+inline std::vector<bool> split_params(nn::Model& m) {
+  std::vector<bool> out;
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    const bool split = dynamic_cast<nn::ParallelLinear*>(&m.layer(i)) != nullptr;
+    for (std::size_t k = 0; k < m.layer_params(i).size(); ++k) out.push_back(split);
+  }
+  return out;
 }
 
 }  // namespace stage_detail
@@ -59,8 +82,9 @@ struct Stage::Impl {
   // them as one batch each on device groups (transfer_groups), each alone on
   // host groups.
   std::vector<std::vector<std::size_t>> comm_groups;
-  std::uint32_t r = 0, d = 0;   // stage (pp rank) and replica (dp rank)
-  std::shared_ptr<coll::Group> pp, dpg;
+  std::uint32_t r = 0, d = 0, t = 0;  // stage (pp rank), replica (dp rank), tp rank
+  std::shared_ptr<coll::Group> pp, dpg, tpg;  // tpg: 3-D runs' tensor-parallel group
+  std::vector<std::vector<bool>> split;  // per chunk: which parameters are split over tp (split_params)
   std::vector<nn::Model> chunks;   // chunk c = model stage c*K + r
   std::vector<std::pair<std::int64_t, std::int64_t>> chunk_width;  // (in, out) per chunk
   std::vector<std::span<float>> grad_bufs;  // hybrid: each chunk's gradients in the dp group's buffer
@@ -106,7 +130,17 @@ struct Stage::Impl {
     if (spans.size() >= stage_detail::kMaxSpans) spans.pop_front();
     spans.push_back(StageSpan{what, mb, chunk, step, t0, t1});
   }
+  int T() const { return cfg.tensor_parallel; }
   std::map<std::string, std::string> identity() const {
+    auto id = identity_common();
+    if (T() > 1) {
+      id["tensor_parallel"] = std::to_string(T());
+      id["tp_rank"] = std::to_string(t);
+      id["tp_blocks"] = fmt::format("{}", fmt::join(cfg.train.tp_blocks, ","));
+    }
+    return id;
+  }
+  std::map<std::string, std::string> identity_common() const {
     return {{"stages", std::to_string(lay.K)},
             {"virtual_stages", std::to_string(lay.v)},
             {"replicas", std::to_string(cfg.replicas)},
