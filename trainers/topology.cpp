@@ -127,6 +127,11 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   const toml::node* schedule_node = nullptr;
   const toml::node* replicas_node = nullptr;
   const toml::node* accumulation_node = nullptr;
+  const toml::node* parallel_node = nullptr;
+  const toml::node* tp_node = nullptr;
+  const toml::node* tp_blocks_node = nullptr;
+  const toml::node* stages_node = nullptr;
+  int par_dp = 1, par_pp = 1, par_tp = 1;
   bool split_given = false;
   std::map<std::string, Setter> sections;
   sections["name"] = [&](const toml::node& n, const std::string& k) { t.name = r.string(n, k); };
@@ -145,6 +150,14 @@ Topology parse_topology(const std::string& text, const std::string& path) {
            {"activation", [&](auto& v, auto& k) { c.activation = r.choice<nn::Activation>(v, k); }},
            {"dropout", [&](auto& v, auto& k) { c.dropout = static_cast<float>(r.number(v, k, 0, 1, true)); }},
            {"layernorm", [&](auto& v, auto& k) { c.layernorm = r.boolean(v, k); }},
+           {"tp_blocks", [&](auto& v, auto& k) {
+              const auto* a = v.as_array();
+              if (!a) r.fail(v, k, fmt::format("expected an array of hidden layer numbers, got {}", Reader::type_name(v)));
+              tp_blocks_node = &v;
+              c.tp_blocks.clear();
+              for (std::size_t i = 0; i < a->size(); ++i)
+                c.tp_blocks.push_back(r.integer(*a->get(i), fmt::format("{}[{}]", k, i), 0, 1 << 20));
+            }},
            {"hidden", [&](auto& v, auto& k) {
               const auto* a = v.as_array();
               if (!a) r.fail(v, k, fmt::format("expected an array of layer widths, got {}", Reader::type_name(v)));
@@ -187,7 +200,10 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   sections["pipeline"] = [&](const toml::node& n, const std::string& s) {
     pipeline_node = &n;
     apply(r, n, s,
-          {{"stages", [&](auto& v, auto& k) { pl.stages = static_cast<int>(r.integer(v, k, 1, 64)); }},
+          {{"stages", [&](auto& v, auto& k) {
+              pl.stages = static_cast<int>(r.integer(v, k, 1, 64));
+              stages_node = &v;
+            }},
            {"microbatches", [&](auto& v, auto& k) { pl.microbatches = static_cast<int>(r.integer(v, k, 1, 1024)); }},
            {"virtual_stages", [&](auto& v, auto& k) { pl.virtual_stages = static_cast<int>(r.integer(v, k, 1, 16)); }},
            {"schedule", [&](auto& v, auto& k) {
@@ -215,6 +231,16 @@ Topology parse_topology(const std::string& text, const std::string& path) {
                 pl.layers.emplace_back(r.integer(*pair->get(0), fmt::format("{}[{}][0]", k, i), 0, 1 << 20),
                                        r.integer(*pair->get(1), fmt::format("{}[{}][1]", k, i), 0, 1 << 20));
               }
+            }}});
+  };
+  sections["parallel"] = [&](const toml::node& n, const std::string& s) {
+    parallel_node = &n;
+    apply(r, n, s,
+          {{"dp", [&](auto& v, auto& k) { par_dp = static_cast<int>(r.integer(v, k, 1, 64)); }},
+           {"pp", [&](auto& v, auto& k) { par_pp = static_cast<int>(r.integer(v, k, 1, 64)); }},
+           {"tp", [&](auto& v, auto& k) {
+              par_tp = static_cast<int>(r.integer(v, k, 1, 64));
+              tp_node = &v;
             }}});
   };
   const toml::node* sgd_only = nullptr;  // momentum > 0 or nesterov = true: what only sgd uses
@@ -270,12 +296,47 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   // Across keys.
   if (!train_node) throw TopologyError(fmt::format("{}: no [train] table (it names the strategy)", path));
   if (!strategy)
-    r.fail(*train_node, "train.strategy", "missing (\"data_parallel\", \"pipeline\" or \"hybrid\")");
+    r.fail(*train_node, "train.strategy", "missing (\"data_parallel\", \"pipeline\", \"hybrid\" or \"3d\")");
   t.strategy = *strategy;
   if (t.strategy == Strategy::data_parallel && pipeline_node)
-    r.fail(*pipeline_node, "pipeline", "a [pipeline] table, but train.strategy is \"data_parallel\" (say \"pipeline\" or \"hybrid\")");
+    r.fail(*pipeline_node, "pipeline", "a [pipeline] table, but train.strategy is \"data_parallel\" (say \"pipeline\", \"hybrid\" or \"3d\")");
+  if (parallel_node && t.strategy != Strategy::three_d)
+    r.fail(*parallel_node, "parallel",
+           fmt::format("a [parallel] table (dp x pp x tp), but train.strategy is \"{}\" (say \"3d\")", t.strategy));
+  if (tp_blocks_node && !c.tp_blocks.empty() && t.strategy != Strategy::three_d)
+    r.fail(*tp_blocks_node, "model.tp_blocks",
+           fmt::format("splits hidden layers over tensor-parallel ranks, which train.strategy \"{}\" has none of (say "
+                       "\"3d\" with [parallel] tp)",
+                       t.strategy));
+  if (t.strategy == Strategy::three_d) {
+    // [parallel] gives the mesh: dp replicas of a pp-stage pipeline whose
+    // stages are split over tp ranks; [pipeline] the rest (optional).
+    if (!parallel_node)
+      r.fail(*strategy_node, "train.strategy", "\"3d\" needs a [parallel] table (dp, pp, tp)");
+    if (stages_node && pl.stages != par_pp)
+      r.fail(*stages_node, "pipeline.stages",
+             fmt::format("{} stages, but parallel.pp is {} (3d takes the stages from [parallel]: leave this out)",
+                         pl.stages, par_pp));
+    if (replicas_node)
+      r.fail(*replicas_node, "train.replicas", "3d takes its replicas from parallel.dp: leave this out");
+    if (par_tp > 1 && c.tp_blocks.empty())
+      r.fail(tp_node ? *tp_node : *parallel_node, "parallel.tp",
+             fmt::format("tp = {} splits the hidden layers model.tp_blocks names, and it names none (e.g. tp_blocks = "
+                         "[0] splits hidden layer 0)",
+                         par_tp));
+    try {
+      for (auto i : c.tp_blocks)
+        if (i < 0) throw UsageError(fmt::format("{} is not a hidden layer", i));
+      nn::tp_split_layers(train::mlp_spec(c), par_tp);
+    } catch (const UsageError& e) {
+      r.fail(tp_blocks_node ? *tp_blocks_node : *parallel_node, "model.tp_blocks", e.what());
+    }
+    pl.stages = par_pp;
+    pl.tensor_parallel = par_tp;
+    o.replicas = par_dp;
+  }
   if (t.strategy != Strategy::data_parallel) {
-    if (!pipeline_node)
+    if (!pipeline_node && t.strategy != Strategy::three_d)
       r.fail(*strategy_node, "train.strategy", fmt::format("\"{}\" needs a [pipeline] table (stages, microbatches, schedule)", t.strategy));
     if (t.strategy == Strategy::pipeline && replicas_node && o.replicas > 1)
       r.fail(*replicas_node, "train.replicas",
@@ -291,6 +352,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
              "a pipeline accumulates over its micro-batches: set pipeline.microbatches instead");
     if (split_given && !pl.layers.empty())
       r.fail(*pipeline_node, "pipeline.split", "give either layers (explicit ranges) or split, not both");
+    const toml::node& pipeline_or_strategy = pipeline_node ? *pipeline_node : *strategy_node;
     // The schedule is generated or read, and simulated, now: a schedule that
     // cannot run is refused naming the key.
     try {
@@ -317,7 +379,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
       }
     } catch (const pipeline::ScheduleError& e) {
       if (schedule_node) r.fail(*schedule_node, "pipeline.schedule", e.what());
-      r.fail(*pipeline_node, "pipeline", e.what());
+      r.fail(pipeline_or_strategy, "pipeline", e.what());
     }
   }
   if (sgd_only && c.optimizer != optim::Algorithm::sgd)
@@ -351,7 +413,8 @@ Topology parse_topology(const std::string& text, const std::string& path) {
 
 pipeline::PipelineOptions Topology::pipeline_options() const {
   pipeline::PipelineOptions p = pipeline;
-  p.replicas = strategy == Strategy::hybrid ? trainer.replicas : 1;
+  p.replicas = strategy == Strategy::hybrid || strategy == Strategy::three_d ? trainer.replicas : 1;
+  p.tensor_parallel = strategy == Strategy::three_d ? pipeline.tensor_parallel : 1;
   p.processes = trainer.processes;
   p.chunk_steps = trainer.chunk_steps;
   p.eval_limit = trainer.eval_limit;

@@ -42,7 +42,10 @@ class TopologyError : public Error {
   using Error::Error;
 };
 
-enum class Strategy : std::uint8_t { data_parallel, pipeline, hybrid };
+/// data_parallel: replicas; pipeline: one pipeline of stage actors; hybrid:
+/// replicas of a pipeline; three_d ("3d"): [parallel] dp x pp x tp, the
+/// pipeline's stages split over tp ranks.
+enum class Strategy : std::uint8_t { data_parallel, pipeline, hybrid, three_d };
 
 struct Topology {
   std::string path;        ///< the file it came from
@@ -52,8 +55,9 @@ struct Topology {
   Strategy strategy = Strategy::data_parallel;
   dp::ReplicaConfig replica;  ///< model, data, optimizer (every strategy)
   dp::TrainerOptions trainer;  ///< replicas, processes, chunk_steps, eval_limit, checkpoints
-  /// pipeline and hybrid: [pipeline] and the shared keys above (processes,
-  /// chunk_steps, eval_limit, checkpoints, resources); replicas for hybrid.
+  /// pipeline, hybrid and 3d: [pipeline] and the shared keys above
+  /// (processes, chunk_steps, eval_limit, checkpoints, resources); replicas
+  /// for hybrid; for 3d stages, replicas and tensor_parallel from [parallel].
   pipeline::PipelineOptions pipeline;
   /// The pipeline's options with the shared keys filled in from `trainer`
   /// (as they are now: after `troupe run` flags changed them).
@@ -75,7 +79,7 @@ Topology parse_topology(const std::string& text, const std::string& path);
 
 template <>
 struct troupe::EnumWords<troupe::train::Strategy> {
-  static constexpr std::array<std::string_view, 3> words{"data_parallel", "pipeline", "hybrid"};
+  static constexpr std::array<std::string_view, 4> words{"data_parallel", "pipeline", "hybrid", "3d"};
 };
 
 namespace troupe::dp {  // the names before the training layer was shared

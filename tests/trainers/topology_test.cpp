@@ -57,7 +57,7 @@ TEST_CASE("the GPU example topology puts two replicas on halves of one GPU", "[t
   CHECK(t.trainer.checkpoint_dir == "runs/fashion_mnist_dp_gpu/checkpoints");
 }
 
-TEST_CASE("the pipeline and hybrid example topologies load with what they say", "[topology]") {
+TEST_CASE("the pipeline, hybrid and 3-D example topologies load with what they say", "[topology]") {
   auto p = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_pipeline.toml");
   CHECK(p.strategy == train::Strategy::pipeline);
   CHECK(p.replica.hidden.size() == 8);
@@ -74,6 +74,21 @@ TEST_CASE("the pipeline and hybrid example topologies load with what they say", 
   CHECK(h.strategy == train::Strategy::hybrid);
   CHECK(h.pipeline_options().replicas == 2);
   CHECK(h.pipeline_options().actor_options.resources_.at("CPU") == 0.5);
+  auto d = dp::load_topology(std::string(TROUPE_SOURCE_DIR) + "/examples/topologies/fashion_mnist_3d.toml");
+  CHECK(d.strategy == train::Strategy::three_d);
+  CHECK(d.replica.tp_blocks == std::vector<std::int64_t>{0, 2});
+  auto dpo = d.pipeline_options();
+  CHECK(dpo.replicas == 2);
+  CHECK(dpo.stages == 2);
+  CHECK(dpo.tensor_parallel == 2);
+  CHECK(dpo.microbatches == 4);
+  // 3d without [pipeline]: its defaults, stages from [parallel].
+  auto bare = parse_topology("[train]\nstrategy = \"3d\"\n[parallel]\ndp = 1\npp = 3\ntp = 2\n[model]\nhidden = [64, 64, 64]\n"
+                             "tp_blocks = [1]\n",
+                             "t.toml");
+  CHECK(bare.pipeline_options().stages == 3);
+  CHECK(bare.pipeline_options().replicas == 1);
+  CHECK(bare.pipeline_options().tensor_parallel == 2);
   // A written schedule and explicit layer ranges.
   auto w = parse_topology(kPipeline + "[pipeline]\nstages = 2\nmicrobatches = 1\nlayers = [[0, 1], [1, 3]]\n"
                                       "schedule = \"\"\"\nstage 0: F0 SEND_F0 RECV_B0 B0 STEP\n"
@@ -141,7 +156,21 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
       {kMinimal + "[model]\ndropout = 1.0\n", "key 'model.dropout': 1 is out of range"},
       {kMinimal + "[model]\nhidden = [64, 0]\n", "key 'model.hidden[1]': 0 is out of range"},
       {kMinimal + "[model]\nhidden = 64\n", "key 'model.hidden': expected an array"},
-      {"[train]\nstrategy = \"tensor\"\n", "t.toml:2:12: key 'train.strategy': 'tensor' is not one of: data_parallel, pipeline, hybrid"},
+      {"[train]\nstrategy = \"tensor\"\n", "t.toml:2:12: key 'train.strategy': 'tensor' is not one of: data_parallel, pipeline, hybrid, 3d"},
+      // 3-D.
+      {"[train]\nstrategy = \"3d\"\n", "t.toml:2:12: key 'train.strategy': \"3d\" needs a [parallel] table (dp, pp, tp)"},
+      {"[train]\nstrategy = \"hybrid\"\n[pipeline]\n[parallel]\ntp = 2\n",
+       "t.toml:4:1: key 'parallel': a [parallel] table (dp x pp x tp), but train.strategy is \"hybrid\" (say \"3d\")"},
+      {kMinimal + "[model]\ntp_blocks = [0]\n", "t.toml:4:13: key 'model.tp_blocks': splits hidden layers over tensor-parallel ranks"},
+      {"[train]\nstrategy = \"3d\"\n[parallel]\ntp = 2\n", "t.toml:4:6: key 'parallel.tp': tp = 2 splits the hidden layers model.tp_blocks names, and it names none"},
+      {"[train]\nstrategy = \"3d\"\n[parallel]\ntp = 3\n[model]\nhidden = [64, 64]\ntp_blocks = [0]\n",
+       "t.toml:7:13: key 'model.tp_blocks': mlp: tp = 3 does not divide hidden layer 0 (width 64)"},
+      {"[train]\nstrategy = \"3d\"\n[parallel]\ntp = 2\n[model]\nhidden = [64, 64]\ntp_blocks = [0]\nlayernorm = true\n",
+       "key 'model.tp_blocks': mlp: hidden layer 0 is split by tp, so it cannot have layernorm"},
+      {"[train]\nstrategy = \"3d\"\n[parallel]\npp = 2\n[pipeline]\nstages = 3\n",
+       "t.toml:6:10: key 'pipeline.stages': 3 stages, but parallel.pp is 2"},
+      {"[train]\nstrategy = \"3d\"\nreplicas = 2\n[parallel]\n", "key 'train.replicas': 3d takes its replicas from parallel.dp"},
+      {"[train]\nstrategy = \"3d\"\n[parallel]\ntp = 0\n", "key 'parallel.tp': 0 is out of range (1 to 64)"},
       // Pipelines.
       {"[train]\nstrategy = \"pipeline\"\n", "key 'train.strategy': \"pipeline\" needs a [pipeline] table"},
       {kMinimal + "[pipeline]\nstages = 2\n", "t.toml:3:1: key 'pipeline': a [pipeline] table, but train.strategy is \"data_parallel\""},

@@ -91,7 +91,12 @@ int run_command(int argc, char** argv) {
       t.strategy == train::Strategy::data_parallel ? plural(t.trainer.replicas, "replica")
       : t.strategy == train::Strategy::pipeline
           ? fmt::format("pipeline of {}", plural(t.pipeline.stages, "stage"))
-          : fmt::format("{} x pipeline of {}", t.trainer.replicas, plural(t.pipeline.stages, "stage"));
+      : t.strategy == train::Strategy::hybrid
+          ? fmt::format("{} x pipeline of {}", t.trainer.replicas, plural(t.pipeline.stages, "stage"))
+          : fmt::format("3-D mesh dp {} x pp {} x tp {} ({} stage actors; hidden layers {} split over tp)",
+                        t.trainer.replicas, t.pipeline.stages, t.pipeline.tensor_parallel,
+                        t.trainer.replicas * t.pipeline.stages * t.pipeline.tensor_parallel,
+                        fmt::join(t.replica.tp_blocks, ", "));
   // Said once the trainer has accepted the run (a refusal comes alone).
   auto banner = [&]() {
     fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per {}, {}{}{}\n", file, workers,
