@@ -25,16 +25,7 @@ using train::StepStats;
 
 namespace {
 
-// "a,b,c" -> {"a", "b", "c"} (the manifest's lists).
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  for (std::size_t at = 0, next; at <= text.size(); at = next + 1) {
-    next = text.find(',', at);
-    if (next == std::string::npos) next = text.size();
-    out.push_back(text.substr(at, next - at));
-  }
-  return out;
-}
+using detail::split_list;
 
 // The pipeline as the run loop drives it.
 class PipelineJob final : public train::Job {
@@ -137,6 +128,9 @@ class PipelineJob final : public train::Job {
                      {"step", std::to_string(step)},
                      {"stages", std::to_string(K)},
                      {"tensor_parallel", std::to_string(T)},
+                     {"replicas", std::to_string(cfg_.replicas)},
+                     {"virtual_stages", std::to_string(cfg_.virtual_stages)},
+                     {"tp_blocks", fmt::format("{}", fmt::join(cfg_.train.tp_blocks, ","))},
                      {"blocks", fmt::format("{}", fmt::join(cfg_.block_bounds, ","))},
                      {"files", fmt::format("{}", fmt::join(files, ","))}};
     ckpt::save(path, manifest);
@@ -153,23 +147,34 @@ class PipelineJob final : public train::Job {
     const ckpt::Checkpoint manifest = ckpt::load(path);
     const auto K = static_cast<std::size_t>(cfg_.stages), T = static_cast<std::size_t>(cfg_.tensor_parallel);
     manifest.check("troupe.pipeline", {}, path, "a pipeline");
-    if (manifest.require("stages", path, "a pipeline") != std::to_string(K))
-      throw ckpt::CheckpointError(fmt::format("{}: written by a pipeline of {} stages, but this run has {}", path,
-                                              manifest.meta.at("stages"), K));
-    const auto tp_it = manifest.meta.find("tensor_parallel");
-    const std::string saved_tp = tp_it == manifest.meta.end() ? "1" : tp_it->second;
-    if (saved_tp != std::to_string(T))
-      throw ckpt::CheckpointError(fmt::format("{}: written with tensor_parallel = {}, but this run has {}", path,
-                                              saved_tp, T));
-    const auto files = split_list(manifest.require("files", path, "a pipeline"));
-    if (files.size() != K * T)
-      throw ckpt::CheckpointError(fmt::format("{}: names {} stage files for {} stages x {} tp ranks", path, files.size(), K, T));
-    const fs::path dir = fs::path(path).parent_path();
-    // call_all calls the members in mesh order (dp x pp x tp): member a loads
-    // replica 0's file of its (stage, tp rank).
-    std::size_t a = 0;
-    auto steps = train::detail::call_all<std::int64_t>(
-        mesh_, [&](auto& m) { return m.call(&Stage::load, (dir / files[a++ % (K * T)]).string()); }, kLimit);
+    auto meta_or = [&](const char* key, const std::string& otherwise) {
+      auto it = manifest.meta.find(key);
+      return it == manifest.meta.end() ? otherwise : it->second;
+    };
+    const std::string saved_tp = meta_or("tensor_parallel", "1");
+    const bool same_layout = manifest.require("stages", path, "a pipeline") == std::to_string(K) &&
+                             saved_tp == std::to_string(T) &&
+                             meta_or("replicas", std::to_string(cfg_.replicas)) == std::to_string(cfg_.replicas) &&
+                             meta_or("virtual_stages", "1") == std::to_string(cfg_.virtual_stages) &&
+                             meta_or("blocks", "") == fmt::format("{}", fmt::join(cfg_.block_bounds, ",")) &&
+                             (T == 1 || meta_or("tp_blocks", "") == fmt::format("{}", fmt::join(cfg_.train.tp_blocks, ",")));
+    std::vector<std::int64_t> steps;
+    if (same_layout) {
+      const auto files = split_list(manifest.require("files", path, "a pipeline"));
+      if (files.size() != K * T)
+        throw ckpt::CheckpointError(fmt::format("{}: names {} stage files for {} stages x {} tp ranks", path, files.size(), K, T));
+      const fs::path dir = fs::path(path).parent_path();
+      // call_all calls the members in mesh order (dp x pp x tp): member a loads
+      // replica 0's file of its (stage, tp rank).
+      std::size_t a = 0;
+      steps = train::detail::call_all<std::int64_t>(
+          mesh_, [&](auto& m) { return m.call(&Stage::load, (dir / files[a++ % (K * T)]).string()); }, kLimit);
+    } else {
+      // Saved in another layout (stages, tp ranks, cut): every stage takes
+      // its part from the whole tensors the saved parts make.
+      steps = train::detail::call_all<std::int64_t>(mesh_, [&](auto& m) { return m.call(&Stage::reshard, path); }, kLimit);
+    }
+    if (opts_.on_resume) opts_.on_resume(steps.at(0), mesh_);
     return steps.at(0);
   }
   void wait_alive(std::chrono::seconds limit) override {

@@ -110,6 +110,15 @@ class Stage {
   /// this stage. Both return the step.
   std::int64_t save(std::string path);
   std::int64_t load(std::string path);
+  /// Loads a pipeline checkpoint saved in another layout (stages, tp ranks,
+  /// replicas, cut): `manifest` names every (stage, tp rank) file of the run
+  /// that wrote it. This stage takes its parameters and optimizer state from
+  /// them, put back whole and cut to its own part, bit for bit; the data
+  /// position continues from the step. CheckpointError when the model or
+  /// the optimizer differs, naming what. Returns the step.
+  std::int64_t reshard(std::string manifest);
+  /// The optimizer's state tensors ("<param>.<buffer>"), as parameters() gives the parameters.
+  std::vector<NamedValues> optimizer_state();
   /// The spans recorded since the last call (at most the last 200,000).
   std::vector<StageSpan> timeline();
   int pid() const;
@@ -162,6 +171,11 @@ struct PipelineOptions {
   /// at the end ("": none).
   std::string trace;
   std::function<void(std::int64_t step, Mesh<Stage>& stages)> after_chunk;
+  /// Called once the stages hold a checkpoint's state (a resumed run, or one
+  /// recovering from a failure), before they train on: `step` is its step.
+  /// A checkpoint saved in another layout (stages, tensor_parallel, the cut)
+  /// is resharded: each stage takes its part of the whole tensors.
+  std::function<void(std::int64_t step, Mesh<Stage>& stages)> on_resume;
 };
 
 /// The blocks of the model cfg describes (a hidden layer with what follows

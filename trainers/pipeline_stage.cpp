@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "actors/ckpt/checkpoint.hpp"
 #include "actors/compute/ops.hpp"
+#include "trainers/detail/pipeline_detail.hpp"
 #include "trainers/detail/stage_impl.hpp"
 #include "trainers/pipeline.hpp"
 
@@ -245,6 +247,87 @@ std::int64_t Stage::load(std::string path) {
   return m.step;
 }
 
+std::int64_t Stage::reshard(std::string path) {
+  auto& m = *impl_;
+  if (!m.ready) throw UsageError("pipeline stage: reshard() before setup()");
+  namespace fs = std::filesystem;
+  const ckpt::Checkpoint manifest = ckpt::load(path);
+  const std::string what = "a pipeline";
+  manifest.check("troupe.pipeline", {}, path, what);
+  const auto files = detail::split_list(manifest.require("files", path, what));
+  const auto tp_it = manifest.meta.find("tensor_parallel");
+  const int T_old = tp_it == manifest.meta.end() ? 1 : std::stoi(tp_it->second);
+  // Every part that run saved, by tp rank; the model and optimizer must be
+  // this run's (the layout may differ: that is the point).
+  const auto id = m.identity_common();
+  std::vector<ckpt::Checkpoint> parts;
+  std::vector<int> part_rank;
+  std::string old_blocks;
+  for (const auto& f : files) {
+    const std::string file = (fs::path(path).parent_path() / f).string();
+    parts.push_back(ckpt::load(file));
+    const auto& c = parts.back();
+    c.check("troupe.pipeline.stage", {{"model", id.at("model")}, {"optimizer", id.at("optimizer")}, {"seed", id.at("seed")}},
+            file, "a pipeline stage");
+    const auto r = c.meta.find("tp_rank");
+    part_rank.push_back(r == c.meta.end() ? 0 : std::stoi(r->second));
+    if (const auto b = c.meta.find("tp_blocks"); b != c.meta.end()) old_blocks = b->second;
+  }
+  // How each parameter lay over the old tp ranks, and lies over this run's.
+  train::TrainConfig old_cfg = m.cfg.train;
+  old_cfg.tp_blocks.clear();
+  if (T_old > 1 && !old_blocks.empty())
+    for (const auto& b : detail::split_list(old_blocks)) old_cfg.tp_blocks.push_back(std::stoll(b));
+  const auto old_layout = nn::mlp_param_layouts(train::mlp_spec(old_cfg), T_old);
+  const auto new_layout = nn::mlp_param_layouts(train::mlp_spec(m.cfg.train), m.T());
+  // A tensor named `name` ("model/2.weight", "optim/2.weight.momentum") of
+  // parameter `param`, whole, from the old parts.
+  auto whole = [&](const std::string& name, const std::string& param) {
+    std::vector<Tensor> by_rank(static_cast<std::size_t>(T_old));
+    for (std::size_t i = 0; i < parts.size(); ++i)
+      if (const Tensor* t = parts[i].find(name))
+        if (part_rank[i] >= 0 && part_rank[i] < T_old) by_rank[static_cast<std::size_t>(part_rank[i])] = *t;
+    if (!by_rank[0].defined())
+      throw ckpt::CheckpointError(fmt::format("{}: no part of '{}' from tp rank 0 in the files it names", path, name));
+    return nn::tp_unshard(by_rank, old_layout.count(param) ? old_layout.at(param) : nn::TpLayout::whole);
+  };
+  ckpt::Checkpoint mine;
+  mine.meta = parts.at(0).meta;  // optimizer kind, steps and learning rate, step
+  for (auto* p : m.params()) {
+    const auto how = new_layout.count(p->name) ? new_layout.at(p->name) : nn::TpLayout::whole;
+    auto cut = [&](const Tensor& full) { return nn::tp_shard(full, how, static_cast<int>(m.t), m.T()); };
+    mine.tensors.emplace_back("model/" + p->name, cut(whole("model/" + p->name, p->name)));
+    // Its optimizer state (none before the first step).
+    const std::string prefix = "optim/" + p->name + ".";
+    std::vector<std::string> states;
+    for (const auto& c : parts)
+      for (const auto& [name, t] : c.tensors)
+        if (name.rfind(prefix, 0) == 0 && name.find('.', prefix.size()) == std::string::npos &&
+            std::find(states.begin(), states.end(), name) == states.end())
+          states.push_back(name);
+    for (const auto& name : states) mine.tensors.emplace_back(name, cut(whole(name, p->name)));
+  }
+  ckpt::restore(mine, m.params(), m.dev, m.opt.get());
+  m.step = std::stoll(mine.require("step", path, what));
+  // The data position from the step: this layout's replicas split the data
+  // their own way.
+  const std::int64_t spe = m.stream->steps_per_epoch();
+  if (m.step == 0 || spe == 0) {
+    m.stream->seek(0, 0);
+  } else {
+    const std::int64_t epoch = (m.step - 1) / spe;
+    m.stream->seek(epoch, (m.step - epoch * spe) * m.M());
+  }
+  return m.step;
+}
+
+std::vector<NamedValues> Stage::optimizer_state() {
+  std::vector<NamedValues> out;
+  if (impl_->opt)
+    for (auto& [name, t] : impl_->opt->state()) out.push_back({name, t.to_vector()});
+  return out;
+}
+
 std::vector<StageSpan> Stage::timeline() {
   auto& m = *impl_;
   std::vector<StageSpan> out(m.spans.begin(), m.spans.end());
@@ -257,4 +340,4 @@ int Stage::pid() const { return static_cast<int>(::getpid()); }
 }  // namespace troupe::pipeline
 
 TROUPE_ACTOR(troupe::pipeline::Stage, setup, train, evaluate, steps_per_epoch, parameters, param_hash, save, load,
-             timeline, pid);
+             reshard, optimizer_state, timeline, pid);

@@ -78,6 +78,22 @@ Model build_mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel* t
 
 Model Model::mlp(const MlpSpec& spec, std::uint64_t seed) { return build_mlp(spec, seed, nullptr); }
 
+std::map<std::string, TpLayout> mlp_param_layouts(const MlpSpec& spec, int tp) {
+  // Rank 0's part names every parameter (it holds the row-parallel biases).
+  const TensorParallel rank0{0, tp, [](Tensor&) {}};
+  Model m = tp > 1 ? Model::mlp(spec, 0, rank0) : Model::mlp(spec, 0);
+  std::map<std::string, TpLayout> out;
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    const bool column = dynamic_cast<ColumnParallelLinear*>(&m.layer(i)) != nullptr;
+    const bool row = dynamic_cast<RowParallelLinear*>(&m.layer(i)) != nullptr;
+    for (Param* p : m.layer_params(i)) {
+      const bool bias = p->name.size() >= 5 && p->name.compare(p->name.size() - 5, 5, ".bias") == 0;
+      out[p->name] = column ? TpLayout::rows : !row ? TpLayout::whole : bias ? TpLayout::first_rank : TpLayout::columns;
+    }
+  }
+  return out;
+}
+
 Model Model::mlp(const MlpSpec& spec, std::uint64_t seed, const TensorParallel& tp) {
   if (tp.size < 1 || tp.rank < 0 || tp.rank >= tp.size)
     throw UsageError(fmt::format("mlp: tp rank {} of {} is not a rank of the group", tp.rank, tp.size));

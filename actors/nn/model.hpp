@@ -3,6 +3,7 @@
 // stages (pipeline parallelism): stage k run on stage k-1's output gives
 // exactly what the whole model gives.
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,10 @@ struct TensorParallel;
 /// Which hidden layers spec.tp_blocks splits, checked for tp ranks:
 /// UsageError naming the block or layer that cannot be split so.
 std::vector<bool> tp_split_layers(const MlpSpec& spec, int tp);
+enum class TpLayout : std::uint8_t;
+/// How each parameter of Model::mlp(spec, seed, {rank, tp}) lies over the tp
+/// ranks, by name ("2.weight"); with tp = 1 every one is whole.
+std::map<std::string, TpLayout> mlp_param_layouts(const MlpSpec& spec, int tp);
 
 class Model {
  public:

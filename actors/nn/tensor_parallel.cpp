@@ -14,32 +14,65 @@ void check_tp(const char* layer, const TensorParallel& tp, std::int64_t width, c
   if (tp.size > 1 && !tp.sum) throw UsageError(fmt::format("{}: tp = {} needs the group's sum", layer, tp.size));
 }
 
-// Rows [r0, r0 + n) of a host matrix [rows, cols].
-Tensor rows_of(const Tensor& m, std::int64_t r0, std::int64_t n) {
-  return m.narrow(r0, n).clone();
-}
-
-// Columns [c0, c0 + n) of a host matrix [rows, cols].
-Tensor cols_of(const Tensor& m, std::int64_t c0, std::int64_t n) {
-  const auto all = m.to_vector();
-  const std::int64_t rows = m.size(0), cols = m.size(1);
-  std::vector<float> out(static_cast<std::size_t>(rows * n));
-  for (std::int64_t r = 0; r < rows; ++r)
-    for (std::int64_t c = 0; c < n; ++c)
-      out[static_cast<std::size_t>(r * n + c)] = all[static_cast<std::size_t>(r * cols + c0 + c)];
-  return Tensor::from(out, {rows, n});
-}
-
 }  // namespace
+
+Tensor tp_shard(const Tensor& full, TpLayout how, int rank, int size) {
+  switch (how) {
+    case TpLayout::whole: return full.clone();
+    case TpLayout::first_rank: return rank == 0 ? full.clone() : Tensor();
+    case TpLayout::rows: {
+      const std::int64_t n = full.size(0) / size;
+      return full.narrow(rank * n, n).clone();
+    }
+    case TpLayout::columns: {
+      const auto all = full.to_vector();
+      const std::int64_t rows = full.size(0), cols = full.size(1), n = cols / size, c0 = rank * n;
+      std::vector<float> out(static_cast<std::size_t>(rows * n));
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 0; c < n; ++c)
+          out[static_cast<std::size_t>(r * n + c)] = all[static_cast<std::size_t>(r * cols + c0 + c)];
+      return Tensor::from(out, {rows, n});
+    }
+  }
+  return Tensor();
+}
+
+Tensor tp_unshard(const std::vector<Tensor>& parts, TpLayout how) {
+  if (parts.empty() || !parts[0].defined()) throw UsageError("tp_unshard: no part from rank 0");
+  if (how == TpLayout::whole || how == TpLayout::first_rank || parts.size() == 1) return parts[0].clone();
+  for (std::size_t r = 1; r < parts.size(); ++r)
+    if (!parts[r].defined() || parts[r].shape() != parts[0].shape())
+      throw UsageError(fmt::format("tp_unshard: rank {}'s part is {}, rank 0's {}", r,
+                                   parts[r].defined() ? parts[r].describe() : std::string("missing"), parts[0].describe()));
+  const auto T = static_cast<std::int64_t>(parts.size());
+  if (how == TpLayout::rows) {
+    std::vector<float> all;
+    for (auto& p : parts) {
+      auto v = p.to_vector();
+      all.insert(all.end(), v.begin(), v.end());
+    }
+    Shape shape = parts[0].shape();
+    shape[0] *= T;
+    return Tensor::from(all, shape);
+  }
+  const std::int64_t rows = parts[0].size(0), n = parts[0].size(1);
+  std::vector<float> all(static_cast<std::size_t>(rows * n * T));
+  for (std::int64_t t = 0; t < T; ++t) {
+    const auto v = parts[static_cast<std::size_t>(t)].to_vector();
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t c = 0; c < n; ++c)
+        all[static_cast<std::size_t>(r * n * T + t * n + c)] = v[static_cast<std::size_t>(r * n + c)];
+  }
+  return Tensor::from(all, {rows, n * T});
+}
 
 ColumnParallelLinear::ColumnParallelLinear(std::int64_t in, std::int64_t out, bool bias, std::uint64_t seed,
                                            TensorParallel tp)
     : ParallelLinear(in, out, std::move(tp)) {
   check_tp("column-parallel linear", tp_, out, "output");
   Linear whole(in, out, bias, seed);
-  const std::int64_t n = out / tp_.size, r0 = tp_.rank * n;
-  shard_ = std::make_unique<Linear>(rows_of(whole.weight().value, r0, n),
-                                    bias ? rows_of(whole.bias().value, r0, n) : Tensor());
+  shard_ = std::make_unique<Linear>(tp_shard(whole.weight().value, TpLayout::rows, tp_.rank, tp_.size),
+                                    bias ? tp_shard(whole.bias().value, TpLayout::rows, tp_.rank, tp_.size) : Tensor());
 }
 
 std::string ColumnParallelLinear::describe() const {
@@ -69,10 +102,9 @@ RowParallelLinear::RowParallelLinear(std::int64_t in, std::int64_t out, bool bia
     : ParallelLinear(in, out, std::move(tp)) {
   check_tp("row-parallel linear", tp_, in, "input");
   Linear whole(in, out, bias, seed);
-  const std::int64_t n = in / tp_.size, c0 = tp_.rank * n;
   // The bias is added once: by tp rank 0, into its partial sum.
-  shard_ = std::make_unique<Linear>(cols_of(whole.weight().value, c0, n),
-                                    bias && tp_.rank == 0 ? whole.bias().value.clone() : Tensor());
+  shard_ = std::make_unique<Linear>(tp_shard(whole.weight().value, TpLayout::columns, tp_.rank, tp_.size),
+                                    bias ? tp_shard(whole.bias().value, TpLayout::first_rank, tp_.rank, tp_.size) : Tensor());
 }
 
 std::string RowParallelLinear::describe() const {

@@ -17,8 +17,10 @@
 // initialised as that part of the unsplit layer (same seed, same values).
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/nn/layers.hpp"
 
@@ -32,6 +34,18 @@ struct TensorParallel {
   int size = 1;
   std::function<void(Tensor&)> sum;
 };
+
+/// How a parameter (or its optimizer state) lies over the tp ranks:
+/// whole on every rank; its rows (a column-parallel Linear's weight and
+/// bias) or its columns (a row-parallel weight) cut in tp equal parts in
+/// rank order; or whole on rank 0 and absent elsewhere (a row-parallel bias).
+enum class TpLayout : std::uint8_t { whole, rows, columns, first_rank };
+
+/// Rank `rank` of `size`'s part of `full` (a host tensor); undefined where
+/// the rank holds none (first_rank, rank > 0).
+Tensor tp_shard(const Tensor& full, TpLayout how, int rank, int size);
+/// The whole tensor from every rank's part (parts[r]: rank r's, host tensors).
+Tensor tp_unshard(const std::vector<Tensor>& parts, TpLayout how);
 
 /// What both split Linears share: the unsplit layer's shape, the group, and
 /// this rank's shard as a plain Linear.
