@@ -30,6 +30,9 @@ void usage() {
              "  pipeline pipeline-parallel training (MLP 784-7x1024-512-10): every schedule, measured and simulated bubble,\n"
              "           next to the unsplit model in one process   --stages K (default 2)  --microbatches M\n"
              "           (default: 4 and 8)  --steps N (measured steps per row, default 12)\n"
+             "  tensor-parallel  a wide MLP block (W -> 4W -> W) split over tp ranks in worker processes: rate, all-reduce\n"
+             "           share, bytes per rank, bus bandwidth   --tp N (default: 1, 2 and 4)  --width W (default 4096)\n"
+             "           --seconds S (default 3)\n"
              "  step     one MLP training step (784-1024-1024-10), troupe next to PyTorch\n"
              "           --threads N (default: 1 and 2)  --seconds S (default 2)\n");
 }
@@ -60,13 +63,16 @@ int main(int argc, char** argv) {
   StepConfig step;
   DpConfig dpc;
   PipelineConfig ppc;
+  TpConfig tpc;
   bool threads_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
     if (a == "--json") json = true;
     else if (a == "--threads") cfg.threads = parse_int("--threads", next), threads_given = true, ++i;
-    else if (a == "--seconds") step.seconds = parse_int("--seconds", next), ++i;
+    else if (a == "--seconds") step.seconds = tpc.seconds = parse_int("--seconds", next), ++i;
+    else if (a == "--tp") tpc.tp = {parse_int("--tp", next)}, ++i;
+    else if (a == "--width") tpc.width = parse_int("--width", next), ++i;
     else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), ++i;
     else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
@@ -126,6 +132,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     report.rows = pipeline_rows(ppc, report.notes);
+  } else if (suite == "tensor-parallel") {
+    if (tpc.tp[0] > 64 || tpc.width % tpc.tp[0] != 0) {
+      fmt::print(stderr, "troupe-bench: tensor-parallel --tp must be 1 to 64 and divide --width ({})\n", tpc.width);
+      return 2;
+    }
+    report.rows = tensor_parallel_rows(tpc, report.notes);
   } else if (suite == "allreduce-gpu") {
     AllreduceConfig gpu_cfg = ar;
     std::erase_if(gpu_cfg.sizes, [](std::uint64_t b) { return b < (1u << 20); });

@@ -108,6 +108,15 @@ struct PipelineConfig {
 };
 std::vector<Row> pipeline_rows(const PipelineConfig& cfg, std::vector<std::string>& notes);
 
+/// A wide MLP block split over tp ranks (tensor_parallel.cpp).
+struct TpConfig {
+  std::vector<int> tp{1, 2, 4};
+  std::int64_t width = 4096;
+  std::int64_t batch = 64;
+  double seconds = 3.0;  ///< per row, after a warm-up pass
+};
+std::vector<Row> tensor_parallel_rows(const TpConfig& cfg, std::vector<std::string>& notes);
+
 /// A shell command's standard output (empty if it cannot run).
 std::string run_capture(const std::string& cmd);
 
