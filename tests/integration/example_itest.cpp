@@ -46,3 +46,17 @@ TEST_CASE("the C++ data-parallel example trains on Fashion-MNIST with two worker
   CHECK(std::filesystem::exists(dir / "latest.troupeck"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the C++ 3-D example builds a 2 x 2 x 2 mesh by hand and trains on it", "[example][tp]") {
+  auto r = run_process({bin("mesh_3d"), "--steps", "100"}, std::chrono::seconds(300));
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  // Every (replica, stage, tp rank) holds its part: the tp ranks of a stage about half of it each.
+  CHECK_THAT(r.out, Catch::Contains("replica 1 stage 1 tp rank 1: 1054730 parameters"));
+  // The loss falls from ln(10) = 2.30 well below 1 within 100 steps.
+  const auto at = r.out.find("step 100  loss ");
+  REQUIRE(at != std::string::npos);
+  const auto running = r.out.find("running ", at);
+  REQUIRE(running != std::string::npos);
+  CHECK(std::stod(r.out.substr(running + 8)) < 1.0);
+}
