@@ -455,12 +455,17 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
   Options o = opts_.actor_options;
   if (opts_.processes) o.process();
   if (!opts_.checkpoint_dir.empty()) o.max_restarts(opts_.max_failures);
+  const MeshShape shape{{"dp", static_cast<std::size_t>(opts_.replicas)},
+                        {"pp", static_cast<std::size_t>(opts_.stages)},
+                        {"tp", static_cast<std::size_t>(opts_.tensor_parallel)}};
+  std::vector<std::string> warnings;
+  std::vector<PlacementGroup> groups;  // 3-D in worker processes: one per tp group
   auto mesh = [&]() {
     try {
-      return rt_.spawn_mesh<Stage>(n, cfg_, o).reshape({{"dp", static_cast<std::size_t>(opts_.replicas)},
-                                                        {"pp", static_cast<std::size_t>(opts_.stages)},
-                                                        {"tp", static_cast<std::size_t>(opts_.tensor_parallel)}});
+      if (opts_.tensor_parallel <= 1 || !opts_.processes) return rt_.spawn_mesh<Stage>(n, cfg_, o).reshape(shape);
+      return spawn_tp_groups(shape, o, groups, warnings);
     } catch (const Infeasible& e) {
+      for (auto& g : groups) rt_.remove_placement_group(g);
       auto [each, here] = train::detail::describe_request(o);
       std::string total;
       if (auto it = o.resources_.find("CPU"); it != o.resources_.end())
@@ -473,11 +478,61 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
                                    each, total, e.what(), here));
     }
   }();
-  PipelineJob job(rt_, cfg_, opts_, std::move(mesh));
-  auto r = train::run(job, train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path()), on_progress);
-  r.peak_activations = job.peak();
-  if (!opts_.trace.empty()) job.trace(opts_.trace);
+  train::FitResult r;
+  {
+    PipelineJob job(rt_, cfg_, opts_, std::move(mesh));
+    r = train::run(job, train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path()), on_progress);
+    r.peak_activations = job.peak();
+    if (!opts_.trace.empty()) job.trace(opts_.trace);
+  }
+  for (auto& g : groups) rt_.remove_placement_group(g);
+  r.warnings = std::move(warnings);
   return r;
+}
+
+Mesh<Stage> PipelineTrainer::spawn_tp_groups(const MeshShape& shape, const Options& o, std::vector<PlacementGroup>& groups,
+                                             std::vector<std::string>& warnings) {
+  // A stage's tp ranks all-reduce twice per split block per micro-batch: the
+  // heaviest traffic of a 3-D run. Each tp group gets a placement group that
+  // keeps it on one node (STRICT_PACK); where no node can hold one, it goes
+  // where it fits (PACK) and the run says so.
+  const std::size_t T = shape.size("tp");
+  Resources each = o.resources_;
+  if (each.empty()) each = {{"CPU", 0.0}};
+  std::vector<ActorRef<Stage>> members(shape.size());
+  try {
+    for (std::size_t g = 0; g < shape.size() / T; ++g) {
+      const std::size_t first = g * T;
+      const auto c = shape.coords(first);
+      PlacementGroup pg;
+      try {
+        pg = rt_.placement_group(std::vector<Resources>(T, each), troupe::Strategy::strict_pack);
+      } catch (const Infeasible& e) {
+        pg = rt_.placement_group(std::vector<Resources>(T, each), troupe::Strategy::pack);
+        std::vector<std::uint64_t> nodes = pg.nodes;
+        std::sort(nodes.begin(), nodes.end());
+        nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+        (void)e;  // its per-node detail is long: what matters is where the group went
+        warnings.push_back(fmt::format("pipeline: the {} tp ranks of replica {} stage {} do not fit on one node, so they "
+                                       "span {} nodes ({}); their all-reduces cross the network",
+                                       T, c[0], c[1], nodes.size(), fmt::join(nodes, ", ")));
+        fmt::print(stderr, "{}\n", warnings.back());
+      }
+      groups.push_back(pg);
+      for (std::size_t t = 0; t < T; ++t) {
+        Options m = o;
+        m.rank_ = first + t;
+        m.mesh_size_ = shape.size();
+        m.placement_group(pg, static_cast<int>(t));
+        members[first + t] = rt_.spawn<Stage>(cfg_, m);
+      }
+    }
+  } catch (...) {
+    for (auto& m : members)
+      if (m.valid()) m.kill();  // all or nothing, as spawn_mesh
+    throw;
+  }
+  return Mesh<Stage>(std::move(members), shape);
 }
 
 }  // namespace troupe::pipeline

@@ -205,6 +205,9 @@ class PipelineTrainer {
   std::string checkpoint_path() const;
 
  private:
+  // 3-D in worker processes: each tp group in a placement group of its own.
+  Mesh<Stage> spawn_tp_groups(const MeshShape& shape, const Options& o, std::vector<PlacementGroup>& groups,
+                              std::vector<std::string>& warnings);
   Runtime& rt_;
   StageConfig cfg_;
   PipelineOptions opts_;

@@ -41,6 +41,9 @@ struct FitResult {
   std::string checkpoint;          ///< the last checkpoint written ("" if none)
   double bubble = -1;              ///< pipelines: the measured bubble over the run
   std::vector<std::int64_t> peak_activations;  ///< pipelines: per stage actor, most micro-batches holding activations
+  /// What the run could not do as asked and did otherwise (a tensor-parallel
+  /// group that did not fit on one node); each was also printed to stderr.
+  std::vector<std::string> warnings;
 };
 
 /// A strategy's workers, as the run loop drives them.

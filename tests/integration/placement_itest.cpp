@@ -17,6 +17,7 @@
 #include "runtime/remote/extension.hpp"
 #include "runtime/troupe.hpp"
 #include "tests/support/cluster.hpp"
+#include "trainers/pipeline.hpp"
 #include "tests/support/child.hpp"
 #include "tests/support/eventually.hpp"
 
@@ -308,4 +309,40 @@ TEST_CASE("a process actor whose last handle is dropped is listed as released, n
   auto out = c.poll("actors", [](const std::string& o) { return o.find("\"state\":\"DEAD\"") != std::string::npos; });
   CHECK_THAT(out, Catch::Contains("released: no ActorRef to it was left in its driver"));
   CHECK_THAT(out, !Catch::Contains("\"death_cause\":\"killed\""));
+}
+
+TEST_CASE("3-D: each tensor-parallel group is placed on one node; one that fits on none is spread, and the run "
+          "says so",
+          "[placement][tp]") {
+  Cluster c;
+  // Each stage actor takes a slot: node 2 holds a whole tp group of 2, nodes
+  // 3 and 4 one rank each.
+  auto n2 = c.node("slot=2");
+  auto n3 = c.node("slot=1");
+  auto n4 = c.node("slot=1");
+  Runtime rt = driver(c);
+  train::TrainConfig cfg;
+  cfg.hidden = {32, 16};
+  cfg.tp_blocks = {0};
+  cfg.batch = 16;
+  cfg.train_limit = 256;  // 8 steps of 2 x 16
+  pipeline::PipelineOptions o;
+  o.stages = 2;
+  o.microbatches = 2;
+  o.tensor_parallel = 2;
+  o.chunk_steps = 8;
+  o.eval_limit = 100;
+  o.actor_options = Options{}.resource("slot", 1);
+  std::vector<std::uint64_t> node;  // of each stage actor: stage 0's two tp ranks, then stage 1's
+  o.after_chunk = [&](std::int64_t, Mesh<pipeline::Stage>& stages) {
+    for (std::size_t a = 0; a < stages.size(); ++a) node.push_back(stages[a].remote()->node());
+  };
+  const auto r = pipeline::PipelineTrainer(rt, cfg, o).fit();
+  CHECK(r.steps == 8);
+  REQUIRE(node.size() == 4);
+  CHECK(node[0] == node[1]);  // stage 0's tp group on one node (node 2, the only one with 2 slots)
+  CHECK(node[2] != node[3]);  // stage 1's could not be
+  REQUIRE(r.warnings.size() == 1);
+  CHECK_THAT(r.warnings[0], Catch::Contains("the 2 tp ranks of replica 0 stage 1 do not fit on one node, so they span 2 "
+                                            "nodes"));
 }
