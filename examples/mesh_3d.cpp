@@ -63,9 +63,11 @@ class Shard {
     } else {
       Tensor h = Tensor::empty({cfg_.batch, width_in()});
       co_await pp_->recv(floats(h), 0);
+      // The loss's gradient and the input gradient live in buffers the next
+      // pass reuses: copies go to the backward and to stage 0.
       Tensor dlogits = ce_.forward_backward(part_.forward(h, tape_), y).clone();
       loss = ce_.loss();
-      Tensor dh = part_.backward(dlogits, tape_, {}, true).clone();
+      Tensor dh = part_.backward(dlogits, tape_, {}, /*need_input_grad=*/true).clone();
       co_await pp_->send(std::span<const float>(dh.f32(), static_cast<std::size_t>(dh.numel())), 0);
     }
     for (auto* p : part_.params()) co_await dp_->allreduce(floats(p->grad), coll::Op::avg);
@@ -110,7 +112,11 @@ int main(int argc, char** argv) {
   cfg.optimizer = optim::Algorithm::sgd;
   cfg.lr = 0.05f;
   cfg.momentum = 0.9f;
-  const std::int64_t cut = 4;           // stage 0: layers [0, 4) (two hidden layers); stage 1 the rest
+  // Stage 0 takes model layers [0, 4): Linear ReLU Linear ReLU, hidden layers
+  // 0 and 1 (layers, not the blocks topology files count: a hidden layer's
+  // block is its Linear with what follows it). A split block (hidden layer 0
+  // and the Linear reading it) must stay in one stage: cut after hidden layer 1.
+  const std::int64_t cut = 4;
 
   Runtime rt;
   auto mesh = rt.spawn_mesh<Shard>(8, cfg, Options{}.process().cpus(0.25))

@@ -129,6 +129,8 @@ class PipelineJob final : public train::Job {
                      {"stages", std::to_string(K)},
                      {"tensor_parallel", std::to_string(T)},
                      {"replicas", std::to_string(cfg_.replicas)},
+                     {"batch", std::to_string(cfg_.train.batch)},
+                     {"microbatches", std::to_string(cfg_.train.accumulation)},
                      {"virtual_stages", std::to_string(cfg_.virtual_stages)},
                      {"tp_blocks", fmt::format("{}", fmt::join(cfg_.train.tp_blocks, ","))},
                      {"blocks", fmt::format("{}", fmt::join(cfg_.block_bounds, ","))},
@@ -173,6 +175,20 @@ class PipelineJob final : public train::Job {
       // Saved in another layout (stages, tp ranks, cut): every stage takes
       // its part from the whole tensors the saved parts make.
       steps = train::detail::call_all<std::int64_t>(mesh_, [&](auto& m) { return m.call(&Stage::reshard, path); }, kLimit);
+      const std::int64_t there = std::stoll(meta_or("batch", std::to_string(cfg_.train.batch))) *
+                                 std::stoll(meta_or("microbatches", std::to_string(cfg_.train.accumulation))) *
+                                 std::stoll(meta_or("replicas", std::to_string(cfg_.replicas)));
+      const std::int64_t here = cfg_.train.batch * cfg_.train.accumulation * cfg_.replicas;
+      const std::string saved_step = meta_or("step", "?");
+      notes_.push_back(fmt::format(
+          "pipeline: resharding a checkpoint saved as dp {} x pp {} x tp {} (blocks {}) for dp {} x pp {} x tp {} (blocks "
+          "{}){}",
+          meta_or("replicas", "?"), manifest.meta.at("stages"), saved_tp, meta_or("blocks", "?"), cfg_.replicas, K, T,
+          fmt::format("{}", fmt::join(cfg_.block_bounds, ",")),
+          there == here ? fmt::format(": step {}", saved_step)
+                        : fmt::format(": its step {} of {} examples is step {} here ({} examples per step)", saved_step,
+                                      there, steps.at(0), here)));
+      fmt::print(stderr, "{}\n", notes_.back());
     }
     if (opts_.on_resume) opts_.on_resume(steps.at(0), mesh_);
     return steps.at(0);
@@ -196,6 +212,7 @@ class PipelineJob final : public train::Job {
     detail::write_trace(path, spans, cfg_.stages, cfg_.virtual_stages, cfg_.tensor_parallel);
   }
   const std::vector<std::string>& held() const { return held_; }
+  const std::vector<std::string>& notes() const { return notes_; }
   const std::vector<std::int64_t>& peak() const { return peak_; }
 
  private:
@@ -207,6 +224,7 @@ class PipelineJob final : public train::Job {
   Mesh<Stage> mesh_;
   std::vector<std::string> held_;
   std::vector<std::int64_t> peak_;
+  std::vector<std::string> notes_;  // what loading said (a reshard)
 };
 
 }  // namespace
@@ -375,14 +393,17 @@ PipelineTrainer::PipelineTrainer(Runtime& rt, train::TrainConfig cfg, PipelineOp
       unit_costs.back() += costs[b];
     }
     unit_start.push_back(static_cast<std::int64_t>(costs.size()));
+    if (unit_costs.size() < costs.size() && static_cast<int>(unit_costs.size()) < S)
+      throw OptionError("pipeline.stages",
+                        fmt::format("pipeline: {} model stages, but the model cuts into only {}: it has {} blocks "
+                                    "({} hidden layers and the output layer), and each split hidden layer "
+                                    "(model.tp_blocks) stays in one stage with the block after it",
+                                    S, unit_costs.size(), costs.size(), costs.size() - 1));
     try {
       cut.clear();
       for (auto u : balance(unit_costs, S)) cut.push_back(unit_start[static_cast<std::size_t>(u)]);
     } catch (const UsageError& e) {
-      throw OptionError("pipeline.stages", fmt::format("pipeline: {}{}", e.what(),
-                                                       unit_costs.size() < costs.size()
-                                                           ? " (a tensor-parallel block and the block after it count as one)"
-                                                           : ""));
+      throw OptionError("pipeline.stages", fmt::format("pipeline: {}", e.what()));
     }
     // A measured split differs a little from run to run: a run that resumes
     // keeps the split its checkpoint was trained with.
@@ -442,7 +463,7 @@ std::string PipelineTrainer::describe() const {
     if (!block_costs_.empty() && opts_.split == Split::time)
       s += fmt::format(", forward + backward {:.2f} ms measured", cost * 1e3);
     else if (!block_costs_.empty())
-      s += fmt::format(", {:.0f} parameters", cost);
+      s += fmt::format(", {:.0f} parameters{}", cost, opts_.tensor_parallel > 1 ? " (the whole stage's: its tp ranks share its split layers)" : "");
     s += "\n";
   }
   s += fmt::format("  schedule bubble {:.1f}% (simulated, F = 1, B = 2), peak activations per stage {}",
@@ -470,12 +491,13 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
       std::string total;
       if (auto it = o.resources_.find("CPU"); it != o.resources_.end())
         total = fmt::format(", {} CPUs in all", it->second * static_cast<double>(n));
+      const bool tp = opts_.tensor_parallel > 1;
       throw Infeasible(fmt::format("pipeline: {} stage actors ({} stages x {} replicas{}), each asking for {}{}, do not "
-                                   "fit on this cluster; ask for fewer stages or replicas, or less per stage "
+                                   "fit on this cluster; ask for fewer stages{} or replicas, or less per stage "
                                    "([resources] cpus / gpus). {}{}",
                                    n, opts_.stages, opts_.replicas,
-                                   opts_.tensor_parallel > 1 ? fmt::format(" x {} tp ranks", opts_.tensor_parallel) : "",
-                                   each, total, e.what(), here));
+                                   tp ? fmt::format(" x {} tp ranks", opts_.tensor_parallel) : "", each, total,
+                                   tp ? ", tp ranks" : "", e.what(), here));
     }
   }();
   train::FitResult r;
@@ -484,6 +506,7 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
     r = train::run(job, train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path()), on_progress);
     r.peak_activations = job.peak();
     if (!opts_.trace.empty()) job.trace(opts_.trace);
+    warnings.insert(warnings.end(), job.notes().begin(), job.notes().end());
   }
   for (auto& g : groups) rt_.remove_placement_group(g);
   r.warnings = std::move(warnings);

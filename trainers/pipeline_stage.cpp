@@ -309,6 +309,17 @@ std::int64_t Stage::reshard(std::string path) {
   }
   ckpt::restore(mine, m.params(), m.dev, m.opt.get());
   m.step = std::stoll(mine.require("step", path, what));
+  // A step of another global batch (replicas x micro-batches x batch): go on
+  // from the same number of examples seen, so epochs and the learning-rate
+  // schedule keep their meaning.
+  auto meta_int = [&](const char* key, std::int64_t otherwise) {
+    auto it = mine.meta.find(key);
+    return it == mine.meta.end() ? otherwise : std::stoll(it->second);
+  };
+  const std::int64_t here = m.cfg.train.batch * m.M() * m.cfg.replicas;
+  const std::int64_t there = meta_int("batch", m.cfg.train.batch) * meta_int("microbatches", m.M()) *
+                             meta_int("replicas", m.cfg.replicas);
+  if (there != here) m.step = m.step * there / here;
   // The data position from the step: this layout's replicas split the data
   // their own way.
   const std::int64_t spe = m.stream->steps_per_epoch();

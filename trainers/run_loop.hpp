@@ -42,7 +42,8 @@ struct FitResult {
   double bubble = -1;              ///< pipelines: the measured bubble over the run
   std::vector<std::int64_t> peak_activations;  ///< pipelines: per stage actor, most micro-batches holding activations
   /// What the run could not do as asked and did otherwise (a tensor-parallel
-  /// group that did not fit on one node); each was also printed to stderr.
+  /// group that did not fit on one node), or should be told (a checkpoint
+  /// resharded for this layout); each was also printed to stderr.
   std::vector<std::string> warnings;
 };
 

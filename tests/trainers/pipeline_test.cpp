@@ -529,14 +529,19 @@ TEST_CASE("a 2 x 2 x 2 checkpoint resumes as 1 x 1 x 1 and 1 x 4 x 1, every para
       };
       auto c = cfg;
       c.train_limit = train_limit;
+      c.epochs = 2;
       const auto r = pipeline::PipelineTrainer(rt, c, l).fit();
-      CHECK(at == steps);
-      CHECK(r.resumed_from == steps);
+      // One replica now: a step takes half the examples, so the 3 steps
+      // saved are 6 here (the same examples seen), the end of epoch 1.
+      CHECK(at == 2 * steps);
+      CHECK(r.resumed_from == 2 * steps);
       CHECK(loaded.params == saved.params);
       CHECK(loaded.state == saved.state);
-      // And it trains on in its layout: one replica now, so the epoch has
-      // twice the steps, and the run goes on to its end.
-      CHECK(r.steps == 2 * steps);
+      REQUIRE(r.warnings.size() == 1);
+      CHECK_THAT(r.warnings[0], Catch::Contains("saved as dp 2 x pp 2 x tp 2") &&
+                                    Catch::Contains("its step 3 of 32 examples is step 6 here (16 examples per step)"));
+      // And it trains on in its layout, through the second epoch.
+      CHECK(r.steps == 4 * steps);
       for (float loss : r.losses) CHECK(std::isfinite(loss));
     }
   }

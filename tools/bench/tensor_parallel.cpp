@@ -132,10 +132,11 @@ std::vector<Row> tensor_parallel_rows(const TpConfig& cfg, std::vector<std::stri
                        .set("tp", static_cast<std::int64_t>(tp))
                        .set("width", cfg.width)
                        .set("samples_per_s", rate)
-                       .set("vs_tp1", unsplit_rate > 0 ? rate / unsplit_rate : 0.0)
+                       .set("vs_tp1", unsplit_rate > 0 ? Value(rate / unsplit_rate) : Value(std::string("-")))
                        .set("allreduce_share", worst > 0 ? ar / worst : 0.0)
                        .set("bytes_per_rank", held)
-                       .set("of_unsplit", unsplit_bytes > 0 ? static_cast<double>(held) / static_cast<double>(unsplit_bytes) : 0.0)
+                       .set("of_unsplit", unsplit_bytes > 0 ? Value(static_cast<double>(held) / static_cast<double>(unsplit_bytes))
+                                                            : Value(std::string("-")))
                        .set("busbw_gbps", busbw)
                        .set("oversubscribed", std::string(static_cast<unsigned>(tp) > cores ? "yes" : "no")));
   }
@@ -143,7 +144,8 @@ std::vector<Row> tensor_parallel_rows(const TpConfig& cfg, std::vector<std::stri
                               "gradient); each rank a worker process with one compute thread; this machine: {} cores",
                               cfg.width, 4 * cfg.width, 4 * cfg.width, cfg.width, cfg.batch, cores));
   notes.push_back("bytes_per_rank: parameters and SGD momentum; of_unsplit: that over tp = 1's (the goal is 1/tp within "
-                  "5%); busbw_gbps: the all-reduces' bus bandwidth in GB/s, nccl-tests' formula, over the time a rank spends in them (waiting for the other ranks included)");
+                  "5%); busbw_gbps: the all-reduces' bus bandwidth in GB/s, nccl-tests' formula, over the time a rank spends in them (waiting for the other ranks included); vs_tp1 and of_unsplit are '-' without a "
+                  "tp = 1 row; oversubscribed: more ranks than this machine has cores");
   return rows;
 }
 

@@ -93,10 +93,14 @@ int run_command(int argc, char** argv) {
           ? fmt::format("pipeline of {}", plural(t.pipeline.stages, "stage"))
       : t.strategy == train::Strategy::hybrid
           ? fmt::format("{} x pipeline of {}", t.trainer.replicas, plural(t.pipeline.stages, "stage"))
-          : fmt::format("3-D mesh dp {} x pp {} x tp {} ({} stage actors; hidden layers {} split over tp)",
-                        t.trainer.replicas, t.pipeline.stages, t.pipeline.tensor_parallel,
-                        t.trainer.replicas * t.pipeline.stages * t.pipeline.tensor_parallel,
-                        fmt::join(t.replica.tp_blocks, ", "));
+          : fmt::format("3-D mesh dp {} x pp {} x tp {} ({}{})", t.trainer.replicas, t.pipeline.stages,
+                        t.pipeline.tensor_parallel,
+                        plural(t.trainer.replicas * t.pipeline.stages * t.pipeline.tensor_parallel, "stage actor"),
+                        t.pipeline.tensor_parallel > 1
+                            ? fmt::format("; hidden {} {} split over the tp ranks",
+                                          t.replica.tp_blocks.size() == 1 ? "layer" : "layers",
+                                          fmt::join(t.replica.tp_blocks, ", "))
+                            : std::string(", tp = 1: no layer split"));
   // Said once the trainer has accepted the run (a refusal comes alone).
   auto banner = [&]() {
     fmt::print(stderr, "troupe run {}: {} ({}), MLP {}x{}x{}, batch {} per {}, {}{}{}\n", file, workers,
@@ -171,7 +175,9 @@ int run_command(int argc, char** argv) {
     auto po = t.pipeline_options();
     po.trace = trace;
     // A pipeline option that cannot work points at its key, as parse errors do.
-    auto at_key = [&](const std::string& key, const char* what) {
+    auto at_key = [&](std::string key, const char* what) {
+      // A 3d run's stages and replicas come from [parallel].
+      if (t.strategy == train::Strategy::three_d && key == "pipeline.stages" && !t.where.count(key)) key = "parallel.pp";
       auto w = t.where.find(key);
       throw train::TopologyError(fmt::format("{}: key '{}': {}", w != t.where.end() ? w->second : file, key, what));
     };

@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "runtime/coll/shm.hpp"
+#include "runtime/detail/blocking.hpp"
 
 namespace troupe::coll {
 
@@ -89,6 +91,11 @@ void ShmGroup::wait(Pred done, const char* what, std::int32_t peer) {
   const auto start = shm_detail::clock::now();
   const auto deadline = start + std::chrono::milliseconds(spec_.timeout_ms);
   auto next_check = start + std::chrono::milliseconds(2);
+  // Past the spin, a pool thread tells its pool it waits: ranks that are
+  // actors of this process may need a thread to arrive (a tp group whose
+  // members all block in a synchronous layer's sum would otherwise hold
+  // every thread of a small pool).
+  std::optional<troupe::detail::BlockingScope> blocking;
   for (std::uint64_t spins = 0;; ++spins) {
     if (done()) return;
     if (h_->aborted.load(std::memory_order_acquire)) fail();
@@ -102,6 +109,7 @@ void ShmGroup::wait(Pred done, const char* what, std::int32_t peer) {
       shm_detail::cpu_relax();
       continue;
     }
+    if (!blocking) blocking.emplace();
     ::sched_yield();
     if ((spins & 63) != 0) continue;
     const auto now = shm_detail::clock::now();
