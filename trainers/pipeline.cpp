@@ -155,6 +155,9 @@ class PipelineJob final : public train::Job {
     };
     const std::string saved_tp = meta_or("tensor_parallel", "1");
     const bool same_layout = manifest.require("stages", path, "a pipeline") == std::to_string(K) &&
+                             meta_or("batch", std::to_string(cfg_.train.batch)) == std::to_string(cfg_.train.batch) &&
+                             meta_or("microbatches", std::to_string(cfg_.train.accumulation)) ==
+                                 std::to_string(cfg_.train.accumulation) &&
                              saved_tp == std::to_string(T) &&
                              meta_or("replicas", std::to_string(cfg_.replicas)) == std::to_string(cfg_.replicas) &&
                              meta_or("virtual_stages", "1") == std::to_string(cfg_.virtual_stages) &&
@@ -443,9 +446,10 @@ std::string PipelineTrainer::checkpoint_path() const {
 }
 
 std::string PipelineTrainer::describe() const {
-  std::string s = fmt::format("pipeline: {} stages x {} virtual x {} replicas{}, {} micro-batches of {}, schedule {}, split "
+  std::string s = fmt::format("pipeline: {} stage{} x {} virtual x {} replica{}{}, {} micro-batches of {}, schedule {}, split "
                               "by {}\n",
-                              opts_.stages, opts_.virtual_stages, opts_.replicas,
+                              opts_.stages, opts_.stages == 1 ? "" : "s", opts_.virtual_stages, opts_.replicas,
+                              opts_.replicas == 1 ? "" : "s",
                               opts_.tensor_parallel > 1
                                   ? fmt::format(" x {} tp ranks (hidden layers {} split)", opts_.tensor_parallel,
                                                 fmt::join(cfg_.train.tp_blocks, ", "))

@@ -258,18 +258,34 @@ TEST_CASE("troupe run trains a pipeline: the split, the bubble, a trace; a bad o
   CHECK_THAT(text.str(), Catch::Contains("\"traceEvents\"") && Catch::Contains("\"name\":\"I0@0\"") &&
                              Catch::Contains("\"cat\":\"transfer\""));
   CHECK(fs::file_size(dir / "ok" / "plot.svg") > 500);
-  // The same run cut elsewhere finds the first run's checkpoint: refused,
-  // naming what differs and the way out; --no-resume takes it.
+  // The same run cut elsewhere finds the first run's checkpoint: each stage
+  // takes its part of it (resharded), and the run says so.
   const std::string ckpt = "\n[checkpoint]\ndir = \"" + (dir / "ck").string() + "\"\ninterval_steps = 8";
   const auto first = topology("ck", "stages = 2\nmicrobatches = 4" + ckpt);
   REQUIRE(run_process({bin("troupe"), "run", first, "--quiet"}, std::chrono::seconds(300)).exit_code == 0);
   const auto recut = topology("ck", "stages = 2\nmicrobatches = 4\nlayers = [[0, 3], [3, 4]]" + ckpt);
-  auto again = run_process({bin("troupe"), "run", recut, "--quiet"}, std::chrono::seconds(300));
-  CHECK(again.exit_code == 2);
-  CHECK_THAT(again.err, Catch::Contains("written with blocks = 0,1,4") && Catch::Contains("this run has blocks = 0,3,4") &&
-                            Catch::Contains("--no-resume starts over"));
-  CHECK_THAT(again.err, !Catch::Contains("CheckpointError"));
-  auto fresh = run_process({bin("troupe"), "run", recut, "--quiet", "--no-resume"}, std::chrono::seconds(300));
+  auto again = run_process({bin("troupe"), "run", recut, "--quiet", "--epochs", "2"}, std::chrono::seconds(300));
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.err, Catch::Contains("resharding a checkpoint saved as dp 1 x pp 2 x tp 1 (blocks 0,1,4) for dp 1 x pp 2 "
+                                        "x tp 1 (blocks 0,3,4): step 16"));
+  CHECK_THAT(again.out, Catch::Contains("steps 32"));
+  // Another model finds it too: refused, naming what differs and the way out; --no-resume takes it.
+  const auto other = (dir / "other.toml").string();
+  {
+    std::ifstream in(recut);
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string t = text.str();
+    t.replace(t.find("hidden = [32, 32, 32]"), 21, "hidden = [32, 32, 16]");
+    std::ofstream(other) << t;
+  }
+  auto refused = run_process({bin("troupe"), "run", other, "--quiet"}, std::chrono::seconds(300));
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("written with model = 784-32x3-10 relu, but this run has model = 784-32x2-16-10 "
+                                          "relu") &&
+                              Catch::Contains("--no-resume starts over"));
+  CHECK_THAT(refused.err, !Catch::Contains("CheckpointError"));
+  auto fresh = run_process({bin("troupe"), "run", other, "--quiet", "--no-resume"}, std::chrono::seconds(300));
   CHECK(fresh.exit_code == 0);
   // Options that cannot work: exit 2, the file's line and the key, nothing written.
   struct Bad {

@@ -10,6 +10,7 @@
 // 1-wide layers: its time per action is the scheduling cost.
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include <fmt/format.h>
@@ -44,8 +45,33 @@ train::TrainConfig model(std::int64_t width, int depth, std::int64_t batch) {
 
 struct Measured {
   double samples_per_s = 0, bubble = -1, us_per_action = 0;
+  double bubble_sim = -1;  // the schedule simulated with the measured F, B, I, W and STEP times
   std::int64_t peak = 0;
 };
+
+// The schedule's bubble with the op times the stages measured (mean over
+// stages and steps), transfers free, STEP at the end of every stage's step:
+// what the bubble would be with no runtime overhead on this machine.
+double simulated_bubble(const pipeline::Schedule& sched, const std::vector<pipeline::StageSpan>& spans, std::int64_t from_step) {
+  std::map<std::string, std::pair<double, int>> sum;
+  for (auto& s : spans)
+    if (s.step >= from_step) {
+      auto& [t, n] = sum[s.what];
+      t += s.end_us - s.start_us;
+      ++n;
+    }
+  auto mean = [&](const char* what, double otherwise) {
+    auto it = sum.find(what);
+    return it == sum.end() || it->second.second == 0 ? otherwise : it->second.first / it->second.second;
+  };
+  const double f = mean("F", 0);
+  if (f <= 0) return -1;
+  pipeline::Costs c{f, mean("B", 2 * f), mean("I", f), mean("W", f)};
+  const auto rep = pipeline::check(sched, c);
+  const double step = mean("STEP", 0), K = static_cast<double>(sched.stages);
+  const double busy = (1 - rep.bubble) * K * rep.makespan;
+  return 1 - (busy + K * step) / (K * (rep.makespan + step));
+}
 
 // The unsplit model, one process, one thread, gradient accumulation over M.
 Measured unsplit(train::TrainConfig cfg, int M, int warmup, int steps) {
@@ -92,10 +118,15 @@ Measured piped(train::TrainConfig cfg, int K, int M, int v, const std::string& s
   o.chunk_steps = warmup;  // the first report ends the warm-up
   o.eval_limit = 100;
   o.eval_each_epoch = false;
-  pipeline::PipelineTrainer t(rt, cfg, o);
-  *theory = t.bubble_theory();
   double t_warm = 0, samples_warm = 0, t_end = 0, samples_end = 0, bubble_sum = 0;
   int chunks = 0;
+  std::vector<pipeline::StageSpan> spans;
+  o.after_chunk = [&](std::int64_t, Mesh<pipeline::Stage>& stages) {
+    for (auto& m : stages.members())
+      for (auto& s : m.call(&pipeline::Stage::timeline).get(std::chrono::seconds(60))) spans.push_back(s);
+  };
+  pipeline::PipelineTrainer t(rt, cfg, o);
+  *theory = t.bubble_theory();
   auto r = t.fit([&](const train::Progress& p) {
     const double samples = p.samples_per_s * p.elapsed_s;
     if (p.step == warmup) {
@@ -109,6 +140,7 @@ Measured piped(train::TrainConfig cfg, int K, int M, int v, const std::string& s
   Measured m;
   m.samples_per_s = t_end > t_warm ? (samples_end - samples_warm) / (t_end - t_warm) : 0;
   m.bubble = chunks ? bubble_sum / chunks : -1;
+  m.bubble_sim = simulated_bubble(t.schedule(), spans, warmup);
   for (auto p : r.peak_activations) m.peak = std::max(m.peak, p);
   // Per action of a stage's list, over the measured steps.
   const auto actions = pipeline::generate(pipeline::parse_kind(schedule), K, M, v).actions.at(0).size();
@@ -125,6 +157,7 @@ Row row(const std::string& schedule, int K, int M, int v, const Measured& m, dou
       .set("virtual", static_cast<std::int64_t>(v))
       .set("bubble_measured", m.bubble)
       .set("bubble_theory", theory)
+      .set("bubble_sim", m.bubble_sim)
       .set("samples_per_s", m.samples_per_s)
       .set("peak_activations", m.peak)
       .set("us_per_action", m.us_per_action)
@@ -161,6 +194,9 @@ std::vector<Row> pipeline_rows(const PipelineConfig& cfg, std::vector<std::strin
       "measured steps after {} warm-up steps; this machine: {} cores",
       steps, warmup, cores));
   notes.push_back("unsplit: the whole model in one process, one thread, accumulating over the same micro-batches");
+  notes.push_back("bubble_theory: the schedule simulated with F = I = W = 1, B = 2; bubble_sim: simulated with the F, B, "
+                  "I, W and STEP times the stages measured and free transfers (the cost model's share); measured minus "
+                  "sim is the runtime's share (transfers, wake-ups, other threads)");
   notes.push_back("us_per_action: a stage's step time over its instruction count (the 1f1b-empty row: 1-wide layers, "
                   "batch 1, so this is the cost of running the schedule)");
   return rows;
