@@ -211,6 +211,10 @@ class Group : public std::enable_shared_from_this<Group> {
   void enqueue(OpFn op, DoneFn done, std::uint64_t id = 0);
   Ref<void> fail_now(std::string why);
   void run();
+  // The caller's thread, when nothing is in flight on a host group: moves
+  // what of `items` can move now (false if it could not try). Throws if the
+  // group failed.
+  bool p2p_inline(std::vector<Transfer>& items);
   // The group's thread: takes a batch's transfers onto their channels.
   void p2p_start(std::shared_ptr<P2PBatch> b);
   // Advances every channel's oldest transfer; completes finished batches.

@@ -1,5 +1,8 @@
 // Collective groups: point-to-point batches, moved by the group's thread
 // while it does other work (group.cpp has the thread and the operations).
+#include <algorithm>
+#include <tuple>
+
 #include <fmt/format.h>
 
 #include "runtime/coll/group.hpp"
@@ -12,8 +15,48 @@ void Group::p2p_start(std::shared_ptr<P2PBatch> b) {
     std::lock_guard lock(mu_);
     p2p_busy_ = true;
   }
-  for (auto& t : b->items) channels_[{t.peer, t.tag, t.is_send}].emplace_back(&t, b);
+  for (auto& t : b->items)
+    if (!t.done) channels_[{t.peer, t.tag, t.is_send}].emplace_back(&t, b);  // (batch(): some may be done already)
   p2p_poll();
+}
+
+bool Group::p2p_inline(std::vector<Transfer>& items) {
+  {
+    std::lock_guard lock(mu_);
+    if (!shm_ || spec_.memory != Memory::host || !shm_->p2p_nonblocking() || closing_ || running_ || p2p_busy_ ||
+        !queue_.empty() || !failed_.empty())
+      return false;
+    running_ = true;
+  }
+  // Nothing is in flight, so each channel's first transfer of the batch is
+  // its head: a send into a free slot, or a receive whose data is there,
+  // finishes now, on this thread, with no hop to the group's thread.
+  std::exception_ptr error;
+  try {
+    std::vector<Transfer*> heads;
+    std::vector<std::tuple<std::uint32_t, std::uint32_t, bool>> seen;
+    for (auto& t : items) {
+      const auto key = std::make_tuple(t.peer, t.tag, t.is_send);
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+      seen.push_back(key);
+      heads.push_back(&t);
+    }
+    shm_->p2p_progress(heads);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    running_ = false;
+    if (error && failed_.empty())
+      failed_ = shm_->failure().empty() ? std::string("point-to-point transfer failed") : shm_->failure();
+    wake = !queue_.empty();
+    if (wake) shm_->bell_ring_self();
+  }
+  if (wake) cv_.notify_one();
+  if (error) std::rethrow_exception(error);
+  return true;
 }
 
 bool Group::p2p_poll() {
@@ -88,12 +131,21 @@ Ref<void> Group::batch(Batch b) {
       }
     }
   }
+  // Host groups with nothing in flight move what they can right here.
+  try {
+    if (p2p_inline(b.items_) &&
+        std::all_of(b.items_.begin(), b.items_.end(), [](const Transfer& t) { return t.done; }))
+      return Ref<void>::from_value();
+  } catch (...) {
+    return Ref<void>::from_error(std::current_exception());
+  }
   const auto id = next_id_.fetch_add(1, std::memory_order_relaxed);
   auto p = promise_for(id);
   auto ref = p->ref();
   auto batch = std::make_shared<P2PBatch>();
   batch->items = std::move(b.items_);
-  batch->left = batch->items.size();
+  batch->left = static_cast<std::size_t>(
+      std::count_if(batch->items.begin(), batch->items.end(), [](const Transfer& t) { return !t.done; }));
   batch->done = complete_with(std::move(p));
   const std::uint32_t me = rank();
   if (spec_.memory == Memory::cuda) batch->before = ordered([](Backend&) {});
