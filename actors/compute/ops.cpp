@@ -3,6 +3,7 @@
 #include "actors/compute/ops.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <thread>
 
 #include <fmt/format.h>
@@ -19,7 +20,7 @@ namespace troupe::compute {
 namespace {
 
 thread_local Stream* t_stream = nullptr;
-int g_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+std::atomic<int> g_threads{static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};  // in-process stages set it at once
 
 // The device every defined operand lives on; a mix is an error naming the op.
 Device common_device(const char* op, std::initializer_list<const Tensor*> ts) {
@@ -85,7 +86,7 @@ void set_num_threads(int n) {
   detail::set_pool_threads(n);
 }
 
-int num_threads() noexcept { return g_threads; }
+int num_threads() noexcept { return g_threads.load(); }
 
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
   const char* op = "linear_forward";

@@ -20,10 +20,12 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 class Pool {
  public:
 
-  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // Read by any thread (parallel_for sizes its parts); resize changes it.
+  int threads() const { return size_.load(std::memory_order_acquire); }
 
   void resize(int n) {
     std::lock_guard use(use_);
+    if (n == size_.load(std::memory_order_relaxed)) return;  // several stages of one process set the same
     {
       std::lock_guard lock(mu_);
       stop_ = true;
@@ -37,6 +39,7 @@ class Pool {
     // thread runs is still one it takes part in.
     const std::uint64_t start = gen_.load(std::memory_order_acquire);
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, start]() { loop(i, start); });
+    size_.store(n, std::memory_order_release);
   }
 
   // False when another loop holds the pool: the caller runs alone.
@@ -88,6 +91,7 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::thread> workers_;
+  std::atomic<int> size_{1};  // workers_ + the caller
   std::atomic<std::uint64_t> gen_{0};
   std::atomic<int> pending_{0};
   const std::function<void(int)>* job_ = nullptr;
@@ -108,7 +112,7 @@ Pool& pool() {
 }  // namespace
 
 void set_pool_threads(int n) {
-  if (pool().threads() != n) pool().resize(n);
+  if (pool().threads() != n) pool().resize(n);  // resize checks again, holding the pool
 }
 
 void parallel_for(std::int64_t n, std::int64_t grain, const std::function<void(std::int64_t, std::int64_t)>& fn) {
