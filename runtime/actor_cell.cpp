@@ -1,5 +1,9 @@
 #include "runtime/actor_cell.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
@@ -9,6 +13,7 @@
 #include "runtime/detail/registry.hpp"
 #include "runtime/detail/strand.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/trace.hpp"
 
 namespace troupe::detail {
 
@@ -47,6 +52,7 @@ void Message::on_dep_ready(std::shared_ptr<CellBase> cell) noexcept { cell->wake
 
 CellBase::CellBase(Runtime& rt, std::shared_ptr<ActorTable> table, Options opts, const char* type_name)
     : rt_(rt),
+      observe_(opts.observe_ < 0 ? rt.observing() : opts.observe_ != 0),
       table_(std::move(table)),
       pool_(rt.pool_handle()),
       strand_(std::make_unique<StrandBox>(rt.executor().io_shared())),
@@ -105,8 +111,70 @@ void CellBase::post_drain() {
 
 void CellBase::start() { post_drain(); }
 
+namespace {
+std::int64_t now_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+// Strand-only counters: a plain add, published for readers on other threads.
+inline void bump(std::atomic<std::uint64_t>& a) noexcept {
+  a.store(a.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+}  // namespace
+
+telemetry::ActorSample CellBase::stats() const noexcept {
+  telemetry::ActorSample s;
+  s.id = id_;
+  s.calls = calls_.load(std::memory_order_relaxed);
+  // Queued but not started, estimated: each calling thread counts its calls
+  // 8 at a time (a retried call runs twice: never below zero).
+  const std::uint64_t pushed = inbox_.pushed() * 8;
+  s.depth = pushed > s.calls ? static_cast<std::uint32_t>(std::min<std::uint64_t>(pushed - s.calls, UINT32_MAX)) : 0;
+  s.latency.resize(latency_.size());
+  for (std::size_t b = 0; b < latency_.size(); ++b) s.latency[b] = latency_[b].load(std::memory_order_relaxed);
+  s.progress = progress();
+  return s;
+}
+
+namespace {
+// Holds a one-byte spin flag for a few loads or stores.
+class SpinHold {
+ public:
+  explicit SpinHold(std::atomic<bool>& f) noexcept : f_(f) {
+    // A holder that lost its core would be spun on for a whole time slice.
+    for (unsigned spins = 0; f_.exchange(true, std::memory_order_acquire); ++spins)
+      if (spins >= 64) std::this_thread::yield();
+  }
+  ~SpinHold() { f_.store(false, std::memory_order_release); }
+  SpinHold(const SpinHold&) = delete;
+  SpinHold& operator=(const SpinHold&) = delete;
+
+ private:
+  std::atomic<bool>& f_;
+};
+}  // namespace
+
+telemetry::StepProgress CellBase::progress() const noexcept {
+  SpinHold hold(progress_busy_);
+  return progress_;
+}
+
+void CellBase::note_step(std::int64_t step, double compute_s, double wait_s) noexcept {
+  SpinHold hold(progress_busy_);
+  progress_.step = step;
+  ++progress_.steps;
+  progress_.compute_s += std::max(0.0, compute_s);
+  progress_.wait_s += std::max(0.0, wait_s);
+}
+
 void CellBase::enqueue(Message* m) noexcept {
-  switch (inbox_.push(m)) {
+  // One call in 8 carries its queueing time and counts for 8 queued (a
+  // thread's own count: no shared write for the other 7; a locked add on
+  // every call would cost async calls some 10%).
+  thread_local std::uint32_t sample = 0;
+  const bool sampled = observe_ && (++sample & 7) == 0;
+  if (sampled) m->queued_ns = now_ns();
+  switch (inbox_.push(m, sampled)) {
     case PushResult::queued: return;
     case PushResult::queued_must_schedule: post_drain(); return;
     case PushResult::closed: m->fail(died_error()); return;
@@ -167,8 +235,23 @@ void CellBase::drain() noexcept {
     }
     pending_.pop();
     ++m->attempts;
+    const std::int64_t queued = m->queued_ns;  // m may be gone once it ran
+    if (observe_) bump(calls_);
+    // A call is traced where its send was (trace::send sampled it in).
+    const std::uint64_t flow = m->trace_flow;  // m may be gone once it ran
+    const bool traced = flow != 0 && trace::on();
+    const char* traced_as = m->trace_name;
+    const std::int64_t t0 = traced ? trace::now_ns() : 0;
     try {
-      if (m->run(*this) == Message::Step::suspended) {
+      const auto step = m->run(*this);
+      if (queued) bump(latency_[telemetry::latency_bucket(now_ns() - queued)]);
+      if (traced) {
+        if (step == Message::Step::suspended)
+          m->trace_t0 = t0;  // a coroutine: its span ends when it does (call_finished)
+        else
+          trace_run(traced_as, flow, t0);
+      }
+      if (step == Message::Step::suspended) {
         suspended_.push_back(m);
         if (!opts_.reentrant_) {
           busy_ = true;
@@ -182,8 +265,18 @@ void CellBase::drain() noexcept {
   post_drain();  // budget spent: let other actors have the thread, then go on
 }
 
+void CellBase::trace_run(const char* name, std::uint64_t flow, std::int64_t t0) {
+  if (!trace::on()) return;
+  if (traced_session_ != trace::session()) {  // its track's name, once a session
+    traced_session_ = trace::session();
+    trace::name_track(id_, make_label(id_, opts_.name_, type_name_));
+  }
+  trace::span(trace::Kind::call, name ? name : "call", t0, trace::now_ns(), -1, id_, flow);
+}
+
 void CellBase::call_finished(Message* m, std::exception_ptr failure) noexcept {
   std::erase(suspended_, m);
+  trace_finished(m);
   if (!failure)
     m->done();
   else if (!finished_)
@@ -337,3 +430,9 @@ void CellBase::deliver(std::vector<MonitorFn> fns, DownEvent ev) {
 }
 
 }  // namespace troupe::detail
+
+namespace troupe {
+void note_step(std::int64_t step, double compute_s, double wait_s) noexcept {
+  if (auto* cell = dynamic_cast<detail::CellBase*>(current_actor())) cell->note_step(step, compute_s, wait_s);
+}
+}  // namespace troupe

@@ -5,6 +5,7 @@
 // any thread go through the lock-free inbox; the drain loop runs them in order.
 // Lifetime: a cell is owned by the runtime while alive and by ActorRefs and
 // in-flight work after that; a dead cell refuses every call with ActorDied.
+#include <array>
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
@@ -13,8 +14,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "runtime/telemetry.hpp"
 #include "runtime/context.hpp"
 #include "runtime/detail/mailbox.hpp"
 #include "runtime/detail/pool.hpp"
@@ -54,6 +57,13 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   PoolHandle* pool() const noexcept { return pool_; }
   /// The cell's strand (runtime/detail/strand.hpp has its type).
   StrandBox& strand_box() const noexcept { return *strand_; }
+  /// Calls run, messages waiting, and how long sampled calls took from
+  /// queueing to their end (any thread; `troupe top`'s actor pane).
+  telemetry::ActorSample stats() const noexcept;
+  /// Its steps so far (troupe::note_step; any thread).
+  telemetry::StepProgress progress() const noexcept;
+  /// Strand: troupe::note_step from one of its methods.
+  void note_step(std::int64_t step, double compute_s, double wait_s) noexcept;
   bool alive() const noexcept { return !death_claimed_.load(std::memory_order_acquire); }
   /// Dead, with its cause and detail written (died_error() may read them).
   bool dead() const noexcept { return dead_.load(std::memory_order_acquire); }
@@ -76,6 +86,11 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   // Strand-only hooks used by messages.
   /// A suspended call finished; `failure` is an ActorFailure it raised, if any.
   void call_finished(Message* m, std::exception_ptr failure) noexcept;
+  /// A suspended call is about to give its result: its trace span ends now
+  /// (before the caller can see the result and take the trace).
+  void trace_finished(Message* m) noexcept {
+    if (m->trace_t0) trace_run(m->trace_name, m->trace_flow, std::exchange(m->trace_t0, 0));
+  }
   /// A stop request reached the head of the mailbox.
   void stop_now() noexcept;
   /// A Ref argument of the head message resolved.
@@ -91,6 +106,8 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
  private:
   void post_drain();
   void drain() noexcept;
+  // `troupe trace`: the run of a call that began at t0 (steady ns).
+  void trace_run(const char* name, std::uint64_t flow, std::int64_t t0);
   bool start_instance() noexcept;
   void handle_failure(Message* culprit, std::exception_ptr e) noexcept;
   bool claim_death(DeathCause cause, std::string detail) noexcept;
@@ -99,6 +116,7 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   void deliver(std::vector<MonitorFn> fns, DownEvent ev);
 
   Runtime& rt_;
+  bool observe_;  // the runtime's RuntimeOptions::observe
   std::shared_ptr<ActorTable> table_;
   PoolHandle* pool_;
   std::unique_ptr<StrandBox> strand_;
@@ -109,7 +127,15 @@ class CellBase : public ActorContext, public Scheduler, public std::enable_share
   Inbox inbox_;
   // strand-only state
   MessageQueue pending_;
+  // Watching (stats()): written on the strand only, read by anyone.
+  std::atomic<std::uint64_t> calls_{0};
+  std::array<std::atomic<std::uint64_t>, telemetry::kLatencyBuckets> latency_{};
+  // note_step's counters, under a spin flag held for a few stores (a step
+  // writes them once; a reader looks 20 times a second): never two steps mixed.
+  mutable std::atomic<bool> progress_busy_{false};
+  telemetry::StepProgress progress_;
   std::vector<Message*> suspended_;
+  std::uint64_t traced_session_ = 0;  // the trace session its track was named in (strand only)
   bool busy_ = false;      // a non-reentrant coroutine or an unresolved Ref argument holds the mailbox
   bool has_instance_ = false;
   bool finished_ = false;  // finish_death ran

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -13,12 +14,22 @@
 #include "runtime/detail/process.hpp"
 #include "runtime/detail/type_name.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/trace.hpp"
 
 namespace troupe {
 
 namespace detail {
 template <class T, class M, class... A>
 Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a);
+template <class T, class M>
+const char* traced_name(M m);
+/// While `troupe trace` records: a call that a worker makes for its driver
+/// takes the driver's flow (trace::inbound_flow); any other starts one here.
+inline void trace_call(Message& m, const char* name) {
+  m.trace_name = name;
+  m.trace_flow = std::exchange(trace::inbound_flow(), 0);
+  if (!m.trace_flow) m.trace_flow = trace::send(name);
+}
 }  // namespace detail
 
 template <class T>
@@ -45,6 +56,7 @@ class ActorRef {
       auto* m = new detail::CallMessage<T, M, std::decay_t<A>...>(method, std::forward<A>(args)...);
       m->set_origin(cell_->id());
       m->set_context(cell_->pool());
+      if (trace::on()) detail::trace_call(*m, detail::traced_name<T>(method));
       Ref<detail::call_result_t<M>> ref{detail::StatePtr<detail::State<detail::call_result_t<M>>>(m)};
       cell_->enqueue(m);
       return ref;
@@ -87,6 +99,11 @@ class ActorRef {
       e = cell_->died_error();
     }
     return detail::what_of(e);
+  }
+  /// The steps it noted with troupe::note_step, as last heard (a process
+  /// actor's worker tells its driver every 50 ms while they move).
+  telemetry::StepProgress progress() const noexcept {
+    return remote_ ? remote_->progress() : cell_ ? cell_->progress() : telemetry::StepProgress{};
   }
   /// The in-process cell (null for a process actor).
   detail::Cell<T>* cell() const noexcept { return cell_.get(); }

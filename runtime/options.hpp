@@ -14,6 +14,7 @@ struct Options {
   int max_restarts_ = 0;      ///< re-creations after a failure; -1 = unlimited
   int max_call_retries_ = 0;  ///< re-deliveries of a call in flight at a failure; -1 = unlimited
   bool reentrant_ = false;    ///< let other calls run while a coroutine method is suspended
+  int observe_ = -1;          ///< count calls, queue, latencies: 1 on, 0 off, -1 as RuntimeOptions::observe
   bool process_ = false;      ///< run in a worker process of its own
   double gpus_ = 0;           ///< GPUs asked for (a process actor, device assigned)
   int device_ = -1;           ///< explicit device id for the worker (-1: none / first free)
@@ -39,6 +40,8 @@ struct Options {
   /// run strictly one at a time). Reentrant actors run other calls while one is
   /// suspended at a co_await (still never two at once).
   Options& reentrant(bool on = true) { reentrant_ = on; return *this; }
+  /// This actor's calls counted for `troupe top` or not (default: RuntimeOptions::observe).
+  Options& observe(bool on) { observe_ = on ? 1 : 0; return *this; }
   /// Runs the actor in a worker process of its own (the driver's executable
   /// re-run in worker mode; its class must be registered with TROUPE_ACTOR).
   /// Calls then travel over a socket, encoded with the codec.

@@ -49,6 +49,13 @@ std::vector<std::shared_ptr<CellBase>> ActorTable::close() {
   return out;
 }
 
+std::vector<std::shared_ptr<CellBase>> ActorTable::live() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<CellBase>> out;
+  for (auto& [id, cell] : live_) out.push_back(cell);
+  return out;
+}
+
 bool ActorTable::closed() const {
   std::lock_guard lock(mu_);
   return closed_;
@@ -64,6 +71,7 @@ std::size_t ActorTable::size() const {
 Runtime::Runtime(RuntimeOptions opts) : table_(std::make_shared<detail::ActorTable>()) {
   if (detail::launched_as_worker()) detail::exit_worker_without_init();
   const unsigned n = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  observe_ = opts.observe;
   exec_ = detail::Executor::start(n, std::chrono::microseconds(opts.spin_us),
                                   opts.max_threads ? opts.max_threads : n + 64);
   pool_handle_ = exec_->pool();
@@ -160,6 +168,26 @@ detail::RuntimeExtension& Runtime::extension() {
   return *ext_;
 }
 
+namespace {
+// The extension if one can serve reports; never throws.
+detail::RuntimeExtension* reporter(Runtime& rt) noexcept {
+  if (!detail::extension_factory()) return nullptr;
+  try {
+    return &rt.extension();
+  } catch (...) {
+    return nullptr;  // shut down
+  }
+}
+}  // namespace
+
+void Runtime::report_job(const telemetry::JobStatus& job) noexcept {
+  if (auto* ext = reporter(*this)) ext->report_job(job);
+}
+
+void Runtime::report_group(const telemetry::GroupStatus& group) noexcept {
+  if (auto* ext = reporter(*this)) ext->report_group(group);
+}
+
 PlacementGroup Runtime::placement_group(std::vector<Resources> bundles, Strategy strategy, std::string name) {
   return extension().placement_group(std::move(bundles), strategy, std::move(name));
 }
@@ -170,6 +198,12 @@ void Runtime::remove_placement_group(const PlacementGroup& pg) {
 }
 
 std::size_t Runtime::live_actors() const { return table_->size(); }
+
+std::vector<telemetry::ActorSample> Runtime::actor_samples() const {
+  std::vector<telemetry::ActorSample> out;
+  for (const auto& cell : table_->live()) out.push_back(cell->stats());
+  return out;
+}
 
 void Runtime::adopt(const std::shared_ptr<detail::CellBase>& cell) { table_->adopt(cell); }
 

@@ -55,6 +55,10 @@ struct RuntimeOptions {
   /// The most pool threads there will ever be, counting those started for
   /// threads blocked in get() (0: 64 more than `threads`).
   unsigned max_threads = 0;
+  /// Count each actor's calls, queue and sampled latencies (`troupe top`,
+  /// Runtime::actor_samples). Off: none of it (troupe-bench observe
+  /// measures what it costs).
+  bool observe = true;
 };
 
 namespace detail {
@@ -119,10 +123,23 @@ class Runtime {
                                  std::string name = {});
   /// Frees a placement group; its actors are killed.
   void remove_placement_group(const PlacementGroup& pg);
+  /// Tells the cluster head how a training job goes (`troupe jobs`, `troupe
+  /// top`, /metrics): the trainers call it after every chunk; a custom loop
+  /// may too, with an id from next_job_id(). Never blocks on the network and
+  /// never throws: without troupe::init, a cluster link or an address to
+  /// join (RuntimeOptions::address, $TROUPE_ADDRESS), the report is dropped.
+  void report_job(const telemetry::JobStatus& job) noexcept;
+  /// The same for a collective group (coll::create_group reports its own).
+  void report_group(const telemetry::GroupStatus& group) noexcept;
+  std::uint64_t next_job_id() noexcept { return ++jobs_; }
   /// For the runtime's own parts: the pool (runtime/detail/executor.hpp).
   detail::Executor& executor() const noexcept { return *exec_; }
   detail::PoolHandle* pool_handle() const noexcept { return pool_handle_; }
   std::size_t live_actors() const;
+  bool observing() const noexcept { return observe_; }
+  /// Each live in-process actor's counters: calls run, messages waiting,
+  /// sampled latencies (`troupe top`; a worker sends its actor's to its driver).
+  std::vector<telemetry::ActorSample> actor_samples() const;
 
   /// Spawns a T built from `args` (the last argument may be an Options).
   /// Returns at once; the constructor and on_start run on the actor's strand.
@@ -201,6 +218,8 @@ class Runtime {
   std::string address_, token_;
   std::mutex ext_mu_;
   std::unique_ptr<detail::RuntimeExtension> ext_;
+  std::atomic<std::uint64_t> jobs_{0};
+  bool observe_ = true;
 };
 
 template <class T, class Tuple, std::size_t... I>

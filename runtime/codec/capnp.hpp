@@ -2,9 +2,13 @@
 // Cap'n Proto structs as call arguments and results: CapnpMessage<S> owns one
 // flat message whose root is an S. Decoding validates the whole message under
 // ReaderOptions limits, so a bad message is a DecodeError at the edge.
+#include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
 
+#include <capnp/blob.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <kj/array.h>
@@ -19,6 +23,20 @@ namespace codec {
 capnp::ReaderOptions reader_options(std::size_t words);
 /// Validates `words` as a message with a struct root; DecodeError if not.
 void validate_capnp(kj::ArrayPtr<const capnp::word> words);
+
+/// A Data field's bytes, as codec::Reader and from_bytes take them.
+inline std::span<const std::byte> bytes_of(capnp::Data::Reader d) {
+  return {reinterpret_cast<const std::byte*>(d.begin()), d.size()};
+}
+/// A Data field's bytes as text (log output, store values).
+inline std::string text_of(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+/// Bytes (the codec's output, a string) as a Data field's value.
+inline capnp::Data::Reader data_of(std::span<const std::byte> b) {
+  return {reinterpret_cast<const capnp::byte*>(b.data()), b.size()};
+}
+inline capnp::Data::Reader data_of(std::string_view s) {
+  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
+}
 }  // namespace codec
 
 template <class S>

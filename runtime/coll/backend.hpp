@@ -120,6 +120,8 @@ class Backend {
   /// Backends that queue work and return at once (NCCL): the ticket of the
   /// last operation issued. 0: every operation is complete when it returns.
   virtual std::uint64_t ticket() noexcept { return 0; }
+  /// Operations at whose first barrier this rank arrived last (0: not known).
+  virtual std::uint64_t times_last() const noexcept { return 0; }
   /// The highest ticket whose work has finished; throws CollectiveError once
   /// the group has failed.
   virtual std::uint64_t progress() { return 0; }

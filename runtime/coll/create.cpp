@@ -11,6 +11,7 @@
 #include "runtime/net/auth.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/cluster/client.hpp"
+#include "runtime/codec/capnp.hpp"
 #include "runtime/remote/extension.hpp"
 #include "runtime/remote/remote_actor.hpp"
 #include "runtime/remote/worker_link.hpp"
@@ -111,7 +112,7 @@ void join_member(const Member& m, const GroupSpec& spec) {
     // A member that is gone is skipped: its monitor (or the others' wait to join) fails the group.
     Bytes b = codec::to_bytes(spec);
     control(m, net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
-      e.setJoinGroup(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(b.data()), b.size()));
+      e.setJoinGroup(codec::data_of(b));
     }));
     return;
   }
@@ -133,6 +134,20 @@ void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupS
     }
   }
 }
+
+namespace {
+telemetry::GroupStatus status_of(const GroupSpec& base, const std::vector<Member>& ms, std::string state,
+                                 std::string detail) {
+  telemetry::GroupStatus g;
+  g.name = base.name;
+  g.uid = base.uid;
+  g.backend = std::string(to_string(base.backend));
+  for (const auto& m : ms) g.members.push_back(m.process ? m.id : 0);
+  g.state = std::move(state);
+  g.detail = std::move(detail);
+  return g;
+}
+}  // namespace
 
 GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOptions& o) {
   GroupSpec base;
@@ -156,15 +171,17 @@ GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOpti
     if (o.memory == Memory::cuda) s.device = ms[r].process ? -1 : ms[r].device;  // a worker knows its own
     join_member(ms[r], s);
   }
+  rt.report_group(status_of(base, ms, "ready", ""));
   return base;
 }
 
-MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r, GroupSpec base) {
-  return [ms = std::move(ms), r, base = std::move(base)](const DownEvent& e) {
+MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r, GroupSpec base, Runtime* rt) {
+  return [ms = std::move(ms), r, base = std::move(base), rt](const DownEvent& e) {
     const auto& who = ms->at(r).name;
-    abort_members(*ms, r, base,
-                  fmt::format("rank {} ({}) died: {}", r, who.empty() ? fmt::format("actor {}", e.id) : who,
-                              e.detail.empty() ? to_string(e.cause) : e.detail));
+    const std::string why = fmt::format("rank {} ({}) died: {}", r, who.empty() ? fmt::format("actor {}", e.id) : who,
+                                        e.detail.empty() ? to_string(e.cause) : e.detail);
+    abort_members(*ms, r, base, why);
+    if (rt) rt->report_group(status_of(base, *ms, "aborted", why));
   };
 }
 
@@ -300,7 +317,7 @@ void join_request(Runtime& rt, const JoinRequest& q, Member m) {
     const GroupSpec base = form_group(rt, formed, o);
     auto shared = std::make_shared<std::vector<Member>>(formed);
     for (std::size_t r = 0; r < formed.size(); ++r)
-      if (formed[r].watch) formed[r].watch(on_member_down(shared, r, base));
+      if (formed[r].watch) formed[r].watch(on_member_down(shared, r, base, &rt));
   } catch (const std::exception& e) {
     for (const auto& f : formed) fail_joiner(f, o.name, e.what());
   }
@@ -326,7 +343,7 @@ Ref<std::shared_ptr<Group>> init_group(std::uint32_t world, std::uint32_t rank, 
     Bytes b = codec::to_bytes(q);
     std::lock_guard lock(link.mu);
     link.conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
-      e.setJoinRequest(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(b.data()), b.size()));
+      e.setJoinRequest(codec::data_of(b));
     }));
     return ref;
   }

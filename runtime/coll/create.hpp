@@ -76,8 +76,9 @@ void join_request(Runtime& rt, const JoinRequest& q, Member m);
 /// Checks the options, picks the backend and makes every member join as its
 /// rank (the part of create_group that needs no ActorRef).
 GroupSpec form_group(Runtime& rt, const std::vector<Member>& ms, const GroupOptions& o);
-/// A monitor that aborts the other members' group when rank r dies.
-MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r, GroupSpec base);
+/// A monitor that aborts the other members' group when rank r dies (and
+/// tells the cluster head through `rt`, if given: `troupe groups`).
+MonitorFn on_member_down(std::shared_ptr<std::vector<Member>> ms, std::size_t r, GroupSpec base, Runtime* rt = nullptr);
 void join_member(const Member& m, const GroupSpec& spec);
 void abort_members(const std::vector<Member>& ms, std::size_t dead, const GroupSpec& spec, const std::string& why);
 std::uint64_t fresh_uid();
@@ -119,7 +120,7 @@ GroupInfo create_group(Runtime& rt, const std::vector<ActorRef<T>>& members, con
   }
   const GroupSpec base = detail::form_group(rt, ms, o);
   auto shared = std::make_shared<std::vector<detail::Member>>(ms);
-  for (std::size_t r = 0; r < members.size(); ++r) rt.monitor(members[r], detail::on_member_down(shared, r, base));
+  for (std::size_t r = 0; r < members.size(); ++r) rt.monitor(members[r], detail::on_member_down(shared, r, base, &rt));
   return GroupInfo{base.name, base.backend, base.uid, base.world};
 }
 

@@ -145,17 +145,28 @@ void Group::run() {
         auto b = std::move(queue_.front().p2p);
         queue_.pop_front();
         has_work_.store(!queue_.empty() || closing_, std::memory_order_release);
+        // Busy from the moment it leaves the queue: a caller's next batch must
+        // not move inline (p2p_inline) before this one is on its channels, or
+        // it would overtake it on a channel they share.
+        p2p_busy_ = true;
         const std::string failed = failed_;
         lock.unlock();
+        auto give_up = [&](std::exception_ptr e) {
+          if (channels_.empty()) {
+            std::lock_guard relock(mu_);
+            p2p_busy_ = false;
+          }
+          b->done(e);
+        };
         if (!failed.empty()) {
-          b->done(std::make_exception_ptr(CollectiveError(failed)));
+          give_up(std::make_exception_ptr(CollectiveError(failed)));
           continue;
         }
         if (b->before) {
           try {
             b->before(*shm_);
           } catch (...) {
-            b->done(std::current_exception());
+            give_up(std::current_exception());
             continue;
           }
         }
@@ -192,6 +203,16 @@ std::exception_ptr Group::execute(const OpFn& op) {
     std::lock_guard lock(mu_);
     if (!failed_.empty()) return std::make_exception_ptr(CollectiveError(failed_));
   }
+  const auto t0 = std::chrono::steady_clock::now();
+  struct Busy {  // counted however the operation ends
+    std::atomic<std::uint64_t>& ns;
+    std::chrono::steady_clock::time_point t0;
+    ~Busy() {
+      ns.fetch_add(static_cast<std::uint64_t>(
+                       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count()),
+                   std::memory_order_relaxed);
+    }
+  } busy{busy_ns_, t0};
   try {
     op(*shm_);
     return nullptr;
@@ -351,10 +372,38 @@ Ref<void> Group::fail_now(std::string why) {
   return Ref<void>::from_error(std::make_exception_ptr(UsageError(fmt::format("group '{}': {}", spec_.name, why))));
 }
 
+telemetry::GroupSample Group::sample() const {
+  telemetry::GroupSample s;
+  s.name = spec_.name;
+  s.uid = spec_.uid;
+  s.rank = spec_.rank;
+  s.world = spec_.world;
+  s.ops = ops_.load(std::memory_order_relaxed);
+  s.bytes = bytes_.load(std::memory_order_relaxed);
+  s.busy_s = static_cast<double>(busy_ns_.load(std::memory_order_relaxed)) * 1e-9;
+  std::lock_guard lock(mu_);  // shm_ is set on the group's thread, under mu_
+  s.last = shm_ ? shm_->times_last() : 0;
+  return s;
+}
+
 Ref<void> Group::barrier() {
+  count(0);
   FastOp f;
   f.kind = k_barrier;
-  return submit([](Backend& g) { g.barrier(); }, f);
+  const auto t0 = trace_t0();
+  return traced(submit([](Backend& g) { g.barrier(); }, f), "barrier", 0, t0);
+}
+
+Ref<void> Group::traced(Ref<void> r, const char* what, std::size_t bytes, std::int64_t t0) {
+  if (!t0 || !trace::on()) return r;
+  const auto track = trace::group_track(spec_.name, spec_.rank);
+  const auto session = trace::session();
+  if (traced_session_.exchange(session, std::memory_order_relaxed) != session)
+    trace::name_track(track, fmt::format("group {} rank {} ({})", spec_.name, spec_.rank, to_string(spec_.backend)));
+  r.state()->on_ready([track, what, bytes, t0]() {
+    trace::span(trace::Kind::collective, what, t0, trace::now_ns(), static_cast<std::int64_t>(bytes), track);
+  });
+  return r;
 }
 
 void Group::abort(const std::string& why) {

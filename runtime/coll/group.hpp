@@ -35,10 +35,12 @@
 
 #include <fmt/format.h>
 
+#include "runtime/telemetry.hpp"
 #include "runtime/coll/backend.hpp"
 #include "runtime/coll/shm.hpp"
 #include "runtime/coll/types.hpp"
 #include "runtime/ref.hpp"
+#include "runtime/trace.hpp"
 
 namespace troupe::coll {
 
@@ -51,6 +53,9 @@ class Group : public std::enable_shared_from_this<Group> {
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
 
+  /// This rank's counters (`troupe groups|top`): operations, bytes, time on
+  /// the backend, and how often it was the last to arrive (shm groups).
+  telemetry::GroupSample sample() const;
   std::uint32_t rank() const noexcept { return spec_.rank; }
   std::uint32_t size() const noexcept { return spec_.world; }
   const std::string& name() const noexcept { return spec_.name; }
@@ -69,26 +74,38 @@ class Group : public std::enable_shared_from_this<Group> {
 
   template <class T>
   Ref<void> allreduce(std::span<T> buf, Op op = Op::sum) {
-    return submit([=](Backend& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); },
-                  FastOp{k_allreduce, buf.data(), buf.size(), dtype_of<T>(), op});
+    count(buf.size_bytes());
+    const auto t0 = trace_t0();
+    return traced(submit([=](Backend& g) { g.allreduce(buf.data(), buf.size(), dtype_of<T>(), op); },
+                         FastOp{k_allreduce, buf.data(), buf.size(), dtype_of<T>(), op}),
+                  "allreduce", buf.size_bytes(), t0);
   }
   /// `in` holds size() blocks of out.size() elements; block r, reduced, lands in `out` on rank r.
   template <class T>
   Ref<void> reduce_scatter(std::span<const T> in, std::span<T> out, Op op = Op::sum) {
     if (in.size() != out.size() * size())
       return fail_now(fmt::format("reduce_scatter: input has {} elements, expected {} x {}", in.size(), size(), out.size()));
-    return submit([=](Backend& g) { g.reduce_scatter(in.data(), out.data(), out.size(), dtype_of<T>(), op); });
+    count(in.size_bytes());
+    const auto t0 = trace_t0();
+    return traced(submit([=](Backend& g) { g.reduce_scatter(in.data(), out.data(), out.size(), dtype_of<T>(), op); }),
+                  "reduce_scatter", in.size_bytes(), t0);
   }
   /// `out` gets every rank's `in`, in rank order.
   template <class T>
   Ref<void> allgather(std::span<const T> in, std::span<T> out) {
     if (out.size() != in.size() * size())
       return fail_now(fmt::format("allgather: output has {} elements, expected {} x {}", out.size(), size(), in.size()));
-    return submit([=](Backend& g) { g.allgather(in.data(), out.data(), in.size(), dtype_of<T>()); });
+    count(out.size_bytes());
+    const auto t0 = trace_t0();
+    return traced(submit([=](Backend& g) { g.allgather(in.data(), out.data(), in.size(), dtype_of<T>()); }),
+                  "allgather", out.size_bytes(), t0);
   }
   template <class T>
   Ref<void> broadcast(std::span<T> buf, std::uint32_t root) {
-    return submit([=](Backend& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); });
+    count(buf.size_bytes());
+    const auto t0 = trace_t0();
+    return traced(submit([=](Backend& g) { g.broadcast(buf.data(), buf.size(), dtype_of<T>(), root); }), "broadcast",
+                  buf.size_bytes(), t0);
   }
   /// Point to point. A send completes once its data has left `buf` (the
   /// receiver need not have taken it yet); a receive once the data is in
@@ -197,6 +214,19 @@ class Group : public std::enable_shared_from_this<Group> {
   static constexpr std::chrono::microseconds kInlineWait{200};
 
   Ref<void> submit(OpFn op, FastOp fast = {});
+  // `troupe trace`: an operation's span, from its issue to its completion,
+  // on this rank's track (a no-op unless recording).
+  static std::int64_t trace_t0() noexcept { return trace::on() ? trace::now_ns() : 0; }
+  Ref<void> traced(Ref<void> r, const char* what, std::size_t bytes, std::int64_t t0);
+  // batch() once counted: checks the transfers and moves or queues them.
+  Ref<void> post(Batch b);
+  std::atomic<std::uint64_t> traced_session_{0};  // the session its track was named in
+  // Watching: operations issued and their payload bytes; time on the backend.
+  void count(std::size_t bytes) noexcept {
+    ops_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  std::atomic<std::uint64_t> ops_{0}, bytes_{0}, busy_ns_{0};
   // Runs `fast` on this thread if the group is idle; false if it did not start it.
   bool try_inline(FastOp& fast, std::uint64_t id, Ref<void>& out);
   // A thread blocked on operation `id`: runs the queued operations up to it
@@ -215,7 +245,7 @@ class Group : public std::enable_shared_from_this<Group> {
   // what of `items` can move now (false if it could not try). Throws if the
   // group failed.
   bool p2p_inline(std::vector<Transfer>& items);
-  // The group's thread: takes a batch's transfers onto their channels.
+  // The group's thread: takes a batch's transfers onto their channels (p2p_busy_ set as it left the queue).
   void p2p_start(std::shared_ptr<P2PBatch> b);
   // Advances every channel's oldest transfer; completes finished batches.
   // On failure, fails every batch in flight.
@@ -223,7 +253,7 @@ class Group : public std::enable_shared_from_this<Group> {
   void p2p_fail_all(std::exception_ptr e);
 
   GroupSpec spec_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   // With mu_ held: wakes the group's thread for new work (cv_ and the doorbell).
   void wake_locked();
@@ -257,6 +287,8 @@ namespace detail {
 /// Registers `spec` for actor `actor_id` of this process (replacing any older
 /// group of that name for it). Used by create_group and by worker processes.
 void declare(std::uint64_t actor_id, const GroupSpec& spec);
+/// Every group of this process, sampled (`troupe groups|top`).
+std::vector<telemetry::GroupSample> group_samples();
 /// Aborts the group `name` (instance `uid`) of actor `actor_id` in this process, if any;
 /// uid 0: fails its init_group in progress instead (await_group).
 void abort_member(std::uint64_t actor_id, const std::string& name, std::uint64_t uid, const std::string& why);

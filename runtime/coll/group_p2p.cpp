@@ -11,10 +11,7 @@
 namespace troupe::coll {
 
 void Group::p2p_start(std::shared_ptr<P2PBatch> b) {
-  {
-    std::lock_guard lock(mu_);
-    p2p_busy_ = true;
-  }
+  // p2p_busy_ is already set: the thread set it as it took the batch.
   for (auto& t : b->items)
     if (!t.done) channels_[{t.peer, t.tag, t.is_send}].emplace_back(&t, b);  // (batch(): some may be done already)
   p2p_poll();
@@ -118,6 +115,15 @@ void Group::p2p_fail_all(std::exception_ptr e) {
 
 Ref<void> Group::batch(Batch b) {
   if (b.items_.empty()) return Ref<void>::from_value();
+  std::size_t bytes = 0;
+  for (const auto& t : b.items_) bytes += t.n * size_of(t.dtype);
+  count(bytes);
+  const auto t0 = trace_t0();
+  const char* what = b.items_.size() == 1 ? (b.items_[0].is_send ? "send" : "recv") : "send/recv";
+  return traced(post(std::move(b)), what, bytes, t0);
+}
+
+Ref<void> Group::post(Batch b) {
   for (const auto& t : b.items_) {
     if (t.peer >= size() || t.peer == rank())
       return fail_now(fmt::format("rank {} cannot {} rank {} (ranks 0-{}, not itself)", rank(),

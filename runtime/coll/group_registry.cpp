@@ -74,6 +74,17 @@ Ref<std::shared_ptr<Group>> await_group(std::uint64_t actor_id, const std::strin
   return ref;
 }
 
+std::vector<telemetry::GroupSample> group_samples() {
+  std::vector<std::shared_ptr<Group>> groups;
+  {
+    std::lock_guard lock(registry_mu);
+    for (const auto& [key, g] : registry()) groups.push_back(g);
+  }
+  std::vector<telemetry::GroupSample> out;
+  for (const auto& g : groups) out.push_back(g->sample());
+  return out;
+}
+
 }  // namespace detail
 
 std::shared_ptr<Group> group(const std::string& name) {

@@ -4,6 +4,7 @@
 // worker's.
 #include <fmt/format.h>
 
+#include "runtime/codec/capnp.hpp"
 #include "runtime/coll/create.hpp"
 #include "runtime/coll/detail/store.hpp"
 #include "runtime/net/handshake.hpp"
@@ -15,14 +16,12 @@ namespace troupe::coll::detail {
 
 namespace {
 
-std::string text_of(capnp::Data::Reader d) { return std::string(reinterpret_cast<const char*>(d.begin()), d.size()); }
-
 // Driver side: a frame from the worker of `from`.
 void from_worker(remote::RemoteActor& from, proto::WorkerEnvelope::Reader env,
                  std::function<void(kj::Array<capnp::word>)> reply) {
   switch (env.which()) {
     case proto::WorkerEnvelope::STORE_SET:
-      store_put(env.getStoreSet().getKey().cStr(), text_of(env.getStoreSet().getValue()));
+      store_put(env.getStoreSet().getKey().cStr(), codec::text_of(env.getStoreSet().getValue()));
       return;
     case proto::WorkerEnvelope::STORE_GET: {
       const std::string key = env.getStoreGet().cStr();
@@ -30,7 +29,7 @@ void from_worker(remote::RemoteActor& from, proto::WorkerEnvelope::Reader env,
         reply(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
           auto entry = e.initStoreValue();
           entry.setKey(key);
-          entry.setValue(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(value.data()), value.size()));
+          entry.setValue(codec::data_of(value));
         }));
       });
       return;
@@ -40,7 +39,7 @@ void from_worker(remote::RemoteActor& from, proto::WorkerEnvelope::Reader env,
       auto data = env.getJoinRequest();
       JoinRequest q;
       try {
-        q = codec::from_bytes<JoinRequest>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+        q = codec::from_bytes<JoinRequest>(codec::bytes_of(data));
       } catch (const std::exception& e) {
         fmt::print(stderr, "troupe: a malformed group join request from actor {}: {}\n", from.id(), e.what());
         return;
@@ -72,7 +71,7 @@ void from_driver(std::uint64_t actor, proto::WorkerEnvelope::Reader env) {
       if (!actor) return;
       auto data = env.getJoinGroup();
       try {
-        auto spec = codec::from_bytes<GroupSpec>({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+        auto spec = codec::from_bytes<GroupSpec>(codec::bytes_of(data));
         {
           auto& link = remote::worker_link();
           std::lock_guard lock(link.mu);
@@ -85,7 +84,7 @@ void from_driver(std::uint64_t actor, proto::WorkerEnvelope::Reader env) {
       return;
     }
     case proto::WorkerEnvelope::STORE_VALUE:
-      store_answer(env.getStoreValue().getKey().cStr(), text_of(env.getStoreValue().getValue()));
+      store_answer(env.getStoreValue().getKey().cStr(), codec::text_of(env.getStoreValue().getValue()));
       return;
     case proto::WorkerEnvelope::ABORT_GROUP: {
       if (!actor) return;
@@ -105,6 +104,7 @@ bool install_link_hooks() {
   h.from_worker = &from_worker;
   h.from_driver = &from_driver;
   h.lost = &store_lost;
+  h.group_samples = &group_samples;
   return true;
 }
 

@@ -101,7 +101,10 @@ std::string ShmGroup::failure() const {
 
 void ShmGroup::fail() { throw CollectiveError(fmt::format("group '{}': {}", spec_.name, failure())); }
 
-void ShmGroup::publish(const Desc& d) { h_->ranks[spec_.rank].desc[d.seq & 1] = d; }
+void ShmGroup::publish(const Desc& d) {
+  h_->ranks[spec_.rank].desc[d.seq & 1] = d;
+  first_barrier_ = true;  // the next barrier is the operation's first: who arrives last there is counted
+}
 
 bool ShmGroup::arrived(std::uint64_t g) const {
   for (std::uint32_t i = 0; i < spec_.world; ++i)
@@ -114,10 +117,15 @@ void ShmGroup::sync(const char* what) {
   ++gen_;
   h_->ranks[spec_.rank].arrive.store(gen_, std::memory_order_release);
   const auto g = gen_;
+  if (first_barrier_) {  // the other barriers of an operation need no look at the peers now
+    was_last_ = arrived(g);
+    first_barrier_ = false;
+  }
   wait([&]() { return arrived(g); }, what, -1);
 }
 
 void ShmGroup::check_all(const Desc& mine) {
+  if (was_last_) times_last_.store(times_last_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   auto show = [](const Desc& d) {
     std::string s = fmt::format("{} {} x {}", kind_name(d.kind), to_string(static_cast<DType>(d.dtype)), d.count);
     if (d.kind == k_allreduce || d.kind == k_reduce_scatter) s += fmt::format(" ({})", to_string(static_cast<Op>(d.op)));

@@ -72,6 +72,7 @@ class ShmGroup final : public Backend {
   void broadcast(void* buf, std::size_t n, DType d, std::uint32_t root) override;
   void send(const void* buf, std::size_t n, DType d, std::uint32_t peer) override;
   void recv(void* buf, std::size_t n, DType d, std::uint32_t peer) override;
+  std::uint64_t times_last() const noexcept override { return times_last_.load(std::memory_order_relaxed); }
   void barrier() override;
   bool p2p_nonblocking() const override { return true; }
   void p2p_progress(std::span<Transfer* const> heads) override;
@@ -164,6 +165,9 @@ class ShmGroup final : public Backend {
   std::byte* heap_ = nullptr;
   std::uint64_t heap_top_ = 0;  // bump allocator (same on every rank)
   std::uint64_t gen_ = 0;       // barrier generation
+  bool first_barrier_ = false;  // publish() happened: the next barrier is an operation's first
+  bool was_last_ = false;       // every peer had arrived when this rank did (an operation's first barrier)
+  std::atomic<std::uint64_t> times_last_{0};  // ... at an operation's first barrier
   unsigned next_half_ = 0;
   std::uint64_t op_seq_ = 0;
   std::size_t slot_ = 0;        // bytes per point-to-point channel slot

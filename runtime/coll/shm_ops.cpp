@@ -58,6 +58,8 @@ bool ShmGroup::fast_start(FastOp& f) {
   }
   publish(me);
   h_->ranks[spec_.rank].arrive.store(++gen_, std::memory_order_release);
+  was_last_ = arrived(gen_);
+  first_barrier_ = false;
   f.seq = me.seq;
   f.gen = gen_;
   return true;

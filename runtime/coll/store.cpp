@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/codec/capnp.hpp"
 #include "runtime/coll/types.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/remote/worker_link.hpp"
@@ -27,9 +28,6 @@ Store& store() {
   return *s;
 }
 
-kj::ArrayPtr<const kj::byte> bytes_of(const std::string& s) {
-  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
-}
 }  // namespace
 
 namespace detail {
@@ -88,7 +86,7 @@ void store_set(const std::string& key, const std::string& value) {
   link.conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
     auto entry = e.initStoreSet();
     entry.setKey(key);
-    entry.setValue(bytes_of(value));
+    entry.setValue(codec::data_of(value));
   }));
 }
 

@@ -21,6 +21,7 @@
 #include "runtime/options.hpp"
 #include "runtime/detail/process.hpp"
 #include "runtime/ref.hpp"
+#include "runtime/trace.hpp"
 
 namespace troupe {
 class Runtime;
@@ -89,6 +90,31 @@ std::optional<std::uint32_t> method_index(M m) {
       return i;
   }
   return std::nullopt;
+}
+
+/// "Class.method" for `troupe trace` (interned; "Class.call" when T does not
+/// list m in TROUPE_ACTOR). Looked up once per thread and method.
+template <class T, class M>
+const char* traced_name(M m) {
+  // Keyed by the method pointer's bytes as two words: compared inline (a
+  // std::array == is a memcmp call, a tenth of a tiny call's cost).
+  using Key = std::pair<std::uint64_t, std::uint64_t>;
+  thread_local std::vector<std::pair<Key, const char*>> seen;
+  const auto bytes = ptr_bytes(m);
+  Key key;
+  std::memcpy(&key.first, bytes.data(), 8);
+  std::memcpy(&key.second, bytes.data() + 8, 8);
+  for (auto& [k, n] : seen)
+    if (k == key) return n;
+  std::string label = type_name<T>();
+  if (auto colon = label.rfind("::"); colon != std::string::npos) label.erase(0, colon + 2);
+  if (auto i = method_index<T>(m))
+    label += "." + (*registry().methods(typeid(T)))[*i].name;
+  else
+    label += ".call";
+  const char* n = trace::intern(label);
+  seen.emplace_back(key, n);
+  return n;
 }
 
 /// Registers the factory for T built from A... (defined in runtime/actor.hpp);

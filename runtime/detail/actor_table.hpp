@@ -24,6 +24,8 @@ class ActorTable {
   std::vector<std::shared_ptr<CellBase>> close();
   bool closed() const;
   std::size_t size() const;
+  /// The actors alive now.
+  std::vector<std::shared_ptr<CellBase>> live() const;
 
  private:
   mutable std::mutex mu_;

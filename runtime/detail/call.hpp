@@ -92,6 +92,7 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
         if constexpr (!awaitable_runner_missing<MR>)
           AwaitableRunner<MR>::spawn(cell, invoke(obj, cell.retries_enabled()),
                                    [this](std::exception_ptr e, auto&&... v) {
+                                     if (keep_cell_) keep_cell_->trace_finished(this);
                                      if (e)
                                        complete_error(std::move(e));
                                      else
@@ -111,6 +112,7 @@ class CallMessage final : public Message, public State<call_result_t<M>>, public
   void task_done(std::coroutine_handle<> h) noexcept override {
     auto typed = std::coroutine_handle<TaskPromise<R>>::from_address(h.address());
     auto& p = typed.promise();
+    if (keep_cell_) keep_cell_->trace_finished(this);
     if (p.error) {
       complete_error(p.error);
     } else if constexpr (std::is_void_v<R>) {

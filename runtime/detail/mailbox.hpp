@@ -24,6 +24,13 @@ class Message {
   Message* next = nullptr;
   /// Delivery attempts so far (restarts may re-deliver a call).
   int attempts = 0;
+  /// When it was queued (steady clock, ns), for one call in 8; 0: not sampled.
+  std::int64_t queued_ns = 0;
+  /// While `troupe trace` records: the flow from its send, and its name
+  /// ("Class.method", interned); 0 / null otherwise.
+  std::uint64_t trace_flow = 0;
+  const char* trace_name = nullptr;
+  std::int64_t trace_t0 = 0;  ///< a traced coroutine call that suspended: when it began
 
   enum class Step { done, suspended };
 
@@ -51,13 +58,17 @@ enum class PushResult { queued, queued_must_schedule, closed };
 
 class Inbox {
  public:
-  PushResult push(Message* m) noexcept {
+  /// `count`: add it to pushed() (troupe top's queue depth, sampled).
+  PushResult push(Message* m, bool count = true) noexcept {
     Message* head = head_.load(std::memory_order_acquire);
     for (;;) {
       if (head == closed()) return PushResult::closed;
       m->next = (head == blocked()) ? nullptr : head;
-      if (head_.compare_exchange_weak(head, m, std::memory_order_acq_rel, std::memory_order_acquire))
+      if (head_.compare_exchange_weak(head, m, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        // Beside head_, on the line the exchange just took: no extra miss.
+        if (count) pushed_.fetch_add(1, std::memory_order_relaxed);
         return head == blocked() ? PushResult::queued_must_schedule : PushResult::queued;
+      }
     }
   }
 
@@ -104,6 +115,10 @@ class Inbox {
   static Message* closed() noexcept { return reinterpret_cast<Message*>(std::uintptr_t{2}); }
 
   std::atomic<Message*> head_{blocked()};
+  std::atomic<std::uint64_t> pushed_{0};  // sampled messages ever queued (troupe top's queue depth)
+
+ public:
+  std::uint64_t pushed() const noexcept { return pushed_.load(std::memory_order_relaxed); }
 };
 
 /// A FIFO of messages taken from the inbox but not yet run (strand-only).

@@ -14,6 +14,7 @@
 #include <typeindex>
 #include <vector>
 
+#include "runtime/telemetry.hpp"
 #include "runtime/codec/codec.hpp"
 #include "runtime/monitor.hpp"
 #include "runtime/options.hpp"
@@ -40,6 +41,7 @@ class PendingCall {
   virtual void fail(std::exception_ptr e) = 0;
   std::uint32_t method = 0;  ///< its index in the class's TROUPE_ACTOR list
   int attempts = 0;
+  std::uint64_t trace_flow = 0;  ///< while `troupe trace` records: the flow from its send
   /// The worker said this call raised the ActorFailure that ends its actor:
   /// it is failed, never retried, when the worker's exit is handled.
   bool culprit = false;
@@ -70,6 +72,8 @@ class ProcessActor {
   /// In a worker: the driver-side id a handle passed in stands for (0: none).
   virtual std::uint64_t routed_target() const noexcept = 0;
   virtual std::weak_ptr<ProcessActor> weak_handle() = 0;
+  /// The steps its actor noted (troupe::note_step), as its worker last said.
+  virtual telemetry::StepProgress progress() const noexcept { return {}; }
 };
 
 /// A runtime's process-actor side: its cluster link, its workers.
@@ -83,6 +87,10 @@ class RuntimeExtension {
   virtual void remove_placement_group(const PlacementGroup& pg) = 0;
   /// First thing at Runtime::shutdown: workers are killed, their calls fail.
   virtual void shutdown() = 0;
+  /// Telemetry for the cluster head (runtime/telemetry.hpp); dropped when
+  /// this runtime has no cluster link and no address to join.
+  virtual void report_job(const telemetry::JobStatus& job) { (void)job; }
+  virtual void report_group(const telemetry::GroupStatus& group) { (void)group; }
 };
 
 using ExtensionFactory = std::unique_ptr<RuntimeExtension> (*)(Runtime& rt);

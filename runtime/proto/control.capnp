@@ -48,6 +48,29 @@ struct RegisterNode {
 struct Heartbeat {
   seq @0 :UInt64;
   sentUnixMs @1 :UInt64;
+  load @2 :NodeLoad;     # node -> head: what the node's machine and workers use now
+}
+
+# A node's machine and its workers as its daemon sees them (/proc, NVML).
+struct NodeLoad {
+  cpuUtil @0 :Float64;          # the host's CPUs, 0..1 since the last heartbeat
+  memUsedBytes @1 :UInt64;      # MemTotal - MemAvailable
+  memTotalBytes @2 :UInt64;
+  gpus @3 :List(GpuLoad);       # empty: no NVML (no driver) on this node
+  workers @4 :List(WorkerLoad);
+}
+struct GpuLoad {
+  index @0 :UInt32;
+  util @1 :Float64;             # 0..1
+  memUsedBytes @2 :UInt64;
+  memTotalBytes @3 :UInt64;
+}
+struct WorkerLoad {
+  actorId @0 :UInt64;
+  pid @1 :UInt32;
+  rssBytes @2 :UInt64;
+  cpuUtil @3 :Float64;          # of one core, since the last heartbeat
+  gpuMemBytes @4 :UInt64;       # NVML's figure for this pid, 0 if none
 }
 
 struct NodeInfo {
@@ -62,6 +85,9 @@ struct NodeInfo {
   msSinceHeartbeat @8 :UInt64;
   isHead @9 :Bool;
   sharesHostWith @10 :UInt64;   # the node whose share of this host's CPUs, memory and GPUs counts (0: none)
+  load @11 :NodeLoad;           # its last sample (CPU, memory, GPUs, workers)
+  gpuIds @12 :List(UInt32);     # its GPUs (real device ids) and the share of each that actors hold
+  gpuUsed @13 :List(Float64);
 }
 
 struct StatusRequest {
@@ -79,6 +105,95 @@ struct ClusterStatus {
   uptimeMs @2 :UInt64;
   actorStates @3 :List(StateCount);
   placementGroups @4 :UInt32;
+  events @5 :List(Event);       # recent failures, newest last (bounded)
+  refusals @6 :List(Event);     # recent requests refused as infeasible, with the reason (bounded)
+  pending @7 :UInt32;           # actors placed whose worker has not started yet
+  jobs @8 :List(JobInfo);       # running and recent training jobs
+  groups @9 :List(GroupInfo);   # collective groups drivers reported
+  eventsDropped @10 :UInt64;    # failures older than the ring holds
+}
+
+struct Event {
+  msAgo @0 :UInt64;
+  what @1 :Text;                # "node 2 (host) died", "actor 7 (Replica) died"
+  cause @2 :Text;
+}
+
+# ---- Training jobs and collective groups (driver -> head) ------------------
+# A driver reports each training job after every chunk of steps; the head
+# keeps the latest report per job (bounded), names stragglers, and serves
+# them to `troupe status|jobs|top` and /metrics.
+struct PhaseSplit {              # seconds per step, the mean over the ranks
+  data @0 :Float64;
+  forward @1 :Float64;
+  backward @2 :Float64;
+  collective @3 :Float64;        # waiting for the gradients' all-reduce (or a stage's peers)
+  optimizer @4 :Float64;
+}
+struct RankTiming {
+  rank @0 :UInt32;
+  label @1 :Text;                # "replica 1", "stage 0 dp 1 tp 0"
+  peers @2 :Text;                # ranks with the same peers value do the same work (compared for stragglers)
+  actorId @3 :UInt64;
+  computeS @4 :Float64;          # per step: everything but waiting for peers
+  waitS @5 :Float64;             # per step: waiting for peers
+}
+struct JobReport {
+  jobId @0 :UInt64;              # the driver's number for it
+  name @1 :Text;
+  strategy @2 :Text;
+  state @3 :Text;                # "running", "finished", "failed"
+  step @4 :Int64;
+  totalSteps @5 :Int64;
+  epoch @6 :Int64;
+  loss @7 :Float32;
+  samplesPerS @8 :Float64;
+  elapsedS @9 :Float64;
+  etaS @10 :Float64;
+  split @11 :PhaseSplit;
+  ranks @12 :List(RankTiming);
+  detail @13 :Text;              # why it failed
+  recoveries @14 :UInt32;
+  testAccuracy @15 :Float64;     # the last evaluation's (-1: none yet)
+  stepS @16 :Float64;            # the last chunk's seconds per step
+}
+struct Straggler {
+  rank @0 :UInt32;
+  label @1 :Text;
+  computeS @2 :Float64;
+  peersS @3 :Float64;            # the median of its peers
+  slowdown @4 :Float64;          # computeS / peersS
+  sinceStep @5 :Int64;           # the step of the first report that named it (in a row)
+}
+struct JobInfo {
+  report @0 :JobReport;
+  owner @1 :Text;                # the driver's address
+  msSinceReport @2 :UInt64;
+  stragglers @3 :List(Straggler);
+  serial @4 :UInt64;             # the head's number for the driver's session: job "serial.jobId"
+}
+struct GroupReport {
+  name @0 :Text;
+  uid @1 :UInt64;
+  backend @2 :Text;
+  members @3 :List(UInt64);      # actor ids by rank (0: an in-process actor)
+  state @4 :Text;                # "ready", "aborted", "replaced"
+  detail @5 :Text;
+}
+struct GroupInfo {
+  report @0 :GroupReport;
+  owner @1 :Text;
+  opsPerS @2 :Float64;           # rank 0's, over the last second
+  busBandwidth @3 :Float64;      # bytes/s while in operations, x 2(n-1)/n (nccl-tests' all-reduce bus bandwidth)
+  bytesPerS @4 :Float64;
+  lastRank @5 :Int32;            # the rank that arrived last most often lately (-1: not known)
+  lastShare @6 :Float64;         # ... at that share of the operations
+}
+struct JobReports {
+  jobs @0 :List(JobReport);
+  groups @1 :List(GroupReport);
+  samples @2 :Data;              # a worker's stats frame as it sent it (codec-encoded telemetry::ProcessSample)
+  samplesActor @3 :UInt64;       # ... the actor that worker hosts (its counters are taken under this id)
 }
 
 # ---- Actor directory and placement -----------------------------------------
@@ -181,6 +296,13 @@ struct ActorInfo {
   resources @8 :List(Resource);
   placementGroup @9 :UInt64;
   owner @10 :Text;
+  rssBytes @11 :UInt64;         # its worker's, from its node's last sample
+  cpuUtil @12 :Float64;
+  gpuMemBytes @13 :UInt64;
+  callsTotal @14 :UInt64;       # from its worker's counters (each second)
+  callsPerS @15 :Float64;
+  queueDepth @16 :UInt32;
+  p99S @17 :Float64;            # sampled calls, queueing to end, over the last second (0: none)
 }
 
 struct ActorList {
@@ -205,6 +327,36 @@ struct PlacementGroupReply {
   groupId @3 :UInt64;
   bundleNodes @4 :List(UInt64);
   errorKind @5 :ErrorKind;
+}
+
+# `troupe logs`: a worker's output, captured by its node's daemon into files
+# with a size cap, read (and followed) there and relayed by the head.
+struct LogsRequest {
+  requestId @0 :UInt64;          # the head's, toward a node (0 from a client)
+  actorId @1 :UInt64;            # 0: list the node's log files instead
+  nodeId @2 :UInt64;             # with actorId 0: which node
+  err @3 :Bool;                  # stderr instead of stdout
+  tail @4 :UInt32;               # the last N lines first (0: the whole file, up to its cap)
+  follow @5 :Bool;               # then keep sending what is written
+}
+struct LogsChunk {
+  requestId @0 :UInt64;
+  data @1 :Data;
+  eof @2 :Bool;                  # nothing more comes (not following, or an error)
+  error @3 :Text;
+}
+
+# `troupe trace`: every driver records a window of its own and its workers'
+# actor calls, collective operations and training steps (runtime/trace.hpp).
+struct TraceRequest {
+  requestId @0 :UInt64;          # the head's, toward a driver (0 from a client)
+  ms @1 :UInt32;                 # how long to record
+}
+struct TraceReply {
+  requestId @0 :UInt64;
+  dumps @1 :List(Data);          # codec-encoded trace::ProcessTrace, one per process
+  notes @2 :List(Text);          # processes that did not answer, traces left out
+  error @3 :Text;                # the whole request failed (the client's answer)
 }
 
 struct ErrorReply {
@@ -234,6 +386,16 @@ struct Envelope {
     placementGroupReply @18 :PlacementGroupReply;
     removePlacementGroup @19 :UInt64;
     workerStarted @20 :WorkerStarted;     # node -> head
+    jobReports @21 :JobReports;           # driver -> head
+    stopCluster @22 :Text;                # client -> head (why); head -> node: stop your workers and exit
+    stopping @23 :Text;                   # head -> client: what it is stopping
+    logsRequest @24 :LogsRequest;         # client -> head -> node
+    logsChunk @25 :LogsChunk;             # node -> head -> client
+    logsCancel @26 :UInt64;               # head -> node: the client of this request left
+    leaving @27 :Text;                    # node -> head: stopping on purpose (why): not a failure
+    traceRequest @28 :TraceRequest;       # client -> head -> each driver
+    traceReply @29 :TraceReply;           # driver -> head -> client
+    traceStarted @30 :UInt32;             # head -> client: the trace began on this many drivers
   }
 }
 
@@ -259,6 +421,7 @@ struct CallRequest {
   args @2 :Data;
   target @3 :UInt64;       # 0: the worker's actor; else (worker -> driver) an
                            # actor handle the driver passed in, by its id there
+  traceFlow @4 :UInt64;    # while `troupe trace` records: the flow from the driver's send (0: none)
 }
 struct CallReply {
   callId @0 :UInt64;
@@ -293,5 +456,8 @@ struct WorkerEnvelope {
     storeValue @10 :StoreEntry;
     joinRequest @11 :Data;     # worker -> driver: codec-encoded coll::detail::JoinRequest (init_group);
                                # answered by joinGroup, or by abortGroup with uid 0 when it fails
+    stats @12 :Data;           # worker -> driver, every second: codec-encoded telemetry::ProcessSample
+    traceStart @13 :UInt32;    # driver -> worker: record a trace for this many ms, then send traceDump
+    traceDump @14 :Data;       # worker -> driver: codec-encoded trace::ProcessTrace
   }
 }

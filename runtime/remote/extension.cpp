@@ -1,4 +1,7 @@
 #include "runtime/remote/extension.hpp"
+
+#include <fmt/format.h>
+
 #include "runtime/detail/executor.hpp"
 
 #include "runtime/cluster/client.hpp"
@@ -52,6 +55,41 @@ PlacementGroup RemoteRuntime::placement_group(std::vector<Resources> bundles, St
   pg.bundles = std::move(bundles);
   pg.nodes = std::move(g.bundle_nodes);
   return pg;
+}
+
+std::shared_ptr<cluster::ClusterClient> RemoteRuntime::report_link() {
+  {
+    std::lock_guard lock(mu_);
+    if (cluster_) return cluster_;
+    if (closed_ || report_failed_) return nullptr;
+  }
+  const std::string address = rt_.cluster_address();
+  if (address.empty()) return nullptr;
+  try {
+    return cluster();
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard lock(mu_);
+      report_failed_ = true;
+    }
+    fmt::print(stderr, "troupe: cannot report to the cluster head at {}: {} (the run goes on unwatched)\n", address,
+               e.what());
+    return nullptr;
+  }
+}
+
+void RemoteRuntime::report_job(const telemetry::JobStatus& job) {
+  if (auto link = report_link()) try {
+      link->report_job(job);
+    } catch (...) {  // a closed link: the report is lost, the run is not
+    }
+}
+
+void RemoteRuntime::report_group(const telemetry::GroupStatus& group) {
+  if (auto link = report_link()) try {
+      link->report_group(group);
+    } catch (...) {
+    }
 }
 
 void RemoteRuntime::remove_placement_group(const PlacementGroup& pg) { cluster()->remove_group(pg.id); }

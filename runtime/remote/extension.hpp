@@ -28,6 +28,8 @@ class RemoteRuntime final : public detail::RuntimeExtension {
   PlacementGroup placement_group(std::vector<Resources> bundles, Strategy strategy, std::string name) override;
   void remove_placement_group(const PlacementGroup& pg) override;
   void shutdown() override;
+  void report_job(const telemetry::JobStatus& job) override;
+  void report_group(const telemetry::GroupStatus& group) override;
 
   /// The cluster link, made on first use (Error if the head cannot be reached).
   std::shared_ptr<cluster::ClusterClient> cluster();
@@ -38,6 +40,10 @@ class RemoteRuntime final : public detail::RuntimeExtension {
   bool closed_ = false;
   std::vector<std::weak_ptr<RemoteActor>> processes_;
   std::shared_ptr<cluster::ClusterClient> cluster_;
+  bool report_failed_ = false;  // joining to report failed once: said so, not tried again
+  /// The link reports go over: the existing one, or a join when an address
+  /// is configured; nullptr otherwise (no embedded head just to be watched).
+  std::shared_ptr<cluster::ClusterClient> report_link();
 };
 
 /// Makes troupe::init's process side the one every Runtime uses.

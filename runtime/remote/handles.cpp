@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 
+#include "runtime/codec/capnp.hpp"
 #include "runtime/detail/registry.hpp"
 #include "runtime/detail/type_name.hpp"
 #include "runtime/remote/link_hooks.hpp"
@@ -41,7 +42,7 @@ kj::Array<capnp::word> reply_frame(std::uint64_t call, std::uint64_t target, std
     r.setTarget(target);
     r.setOk(!e);
     if (!e) {
-      r.setResult(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(result.data()), result.size()));
+      r.setResult(codec::data_of(result));
       return;
     }
     r.setErrorType(info.type);

@@ -9,6 +9,7 @@
 #include <kj/array.h>
 
 #include "proto/control.capnp.h"
+#include "runtime/telemetry.hpp"
 
 namespace troupe::remote {
 
@@ -24,6 +25,8 @@ struct LinkHooks {
   void (*from_driver)(std::uint64_t actor, proto::WorkerEnvelope::Reader env) = nullptr;
   /// Worker side: the link to the driver is gone.
   void (*lost)() = nullptr;
+  /// This process's collective groups, sampled (for the stats frame).
+  std::vector<telemetry::GroupSample> (*group_samples)() = nullptr;
 };
 /// The process-wide hooks (constructed on first use, so a registrar running
 /// during static initialisation finds them).

@@ -12,6 +12,7 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "runtime/codec/capnp.hpp"
 #include "runtime/detail/registry.hpp"
 #include "runtime/remote/link_hooks.hpp"
 #include "runtime/remote/wire.hpp"
@@ -166,7 +167,8 @@ void RemoteActor::pump() {
       r.setCallId(id);
       r.setMethod(c->method);
       r.setTarget(routed_target_);
-      r.setArgs(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(args.data()), args.size()));
+      r.setTraceFlow(c->trace_flow);
+      r.setArgs(codec::data_of(args));
     }));
     inflight_.emplace(id, std::move(c));
     unsent_.pop_front();
@@ -199,6 +201,29 @@ void RemoteActor::on_reply(net::Frame f) {
                    id_);
       return;
     }
+    case proto::WorkerEnvelope::STATS: {
+      // The worker's counters. A real frame is a few KiB; anything past 1
+      // MiB is dropped. Its actor's steps stay here (progress()); a full
+      // frame (every second) goes on to the head as it came, with this
+      // actor's id: the head decodes it and takes it under that id.
+      if (env.getStats().size() > (1u << 20)) return;
+      bool full = true;
+      try {
+        auto sample = codec::from_bytes<telemetry::ProcessSample>(codec::bytes_of(env.getStats()));
+        full = !sample.progress_only;
+        if (!sample.actors.empty()) {
+          std::lock_guard lock(progress_mu_);
+          progress_ = sample.actors.front().progress;
+        }
+      } catch (const std::exception&) {
+        return;  // undecodable: nothing to keep or pass on
+      }
+      if (cluster_ && full) cluster_->report_samples(id_, env.getStats());
+      return;
+    }
+    case proto::WorkerEnvelope::TRACE_DUMP:
+      if (cluster_ && cluster_id_) cluster_->trace_dump(cluster_id_, env.getTraceDump());
+      return;
     default:
       break;
   }
@@ -212,7 +237,7 @@ void RemoteActor::on_reply(net::Frame f) {
     }
     const auto target = c.getTarget(), call = c.getCallId();
     auto args = c.getArgs();
-    codec::Reader reader({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+    codec::Reader reader(codec::bytes_of(args));
     detail::invoke_export(target, c.getMethod(), reader, [back, target, call](std::exception_ptr e, Bytes result) {
       if (auto conn = back.lock()) conn->send(reply_frame(call, target, e, result));
     });
@@ -226,6 +251,12 @@ void RemoteActor::on_reply(net::Frame f) {
     } else {
       worker_pid_ = static_cast<pid_t>(r.getPid());
       if (!dead_) cluster_->report(cluster_id_, kAlive, r.getPid(), {}, static_cast<std::uint32_t>(restarts_));
+      if (!dead_ && cluster_id_)  // `troupe trace` asks it through control(), in order with its calls
+        cluster_->add_tracee(cluster_id_, [weak = weak_from_this()](std::uint32_t ms) {
+          if (auto self = weak.lock())
+            self->control(net::envelope_of<proto::WorkerEnvelope>(
+                [&](proto::WorkerEnvelope::Builder e) { e.setTraceStart(ms); }));
+        });
     }
     return;
   }
@@ -246,7 +277,7 @@ void RemoteActor::on_reply(net::Frame f) {
   }
   if (r.getOk()) {
     auto data = r.getResult();
-    codec::Reader reader({reinterpret_cast<const std::byte*>(data.begin()), data.size()});
+    codec::Reader reader(codec::bytes_of(data));
     try {
       c->complete(reader);
     } catch (...) {

@@ -98,6 +98,10 @@ class RemoteActor final : public detail::ProcessActor, public std::enable_shared
   /// The GPUs its worker was given (real device ids; empty: none).
   std::vector<unsigned> devices() const override;
   std::weak_ptr<detail::ProcessActor> weak_handle() override { return weak_from_this(); }
+  telemetry::StepProgress progress() const noexcept override {
+    std::lock_guard lock(progress_mu_);
+    return progress_;
+  }
 
  private:
   void spawn_worker();  // under mu_: place, then start (here) or await (remote)
@@ -126,6 +130,10 @@ class RemoteActor final : public detail::ProcessActor, public std::enable_shared
   Runtime* owner_ = nullptr;
 
   mutable std::mutex mu_;
+  // Its worker's last word on the actor's steps (a stats frame), for
+  // live straggler scoring; its own lock: read 20 times a second.
+  mutable std::mutex progress_mu_;
+  telemetry::StepProgress progress_;
   std::deque<std::unique_ptr<PendingCall>> unsent_;
   std::map<std::uint64_t, std::unique_ptr<PendingCall>> inflight_;
   std::uint64_t next_call_ = 1;

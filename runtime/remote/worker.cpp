@@ -12,12 +12,14 @@
 
 #include <cstdlib>
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
 #include "runtime/cluster/connect.hpp"
+#include "runtime/codec/capnp.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 #include "runtime/detail/actor_registry.hpp"
@@ -28,6 +30,7 @@
 #include "runtime/remote/wire.hpp"
 #include "runtime/remote/worker_link.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/trace.hpp"
 
 namespace troupe::remote {
 
@@ -37,6 +40,18 @@ using detail::MethodEntry;
 using detail::registry;
 
 namespace {
+
+struct Worker;
+
+struct Ticker : std::enable_shared_from_this<Ticker> {
+  Ticker(asio::io_context& io, Worker* w) : timer(io), worker(w) {}
+  void arm();
+  asio::steady_timer timer;
+  Worker* worker;
+  std::atomic<bool> off{false};
+  int ticks = 0;              // of 50 ms: every 20th sends the full counters
+  std::uint64_t noted = 0;    // the actor's steps when progress was last sent
+};
 
 struct Worker {
   Runtime rt{RuntimeOptions{.threads = 0, .spin_us = 0}};  // TROUPE_WORKER_THREADS overrides
@@ -82,9 +97,10 @@ struct Worker {
     o.mesh_size_ = s.getMeshSize();
     o.reentrant_ = s.getReentrant();
     o.id_ = s.getActorId();
+    actor_id = o.id_;
     try {
       auto args = s.getCtorArgs();
-      codec::Reader r({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+      codec::Reader r(codec::bytes_of(args));
       actor = factory->spawn(rt, r, o);
     } catch (const std::exception& e) {
       return refuse(fmt::format("cannot spawn {}: {}", s.getClassKey().cStr(), e.what()));
@@ -106,6 +122,47 @@ struct Worker {
       r.setPid(static_cast<std::uint32_t>(::getpid()));
     }));
   }
+
+  std::uint64_t actor_id = 0;  // the hosted actor's (set by spawn)
+
+  // Every second, the actor's and the groups' counters; in between, every
+  // 50 ms while the actor notes training steps, its counters alone (the
+  // driver scores stragglers from them: `progress_only`). Returns the steps
+  // the actor has noted.
+  std::uint64_t send_stats(bool full, std::uint64_t noted) {
+    telemetry::ProcessSample sample;
+    for (auto& a : rt.actor_samples())
+      if (a.id == actor_id) sample.actors.push_back(std::move(a));
+    const std::uint64_t steps = sample.actors.empty() ? 0 : sample.actors.front().progress.steps;
+    if (!full && steps == noted) return steps;
+    sample.progress_only = !full;
+    if (auto groups = link_hooks().group_samples; groups && full) sample.groups = groups();
+    if (sample.actors.empty() && sample.groups.empty()) return steps;
+    const auto bytes = codec::to_bytes(sample);
+    conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+      env.setStats(codec::data_of(bytes));
+    }));
+    return steps;
+  }
+
+  // `troupe trace`: record for `ms`, then send the driver what was recorded.
+  void start_trace(std::uint32_t ms) {
+    const auto length = std::chrono::milliseconds(std::min<std::uint32_t>(ms, 600000));
+    if (!trace::start(length)) return;  // one is running: its dump answers this one too
+    tracing = true;
+    auto timer = std::make_shared<asio::steady_timer>(rt.executor().io(), length);
+    timer->async_wait([this, timer](boost::system::error_code) { send_trace(); });
+  }
+  // Once per trace: at the window's end, or sooner if the worker is stopped.
+  void send_trace() {
+    if (!tracing.exchange(false)) return;
+    auto dump = trace::take(fmt::format("worker of actor {}", actor_id));
+    const auto bytes = codec::to_bytes(dump);
+    conn->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder env) {
+      env.setTraceDump(codec::data_of(bytes));
+    }));
+  }
+  std::atomic<bool> tracing{false};
 
   void on_frame(net::Frame f) {
     auto env = f.root<proto::WorkerEnvelope>();
@@ -131,7 +188,9 @@ struct Worker {
           return reply(id, std::make_exception_ptr(UsageError(fmt::format(
                                "method #{} is not registered for this actor", c.getMethod()))), {});
         auto args = c.getArgs();
-        codec::Reader r({reinterpret_cast<const std::byte*>(args.begin()), args.size()});
+        codec::Reader r(codec::bytes_of(args));
+        // Traced: the local call the method becomes carries the driver's flow.
+        if (trace::on()) trace::inbound_flow() = c.getTraceFlow();
         try {
           (*methods)[c.getMethod()].invoke(actor, r, [this, id](std::exception_ptr e, Bytes result) {
             reply(id, e, result);
@@ -139,6 +198,7 @@ struct Worker {
         } catch (...) {
           reply(id, std::current_exception(), {});
         }
+        trace::inbound_flow() = 0;
         return;
       }
       case proto::WorkerEnvelope::JOIN_GROUP:
@@ -147,8 +207,11 @@ struct Worker {
         // The collective layer's business (runtime/coll/link.cpp).
         if (auto hook = link_hooks().from_driver) hook(factory ? factory->id(actor) : 0, env);
         return;
+      case proto::WorkerEnvelope::TRACE_START:
+        return start_trace(env.getTraceStart());
       case proto::WorkerEnvelope::STOP:
         stopping = true;
+        send_trace();  // a trace being taken gets what there is (no-op otherwise)
         if (!factory) return conn->finish();
         factory->stop(actor).state()->on_ready([this]() { conn->finish(); });
         return;
@@ -215,11 +278,25 @@ struct Worker {
                   if (auto lost = link_hooks().lost) lost();
                   done.set_value(exit_code.load());
                 });
+    // The actor's and the groups' counters to the driver (send_stats).
+    auto ticker = std::make_shared<Ticker>(rt.executor().io(), this);
+    ticker->arm();
     int code = done.ref().get();
+    ticker->off = true;  // its next tick ends it (the runtime's shutdown drops it)
     rt.shutdown();
     return code;
   }
 };
+
+void Ticker::arm() {
+  timer.expires_after(std::chrono::milliseconds(50));
+  timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->off || self->worker->stopping) return;
+    const bool full = ++self->ticks % 20 == 0;
+    self->noted = self->worker->send_stats(full, self->noted);
+    self->arm();
+  });
+}
 
 }  // namespace
 

@@ -1,5 +1,6 @@
 // A process actor's workers: placing them, starting one here (socketpair) or
 // awaiting one a node started (dial-back), and what happens when one exits.
+#include "runtime/codec/capnp.hpp"
 #include "runtime/remote/remote_actor.hpp"
 
 #include <signal.h>
@@ -167,7 +168,7 @@ void RemoteActor::send_spawn() {
   conn_->send(net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) {
     auto s = e.initSpawn();
     s.setClassKey(class_key_);
-    s.setCtorArgs(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(ctor_args_.data()), ctor_args_.size()));
+    s.setCtorArgs(codec::data_of(ctor_args_));
     s.setName(opts_.name_);
     s.setRank(static_cast<std::uint32_t>(opts_.rank_));
     s.setMeshSize(static_cast<std::uint32_t>(opts_.mesh_size_));
