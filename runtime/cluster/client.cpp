@@ -1,8 +1,7 @@
 #include "runtime/cluster/client.hpp"
+#include "runtime/cluster/telemetry_proto.hpp"
 
 #include <unistd.h>
-
-#include <cstring>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,7 +14,6 @@
 #include "runtime/errors.hpp"
 #include "runtime/net/auth.hpp"
 #include "runtime/net/handshake.hpp"
-#include "runtime/net/within.hpp"
 
 namespace troupe::cluster {
 
@@ -23,7 +21,6 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr auto kRequestLimit = std::chrono::seconds(30);
-constexpr auto kHandshakeLimit = std::chrono::milliseconds(5000);
 
 std::string host_name() {
   char buf[256] = {};
@@ -52,17 +49,6 @@ auto run_on(asio::io_context& io, F&& f) {
   fut.get();
 }
 }  // namespace
-
-std::string ClusterClient::self_exe() {
-  // Read once: every placement and every local worker start needs it.
-  static const std::string exe = []() {
-    char buf[4096];
-    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n <= 0) throw Error(fmt::format("cannot find this executable (/proc/self/exe): {}", std::strerror(errno)));
-    return std::string(buf, static_cast<std::size_t>(n));
-  }();
-  return exe;
-}
 
 ClusterClient::ClusterClient(std::shared_ptr<asio::io_context> worker_io) : worker_io_(std::move(worker_io)) {}
 
@@ -132,61 +118,6 @@ void ClusterClient::connect(Address head) {
   asio::post(io_, [this]() { accept_loop(); });
 }
 
-std::string ClusterClient::driver_address() const { return fmt::format("{}:{}", listen_host_, listen_port_); }
-
-void ClusterClient::accept_loop() {
-  std::weak_ptr<ClusterClient> weak = weak_from_this();
-  acceptor_->async_accept(asio::make_strand(*worker_io_), [weak](boost::system::error_code ec,
-                                                                 asio::ip::tcp::socket sock) {
-    auto self = weak.lock();
-    if (!self || ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      boost::system::error_code ignored;
-      sock.set_option(asio::ip::tcp::no_delay(true), ignored);
-      auto ep = sock.remote_endpoint(ignored);
-      auto conn = net::Connection::make(net::Connection::Socket(std::move(sock)),
-                                        fmt::format("worker at {}:{}", ep.address().to_string(), ep.port()));
-      asio::co_spawn(
-          conn->executor(),
-          [weak, conn]() -> asio::awaitable<void> {
-            auto self = weak.lock();
-            if (!self) co_return;
-            const std::string token = self->token_;
-            self.reset();
-            auto role = co_await net::accept_handshake(conn, token, kHandshakeLimit);
-            if (role != proto::Role::WORKER) throw Error("a peer that is not a worker dialled the driver");
-            auto f = co_await net::within(conn->read_frame(), kHandshakeLimit, "worker attach");
-            auto env = f.root<proto::WorkerEnvelope>();
-            if (env.which() != proto::WorkerEnvelope::ATTACH) throw Error("worker did not name its actor");
-            const auto actor = env.getAttach();
-            AttachFn fn;
-            if (auto s = weak.lock()) {
-              std::lock_guard lock(s->mu_);
-              auto it = s->attach_.find(actor);
-              if (it != s->attach_.end()) {
-                fn = std::move(it->second);
-                s->attach_.erase(it);
-              } else {
-                s->early_workers_[actor].push_back(conn);
-                co_return;
-              }
-            }
-            if (fn) fn(conn);
-          },
-          [conn](std::exception_ptr e) {
-            if (!e) return;
-            try {
-              std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-              fmt::print(stderr, "troupe: dropped {}: {}\n", conn->peer(), ex.what());
-            }
-            conn->close("refused");
-          });
-    }
-    self->accept_loop();
-  });
-}
-
 void ClusterClient::close() {
   {
     std::lock_guard lock(mu_);
@@ -198,7 +129,13 @@ void ClusterClient::close() {
       boost::system::error_code ignored;
       acceptor_->close(ignored);
     }
-    if (conn_) conn_->close("driver leaving");
+    const bool traced = trace_cut_short();
+    if (conn_) {
+      if (traced)
+        conn_->finish();  // the trace's reply leaves first
+      else
+        conn_->close("driver leaving");
+    }
     if (head_) head_->stop();
   });
   // Let the closes run to the end (connections drop their handlers, the head
@@ -256,6 +193,8 @@ void ClusterClient::on_frame(net::Frame f) {
     case proto::Envelope::ERROR:
       fmt::print(stderr, "troupe: the head says: {}\n", env.getError().getMessage().cStr());
       return;
+    case proto::Envelope::TRACE_REQUEST:
+      return on_trace_request(env.getTraceRequest().getRequestId(), env.getTraceRequest().getMs());
     default:
       return;
   }
@@ -375,59 +314,28 @@ void ClusterClient::report(std::uint64_t actor, int state, std::uint32_t pid, co
   }));
 }
 
+void ClusterClient::report_job(const telemetry::JobStatus& job) {
+  send(net::envelope([&](proto::Envelope::Builder e) { to_proto(job, e.initJobReports().initJobs(1)[0]); }));
+}
+
+void ClusterClient::report_group(const telemetry::GroupStatus& group) {
+  send(net::envelope([&](proto::Envelope::Builder e) { to_proto(group, e.initJobReports().initGroups(1)[0]); }));
+}
+
+void ClusterClient::report_samples(std::uint64_t actor, capnp::Data::Reader sample) {
+  send(net::envelope([&](proto::Envelope::Builder e) {
+    auto r = e.initJobReports();
+    r.setSamples(sample);
+    r.setSamplesActor(actor);
+  }));
+}
+
 void ClusterClient::report_exit(const WorkerExitInfo& info) {
   send(net::envelope([&](proto::Envelope::Builder e) { to_proto(info, e.initWorkerExit()); }));
 }
 
 void ClusterClient::kill_worker(std::uint64_t actor) {
   send(net::envelope([&](proto::Envelope::Builder e) { e.setKillWorker(actor); }));
-}
-
-void ClusterClient::expect_worker(std::uint64_t actor, AttachFn on_attach) {
-  std::shared_ptr<net::Connection> early;
-  {
-    std::lock_guard lock(mu_);
-    auto it = early_workers_.find(actor);
-    if (it != early_workers_.end() && !it->second.empty()) {
-      early = it->second.front();
-      it->second.erase(it->second.begin());
-      if (it->second.empty()) early_workers_.erase(it);
-    } else {
-      attach_[actor] = std::move(on_attach);
-      return;
-    }
-  }
-  on_attach(early);
-}
-
-void ClusterClient::watch_exits(std::uint64_t actor, ExitFn on_exit) {
-  std::vector<ExitNews> early;
-  {
-    std::lock_guard lock(mu_);
-    exits_[actor] = on_exit;
-    auto it = early_exits_.find(actor);
-    if (it != early_exits_.end()) {
-      early = std::move(it->second);
-      early_exits_.erase(it);
-    }
-  }
-  for (auto& n : early) on_exit(n.info, n.node_died, n.final);
-}
-
-void ClusterClient::forget(std::uint64_t actor) {
-  std::vector<std::shared_ptr<net::Connection>> stale;
-  {
-    std::lock_guard lock(mu_);
-    attach_.erase(actor);
-    exits_.erase(actor);
-    early_exits_.erase(actor);
-    auto it = early_workers_.find(actor);
-    if (it != early_workers_.end()) {
-      stale = std::move(it->second);
-      early_workers_.erase(it);
-    }
-  }
-  for (auto& c : stale) c->close("actor gone");
 }
 
 }  // namespace troupe::cluster

@@ -26,6 +26,7 @@
 #include "runtime/cluster/launcher.hpp"
 #include "runtime/cluster/placement.hpp"
 #include "runtime/net/connection.hpp"
+#include "runtime/telemetry.hpp"
 
 namespace troupe::cluster {
 
@@ -77,6 +78,18 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
   /// A worker this process started itself has exited.
   void report_exit(const WorkerExitInfo& info);
   void kill_worker(std::uint64_t actor);
+  /// Telemetry for `troupe jobs|groups|top` (sent, not waited for).
+  void report_job(const telemetry::JobStatus& job);
+  void report_group(const telemetry::GroupStatus& group);
+  /// A worker's stats frame (codec-encoded telemetry::ProcessSample), passed
+  /// on as it came, with the id of the actor it hosts.
+  void report_samples(std::uint64_t actor, capnp::Data::Reader sample);
+
+  /// `troupe trace`: how to ask a live worker of this driver for a trace
+  /// (its dump comes back through trace_dump); forget() drops it.
+  void add_tracee(std::uint64_t actor, std::function<void(std::uint32_t ms)> start);
+  /// A worker's trace (codec-encoded trace::ProcessTrace), as it sent it.
+  void trace_dump(std::uint64_t actor, capnp::Data::Reader dump);
 
   /// Where this driver's workers dial back, and who waits for them.
   void expect_worker(std::uint64_t actor, AttachFn on_attach);
@@ -92,9 +105,18 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
 
  private:
   ClusterClient(std::shared_ptr<boost::asio::io_context> worker_io);
+  static constexpr std::chrono::milliseconds kHandshakeLimit{5000};  // the head's, and each worker's
   void connect(Address head);
   void on_frame(net::Frame f);
   void on_lost(const std::string& why);
+  // `troupe trace` (client_trace.cpp): record, ask the workers, answer the head.
+  struct TraceRun;
+  void on_trace_request(std::uint64_t request, std::uint32_t ms);
+  void trace_local_done();
+  void trace_finish();
+  // The driver is leaving mid-window: what it has goes to the head now.
+  // Returns whether a reply was queued (the link then drains before closing).
+  bool trace_cut_short();
   net::Frame request(std::uint64_t id, kj::Array<capnp::word> frame, const char* what);
   void send(kj::Array<capnp::word> frame);
   void accept_loop();
@@ -125,6 +147,8 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
     bool node_died = false, final = false;
   };
   std::map<std::uint64_t, std::vector<ExitNews>> early_exits_;
+  std::map<std::uint64_t, std::function<void(std::uint32_t)>> tracees_;
+  std::shared_ptr<TraceRun> trace_;  // the trace being taken (io_ thread only)
   std::string lost_;  // why the head link is gone ("" while it is up)
   bool closed_ = false;
 };

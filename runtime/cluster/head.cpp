@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include "runtime/codec/capnp.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 
@@ -33,6 +34,18 @@ void Head::start() {
   started_ = clock::now();
   if (local_node_) nodes_[local_node_].address = address();
   auto self = shared_from_this();
+  if (metrics_wanted_) {
+    metrics_acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(strand_);
+    asio::ip::tcp::endpoint mep(addr, metrics_port_);
+    metrics_acceptor_->open(mep.protocol());
+    metrics_acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+    metrics_acceptor_->bind(mep, ec);
+    if (ec)
+      throw Error(fmt::format("head: cannot serve metrics on {}:{}: {}", opts_.bind, metrics_port_, ec.message()));
+    metrics_acceptor_->listen();
+    metrics_port_ = metrics_acceptor_->local_endpoint().port();
+    asio::co_spawn(strand_, metrics_loop(), [self](std::exception_ptr) {});
+  }
   asio::co_spawn(strand_, accept_loop(), [self](std::exception_ptr) {});
   asio::co_spawn(strand_, liveness_loop(), [self](std::exception_ptr) {});
 }
@@ -40,8 +53,10 @@ void Head::start() {
 void Head::stop() {
   asio::post(strand_, [self = shared_from_this()]() {
     self->stopped_ = true;
+    if (self->local_logs_) self->local_logs_->cancel_all();
     boost::system::error_code ignored;
     self->acceptor_.close(ignored);
+    if (self->metrics_acceptor_) self->metrics_acceptor_->close(ignored);
     self->liveness_.cancel();
     for (auto& w : self->conns_)
       if (auto c = w.lock()) c->close("head stopping");
@@ -66,6 +81,8 @@ std::uint64_t Head::add_local_node(NodeResources resources, std::string hostname
   share_hosts();
   local_node_ = id;
   local_launcher_ = std::move(launcher);
+  if (local_launcher_ && !local_launcher_->logs().dir.empty())
+    local_logs_ = std::make_unique<LogServer>(io_, local_launcher_->logs(), fmt::format("node {} (the head's)", id));
   return id;
 }
 
@@ -108,7 +125,10 @@ asio::awaitable<void> Head::serve(std::shared_ptr<net::Connection> c) {
     c->close("handshake failed");
     co_return;
   }
-  asio::post(strand_, [self = shared_from_this(), s]() { self->sessions_.push_back(s); });
+  asio::post(strand_, [self = shared_from_this(), s]() {
+    s->serial = self->next_session_++;
+    self->sessions_.push_back(s);
+  });
   std::weak_ptr<Head> weak = weak_from_this();
   std::weak_ptr<Session> ws = s;
   c->start(
@@ -160,11 +180,13 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
         const auto& joined = nodes_[id];
         fmt::print(stderr, "troupe-head: node {} joined from {} ({}): {}{}\n", id, joined.address, joined.hostname,
                    format_resources(joined.slot.total),
-                   joined.shares_with ? fmt::format(" (shares its host with node {}: the host's own CPUs, memory "
-                                                    "and GPUs count there; give this daemon its share with "
-                                                    "--resources CPU=N,memory=BYTES)",
-                                                    joined.shares_with)
-                                      : std::string());
+                   !joined.shares_with ? std::string()
+                   : joined.reported.detected.count("CPU") || joined.reported.detected.count("memory")
+                       ? fmt::format(" (shares its host with node {}: the host's own CPUs, memory and GPUs count "
+                                     "there; give this daemon its share with --resources CPU=N,memory=BYTES)",
+                                     joined.shares_with)
+                       : fmt::format(" (shares its host with node {}, with the CPUs and memory it was given)",
+                                     joined.shares_with));
       }
       s->conn->send(net::envelope([&](proto::Envelope::Builder e) {
         auto w = e.initWelcome();
@@ -178,7 +200,9 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
     }
     case proto::Envelope::HEARTBEAT: {
       auto it = nodes_.find(s->node_id);
-      if (it != nodes_.end() && it->second.slot.alive) it->second.last_heartbeat = clock::now();
+      if (it == nodes_.end() || !it->second.slot.alive) return;
+      it->second.last_heartbeat = clock::now();
+      if (env.getHeartbeat().hasLoad()) take_load(s->node_id, load_from_proto(env.getHeartbeat().getLoad()));
       return;
     }
     case proto::Envelope::STATUS_REQUEST:
@@ -189,6 +213,7 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
       return;
     case proto::Envelope::PLACE_ACTOR:
       if (s->role != proto::Role::CLIENT) return protocol_error("placeActor from a peer that is not a driver");
+      s->driver = true;
       return place_actor(s, env.getPlaceActor());
     case proto::Envelope::CREATE_PLACEMENT_GROUP:
       if (s->role != proto::Role::CLIENT) return protocol_error("createPlacementGroup from a peer that is not a driver");
@@ -229,6 +254,7 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
         if (r.getPid()) rec.pid = r.getPid();
       } else if (st == kDead) {
         release(rec);
+        if (rec.state != kDead) dead_actors_.push_back(rec.id);
         rec.state = kDead;
         rec.death_cause = r.getDetail().cStr();
       } else if (st == kRestarting) {
@@ -237,6 +263,34 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
       rec.restarts = std::max(rec.restarts, r.getRestarts());
       return;
     }
+    case proto::Envelope::LEAVING:
+      if (!is_node) return protocol_error("leaving from a peer that is not a node");
+      return mark_dead(s->node_id, fmt::format("stopped: {}", env.getLeaving().cStr()), false);
+    case proto::Envelope::JOB_REPORTS:
+      if (s->role != proto::Role::CLIENT) return protocol_error("jobReports from a peer that is not a driver");
+      s->driver = true;
+      return on_reports(s, env.getJobReports());
+    case proto::Envelope::TRACE_REQUEST:
+      if (s->role != proto::Role::CLIENT) return protocol_error("traceRequest from a peer that is not a client");
+      return on_trace(s, env.getTraceRequest().getMs());
+    case proto::Envelope::TRACE_REPLY:
+      if (s->role != proto::Role::CLIENT) return protocol_error("traceReply from a peer that is not a driver");
+      return on_trace_reply(s, env.getTraceReply());
+    case proto::Envelope::LOGS_REQUEST:
+      if (s->role != proto::Role::CLIENT) return protocol_error("logsRequest from a peer that is not a client");
+      return on_logs(s, env.getLogsRequest());
+    case proto::Envelope::LOGS_CHUNK: {
+      if (!is_node) return protocol_error("logsChunk from a peer that is not a node");
+      auto k = env.getLogsChunk();
+      auto relay = log_relays_.find(k.getRequestId());
+      if (relay == log_relays_.end() || relay->second.node != s->node_id) return;  // its client left
+      const auto d = k.getData();
+      return relay_log(k.getRequestId(), codec::text_of(d), k.getEof(),
+                       k.getError().cStr());
+    }
+    case proto::Envelope::STOP_CLUSTER:
+      if (s->role != proto::Role::CLIENT) return protocol_error("stopCluster from a peer that is not a client");
+      return on_stop_cluster(s, env.getStopCluster().cStr());
     case proto::Envelope::KILL_WORKER: {
       auto a = actors_.find(env.getKillWorker());
       if (a == actors_.end() || a->second.owner.lock() != s) return;
@@ -250,6 +304,9 @@ void Head::on_frame(const std::shared_ptr<Session>& s, net::Frame f) {
 
 void Head::on_close(const std::shared_ptr<Session>& s, const std::string& reason) {
   std::erase(sessions_, s);
+  owner_left(*s);
+  drop_log_relays(s.get(), 0, "");
+  trace_left(*s);
   if (s->node_id) mark_dead(s->node_id, fmt::format("connection lost: {}", reason));
   // A driver that leaves takes its actors and placement groups with it.
   std::vector<std::uint64_t> groups;
@@ -264,7 +321,9 @@ void Head::on_close(const std::shared_ptr<Session>& s, const std::string& reason
     release(a);
     a.state = kDead;
     a.death_cause = "its driver exited";
+    dead_actors_.push_back(id);
   }
+  forget_dead_actors();
 }
 
 void Head::share_hosts() {
@@ -287,12 +346,14 @@ void Head::share_hosts() {
   }
 }
 
-void Head::mark_dead(std::uint64_t id, const std::string& cause) {
+void Head::mark_dead(std::uint64_t id, const std::string& cause, bool failure) {
   auto it = nodes_.find(id);
   if (it == nodes_.end() || !it->second.slot.alive) return;
   it->second.slot.alive = false;
   it->second.death_cause = cause;
   fmt::print(stderr, "troupe-head: node {} ({}) is dead: {}\n", id, it->second.address, cause);
+  if (failure) note_failure(true, fmt::format("{} died", it->second.slot.label), cause);
+  drop_log_relays(nullptr, id, fmt::format("{} died: {}", it->second.slot.label, cause));
   if (it->second.conn) {
     it->second.conn->close(cause);
     it->second.conn.reset();
@@ -316,6 +377,8 @@ asio::awaitable<void> Head::liveness_loop() {
     co_await liveness_.async_wait(asio::use_awaitable);
     const auto now = clock::now();
     ++seq;
+    sample_own_node();
+    forget_dead_actors();
     for (auto& [id, n] : nodes_) {
       if (!n.slot.alive || n.is_head) continue;
       auto silent = std::chrono::duration_cast<Millis>(now - n.last_heartbeat);
@@ -331,42 +394,6 @@ asio::awaitable<void> Head::liveness_loop() {
         }));
     }
   }
-}
-
-kj::Array<capnp::word> Head::status_frame() const {
-  const auto now = clock::now();
-  return net::envelope([&](proto::Envelope::Builder e) {
-    auto st = e.initStatus();
-    st.setHeadAddress(address());
-    st.setUptimeMs(static_cast<std::uint64_t>(std::chrono::duration_cast<Millis>(now - started_).count()));
-    auto list = st.initNodes(static_cast<unsigned>(nodes_.size()));
-    unsigned i = 0;
-    for (const auto& [id, n] : nodes_) {
-      auto b = list[i++];
-      b.setId(id);
-      b.setHostname(n.hostname);
-      b.setAddress(n.address);
-      b.setPid(n.pid);
-      b.setAlive(n.slot.alive);
-      b.setIsHead(n.is_head);
-      b.setDeathCause(n.death_cause);
-      b.setMsSinceHeartbeat(
-          n.is_head ? 0 : static_cast<std::uint64_t>(std::chrono::duration_cast<Millis>(now - n.last_heartbeat).count()));
-      to_proto(n.slot.total, b.initTotal(static_cast<unsigned>(n.slot.total.size())));
-      to_proto(n.slot.used, b.initUsed(static_cast<unsigned>(n.slot.used.size())));
-      b.setSharesHostWith(n.shares_with);
-    }
-    std::map<std::string, unsigned> counts;
-    for (const auto& [id, a] : actors_) ++counts[state_name(static_cast<proto::ActorState>(a.state))];
-    auto sc = st.initActorStates(static_cast<unsigned>(counts.size()));
-    i = 0;
-    for (const auto& [state, count] : counts) {
-      sc[i].setState(state);
-      sc[i].setCount(count);
-      ++i;
-    }
-    st.setPlacementGroups(static_cast<std::uint32_t>(groups_.size()));
-  });
 }
 
 }  // namespace troupe::cluster

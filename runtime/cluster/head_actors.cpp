@@ -79,9 +79,11 @@ void Head::place_actor(const std::shared_ptr<Session>& s, proto::PlaceActor::Rea
     }
   } catch (const std::exception& e) {
     if (existing) {
+      if (existing->state != kDead) dead_actors_.push_back(existing->id);
       existing->state = kDead;
       existing->death_cause = fmt::format("restart failed: {}", e.what());
     }
+    if (dynamic_cast<const Infeasible*>(&e)) note_refusal(what, e.what());
     return refuse(e.what(), kind_of(e));
   }
   if (!existing) {
@@ -169,10 +171,20 @@ void Head::worker_exit(WorkerExitInfo info, bool node_died, const Session* from)
   auto& a = it->second;
   if (a.state == kDead) return;
   release(a);
-  const bool more = a.max_restarts < 0 || static_cast<int>(a.restarts) < a.max_restarts;
+  // A worker that exits with code 0 was stopped (its actor's stop, or its
+  // driver leaving): not a failure, and nothing restarts it.
+  const bool clean = info.started && info.signal == 0 && info.code == 0 && !node_died;
+  const bool more = !clean && (a.max_restarts < 0 || static_cast<int>(a.restarts) < a.max_restarts);
   a.state = more ? kRestarting : kDead;
   a.death_cause = info.detail;
   a.pid = 0;
+  a.load = {};
+  if (!clean)
+    note_failure(false,
+                 fmt::format("actor {} ({}{}){}", a.id, a.class_name, a.name.empty() ? "" : " '" + a.name + "'",
+                             more ? ", restarting" : ""),
+                 info.detail);
+  if (!more) dead_actors_.push_back(a.id);  // forgotten later (callers iterate actors_)
   auto owner = a.owner.lock();
   if (!owner || owner.get() == from) return;
   owner->conn->send(net::envelope([&](proto::Envelope::Builder e) {
@@ -226,6 +238,9 @@ void Head::create_group(const std::shared_ptr<Session>& s, proto::CreatePlacemen
       g.grants.push_back(std::move(grant));
     }
   } catch (const std::exception& e) {
+    if (dynamic_cast<const Infeasible*>(&e))
+      note_refusal(fmt::format("placement group '{}' ({} bundles)", r.getName().cStr(), bundles.size()),
+                   e.what());
     s->conn->send(net::envelope([&](proto::Envelope::Builder env) {
       auto p = env.initPlacementGroupReply();
       p.setRequestId(request);
@@ -255,6 +270,7 @@ void Head::remove_group(std::uint64_t id, const std::string& why) {
     release(a);
     a.state = kDead;
     a.death_cause = why;
+    dead_actors_.push_back(aid);
     if (auto owner = a.owner.lock())
       owner->conn->send(net::envelope([&](proto::Envelope::Builder e) {
         auto w = e.initWorkerExit();
@@ -288,6 +304,13 @@ kj::Array<capnp::word> Head::actors_frame() const {
       to_proto(a.resources, b.initResources(static_cast<unsigned>(a.resources.size())));
       b.setPlacementGroup(a.group);
       b.setOwner(a.owner_label);
+      b.setRssBytes(a.load.rss);
+      b.setCpuUtil(a.load.cpu);
+      b.setGpuMemBytes(a.load.gpu_mem);
+      b.setCallsTotal(a.counters.calls);
+      b.setCallsPerS(a.calls_per_s);
+      b.setQueueDepth(a.counters.depth);
+      b.setP99S(a.p99_s);
     }
   });
 }

@@ -1,5 +1,9 @@
 #include "runtime/cluster/launcher.hpp"
 
+#include <filesystem>
+
+#include <fcntl.h>
+
 #include "runtime/detail/process_role.hpp"
 
 #include <signal.h>
@@ -113,9 +117,37 @@ pid_t WorkerLauncher::launch(const WorkerSpec& spec) {
   char* argv[] = {exe.data(), arg1.data(), nullptr};
   std::lock_guard lock(mu_);
   if (closing_) throw Error("node is shutting down");
+  // Captured output: the worker writes into pipes a pump copies to its files.
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  const bool capture = !logs_.dir.empty();
+  if (capture) {
+    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+      for (int fd : {out[0], out[1], err[0], err[1]})
+        if (fd >= 0) ::close(fd);
+      posix_spawn_file_actions_destroy(&fa);
+      throw Error(fmt::format("cannot make the pipes for a worker's output: {}", std::strerror(errno)));
+    }
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  }
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data());
+  int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (capture) {
+    ::close(out[1]);
+    ::close(err[1]);
+    if (rc != 0) {
+      ::close(out[0]);
+      ::close(err[0]);
+    }
+  }
   if (rc != 0) throw Error(fmt::format("cannot start a worker from {}: {}", exe, std::strerror(rc)));
+  if (capture) {
+    std::erase_if(pumps_, [](const auto& p) { return p->done(); });
+    pumps_.push_back(std::make_unique<LogPump>(logs_, spec.actor_id, pid, out[0], err[0]));
+  }
   pids_[spec.actor_id] = pid;
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     if (it->done->load()) {
@@ -159,6 +191,21 @@ void WorkerLauncher::kill(std::uint64_t actor_id) {
 void WorkerLauncher::kill_all() {
   std::lock_guard lock(mu_);
   for (auto& [a, pid] : pids_) ::kill(pid, SIGKILL);
+}
+
+void WorkerLauncher::capture_logs(LogConfig cfg) {
+  if (!cfg.dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.dir, ec);
+    if (ec) throw Error(fmt::format("cannot make the log folder {}: {}", cfg.dir, ec.message()));
+  }
+  std::lock_guard lock(mu_);
+  logs_ = std::move(cfg);
+}
+
+std::map<std::uint64_t, pid_t> WorkerLauncher::workers() {
+  std::lock_guard lock(mu_);
+  return pids_;
 }
 
 }  // namespace troupe::cluster

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proto/control.capnp.h"
+#include "runtime/cluster/logs.hpp"
 
 namespace troupe::cluster {
 
@@ -60,6 +61,12 @@ class WorkerLauncher {
   /// SIGKILL to the worker hosting `actor_id`, if there is one.
   void kill(std::uint64_t actor_id);
   void kill_all();
+  /// Capture each worker's stdout and stderr into capped files in cfg.dir
+  /// (created); before the first launch. Without it they inherit ours.
+  void capture_logs(LogConfig cfg);
+  const LogConfig& logs() const noexcept { return logs_; }
+  /// The live workers: actor id -> pid.
+  std::map<std::uint64_t, pid_t> workers();
 
  private:
   std::string token_;
@@ -71,6 +78,8 @@ class WorkerLauncher {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::list<Watcher> watchers_;  // finished ones are joined at the next launch
+  LogConfig logs_;
+  std::list<std::unique_ptr<LogPump>> pumps_;  // finished ones are dropped at the next launch
   bool closing_ = false;
 };
 

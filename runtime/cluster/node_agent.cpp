@@ -1,5 +1,7 @@
 #include "runtime/cluster/node_agent.hpp"
 
+#include <optional>
+
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -10,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "runtime/cluster/connect.hpp"
+#include "runtime/codec/capnp.hpp"
 #include "runtime/errors.hpp"
 #include "runtime/net/handshake.hpp"
 
@@ -31,6 +34,8 @@ void NodeAgent::start() {
   launcher_ = std::make_shared<WorkerLauncher>(opts_.token, [weak](WorkerExitInfo info) {
     if (auto s = weak.lock()) s->report_exit(std::move(info));
   });
+  launcher_->capture_logs(opts_.logs);
+  logs_ = std::make_unique<LogServer>(io_, opts_.logs, "this node");
   asio::co_spawn(strand_, run(), [self](std::exception_ptr e) {
     if (!e) return;
     try {
@@ -43,9 +48,13 @@ void NodeAgent::start() {
 
 void NodeAgent::stop() {
   if (launcher_) launcher_->kill_all();
+  if (logs_) logs_->cancel_all();
   asio::post(strand_, [self = shared_from_this()]() {
     self->done_ = true;
-    if (self->conn_) self->conn_->close("node stopping");
+    if (!self->conn_) return;
+    // Told, the head marks this node stopped, not failed.
+    self->conn_->send(net::envelope([&](proto::Envelope::Builder e) { e.setLeaving("its daemon was stopped"); }));
+    self->conn_->finish();
   });
 }
 
@@ -84,6 +93,31 @@ void NodeAgent::on_frame(net::Frame f) {
     case proto::Envelope::KILL_WORKER:
       launcher_->kill(env.getKillWorker());
       return;
+    case proto::Envelope::LOGS_REQUEST: {
+      auto r = env.getLogsRequest();
+      const std::uint64_t id = r.getRequestId();
+      LogsAsk ask{r.getActorId(), r.getNodeId(), r.getErr(), r.getFollow(), r.getTail()};
+      std::weak_ptr<net::Connection> conn = conn_;
+      logs_->serve(id, ask, [conn, id](const std::string& data, bool eof, const std::string& error) {
+        if (auto c = conn.lock())
+          c->send(net::envelope([&](proto::Envelope::Builder e) {
+            auto k = e.initLogsChunk();
+            k.setRequestId(id);
+            k.setData(codec::data_of(data));
+            k.setEof(eof);
+            k.setError(error);
+          }));
+      });
+      return;
+    }
+    case proto::Envelope::LOGS_CANCEL:
+      logs_->cancel(env.getLogsCancel());
+      return;
+    case proto::Envelope::STOP_CLUSTER:
+      // `troupe stop`: workers first (they die with us anyway), then the daemon.
+      stopped_ = true;
+      lost(fmt::format("stopped by the head: {}", env.getStopCluster().cStr()));
+      return;
     default:
       return;
   }
@@ -92,6 +126,7 @@ void NodeAgent::on_frame(net::Frame f) {
 void NodeAgent::lost(const std::string& reason) {
   if (done_) return;
   done_ = true;
+  if (logs_) logs_->cancel_all();
   if (launcher_) launcher_->kill_all();
   if (conn_) conn_->close(reason);
   on_lost_(reason);
@@ -144,9 +179,13 @@ asio::awaitable<void> NodeAgent::heartbeat_loop() {
                        opts_.head_timeout.count()));
       co_return;
     }
+    // The head keeps the last load a heartbeat carried.
+    std::optional<NodeLoad> load;
+    if (sampler_.due()) load = sampler_.sample(launcher_->workers());
     conn_->send(net::envelope([&](proto::Envelope::Builder e) {
       auto h = e.initHeartbeat();
       h.setSeq(++seq);
+      if (load) to_proto(*load, h.initLoad());
     }));
   }
 }

@@ -11,6 +11,8 @@
 
 #include "runtime/cluster/address.hpp"
 #include "runtime/cluster/launcher.hpp"
+#include "runtime/cluster/logs.hpp"
+#include "runtime/cluster/node_load.hpp"
 #include "runtime/cluster/resources.hpp"
 #include "runtime/net/connection.hpp"
 
@@ -26,6 +28,7 @@ struct NodeOptions {
   std::chrono::milliseconds heartbeat{1000};
   std::chrono::milliseconds head_timeout{5000};
   std::chrono::milliseconds connect_timeout{5000};
+  LogConfig logs;  ///< where workers' output goes ("" dir: inherited, not captured)
 };
 
 class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
@@ -41,6 +44,8 @@ class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
   /// own resources count on (0: none): see host_shares.
   const ResourceMap& granted() const noexcept { return granted_; }
   std::uint64_t shares_host_with() const noexcept { return shares_with_; }
+  /// The head told it to stop (`troupe stop`): on_lost was a clean stop.
+  bool stopped_by_head() const noexcept { return stopped_; }
 
  private:
   asio::awaitable<void> run();
@@ -61,6 +66,9 @@ class NodeAgent : public std::enable_shared_from_this<NodeAgent> {
   ResourceMap granted_;
   std::uint64_t shares_with_ = 0;
   bool done_ = false;
+  bool stopped_ = false;
+  LoadSampler sampler_;
+  std::unique_ptr<LogServer> logs_;
 };
 
 }  // namespace troupe::cluster
