@@ -20,6 +20,9 @@ void usage() {
              "  remote   calls to process actors, next to raw TCP and Unix-socket ping-pongs (same options);\n"
              "           with TROUPE_ADDRESS set, the actors run on that cluster's nodes and calls go over TCP\n"
              "  spawn    process actors created per second   --actors N\n"
+             "  observe  what watching costs: calls with observe on vs off, the head's answers and top's frame\n"
+             "           at 1,000 actors, a head's memory over many calls   --rounds N (5)  --actors N (1000)\n"
+             "           --calls N (10,000,000; 0 skips it)  --sync-calls N  --async-calls N  --batch N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
              "  allreduce-gpu  float32 allreduce of GPU buffers: troupe's NCCL group next to raw NCCL (one rank),\n"
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
   DpConfig dpc;
   PipelineConfig ppc;
   TpConfig tpc;
+  std::int64_t head_calls = -1, rounds = -1;
   bool threads_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -87,6 +91,8 @@ int main(int argc, char** argv) {
     else if (a == "--microbatches") ppc.microbatches = {parse_int("--microbatches", next)}, ++i;
     else if (a == "--steps") ppc.steps = parse_int("--steps", next), ++i;
     else if (a == "--seeds") dpc.seeds = parse_int("--seeds", next), ++i;
+    else if (a == "--calls") head_calls = next && std::string(next) == "0" ? 0 : parse_int("--calls", next), ++i;
+    else if (a == "--rounds") rounds = parse_int("--rounds", next), ++i;
     else if (a == "--max-bytes") {
       const auto max = static_cast<std::uint64_t>(parse_int("--max-bytes", next));
       ++i;
@@ -115,6 +121,16 @@ int main(int argc, char** argv) {
                            ", codec-encoded; "
                            "raw_tcp / raw_unix: 4-byte echo between two processes blocking in read() over loopback TCP / a "
                            "Unix socketpair (a troupe caller spins up to 100 us before it sleeps)");
+  } else if (suite == "observe") {
+    ObserveConfig oc;
+    oc.sync_calls = cfg.sync_calls;
+    oc.async_calls = cfg.async_calls;
+    oc.batch = cfg.batch;
+    oc.threads = cfg.threads;
+    if (cfg.spawn_actors != ActorBenchConfig{}.spawn_actors) oc.actors = cfg.spawn_actors;
+    if (head_calls >= 0) oc.head_calls = head_calls;
+    if (rounds > 0) oc.rounds = static_cast<int>(rounds);
+    report.rows = observe_rows(oc, report.notes);
   } else if (suite == "spawn") {
     report.rows = spawn_rows(cfg);
   } else if (suite == "step") {

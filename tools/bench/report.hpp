@@ -68,6 +68,15 @@ struct ActorBenchConfig {
   int spawn_actors = 100;
 };
 
+struct ObserveConfig {
+  int sync_calls = 20000, async_calls = 200000, batch = 1000;
+  unsigned threads = 0;
+  int rounds = 5;                         ///< on/off rounds, alternated
+  int actors = 1000;                      ///< in the head's directory for its snapshot
+  std::int64_t head_calls = 10'000'000;   ///< calls made while the head's memory is watched (0: skip)
+};
+std::vector<Row> observe_rows(const ObserveConfig& cfg, std::vector<std::string>& notes);
+
 /// Each returns the four pattern rows for its system (or none, with a note).
 std::vector<Row> troupe_actor_rows(const ActorBenchConfig& cfg);
 std::vector<Row> caf_actor_rows(const ActorBenchConfig& cfg, std::vector<std::string>& notes);

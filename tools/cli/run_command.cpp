@@ -1,4 +1,4 @@
-// troupe run FILE [--address HOST:PORT] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace FILE]
+// troupe run FILE [--address HOST:PORT] [--token T | --token-file F] [--out DIR] [--epochs N] [--no-resume] [--quiet] [--trace FILE]
 //
 // Reads and checks the topology (nothing starts on a bad file), joins the
 // cluster it names (or the embedded one), trains, and shows a progress bar
@@ -34,8 +34,14 @@ std::string plural(std::int64_t n, const char* one, const char* many = nullptr) 
 }
 }  // namespace
 
+namespace {
+constexpr const char* kRunUsage =
+    "usage: troupe run TOPOLOGY.toml [--address HOST:PORT] [--token-file F] [--out DIR] [--epochs N] [--no-resume] "
+    "[--quiet] [--trace FILE]";
+}  // namespace
+
 int run_command(int argc, char** argv) {
-  std::string file, address, out, trace;
+  std::string file, address, out, trace, token, token_file;
   std::int64_t epochs = 0;
   bool quiet = false, no_resume = false;
   for (int i = 1; i < argc; ++i) {
@@ -45,6 +51,8 @@ int run_command(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "--address") address = value("--address");
+    else if (a == "--token") token = value("--token");
+    else if (a == "--token-file") token_file = value("--token-file");
     else if (a == "--out") out = value("--out");
     else if (a == "--trace") trace = value("--trace");
     else if (a == "--epochs") {
@@ -54,21 +62,25 @@ int run_command(int argc, char** argv) {
       if (*end || epochs < 1) throw UsageError(fmt::format("--epochs needs a positive integer, got '{}'", v));
     } else if (a == "--quiet") quiet = true;
     else if (a == "--no-resume") no_resume = true;
-    else if (!a.empty() && a[0] == '-') throw UsageError(fmt::format("unknown option '{}'", a));
+    else if (!a.empty() && a[0] == '-') throw UsageError(fmt::format("unknown option '{}'; {}", a, kRunUsage));
     else if (file.empty()) file = a;
     else throw UsageError(fmt::format("one topology file, got '{}' and '{}'", file, a));
   }
-  if (file.empty()) throw UsageError("usage: troupe run TOPOLOGY.toml [--address HOST:PORT] [--out DIR] [--epochs N] "
-                                     "[--no-resume] [--quiet] [--trace FILE]");
+  if (file.empty()) throw UsageError(kRunUsage);
   train::Topology t = train::load_topology(file);  // bad input stops here, before anything starts
   const bool piped = t.strategy != train::Strategy::data_parallel;
   if (!trace.empty() && !piped)
-    throw UsageError(fmt::format("--trace: the trace shows a pipeline's stages; {} runs strategy \"data_parallel\"", file));
+    throw UsageError(fmt::format("--trace: the trace shows a pipeline's stages; {} runs strategy \"data_parallel\" "
+                                 "(`troupe trace` traces any job on a cluster: calls, all-reduces, steps)",
+                                 file));
   if (epochs > 0) t.replica.epochs = epochs;
   if (no_resume) t.trainer.resume = false;
   if (!address.empty()) t.address = address;
   // The cluster: --address, else the file's, else $TROUPE_ADDRESS, else embedded.
   if (!t.address.empty()) ::setenv("TROUPE_ADDRESS", t.address.c_str(), 1);
+  // The token as every cluster command takes it (and the workers, through the environment).
+  if (!token.empty()) ::setenv("TROUPE_TOKEN", token.c_str(), 1);
+  if (!token_file.empty()) ::setenv("TROUPE_TOKEN_FILE", token_file.c_str(), 1);
   // The cluster is chosen above (through the environment); init sees no flags.
   int no_args = 1;
   char* self[] = {argv[0], nullptr};
