@@ -1,5 +1,6 @@
 #include "actors/replica.hpp"
 
+#include <chrono>
 #include <unistd.h>
 
 #include <map>
@@ -178,8 +179,22 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
   std::vector<StepStats> out;
   auto params = m.model.params();
   const std::function<void(std::size_t)> hook = [&m](std::size_t layer) { m.on_layer_ready(layer); };
+  using clock = std::chrono::steady_clock;
+  const auto ns = [](clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  };
+  // Seconds since t; t moves to now. `troupe trace` gets the span as `phase`.
+  auto since = [&ns](clock::time_point& t, const char* phase) {
+    const auto now = clock::now();
+    const double s = std::chrono::duration<double>(now - t).count();
+    if (trace::on()) trace::span(trace::Kind::phase, phase, ns(t), ns(now));
+    t = now;
+    return s;
+  };
   for (std::int64_t k = 0; k < n; ++k) {
     StepStats st;
+    auto t = clock::now();
+    const auto step_start = t;
     st.lr = m.schedule.at(m.step);
     m.opt->set_lr(st.lr);
     m.model.zero_grad();
@@ -188,25 +203,32 @@ Task<std::vector<StepStats>> Replica::train(std::int64_t n) {
       Tensor x, y;
       m.stream().next(x, y);
       st.epoch = m.stream().epoch();
+      st.data_s += since(t, "data");
       const std::uint64_t seed = train::micro_seed(m.cfg, m.step, micro, m.rank);
       Tensor logits = m.model.forward(m.input(x), m.tape, {true, seed});
       Tensor d = m.ce.forward_backward(logits, m.on_device(y, m.y_dev));
       if (m.cfg.accumulation > 1) compute::scale_(d, 1.0f / static_cast<float>(m.cfg.accumulation));
+      st.forward_s += since(t, "forward");
       const bool sync = micro == m.cfg.accumulation - 1 && m.world > 1;  // no-sync micro-batches before the last
       if (sync)
         for (auto& b : m.buckets) b.pending = b.layers.size();
       m.model.backward(d, m.tape, sync ? hook : std::function<void(std::size_t)>{});
       loss += m.ce.loss();
       st.samples += x.size(0);
+      st.backward_s += since(t, "backward");
     }
     if (m.world > 1) {
       std::vector<Ref<void>> reduced;
       for (auto& b : m.buckets) reduced.push_back(b.reduced);
       co_await when_all(std::move(reduced));
     }
+    st.wait_s = since(t, "allreduce wait");
     if (m.cfg.clip_norm > 0) optim::clip_grad_norm(params, m.cfg.clip_norm);
     m.opt->step(params);
+    st.optimizer_s = since(t, "optimizer");
     st.step = ++m.step;
+    note_step(st.step, st.data_s + st.forward_s + st.backward_s + st.optimizer_s, st.wait_s);
+    if (trace::on()) trace::span(trace::Kind::step, "step", ns(step_start), ns(t), st.step);
     st.loss = static_cast<float>(loss / m.cfg.accumulation);
     out.push_back(st);
   }

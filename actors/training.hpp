@@ -123,7 +123,12 @@ struct StepStats {
   double busy_s = 0;         ///< pipeline stages: time spent computing in the step
   double wall_s = 0;         ///< pipeline stages: the step's time
   std::int64_t peak_live = 0;  ///< pipeline stages: most micro-batches holding activations at once
-  TROUPE_FIELDS(step, epoch, loss, lr, samples, busy_s, wall_s, peak_live)
+  // Where this worker's step went (data-parallel replicas), for `troupe jobs`:
+  double data_s = 0, forward_s = 0, backward_s = 0;
+  double wait_s = 0;       ///< waiting for the gradients' all-reduce after backward
+  double optimizer_s = 0;
+  TROUPE_FIELDS(step, epoch, loss, lr, samples, busy_s, wall_s, peak_live, data_s, forward_s, backward_s, wait_s,
+                optimizer_s)
 };
 
 struct EvalStats {

@@ -75,6 +75,7 @@ class DpJob final : public train::Job {
   }
   std::vector<StepStats> train(std::int64_t n) override {
     auto chunks = train::detail::call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit);
+    last_ = chunks;
     std::vector<StepStats> out = chunks.at(0);
     for (std::size_t k = 0; k < out.size(); ++k) {
       double loss = 0;
@@ -87,6 +88,37 @@ class DpJob final : public train::Job {
       out[k].samples = samples;
     }
     return out;
+  }
+  void timings(std::vector<telemetry::RankTiming>& ranks, telemetry::PhaseSplit& split) override {
+    const double R = static_cast<double>(last_.size());
+    for (std::size_t r = 0; r < last_.size(); ++r) {
+      telemetry::PhaseSplit mine;
+      for (const auto& s : last_[r]) {
+        mine.data += s.data_s;
+        mine.forward += s.forward_s;
+        mine.backward += s.backward_s;
+        mine.collective += s.wait_s;
+        mine.optimizer += s.optimizer_s;
+      }
+      const double n = std::max<double>(1, static_cast<double>(last_[r].size()));
+      split.data += mine.data / n / R;
+      split.forward += mine.forward / n / R;
+      split.backward += mine.backward / n / R;
+      split.collective += mine.collective / n / R;
+      split.optimizer += mine.optimizer / n / R;
+      auto who = rank(r);
+      who.compute_s = (mine.data + mine.forward + mine.backward + mine.optimizer) / n;
+      who.wait_s = mine.collective / n;
+      ranks.push_back(std::move(who));
+    }
+  }
+  std::vector<train::LiveRank> live_ranks() override {
+    return train::detail::live_ranks(mesh_, [this](std::size_t a) { return rank(a); });
+  }
+  // Every replica does the same work: each is compared with the others.
+  telemetry::RankTiming rank(std::size_t r) const {
+    return {static_cast<std::uint32_t>(r), fmt::format("replica {}", r), "replica",
+            r < mesh_.size() ? mesh_[r].id() : 0, 0, 0};
   }
   EvalStats evaluate(std::int64_t limit) override {
     // The test set, split over the replicas, evaluated in parallel.
@@ -117,6 +149,7 @@ class DpJob final : public train::Job {
 
  private:
   static constexpr std::chrono::milliseconds kLimit{30 * 60 * 1000};
+  std::vector<std::vector<StepStats>> last_;  // the last chunk, by replica
   Runtime& rt_;
   const ReplicaConfig& cfg_;
   const TrainerOptions& opts_;
@@ -153,7 +186,9 @@ FitResult DataParallelTrainer::fit(const std::function<void(const Progress&)>& o
     if (!opts_.processes) g.devices.assign(replicas, device_.index);
   }
   DpJob job(rt_, cfg_, opts_, std::move(mesh), std::move(g));
-  return train::run(job, train::loop_options("data parallel", cfg_, opts_, checkpoint_path()), on_progress);
+  auto lo = train::loop_options("data parallel", cfg_, opts_, checkpoint_path());
+  lo.runtime = &rt_;
+  return train::run(job, lo, on_progress);
 }
 
 }  // namespace troupe::dp

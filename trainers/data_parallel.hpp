@@ -19,6 +19,7 @@ struct TrainerOptions {
   int replicas = 2;
   bool processes = true;         ///< each replica in a worker process (else in this process)
   std::int64_t chunk_steps = 50; ///< steps between progress reports and parameter checks
+  std::string job_name;          ///< the name `troupe jobs` shows ("": "data parallel")
   std::int64_t eval_limit = 0;   ///< test examples for each evaluation (0: all)
   bool eval_each_epoch = true;   ///< evaluate on the test set at the end of every epoch
   Options actor_options;         ///< resources etc. for each replica

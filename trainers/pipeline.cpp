@@ -302,7 +302,9 @@ train::FitResult PipelineTrainer::fit(const std::function<void(const train::Prog
   train::FitResult r;
   {
     PipelineJob job(rt_, cfg_, opts_, std::move(mesh));
-    r = train::run(job, train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path()), on_progress);
+    auto lo = train::loop_options("pipeline", cfg_.train, opts_, checkpoint_path());
+    lo.runtime = &rt_;
+    r = train::run(job, lo, on_progress);
     r.peak_activations = job.peak();
     if (!opts_.trace.empty()) job.trace(opts_.trace);
     warnings.insert(warnings.end(), job.notes().begin(), job.notes().end());

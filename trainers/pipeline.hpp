@@ -155,6 +155,7 @@ struct PipelineOptions {
   /// each transfer alone by default.
   bool batch_transfers = false;
   std::int64_t chunk_steps = 50;
+  std::string job_name;  ///< the name `troupe jobs` shows ("": "pipeline")
   std::int64_t eval_limit = 0;
   bool eval_each_epoch = true;
   /// The longest a stage waits on a neighbour (a transfer, an all-reduce)

@@ -228,10 +228,12 @@ Task<std::vector<train::StepStats>> Stage::run_steps(std::int64_t n) {
     }
     if (!pending.empty()) co_await when_all(std::move(pending));
     st.step = ++m.step;
+    m.to_trace(trace::Kind::step, "step", t_step, now_us(), st.step);
     st.loss = m.needs_y() ? static_cast<float>(loss / M) : 0.0f;
     st.samples = m.needs_x() && m.t == 0 ? static_cast<std::int64_t>(M) * m.cfg.train.batch : 0;  // tp ranks share them
     st.busy_s = busy;
     st.wall_s = (now_us() - t_step) / 1e6;
+    note_step(st.step, st.busy_s, std::max(0.0, st.wall_s - st.busy_s));
     st.peak_live = peak;
     out.push_back(st);
   }

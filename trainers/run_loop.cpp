@@ -1,7 +1,11 @@
 #include "trainers/run_loop.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -9,6 +13,7 @@
 #include "runtime/coll/types.hpp"
 #include "runtime/device.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/runtime.hpp"
 #include "trainers/detail/mesh_calls.hpp"
 
 namespace troupe::train {
@@ -41,9 +46,148 @@ std::string budget_spent(const std::string& what, const std::vector<std::string>
       failures.back().substr(failures.back().find(": ") + 2), reached, total, ckpt, saved, fmt::join(failures, "; "));
 }
 
-}  // namespace
+// The job's row at the cluster head (`troupe jobs`), refreshed after every
+// chunk; "finished" or "failed" (with why) at the end.
+//
+// While a chunk trains, a thread of its own scores the ranks live: every
+// window in which each rank noted two steps (troupe::note_step) and at least
+// kWindow passed, it sends the row again with the step reached and each
+// rank's compute and wait per step over the window. The head names a rank
+// that is slower than its peers in two reports of three: a few steps after
+// it slows down, whatever the chunk's length.
+class Reporter {
+ public:
+  explicit Reporter(const LoopOptions& o) : rt_(o.runtime) {
+    if (!rt_) return;
+    s_.id = rt_->next_job_id();
+    s_.name = o.name.empty() ? o.what : o.name;
+    s_.strategy = o.what;
+  }
+  ~Reporter() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (live_.joinable()) live_.join();
+  }
+  void send() {
+    if (rt_) rt_->report_job(s_);
+  }
+  /// While a chunk trains: its ranks are watched (live reports) until the
+  /// returned guard goes, whether the chunk ends or fails.
+  [[nodiscard]] auto watching(Job& job) {
+    if (rt_) {
+      auto ranks = job.live_ranks();
+      std::lock_guard lock(mu_);
+      ranks_ = std::move(ranks);
+      base_.clear();
+      for (auto& r : ranks_) base_.push_back(r.progress());
+      window_ = std::chrono::steady_clock::now();
+      if (!ranks_.empty() && !live_.joinable()) live_ = std::thread([this] { watch(); });
+    }
+    struct Done {
+      Reporter* r;
+      ~Done() {
+        std::lock_guard lock(r->mu_);
+        r->ranks_.clear();  // no live report after this
+      }
+    };
+    return Done{this};
+  }
+  /// After a chunk: what the run loop reports (p), the chunk's seconds per
+  /// step (its steps only), and each rank's timings from the job.
+  void chunk(const Progress& p, double step_s, Job& job) {
+    if (!rt_) return;
+    s_.step = p.step;
+    s_.total_steps = p.total_steps;
+    s_.epoch = p.epoch;
+    s_.loss = p.loss;
+    s_.elapsed_s = p.elapsed_s;
+    s_.samples_per_s = p.samples_per_s;
+    s_.eta_s = p.step > p.first_step ? p.elapsed_s / static_cast<double>(p.step - p.first_step) *
+                                           static_cast<double>(p.total_steps - p.step)
+                                     : 0;
+    s_.step_s = step_s;
+    s_.recoveries = static_cast<std::uint32_t>(p.recoveries);
+    if (p.evaluated) s_.test_accuracy = p.test_accuracy;
+    s_.ranks.clear();
+    s_.split = {};
+    job.timings(s_.ranks, s_.split);
+    send();
+  }
+  void finish(const FitResult& r) {
+    s_.test_accuracy = r.accuracy;
+    s_.step = r.steps;  // a resumed run with nothing left to train ends where it started
+    s_.total_steps = std::max(s_.total_steps, r.steps);
+    if (!r.losses.empty()) s_.loss = r.losses.back();
+    end("finished", "");
+  }
+  void end(const std::string& state, const std::string& detail) {
+    s_.state = state;
+    s_.detail = detail;
+    s_.eta_s = 0;
+    send();
+  }
 
-FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Progress&)>& on_progress) {
+ private:
+  // At most one live report per window; a job of many ranks less often
+  // (each report carries every rank).
+  static constexpr auto kWindow = std::chrono::milliseconds(100);
+  static constexpr auto kPoll = std::chrono::milliseconds(25);
+  static constexpr std::uint64_t kWindowSteps = 2;  // each rank's, at least: one step is too noisy
+
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, kPoll);
+      if (stop_ || ranks_.empty()) continue;
+      const auto now = std::chrono::steady_clock::now();
+      const auto window = ranks_.size() > 256 ? kWindow * 10 : kWindow;
+      if (now - window_ < window) continue;
+      std::vector<telemetry::StepProgress> now_at;
+      bool ready = true;
+      for (std::size_t i = 0; i < ranks_.size(); ++i) {
+        now_at.push_back(ranks_[i].progress());
+        if (now_at[i].steps < base_[i].steps) {  // restarted: its counters began again
+          base_[i] = now_at[i];
+          ready = false;
+        } else if (now_at[i].steps < base_[i].steps + kWindowSteps) {
+          ready = false;  // too few steps yet: the window stays open
+        }
+      }
+      if (!ready) continue;
+      telemetry::JobStatus live = s_;
+      live.ranks.clear();
+      std::int64_t reached = INT64_MAX;
+      for (std::size_t i = 0; i < ranks_.size(); ++i) {
+        const double n = static_cast<double>(now_at[i].steps - base_[i].steps);
+        auto who = ranks_[i].who;
+        who.compute_s = std::max(0.0, now_at[i].compute_s - base_[i].compute_s) / n;
+        who.wait_s = std::max(0.0, now_at[i].wait_s - base_[i].wait_s) / n;
+        live.ranks.push_back(std::move(who));
+        reached = std::min(reached, now_at[i].step);
+      }
+      live.step = std::max(live.step, reached);
+      rt_->report_job(live);
+      base_ = std::move(now_at);
+      window_ = now;
+    }
+  }
+
+  Runtime* rt_;
+  telemetry::JobStatus s_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread live_;
+  bool stop_ = false;
+  std::vector<LiveRank> ranks_;  // watched while a chunk trains (empty: none)
+  std::vector<telemetry::StepProgress> base_;  // each rank's counters at the window's start
+  std::chrono::steady_clock::time_point window_;
+};
+
+FitResult run_chunks(Job& job, const LoopOptions& o, const std::function<void(const Progress&)>& on_progress,
+                     Reporter& report) {
   using namespace std::chrono;
   if (o.chunk_steps < 1) throw UsageError(fmt::format("{}: chunk_steps must be at least 1", o.what));
   job.form();
@@ -104,8 +248,12 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
       std::erase_if(losses, [&](auto& l) { return l.first > step; });
     };
     std::vector<StepStats> chunk;
+    const auto chunk_start = steady_clock::now();
+    steady_clock::time_point chunk_end;
     try {
+      auto live = report.watching(job);
       chunk = job.train(n);
+      chunk_end = steady_clock::now();  // the steps only: checks, evaluation and checkpoints come after
     } catch (const std::exception& e) {
       recover(e);
       continue;
@@ -148,19 +296,18 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
       capacity += s.wall_s;
     }
     job.after_chunk(step);
-    if (on_progress) {
-      const auto& last = chunk.back();
-      p.step = step;
-      p.total_steps = total;
-      p.epoch = last.epoch;
-      p.loss = losses.back().second;
-      p.lr = last.lr;
-      p.elapsed_s = duration<double>(steady_clock::now() - start).count();
-      p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(samples) / p.elapsed_s : 0;
-      p.recoveries = r.recoveries;
-      p.first_step = first_step;
-      on_progress(p);
-    }
+    const auto& last = chunk.back();
+    p.step = step;
+    p.total_steps = total;
+    p.epoch = last.epoch;
+    p.loss = losses.back().second;
+    p.lr = last.lr;
+    p.elapsed_s = duration<double>(steady_clock::now() - start).count();
+    p.samples_per_s = p.elapsed_s > 0 ? static_cast<double>(samples) / p.elapsed_s : 0;
+    p.recoveries = r.recoveries;
+    p.first_step = first_step;
+    report.chunk(p, duration<double>(chunk_end - chunk_start).count() / static_cast<double>(n), job);
+    if (on_progress) on_progress(p);
   }
   r.steps = step;
   for (auto& [s, l] : losses) r.losses.push_back(l);
@@ -177,6 +324,21 @@ FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Pro
   }
   if (r.param_hash == 0) r.param_hash = job.check_params(step);
   return r;
+}
+
+}  // namespace
+
+FitResult run(Job& job, const LoopOptions& o, const std::function<void(const Progress&)>& on_progress) {
+  Reporter report(o);
+  report.send();  // running, step 0: the job shows while its workers form
+  try {
+    FitResult r = run_chunks(job, o, on_progress, report);
+    report.finish(r);
+    return r;
+  } catch (const std::exception& e) {
+    report.end("failed", e.what());
+    throw;
+  }
 }
 
 }  // namespace troupe::train

@@ -11,6 +11,11 @@
 #include <vector>
 
 #include "actors/training.hpp"
+#include "runtime/telemetry.hpp"
+
+namespace troupe {
+class Runtime;
+}
 
 namespace troupe::train {
 
@@ -47,6 +52,14 @@ struct FitResult {
   std::vector<std::string> warnings;
 };
 
+/// A rank the driver watches while a chunk trains: who it is (rank, label,
+/// peers, actor id; the times are unused) and its steps so far, as its actor
+/// noted them (ActorRef::progress).
+struct LiveRank {
+  telemetry::RankTiming who;
+  std::function<telemetry::StepProgress()> progress;
+};
+
 /// A strategy's workers, as the run loop drives them.
 class Job {
  public:
@@ -69,6 +82,15 @@ class Job {
   virtual void wait_alive(std::chrono::seconds limit) = 0;
   /// After every chunk (tests, custom checks).
   virtual void after_chunk(std::int64_t step) { (void)step; }
+  /// Each rank's seconds per step over the last chunk train() ran, and the
+  /// mean split into phases, for the cluster head (`troupe jobs`).
+  virtual void timings(std::vector<telemetry::RankTiming>& ranks, telemetry::PhaseSplit& split) {
+    (void)ranks;
+    (void)split;
+  }
+  /// The ranks to score while a chunk trains (live stragglers), after form();
+  /// the same ranks, labels and peers as timings(). Empty: none.
+  virtual std::vector<LiveRank> live_ranks() { return {}; }
   /// The measured bubble of the last chunk's steps (-1: not a pipeline).
   virtual double bubble(const std::vector<StepStats>& chunk) {
     (void)chunk;
@@ -89,6 +111,9 @@ struct LoopOptions {
   // For the warm-up warning.
   std::int64_t warmup_steps = 0;
   float lr = 0;
+  // For the cluster head's job table (Runtime::report_job): nullptr, no reports.
+  Runtime* runtime = nullptr;
+  std::string name;                 ///< the job's name ("": `what`)
 };
 
 /// The loop's options from a strategy's: `what` names it in errors, `o` is
@@ -108,6 +133,7 @@ LoopOptions loop_options(std::string what, const TrainConfig& cfg, const Options
   lo.max_failures = o.max_failures;
   lo.warmup_steps = cfg.warmup_steps;
   lo.lr = cfg.lr;
+  lo.name = o.job_name;
   return lo;
 }
 

@@ -114,7 +114,15 @@ Topology parse_topology(const std::string& text, const std::string& path) {
   try {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    throw TopologyError(fmt::format("{}: {}", r.at(e.source()), e.description()));
+    // A bare word (replicas = two, name = mnist) reads to the parser as a
+    // boolean gone wrong: say what TOML wants instead.
+    const std::string_view d = e.description();
+    const bool bare_word = d.find("parsing boolean") != std::string_view::npos ||
+                           d.find("could not determine value type") != std::string_view::npos;
+    throw TopologyError(fmt::format("{}: {}{}", r.at(e.source()), d,
+                                    bare_word ? " (a word as a value needs quotes, as in name = \"mnist\"; numbers "
+                                                "and true/false do not)"
+                                              : ""));
   }
   t.path = path;
   auto& c = t.replica;
@@ -395,6 +403,7 @@ Topology parse_topology(const std::string& text, const std::string& path) {
     throw TopologyError(fmt::format("{}: key 'model': fashion_mnist has 784 inputs and 10 classes (got {} and {})", path,
                                     c.inputs, c.classes));
   if (t.name.empty()) t.name = "run";
+  t.trainer.job_name = t.name;
   if (t.gpus > 0) c.device = DeviceChoice::cuda();  // each replica trains on its GPU (a share of one when gpus < 1)
   if (c.precision != compute::DType::f32 && t.gpus <= 0)
     throw TopologyError(fmt::format("{}: key 'train.precision': {} needs GPU replicas (resources.gpus > 0); the host "
@@ -417,6 +426,7 @@ pipeline::PipelineOptions Topology::pipeline_options() const {
   p.tensor_parallel = strategy == Strategy::three_d ? pipeline.tensor_parallel : 1;
   p.processes = trainer.processes;
   p.chunk_steps = trainer.chunk_steps;
+  p.job_name = trainer.job_name;
   p.eval_limit = trainer.eval_limit;
   p.eval_each_epoch = trainer.eval_each_epoch;
   p.actor_options = trainer.actor_options;

@@ -11,8 +11,17 @@
 #include <fmt/format.h>
 
 #include "runtime/troupe.hpp"
+#include "trainers/run_loop.hpp"
 
 namespace troupe::train::detail {
+
+/// Job::live_ranks for a mesh: member a is `who(a)`, read through its handle.
+template <class T, class Who>
+std::vector<LiveRank> live_ranks(const Mesh<T>& mesh, Who&& who) {
+  std::vector<LiveRank> out;
+  for (std::size_t a = 0; a < mesh.size(); ++a) out.push_back({who(a), [ref = mesh[a]]() { return ref.progress(); }});
+  return out;
+}
 
 /// Every member's call, each waited for; a failure is rethrown once all have
 /// settled (a survivor must not still be training when the group is

@@ -57,6 +57,7 @@ class PipelineJob final : public train::Job {
   std::vector<StepStats> train(std::int64_t n) override {
     auto per = train::detail::call_all<std::vector<StepStats>>(
         mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit, grace());
+    last_ = per;
     const auto D = static_cast<std::size_t>(cfg_.replicas);
     const Layout lay{cfg_.stages, cfg_.virtual_stages};
     const auto last_actor = static_cast<std::size_t>(lay.place(lay.S() - 1).actor);
@@ -82,6 +83,33 @@ class PipelineJob final : public train::Job {
       out[k].wall_s = wall * static_cast<double>(per.size());
     }
     return out;
+  }
+  void timings(std::vector<telemetry::RankTiming>& ranks, telemetry::PhaseSplit& split) override {
+    // A stage actor computes (busy) or waits for its neighbours and peers.
+    const double A = static_cast<double>(last_.size());
+    for (std::size_t a = 0; a < last_.size(); ++a) {
+      double busy = 0, wall = 0;
+      for (const auto& s : last_[a]) busy += s.busy_s, wall += s.wall_s;
+      const double n = std::max<double>(1, static_cast<double>(last_[a].size()));
+      auto who = rank(a);
+      who.compute_s = busy / n;
+      who.wait_s = std::max(0.0, wall - busy) / n;
+      ranks.push_back(std::move(who));
+      split.forward += busy / n / A;  // forward and backward are not told apart here
+      split.collective += std::max(0.0, wall - busy) / n / A;
+    }
+  }
+  std::vector<train::LiveRank> live_ranks() override {
+    return train::detail::live_ranks(mesh_, [this](std::size_t a) { return rank(a); });
+  }
+  // Stage actor a: stages differ by design, so each is compared with the
+  // same stage (and tp rank) of the other replicas only.
+  telemetry::RankTiming rank(std::size_t a) const {
+    const auto& shape = mesh_.shape();
+    const auto dp = shape.coord(a, "dp"), pp = shape.coord(a, "pp"), tp = shape.coord(a, "tp");
+    const std::string stage = shape.size("tp") > 1 ? fmt::format("stage {} tp {}", pp, tp) : fmt::format("stage {}", pp);
+    return {static_cast<std::uint32_t>(a), fmt::format("{} dp {}", stage, dp), stage,
+            a < mesh_.size() ? mesh_[a].id() : 0, 0, 0};
   }
   EvalStats evaluate(std::int64_t limit) override {
     auto parts = train::detail::call_all<EvalStats>(mesh_, [&](auto& m) { return m.call(&Stage::evaluate, limit); }, kLimit, grace());
@@ -220,6 +248,7 @@ class PipelineJob final : public train::Job {
   Mesh<Stage> mesh_;
   std::vector<std::string> held_;
   std::vector<std::int64_t> peak_;
+  std::vector<std::vector<StepStats>> last_;  // the last chunk, by stage actor
   std::vector<std::string> notes_;  // what loading said (a reshard)
 };
 

@@ -129,6 +129,17 @@ struct Stage::Impl {
   void record(const char* what, int mb, int chunk, double t0, double t1) {
     if (spans.size() >= stage_detail::kMaxSpans) spans.pop_front();
     spans.push_back(StageSpan{what, mb, chunk, step, t0, t1});
+    to_trace(trace::Kind::phase, what, t0, t1, mb);  // `what` is a literal: it outlives the trace
+  }
+  // `troupe trace`: a span timed with now_us() (the wall clock, in us).
+  static void to_trace(trace::Kind kind, const char* what, double t0_us, double t1_us, std::int64_t arg) {
+    if (!trace::on()) return;
+    // Wall minus steady, in us, taken once (per call, its jitter made
+    // neighbouring spans overlap); the difference of two such large
+    // doubles is exact to well under a nanosecond.
+    static const double off_us = stage_detail::now_us() - static_cast<double>(trace::now_ns()) / 1000.0;
+    trace::span(kind, what, static_cast<std::int64_t>((t0_us - off_us) * 1000.0),
+                static_cast<std::int64_t>((t1_us - off_us) * 1000.0), arg);
   }
   int T() const { return cfg.tensor_parallel; }
   std::map<std::string, std::string> identity() const {
