@@ -63,6 +63,6 @@ function(troupe_add_test_suites)
     endif()
     add_test(NAME ${T_COMPONENT}.${suite} COMMAND ${bin} "-#" "--warn" "NoTests" "[#${suite}]")
     set_tests_properties(${T_COMPONENT}.${suite} PROPERTIES LABELS ${label} TIMEOUT 300
-      ENVIRONMENT "TROUPE_BIN_DIR=${PROJECT_BINARY_DIR}/bin")
+      ENVIRONMENT "TROUPE_BIN_DIR=${PROJECT_BINARY_DIR}/bin;TROUPE_TEST_WATCHDOG_S=280")
   endforeach()
 endfunction()

@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include "runtime/init.hpp"
+#include "tests/support/watchdog.hpp"
 
 int main(int argc, char** argv) {
   troupe::init(argc, argv);
+  troupe::test::watchdog::arm();  // after init: a worker run of this binary never gets here
   return Catch::Session().run(argc, argv);
 }

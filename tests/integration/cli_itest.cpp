@@ -108,6 +108,10 @@ TEST_CASE("troupe COMMAND --help prints that command's usage and exits 0", "[cli
     CHECK_THAT(r.out, Catch::Contains(std::string("usage: troupe ") + cmd));
   }
   CHECK_THAT(run_process({bin("troupe"), "run", "-h"}).out, Catch::Contains("FILE.toml"));
+  // A misspelt option gets the usage with it, not only "unknown".
+  auto typo = run_process({bin("troupe"), "run", "x.toml", "--epoch", "1"});
+  CHECK(typo.exit_code == 2);
+  CHECK_THAT(typo.err, Catch::Contains("unknown option '--epoch'") && Catch::Contains("[--epochs N]"));
 }
 
 TEST_CASE("troupe-bench actors --json prints one line with both systems", "[cli][bench]") {
@@ -306,4 +310,18 @@ TEST_CASE("troupe run trains a pipeline: the split, the bubble, a trace; a bad o
     CHECK_FALSE(fs::exists(dir / ("bad" + std::to_string(i))));
   }
   fs::remove_all(dir);
+}
+
+TEST_CASE("troupe-bench observe --json: calls observed and not, the head's answers, a head's memory", "[cli][bench]") {
+  auto r = run_process({bin("troupe-bench"), "observe", "--json", "--rounds", "1", "--sync-calls", "1000",
+                        "--async-calls", "10000", "--actors", "50", "--calls", "20000"},
+                       std::chrono::seconds(180));
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::StartsWith("{\"suite\":\"observe\",\"rows\":["));
+  for (const char* want : {"\"pattern\":\"sync_1to1\",\"observe\":\"on\"", "\"pattern\":\"async_1to1\",\"observe\":\"off\"",
+                           "\"pattern\":\"head_status\"", "\"pattern\":\"head_actor_list\"", "\"pattern\":\"top_frame\"",
+                           "\"pattern\":\"head_rss\""})
+    CHECK_THAT(r.out, Catch::Contains(want));
+  CHECK_THAT(r.out, Catch::Contains("\"actors\":50") && Catch::Contains("\"calls\":20000"));
 }

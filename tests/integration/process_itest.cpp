@@ -55,12 +55,13 @@ class Accumulator {
     co_return total_ + v;
   }
   void not_listed() {}
+  void noted(std::int64_t step) { note_step(step, 0.5, 0.25); }
 
  private:
   double total_;
 };
 
-TROUPE_ACTOR(Accumulator, add, stats, pid, where, fail, crash, restarts, later);
+TROUPE_ACTOR(Accumulator, add, stats, pid, where, fail, crash, restarts, later, noted);
 
 // Holds and uses actor handles it was given.
 class Relay {
@@ -100,6 +101,20 @@ TEST_CASE("a process actor runs in its own process and answers calls", "[process
   CHECK(s.n == 4);
   CHECK(s.mean == 3.0);
   CHECK(a.call(&Accumulator::later, 1.0).get(10s) == 4.5);  // coroutine methods too
+}
+
+TEST_CASE("the steps a process actor notes reach its driver while it runs", "[process]") {
+  Runtime rt({.threads = 2});
+  auto a = rt.spawn<Accumulator>(0.0, Options{}.process());
+  CHECK(a.progress().steps == 0);
+  a.call(&Accumulator::noted, 11).get(10s);
+  a.call(&Accumulator::noted, 12).get(10s);
+  // Its worker tells the driver (every 50 ms while the steps move).
+  eventually([&] { return a.progress().steps == 2; });
+  const auto p = a.progress();
+  CHECK(p.step == 12);
+  CHECK(p.compute_s == Approx(1.0));
+  CHECK(p.wait_s == Approx(0.5));
 }
 
 TEST_CASE("process calls keep per-sender order and resolve Ref arguments first", "[process]") {
@@ -177,7 +192,7 @@ TEST_CASE("a method's exception crosses the process boundary with type and messa
   CHECK_THROWS_WITH(a.call(&Accumulator::not_listed).get(10s),
                     Catch::Contains("the method void ((anonymous namespace)::Accumulator::*)()") &&
                         Catch::Contains("is not listed in TROUPE_ACTOR((anonymous namespace)::Accumulator, add, stats, "
-                                        "pid, where, fail, crash, restarts, later)"));
+                                        "pid, where, fail, crash, restarts, later, noted)"));
 }
 
 TEST_CASE("a get() that times out on a process actor's call names the actor", "[process]") {

@@ -1,7 +1,10 @@
 // An in-process head on loopback: the handshake, status, and hostile peers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <random>
+
+#include <fmt/format.h>
 #include <thread>
 
 #include <boost/asio/connect.hpp>
@@ -12,7 +15,11 @@
 
 #include "runtime/cluster/connect.hpp"
 #include "runtime/cluster/head.hpp"
+#include "runtime/cluster/client.hpp"
 #include "runtime/errors.hpp"
+#include "tests/support/eventually.hpp"
+#include "tests/support/http.hpp"
+#include "tests/support/prom_check.hpp"
 
 using namespace troupe;
 namespace asio = boost::asio;
@@ -24,12 +31,14 @@ struct LiveHead {
   std::shared_ptr<cluster::Head> head;
   std::thread runner;
   std::string token = "test-token-0123456789";
-  explicit LiveHead(std::chrono::milliseconds handshake = std::chrono::milliseconds(500)) {
+  explicit LiveHead(std::chrono::milliseconds handshake = std::chrono::milliseconds(500), bool metrics = false) {
     cluster::HeadOptions o;
     o.token = token;
     o.handshake_timeout = handshake;
+    o.heartbeat = std::chrono::milliseconds(50);
     head = std::make_shared<cluster::Head>(io, o);
     head->add_local_node({.total = {{"CPU", 4}}}, "test-host");
+    if (metrics) head->serve_metrics(0);
     head->start();
     runner = std::thread([this] { io.run(); });
   }
@@ -39,6 +48,8 @@ struct LiveHead {
   }
   cluster::Address addr() const { return {"127.0.0.1", head->port()}; }
 };
+
+using test::http_exchange;
 
 // Sends raw bytes to the head, then reads until it hangs up (or 2 s).
 void hostile_peer(std::uint16_t port, const std::vector<std::uint8_t>& bytes) {
@@ -116,4 +127,125 @@ TEST_CASE("random, truncated and oversized frames are dropped; the head serves o
   CHECK(h.head->dropped_peers() == peers);
   auto view = cluster::query_status(h.addr(), h.token);
   CHECK(view.nodes.size() == 1);
+}
+
+TEST_CASE("the head serves Prometheus text at /metrics and answers bad requests with their status", "[cluster][metrics]") {
+  LiveHead h(std::chrono::milliseconds(500), true);
+  REQUIRE(h.head->metrics_port() != 0);
+  const auto port = h.head->metrics_port();
+  // The head samples its own node every heartbeat (50 ms here).
+  test::eventually([&] { return http_exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").find("troupe_node_memory_total_bytes{") != std::string::npos; });
+  auto answer = http_exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  REQUIRE_THAT(answer, Catch::StartsWith("HTTP/1.1 200 OK\r\n") && Catch::Contains("text/plain; version=0.0.4"));
+  const auto body = answer.substr(answer.find("\r\n\r\n") + 4);
+  auto m = test::prom_check(body);
+  INFO(body);
+  CHECK(m.errors.empty());
+  for (auto& e : m.errors) UNSCOPED_INFO(e);
+  REQUIRE(m.find("troupe_nodes", {{"state", "alive"}}).size() == 1);
+  CHECK(m.find("troupe_nodes", {{"state", "alive"}})[0].value == 1);
+  CHECK(m.find("troupe_node_resource_total", {{"resource", "CPU"}, {"host", "test-host"}})[0].value == 4);
+  CHECK(m.find("troupe_node_memory_total_bytes").at(0).value > 0);
+  CHECK(m.types.at("troupe_node_failures_total") == "counter");
+  // Content-Length says how long the body is.
+  CHECK_THAT(answer, Catch::Contains(fmt::format("Content-Length: {}\r\n", body.size())));
+
+  CHECK_THAT(http_exchange(port, "HEAD /metrics HTTP/1.0\r\n\r\n"), Catch::StartsWith("HTTP/1.1 200") && Catch::EndsWith("\r\n\r\n"));
+  CHECK_THAT(http_exchange(port, "GET /nope HTTP/1.1\r\n\r\n"), Catch::StartsWith("HTTP/1.1 404"));
+  CHECK_THAT(http_exchange(port, "POST /metrics HTTP/1.1\r\n\r\n"), Catch::StartsWith("HTTP/1.1 405"));
+  CHECK_THAT(http_exchange(port, "hello\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400"));
+  CHECK_THAT(http_exchange(port, "GET /metrics SMTP/9\r\n\r\n"), Catch::StartsWith("HTTP/1.1 400"));
+  // A header past 8 KiB, and bytes that are not text, are refused; the head serves on.
+  CHECK_THAT(http_exchange(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 400"));
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    std::vector<std::uint8_t> junk(rng() % 300);
+    for (auto& b : junk) b = static_cast<std::uint8_t>(rng());
+    hostile_peer(port, junk);
+  }
+  CHECK_THAT(http_exchange(port, "GET /metrics HTTP/1.1\r\n\r\n"), Catch::StartsWith("HTTP/1.1 200"));
+  // The control port is still fine.
+  CHECK(cluster::query_status(h.addr(), h.token).nodes.size() == 1);
+}
+
+TEST_CASE("a driver's job and group reports show in status, with stragglers; its exit ends them", "[cluster][jobs]") {
+  LiveHead h(std::chrono::milliseconds(500), true);
+  auto worker_io = std::make_shared<asio::io_context>();
+  auto link = cluster::ClusterClient::join(h.addr(), h.token, worker_io);
+  telemetry::JobStatus job;
+  job.id = 1;
+  job.name = "mnist";
+  job.strategy = "data parallel";
+  job.step = 10;
+  job.total_steps = 100;
+  job.ranks = {{0, "replica 0", "replica", 7, 0.010, 0.004}, {1, "replica 1", "replica", 8, 0.031, 0.0}};
+  telemetry::GroupStatus g{"dp", 42, "shm", {7, 8}, "ready", ""};
+  link->report_group(g);
+  cluster::ClusterView view;
+  // The first report is the job's warm-up, and one slow chunk is noise: a
+  // rank is named once it is slow in two reports of three.
+  auto report_at = [&](std::int64_t step) {
+    job.step = step;
+    link->report_job(job);
+    test::eventually([&] {
+      view = cluster::query_status(h.addr(), h.token);
+      return view.jobs.size() == 1 && view.jobs[0].status.step == step;
+    });
+  };
+  report_at(8);
+  CHECK(view.jobs[0].stragglers.empty());
+  report_at(10);
+  CHECK(view.jobs[0].stragglers.empty());
+  report_at(12);
+  REQUIRE(view.jobs[0].stragglers.size() == 1);
+  CHECK(view.jobs[0].stragglers[0].rank == 1);
+  CHECK(view.jobs[0].stragglers[0].since_step == 10);
+  CHECK(view.jobs[0].status.name == "mnist");
+  REQUIRE(view.groups.size() == 1);
+  CHECK(view.groups[0].status.members == std::vector<std::uint64_t>{7, 8});
+  // Still slow at step 14: named since step 10. Then it catches up: named
+  // until it has kept up in three reports.
+  report_at(14);
+  CHECK(view.jobs[0].stragglers.at(0).since_step == 10);
+  job.ranks[1].compute_s = 0.011;
+  report_at(16);
+  report_at(18);
+  CHECK(view.jobs[0].stragglers.size() == 1);
+  report_at(20);
+  CHECK(view.jobs[0].stragglers.empty());
+  job.ranks[1].compute_s = 0.031;
+  report_at(22);
+  report_at(24);
+  REQUIRE(view.jobs[0].stragglers.size() == 1);
+  CHECK(view.jobs[0].stragglers[0].since_step == 22);
+  // /metrics has the job and the group, one series each.
+  auto m = test::prom_check(http_exchange(h.head->metrics_port(), "GET /metrics HTTP/1.0\r\n\r\n").substr(0));
+  CHECK(m.find("troupe_job_step", {{"name", "mnist"}}).at(0).value == 24);
+  CHECK(m.find("troupe_job_stragglers", {{"name", "mnist"}}).at(0).value == 1);
+  CHECK(m.find("troupe_collective_groups", {{"state", "ready"}}).at(0).value == 1);
+  // More jobs than the head keeps: the table stays bounded, the running ones kept first.
+  for (std::uint64_t i = 2; i < 400; ++i) {
+    telemetry::JobStatus j;
+    j.id = i;
+    j.name = "j" + std::to_string(i);
+    j.state = i % 2 ? "running" : "finished";
+    link->report_job(j);
+  }
+  test::eventually([&] {
+    view = cluster::query_status(h.addr(), h.token);
+    return std::any_of(view.jobs.begin(), view.jobs.end(), [](auto& j) { return j.status.id == 399; });
+  });
+  CHECK(view.jobs.size() == 128);
+  for (const auto& j : view.jobs) CHECK(j.status.state == "running");
+  // The driver leaves: its running jobs fail, saying why; its groups go.
+  link->close();
+  test::eventually([&] {
+    view = cluster::query_status(h.addr(), h.token);
+    return view.groups.empty();
+  });
+  for (const auto& j : view.jobs) {
+    CHECK(j.status.state == "failed");
+    CHECK(j.status.detail == "its driver exited before the job ended");
+  }
 }

@@ -109,6 +109,30 @@ class P2PMember {
     }
     co_return true;
   }
+  /// Many one-float messages on one channel, each posted alone and none
+  /// waited for until all are posted: receive k holds send k. (A receive
+  /// posted while the group's thread was taking up the one before it once
+  /// moved inline and took its message.)
+  Task<int> stream_in_order(int count) {
+    auto g = coll::group("pp");
+    std::vector<float> v(static_cast<std::size_t>(count));
+    std::vector<Ref<void>> refs;
+    if (g->rank() == 0) std::iota(v.begin(), v.end(), 0.0f);
+    std::uint32_t lcg = 12345u + g->rank();
+    for (auto& x : v) {
+      refs.push_back(g->rank() == 0 ? g->send(std::span<const float>(&x, 1), 1) : g->recv(std::span<float>(&x, 1), 0));
+      // Some work between posts (0-15 us), so a transfer finds the group's
+      // thread at every point of taking up the one before.
+      lcg = lcg * 1664525u + 1013904223u;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(lcg >> 28);
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    co_await when_all(std::move(refs));
+    int wrong = 0;
+    for (int k = 0; k < count; ++k) wrong += v[static_cast<std::size_t>(k)] != static_cast<float>(k);
+    co_return wrong;
+  }
   /// Rank 0 sends n floats, rank 1 expects m.
   Task<void> mismatched(std::size_t n, std::size_t m) {
     auto g = coll::group("pp");
@@ -161,8 +185,8 @@ class P2PMember {
 
 }  // namespace
 
-TROUPE_ACTOR(P2PMember, send_then_recv, tags_out_of_order, pipeline, ring_batches, mismatched, orphan_recv,
-             then_allreduce, bad_args);
+TROUPE_ACTOR(P2PMember, send_then_recv, tags_out_of_order, pipeline, ring_batches, stream_in_order, mismatched,
+             orphan_recv, then_allreduce, bad_args);
 
 TEST_CASE("neighbours that both send and then receive do not wait on each other", "[coll][p2p]") {
   const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
@@ -198,6 +222,20 @@ TEST_CASE("a pipeline's transfers and ring batches arrive intact for 2 to 4 rank
     for (bool ok : mesh.call(&P2PMember::pipeline, std::size_t{40000}, 6).get(60s)) CHECK(ok);
     for (bool ok : mesh.call(&P2PMember::ring_batches, std::size_t{5000}, 5).get(60s)) CHECK(ok);
     for (bool ok : mesh.call(&P2PMember::ring_batches, std::size_t{0}, 1).get(60s)) CHECK(ok);
+  }
+}
+
+TEST_CASE("one-at-a-time transfers on a channel keep their order however they are moved", "[coll][p2p]") {
+  // Transfers move inline on the caller's thread or on the group's thread;
+  // a channel's order must hold across the hand-over between the two.
+  const auto backend = GENERATE(coll::BackendKind::shm, coll::BackendKind::tcp);
+  INFO("backend " << coll::to_string(backend));
+  Runtime rt({.threads = 2});
+  auto mesh = rt.spawn_mesh<P2PMember>(2);
+  coll::create_group(rt, mesh, opts(backend));
+  for (int round = 0; round < 60; ++round) {
+    INFO("round " << round);
+    for (int wrong : mesh.call(&P2PMember::stream_in_order, 1000).get(60s)) REQUIRE(wrong == 0);
   }
 }
 

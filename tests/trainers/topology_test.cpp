@@ -214,6 +214,10 @@ TEST_CASE("topology mistakes name the file, the line and the key; nothing starts
        "t.toml:5:12: key 'optimizer.momentum': applies to sgd only, and the optimizer is adamw"},
       {kMinimal + "[optimizer]\nnesterov = true\nname = \"adamw\"\n", "key 'optimizer.nesterov': applies to sgd only"},
       {kMinimal + "[train\n", "t.toml:3:"},  // a syntax error: TOML++'s message, with the place
+      // A bare word: the parser's own words, and what TOML wants instead.
+      {kMinimal + "replicas = two\n", "t.toml:3:13: Error while parsing boolean"},
+      {kMinimal + "replicas = two\n", "a word as a value needs quotes, as in name = \"mnist\""},
+      {kMinimal + "[model]\nactivation = yes\n", "needs quotes"},
       {"model = 3\n" + kMinimal, "t.toml:1:9: key 'model': expected a table, got an integer"},
   };
   for (const auto& c : cases) {
