@@ -17,7 +17,7 @@ set(TROUPE_PUBLIC_HEADERS
   runtime/actor.hpp runtime/actor_cell.hpp runtime/actor_ref.hpp runtime/asio.hpp runtime/context.hpp
   runtime/device.hpp runtime/enum_words.hpp runtime/errors.hpp runtime/init.hpp runtime/mesh.hpp runtime/monitor.hpp
   runtime/options.hpp runtime/placement.hpp runtime/ref.hpp runtime/runtime.hpp runtime/task.hpp runtime/troupe.hpp
-  runtime/when.hpp
+  runtime/telemetry.hpp runtime/trace.hpp runtime/when.hpp
   runtime/codec/capnp.hpp runtime/codec/codec.hpp runtime/codec/codec_types.hpp
   runtime/coll/backend.hpp runtime/coll/create.hpp runtime/coll/group.hpp runtime/coll/shm.hpp runtime/coll/types.hpp
   runtime/detail/actor_registry.hpp runtime/detail/call.hpp runtime/detail/call_check.hpp runtime/detail/cell.hpp
@@ -44,10 +44,14 @@ install(TARGETS troupe_core troupe_cluster troupe_remote troupe_coll troupe_runt
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/troupe)
 install(EXPORT troupeTargets NAMESPACE troupe:: DESTINATION ${TROUPE_CMAKE_DIR} COMPONENT dev)
+# Made in a folder of their own, not at the build tree's root: there
+# find_package(troupe) (-DCMAKE_PREFIX_PATH=build) would take a config
+# whose targets file exists only once installed, and fail on that.
+set(_troupe_pkg ${PROJECT_BINARY_DIR}/package-config)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/troupeConfig.cmake.in
-                              ${PROJECT_BINARY_DIR}/troupeConfig.cmake INSTALL_DESTINATION ${TROUPE_CMAKE_DIR})
-write_basic_package_version_file(${PROJECT_BINARY_DIR}/troupeConfigVersion.cmake COMPATIBILITY SameMinorVersion)
-install(FILES ${PROJECT_BINARY_DIR}/troupeConfig.cmake ${PROJECT_BINARY_DIR}/troupeConfigVersion.cmake
+                              ${_troupe_pkg}/troupeConfig.cmake INSTALL_DESTINATION ${TROUPE_CMAKE_DIR})
+write_basic_package_version_file(${_troupe_pkg}/troupeConfigVersion.cmake COMPATIBILITY SameMinorVersion)
+install(FILES ${_troupe_pkg}/troupeConfig.cmake ${_troupe_pkg}/troupeConfigVersion.cmake
         DESTINATION ${TROUPE_CMAKE_DIR} COMPONENT dev)
 
 if(TROUPE_BUILD_TOOLS)
