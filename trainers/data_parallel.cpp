@@ -74,7 +74,8 @@ class DpJob final : public train::Job {
     return per_epoch;
   }
   std::vector<StepStats> train(std::int64_t n) override {
-    auto chunks = train::detail::call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit);
+    auto chunks = train::detail::call_all<std::vector<StepStats>>(mesh_, [&](auto& m) { return m.call(&Replica::train, n); }, kLimit,
+                                                                  std::chrono::seconds(30), /*tied=*/true);
     last_ = chunks;
     std::vector<StepStats> out = chunks.at(0);
     for (std::size_t k = 0; k < out.size(); ++k) {

@@ -10,10 +10,13 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "tests/support/eventually.hpp"
 #include "trainers/pipeline.hpp"
 
 using namespace troupe;
@@ -46,6 +49,14 @@ std::string fresh_dir(const char* what) {
   auto d = std::filesystem::temp_directory_path() / fmt::format("troupe-pp-{}-{}", what, ::getpid());
   std::filesystem::remove_all(d);
   return d.string();
+}
+
+// A process's state letter in /proc (T: stopped), '?' once it is gone.
+char state_of(int pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
 }
 
 int pid_of(Mesh<pipeline::Stage>& stages, std::size_t i) {
@@ -232,9 +243,14 @@ TEST_CASE("a stage that dies or stops answering fails the run within a bounded t
   SECTION("stops answering (SIGSTOP): its neighbour times out naming it, and the stuck stage is killed") {
     auto o = opts(true);
     o.transfer_timeout_ms = 1500;
-    int stopped = 0;
+    int stopped = 0, other = 0;
+    bool stop_landed = false;
     o.after_chunk = [&](std::int64_t step, Mesh<pipeline::Stage>& stages) {
-      if (step == 8) ::kill(stopped = pid_of(stages, 1), SIGSTOP);
+      if (step != 8) return;
+      other = pid_of(stages, 0);
+      ::kill(stopped = pid_of(stages, 1), SIGSTOP);
+      // Every thread of it has stopped before the next chunk starts.
+      stop_landed = test::wait_until([&] { return state_of(stopped) == 'T'; });
     };
     try {
       pipeline::PipelineTrainer(rt, cfg, o).fit();
@@ -245,6 +261,8 @@ TEST_CASE("a stage that dies or stops answering fails the run within a bounded t
       CHECK_THAT(what, Catch::Contains("training failed at step 8"));
       CHECK_THAT(what, Catch::Contains("timed out after 1500 ms waiting for rank 1"));
     }
+    CHECK(stop_landed);
+    CHECK(other != stopped);
     if (stopped > 0) ::kill(stopped, SIGCONT);  // if it was not killed (it should be)
   }
 }

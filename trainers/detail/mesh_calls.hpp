@@ -29,43 +29,64 @@ std::vector<LiveRank> live_ranks(const Mesh<T>& mesh, Who&& who) {
 /// errors. Once one has failed, the others get `grace` to settle (their
 /// groups fail them within their timeouts); one that still has not answered
 /// is stuck (stopped, hung) and is killed, so that nothing waits on it.
+/// `tied`: the members are tied by their collectives (a training step), so
+/// they finish close together: once one has answered, the others get
+/// `grace` past the time it took, and one that has not answered by then is
+/// stuck as well (its peers had nothing left to wait for from it).
 template <class R, class T, class F>
 std::vector<R> call_all(Mesh<T>& mesh, F&& call, std::chrono::milliseconds limit,
-                        std::chrono::milliseconds grace = std::chrono::seconds(30)) {
+                        std::chrono::milliseconds grace = std::chrono::seconds(30), bool tied = false) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
   std::vector<Ref<R>> refs;
   for (auto& m : mesh.members()) refs.push_back(call(m));
   std::vector<R> out;
   std::exception_ptr first, died;
-  std::string stuck;
-  std::chrono::steady_clock::time_point until{};
+  std::string stuck;  // members killed once another had failed
+  clock::time_point until{};  // once set: the members left answer by then or are stuck
+  std::uint64_t answered = 0;  // tied: the member whose answer set `until`, and when
+  double answered_s = 0;
   for (std::size_t i = 0; i < refs.size(); ++i) {
     auto& r = refs[i];
+    const bool failing = first || died;
     try {
-      if (!first && !died) {
+      if (until == clock::time_point{}) {
         out.push_back(r.get(limit));
       } else {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
         out.push_back(r.get(std::max(left, std::chrono::milliseconds(1))));
       }
+      if (tied && !failing && until == clock::time_point{}) {
+        const auto now = clock::now();
+        until = now + grace + (now - start);
+        answered = mesh.members()[i].id();
+        answered_s = std::chrono::duration<double>(now - start).count();
+      }
     } catch (const TimeoutError&) {
-      if (!first && !died) throw;  // the whole call ran past `limit`
-      stuck += fmt::format("{}{}", stuck.empty() ? "" : ", ", mesh.members()[i].id());
+      if (until == clock::time_point{}) throw;  // the whole call ran past `limit`
       mesh.members()[i].kill();
+      if (failing)
+        stuck += fmt::format("{}{}", stuck.empty() ? "" : ", ", mesh.members()[i].id());
+      else  // the others answered: this one is the failure
+        first = std::make_exception_ptr(Error(
+            fmt::format("actor {} answered after {:.1f} s and actor {} had not {:.1f} s later: it is stuck (stopped "
+                        "or hung) and was killed",
+                        answered, answered_s, mesh.members()[i].id(),
+                        std::chrono::duration<double>(clock::now() - start).count() - answered_s)));
     } catch (const ActorDied&) {
       if (!died) died = std::current_exception();
     } catch (...) {
       if (!first) first = std::current_exception();
     }
-    if ((first || died) && until == std::chrono::steady_clock::time_point{})
-      until = std::chrono::steady_clock::now() + grace;
+    if ((first || died) && !failing) until = clock::now() + grace;  // the first failure: the others settle within `grace`
   }
   auto rethrow = [&](std::exception_ptr e) {
     if (stuck.empty()) std::rethrow_exception(e);
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& x) {
-      throw Error(fmt::format("{} (actor {} did not answer within {} s after that and was killed)", x.what(), stuck,
-                              grace.count() / 1000));
+      throw Error(fmt::format("{} (actor {} did not answer within {:g} s after that and was killed)", x.what(), stuck,
+                              std::chrono::duration<double>(grace).count()));
     }
   };
   if (died) rethrow(died);

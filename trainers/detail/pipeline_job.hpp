@@ -56,7 +56,7 @@ class PipelineJob final : public train::Job {
   }
   std::vector<StepStats> train(std::int64_t n) override {
     auto per = train::detail::call_all<std::vector<StepStats>>(
-        mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit, grace());
+        mesh_, [&](auto& m) { return m.call(&Stage::train, n); }, kLimit, grace(), /*tied=*/true);
     last_ = per;
     const auto D = static_cast<std::size_t>(cfg_.replicas);
     const Layout lay{cfg_.stages, cfg_.virtual_stages};
@@ -112,7 +112,8 @@ class PipelineJob final : public train::Job {
             a < mesh_.size() ? mesh_[a].id() : 0, 0, 0};
   }
   EvalStats evaluate(std::int64_t limit) override {
-    auto parts = train::detail::call_all<EvalStats>(mesh_, [&](auto& m) { return m.call(&Stage::evaluate, limit); }, kLimit, grace());
+    auto parts = train::detail::call_all<EvalStats>(mesh_, [&](auto& m) { return m.call(&Stage::evaluate, limit); }, kLimit, grace(),
+                                                   /*tied=*/true);
     return train::merge(parts);
   }
   std::uint64_t check_params(std::int64_t step) override {
