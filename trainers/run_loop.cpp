@@ -169,9 +169,11 @@ class Reporter {
         reached = std::min(reached, now_at[i].step);
       }
       live.step = std::max(live.step, reached);
-      rt_->report_job(live);
       base_ = std::move(now_at);
       window_ = now;
+      lock.unlock();  // encoding and sending it need not hold up the chunk's start or end
+      rt_->report_job(live);
+      lock.lock();
     }
   }
 

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "runtime/cluster/detail/nvml_abi.hpp"
+
 namespace troupe::cluster {
 
 void to_proto(const NodeLoad& l, proto::NodeLoad::Builder b) {
@@ -46,21 +48,12 @@ NodeLoad load_from_proto(proto::NodeLoad::Reader r) {
 
 namespace {
 
-// NVML through dlopen: the driver's library, its documented C ABI (no
-// header needed, none is packaged with the toolkit here).
+// NVML through dlopen: the driver's library, its documented C ABI.
 struct Nvml {
   using Device = void*;
-  struct Memory {
-    unsigned long long total, free, used;
-  };
-  struct Utilization {
-    unsigned gpu, memory;
-  };
-  struct Process {  // nvmlProcessInfo_v2_t
-    unsigned pid;
-    unsigned long long used;
-    unsigned gpu_instance, compute_instance;
-  };
+  using Memory = nvml_abi::Memory;
+  using Utilization = nvml_abi::Utilization;
+  using Process = nvml_abi::Process;
   int (*init)() = nullptr;
   int (*count)(unsigned*) = nullptr;
   int (*handle)(unsigned, Device*) = nullptr;

@@ -10,13 +10,12 @@
 
 #include <atomic>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "tests/support/eventually.hpp"
+#include "tests/support/proc_stat.hpp"
 #include "trainers/pipeline.hpp"
 
 using namespace troupe;
@@ -49,14 +48,6 @@ std::string fresh_dir(const char* what) {
   auto d = std::filesystem::temp_directory_path() / fmt::format("troupe-pp-{}-{}", what, ::getpid());
   std::filesystem::remove_all(d);
   return d.string();
-}
-
-// A process's state letter in /proc (T: stopped), '?' once it is gone.
-char state_of(int pid) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
 }
 
 int pid_of(Mesh<pipeline::Stage>& stages, std::size_t i) {
@@ -250,7 +241,7 @@ TEST_CASE("a stage that dies or stops answering fails the run within a bounded t
       other = pid_of(stages, 0);
       ::kill(stopped = pid_of(stages, 1), SIGSTOP);
       // Every thread of it has stopped before the next chunk starts.
-      stop_landed = test::wait_until([&] { return state_of(stopped) == 'T'; });
+      stop_landed = test::wait_until([&] { return test::state_of(stopped) == 'T'; });
     };
     try {
       pipeline::PipelineTrainer(rt, cfg, o).fit();

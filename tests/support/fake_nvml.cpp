@@ -12,22 +12,16 @@
 #include <fstream>
 #include <string>
 
+#include "runtime/cluster/detail/nvml_abi.hpp"
+
 namespace {
 
 constexpr unsigned kGpus = 2;
 constexpr unsigned long long kGiB = 1ull << 30;
 
-struct Memory {
-  unsigned long long total, free, used;
-};
-struct Utilization {
-  unsigned gpu, memory;
-};
-struct Process {  // nvmlProcessInfo_v2_t
-  unsigned pid;
-  unsigned long long used;
-  unsigned gpu_instance, compute_instance;
-};
+using troupe::cluster::nvml_abi::Memory;
+using troupe::cluster::nvml_abi::Process;
+using troupe::cluster::nvml_abi::Utilization;
 
 unsigned index_of(void* device) { return static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(device) - 1); }
 

@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/proc_stat.hpp"
+
 namespace troupe::test::watchdog {
 
 struct Where {
@@ -59,17 +61,6 @@ class Listener : public Catch::TestEventListenerBase {
     if (info.name != where().test_case) where().section = info.name;
   }
 };
-
-inline std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  auto t = s.str();
-  for (auto& c : t)
-    if (c == '\0') c = ' ';
-  while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
-  return t;
-}
 
 // pid -> (ppid, "state cmdline") for every process now.
 inline std::map<int, std::pair<int, std::string>> processes() {
@@ -121,11 +112,8 @@ inline void report_and_exit(int limit_s) {
   std::fprintf(stderr, "threads of pid %d (state, wait channel):\n", static_cast<int>(::getpid()));
   std::error_code ec;
   for (const auto& t : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    const auto stat = read_text(t.path() / "stat");
-    const auto close = stat.rfind(')');
-    const char state = close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : '?';
     std::fprintf(stderr, "  %s %-16s %c %s\n", t.path().filename().c_str(), read_text(t.path() / "comm").c_str(),
-                 state, read_text(t.path() / "wchan").c_str());
+                 state_in(read_text(t.path() / "stat")), read_text(t.path() / "wchan").c_str());
   }
   const auto all = processes();
   const auto kids = descendants(all, static_cast<int>(::getpid()));
