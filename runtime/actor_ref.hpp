@@ -24,11 +24,14 @@ Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a);
 template <class T, class M>
 const char* traced_name(M m);
 /// While `troupe trace` records: a call that a worker makes for its driver
-/// takes the driver's flow (trace::inbound_flow); any other starts one here.
-inline void trace_call(Message& m, const char* name) {
-  m.trace_name = name;
-  m.trace_flow = std::exchange(trace::inbound_flow(), 0);
-  if (!m.trace_flow) m.trace_flow = trace::send(name);
+/// takes the driver's flow (trace::inbound_flow); any other starts one here
+/// unless its thread samples it out (checked inline, before this is called:
+/// `trace::inbound_flow() || trace::sample()`).
+template <class T, class M>
+[[gnu::noinline]] void trace_call(Message& m, M method) {
+  m.trace_name = traced_name<T>(method);
+  const std::uint64_t inbound = std::exchange(trace::inbound_flow(), 0);
+  m.trace_flow = inbound ? inbound : trace::send(m.trace_name);
 }
 }  // namespace detail
 
@@ -56,7 +59,7 @@ class ActorRef {
       auto* m = new detail::CallMessage<T, M, std::decay_t<A>...>(method, std::forward<A>(args)...);
       m->set_origin(cell_->id());
       m->set_context(cell_->pool());
-      if (trace::on()) detail::trace_call(*m, detail::traced_name<T>(method));
+      if (trace::on() && (trace::inbound_flow() || trace::sample())) detail::trace_call<T>(*m, method);
       Ref<detail::call_result_t<M>> ref{detail::StatePtr<detail::State<detail::call_result_t<M>>>(m)};
       cell_->enqueue(m);
       return ref;

@@ -55,9 +55,12 @@ struct Ring {
   std::uint64_t flows = 0;  // given this session
   // Calls are kept 1 in 2^shift: the shift grows while the buffer fills
   // faster than an even spread over the window, and shrinks when it lags.
+  // After each call kept, sample() (trace.hpp) leaves out the next
+  // 2^shift - 1; `skips` sums what it was told to leave out, so the calls
+  // left out are `skips` less what it has still to leave out.
   std::uint32_t shift = 0;
-  std::uint64_t tick = 0;  // calls seen this session
-  std::atomic<std::uint64_t> sampled_out{0};
+  detail::Sampling sampling;
+  std::atomic<std::uint64_t> skips{0};
   std::atomic<std::uint32_t> widest{1};  // the largest 2^shift this session, for take()
   std::atomic<bool> ended{false};  // its thread is gone: take() frees it once read
 };
@@ -87,8 +90,12 @@ struct RingHolder {
     ring->main_thread = ::syscall(SYS_gettid) == ::getpid();
     ring->flow_base = (static_cast<std::uint64_t>(::getpid()) << 30) | ((R.next_thread & 0x3ff) << 20);
     R.rings.push_back(ring);
+    detail::t_sampling = &ring->sampling;
   }
-  ~RingHolder() { ring->ended.store(true, std::memory_order_release); }
+  ~RingHolder() {
+    detail::t_sampling = nullptr;
+    ring->ended.store(true, std::memory_order_release);
+  }
 };
 
 Ring& ring() {
@@ -108,11 +115,12 @@ Ring& session_ring() {
   if (r.session.load(std::memory_order_relaxed) != s) {
     r.n.store(0, std::memory_order_relaxed);
     r.dropped.store(0, std::memory_order_relaxed);
-    r.sampled_out.store(0, std::memory_order_relaxed);
+    r.sampling.skip.store(0, std::memory_order_relaxed);
+    r.sampling.session.store(s, std::memory_order_relaxed);
+    r.skips.store(0, std::memory_order_relaxed);
     r.widest.store(1, std::memory_order_relaxed);
     r.flows = 0;
     r.shift = 0;
-    r.tick = 0;
     if (!r.slots) r.slots.reset(new Raw[kThreadEvents]);
     r.session.store(s, std::memory_order_release);
   }
@@ -216,24 +224,20 @@ void span(Kind kind, const char* name, std::int64_t t0_ns, std::int64_t t1_ns, s
 
 std::uint64_t send(const char* name) {
   if (!on()) return 0;
-  // Sampled out: no clock read, no event, and the call carries no flow, so
-  // its run is not recorded either.
+  // A call that sample() left out never gets here: no clock read, no event,
+  // and it carries no flow, so its run is not recorded either.
   Ring& r = session_ring();
-  if (r.shift && (++r.tick & ((std::uint64_t{1} << r.shift) - 1)) != 0) {
-    add(r.sampled_out);
-    return 0;
-  }
   const auto t = now_ns();
   // Not kept: the call carries no flow, so no arrow can point at a send that is not there.
   if (!recording_at(t) || !room(r)) return 0;
   const std::uint64_t flow = r.flow_base | ++r.flows;
   put(r, Raw{t, 0, current_track(), flow, name, -1, Kind::send});
   pace(r, t);
-  return flow;
-}
-
-std::uint64_t& inbound_flow() noexcept {
-  thread_local std::uint64_t flow = 0;
+  if (r.shift) {
+    const std::uint64_t skip = (std::uint64_t{1} << r.shift) - 1;
+    r.skips.store(r.skips.load(std::memory_order_relaxed) + skip, std::memory_order_relaxed);
+    r.sampling.skip.store(skip, std::memory_order_relaxed);
+  }
   return flow;
 }
 
@@ -274,7 +278,7 @@ ProcessTrace take(std::string label) {
       if (r->session.load(std::memory_order_acquire) != s) continue;
       const std::size_t n = r->n.load(std::memory_order_acquire);
       out.dropped += r->dropped.load(std::memory_order_relaxed);
-      out.sampled_out += r->sampled_out.load(std::memory_order_relaxed);
+      out.sampled_out += r->skips.load(std::memory_order_relaxed) - r->sampling.skip.load(std::memory_order_relaxed);
       out.sampling = std::max(out.sampling, r->widest.load(std::memory_order_relaxed));
       raw.insert(raw.end(), r->slots.get(), r->slots.get() + n);
     }

@@ -32,6 +32,19 @@ namespace troupe::trace {
 namespace detail {
 extern std::atomic<std::int64_t> g_until_ns;  // the session's deadline (steady ns); 0: not recording
 extern std::atomic<std::uint64_t> g_session;  // sessions started so far
+
+// A thread's call sampling, read inline on every call made while a trace
+// records (so a call sampled out costs a few instructions, not a function
+// call). Only its thread writes; take() reads `skip` to count what the
+// thread left out. The thread's buffer (trace.cpp) owns it.
+struct Sampling {
+  std::atomic<std::uint64_t> session{0};  // the session `skip` belongs to
+  std::atomic<std::uint64_t> skip{0};     // calls still to leave out before the next one kept
+};
+// The calling thread's sampling; null until its first traced call.
+inline thread_local constinit Sampling* t_sampling = nullptr;
+// A call that came from another process: the flow it carries (0: none).
+inline thread_local constinit std::uint64_t t_inbound_flow = 0;
 }
 
 /// Whether this process records now.
@@ -84,12 +97,25 @@ class Scope {
 };
 
 /// A call leaves the current track now: records it and returns the flow id
-/// its execution is tied to (0 when not recording).
+/// its execution is tied to (0 when not recording, or not kept: see sample()).
 std::uint64_t send(const char* name);
+
+/// While recording, whether the thread's next call is kept (then send() it);
+/// false: it is left out (counted), and costs no clock read and no event.
+/// Inline: this is all a call that is sampled out pays.
+inline bool sample() noexcept {
+  detail::Sampling* s = detail::t_sampling;
+  if (!s) return true;
+  const std::uint64_t k = s->skip.load(std::memory_order_relaxed);
+  if (k == 0 || s->session.load(std::memory_order_relaxed) != detail::g_session.load(std::memory_order_relaxed))
+    return true;
+  s->skip.store(k - 1, std::memory_order_relaxed);  // one writer: this thread
+  return false;
+}
 
 /// A call that came from another process (a worker serving its driver): the
 /// local call it becomes carries this flow instead of starting one (0: none).
-std::uint64_t& inbound_flow() noexcept;
+inline std::uint64_t& inbound_flow() noexcept { return detail::t_inbound_flow; }
 
 // ---- Sessions and what they give --------------------------------------------
 

@@ -115,7 +115,7 @@ Ref<call_result_t<M>> submit_call(ProcessActor& ra, M m, A&&... a) {
           type_name<T>(), type_name<M>(), type_name<T>(), registry().method_names(typeid(T))))));
     auto c = std::make_unique<TypedCall<T, M, std::decay_t<A>...>>(std::forward<A>(a)...);
     c->method = *index;
-    if (trace::on()) c->trace_flow = trace::send(traced_name<T>(m));
+    if (trace::on() && trace::sample()) c->trace_flow = trace::send(traced_name<T>(m));
     Ref<R> ref = c->ref();
     ref.state()->set_origin(ra.id());  // timeouts and refused waits name the actor
     ra.call(std::move(c));

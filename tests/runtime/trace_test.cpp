@@ -196,4 +196,14 @@ TEST_CASE("a busy thread samples its calls so its buffer lasts the window, and s
   REQUIRE(calls.size() == sends.size());
   for (auto* e : calls) CHECK(sent.count(e->flow) == 1);
   CHECK_THAT(trace::to_chrome({t}, {}), Catch::Contains("calls sampled, down to 1 in "));
+
+  // The thread had calls still to leave out when that session ended: the
+  // next session starts afresh and keeps its first calls, whole.
+  REQUIRE(trace::start(600s));
+  for (int i = 0; i < 10; ++i) CHECK(ponger.call(&Ponger::pong, i).get(30s) == i + 1);
+  auto next = trace::take("next");
+  CHECK(next.sampled_out == 0);
+  CHECK(next.sampling == 1);
+  CHECK(of_kind(next, trace::Kind::send).size() == 10);
+  CHECK(of_kind(next, trace::Kind::call).size() == 10);
 }

@@ -22,7 +22,8 @@ void usage() {
              "  spawn    process actors created per second   --actors N\n"
              "  observe  what watching costs: calls with observe on vs off, the head's answers and top's frame\n"
              "           at 1,000 actors, a head's memory over many calls   --rounds N (5)  --actors N (1000)\n"
-             "           --calls N (10,000,000; 0 skips it)  --sync-calls N  --async-calls N  --batch N\n"
+             "           --calls N (10,000,000; 0 skips it)  --sync-calls N (100,000)  --async-calls N (2,000,000)\n"
+             "           (per actor and round)  --batch N\n"
              "  allreduce  float32 allreduce across worker processes, next to gloo and OpenMPI\n"
              "           --ranks N (default: 2 and 4)  --max-bytes B (default 256 MiB)\n"
              "  allreduce-gpu  float32 allreduce of GPU buffers: troupe's NCCL group next to raw NCCL (one rank),\n"
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
   PipelineConfig ppc;
   TpConfig tpc;
   std::int64_t head_calls = -1, rounds = -1;
-  bool threads_given = false;
+  bool threads_given = false, sync_given = false, async_given = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -77,8 +78,8 @@ int main(int argc, char** argv) {
     else if (a == "--seconds") step.seconds = tpc.seconds = parse_int("--seconds", next), ++i;
     else if (a == "--tp") tpc.tp = {parse_int("--tp", next)}, ++i;
     else if (a == "--width") tpc.width = parse_int("--width", next), ++i;
-    else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), ++i;
-    else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), ++i;
+    else if (a == "--sync-calls") cfg.sync_calls = parse_int("--sync-calls", next), sync_given = true, ++i;
+    else if (a == "--async-calls") cfg.async_calls = parse_int("--async-calls", next), async_given = true, ++i;
     else if (a == "--batch") cfg.batch = parse_int("--batch", next), ++i;
     else if (a == "--actors") cfg.spawn_actors = parse_int("--actors", next), ++i;
     else if (a == "--ranks") {
@@ -123,8 +124,8 @@ int main(int argc, char** argv) {
                            "Unix socketpair (a troupe caller spins up to 100 us before it sleeps)");
   } else if (suite == "observe") {
     ObserveConfig oc;
-    oc.sync_calls = cfg.sync_calls;
-    oc.async_calls = cfg.async_calls;
+    if (sync_given) oc.sync_calls = cfg.sync_calls;
+    if (async_given) oc.async_calls = cfg.async_calls;
     oc.batch = cfg.batch;
     oc.threads = cfg.threads;
     if (cfg.spawn_actors != ActorBenchConfig{}.spawn_actors) oc.actors = cfg.spawn_actors;

@@ -66,40 +66,42 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Calls to two actors of one runtime, one observed and one not, in
-// alternating bursts: the same threads and the same moment for both, so the
-// machine's noise falls on both alike. Returns {off, on} calls per second.
+// Calls to two actors of one runtime, one observed and one not: per round,
+// an interval of `sync_calls` then `async_calls` calls for each of off,
+// observed, and observed while a `troupe trace` session records, in an
+// order that rotates with the round. The traced interval is one session, as
+// `troupe trace` takes one: a thread keeps every call until an eighth of its
+// buffer is full and samples them after that, so a session that lasts a few
+// milliseconds would be all start. Returns the round's calls per second.
 struct Rates {
   double sync_off = 0, sync_on = 0, async_off = 0, async_on = 0;
   double sync_traced = 0, async_traced = 0;  // observed, with `troupe trace` recording
 };
-Rates call_rates(const ObserveConfig& cfg) {
+Rates call_rates(const ObserveConfig& cfg, int round) {
   Runtime rt({.threads = cfg.threads});
   auto off = rt.spawn<ObservedEcho>(Options{}.observe(false));
   auto on = rt.spawn<ObservedEcho>(Options{}.observe(true));
   Rates r;
-  const int bursts = 12;
   double t_sync[3] = {0, 0, 0}, t_async[3] = {0, 0, 0};
   for (auto* a : {&off, &on}) call_batches(*a, &ObservedEcho::inc, cfg.async_calls / 10, cfg.batch);  // warm-up
-  for (int b = 0; b < bursts; ++b)
-    for (int k = 0; k < 3; ++k) {
-      const int mode = (b + k) % 3;  // 0 off, 1 observed, 2 observed and traced; the order rotates
-      auto& a = mode ? on : off;
-      // A trace records both halves of the burst (a call is 2 events: its
-      // send and its run; past an eighth of the sending thread's buffer, it
-      // samples its calls).
-      if (mode == 2) trace::start(std::chrono::seconds(60));
-      auto t0 = Clock::now();
-      for (int i = 0; i < cfg.sync_calls / bursts; ++i)
-        if (a.call(&ObservedEcho::inc, i).get() != i + 1) throw std::runtime_error("observe: wrong answer");
-      auto t1 = Clock::now();
-      call_batches(a, &ObservedEcho::inc, cfg.async_calls / bursts, cfg.batch);
-      auto t2 = Clock::now();
-      if (mode == 2) trace::take("bench");
-      t_sync[mode] += micros(t1 - t0) / 1e6;
-      t_async[mode] += micros(t2 - t1) / 1e6;
+  for (int k = 0; k < 3; ++k) {
+    const int mode = (round + k) % 3;  // 0 off, 1 observed, 2 observed and traced
+    auto& a = mode ? on : off;
+    if (mode == 2 && !trace::start(std::chrono::seconds(60))) throw std::runtime_error("observe: a trace is running");
+    auto t0 = Clock::now();
+    for (int i = 0; i < cfg.sync_calls; ++i)
+      if (a.call(&ObservedEcho::inc, i).get() != i + 1) throw std::runtime_error("observe: wrong answer");
+    auto t1 = Clock::now();
+    call_batches(a, &ObservedEcho::inc, cfg.async_calls, cfg.batch);
+    auto t2 = Clock::now();
+    if (mode == 2) {
+      const auto taken = trace::take("bench");
+      if (taken.events.empty()) throw std::runtime_error("observe: the trace recorded nothing");
     }
-  const double ns = cfg.sync_calls / bursts * bursts, na = cfg.async_calls / bursts * bursts;
+    t_sync[mode] = micros(t1 - t0) / 1e6;
+    t_async[mode] = micros(t2 - t1) / 1e6;
+  }
+  const double ns = cfg.sync_calls, na = cfg.async_calls;
   r.sync_off = ns / t_sync[0], r.sync_on = ns / t_sync[1], r.sync_traced = ns / t_sync[2];
   r.async_off = na / t_async[0], r.async_on = na / t_async[1], r.async_traced = na / t_async[2];
   return r;
@@ -164,7 +166,7 @@ std::vector<Row> observe_rows(const ObserveConfig& cfg, std::vector<std::string>
   // 1. Calls, observed and not.
   std::vector<double> sync_on, sync_off, async_on, async_off, sync_traced, async_traced;
   for (int r = 0; r < cfg.rounds; ++r) {
-    const auto x = call_rates(cfg);
+    const auto x = call_rates(cfg, r);
     if (std::getenv("TROUPE_BENCH_VERBOSE"))
       fmt::print(stderr, "round {}: sync off {:.0f} on {:.0f} traced {:.0f}  async off {:.0f} on {:.0f} traced {:.0f}\n",
                  r, x.sync_off, x.sync_on, x.sync_traced, x.async_off, x.async_on, x.async_traced);
@@ -191,12 +193,13 @@ std::vector<Row> observe_rows(const ObserveConfig& cfg, std::vector<std::string>
     std::sort(v.begin(), v.end());
     return fmt::format("{:+.1f}% (rounds {:+.1f}% to {:+.1f}%)", v[v.size() / 2], v.front(), v.back());
   };
-  notes.push_back(fmt::format("observe on vs off, the median of {} rounds of two actors in one runtime (one observed) "
-                              "called in alternating bursts: sync {}, async {} (goal: at most 2% lower)",
-                              cfg.rounds, spread(sync_ratio), spread(async_ratio)));
-  notes.push_back(fmt::format("observed and traced (a `troupe trace` session recording; a thread past its share of "
-                              "the buffer samples its calls) vs off: sync {}, async {} (tracing records only while a "
-                              "trace is taken; each traced burst keeps its first 8,192 calls whole)",
+  notes.push_back(fmt::format("observe on vs off, the median of {} rounds, each {} sync then {} async calls to each "
+                              "of two actors in one runtime (one observed), in rotating order: sync {}, async {} "
+                              "(goal: at most 2% lower)",
+                              cfg.rounds, cfg.sync_calls, cfg.async_calls, spread(sync_ratio), spread(async_ratio)));
+  notes.push_back(fmt::format("observed and traced (the same calls in one `troupe trace` session: a thread keeps every "
+                              "call until an eighth of its buffer is full, then samples them) vs off: sync {}, async {} "
+                              "(goal: at most 2% lower; tracing costs only while a trace is taken)",
                               spread(sync_tr), spread(async_tr)));
 
   // 2. The head's answers with 1,000 actors in its directory, and top's frame.

@@ -69,7 +69,7 @@ struct ActorBenchConfig {
 };
 
 struct ObserveConfig {
-  int sync_calls = 20000, async_calls = 200000, batch = 1000;
+  int sync_calls = 100000, async_calls = 2000000, batch = 1000;  ///< per actor and round (--sync-calls, --async-calls)
   unsigned threads = 0;
   int rounds = 5;                         ///< on/off rounds, alternated
   int actors = 1000;                      ///< in the head's directory for its snapshot
