@@ -53,6 +53,13 @@ cp deploy/docker/Dockerfile "$work/"
 cp "$work"/debs/troupe_*_amd64.deb "$work/"
 ls "$work"/troupe_*_amd64.deb
 
+step "the manifest against the Kubernetes API's schema (deploy/k8s/validate.sh)"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  deploy/k8s/validate.sh || fail "deploy/k8s/troupe.yaml is not valid (above)"
+else
+  echo "skipped: no node and npm (apt-get install nodejs npm)"
+fi
+
 step "the base image debian:12"
 if ! $engine image inspect debian:12 >/dev/null 2>&1; then
   if ! $engine pull -q docker.io/library/debian:12 >/dev/null 2>&1; then
