@@ -21,6 +21,14 @@ const std::string kNodeTimeoutMs = "600";
 #endif
 }  // namespace
 
+bool sanitized_build() {
+#ifdef TROUPE_TEST_SANITIZED
+  return true;
+#else
+  return false;
+#endif
+}
+
 TestCluster::TestCluster(const std::string& head_resources) : TestCluster({}, "127.0.0.1", head_resources) {}
 
 TestCluster::TestCluster(std::vector<std::string> wrap, const std::string& bind, const std::string& head_resources) {

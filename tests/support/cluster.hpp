@@ -12,6 +12,9 @@
 
 namespace troupe::test {
 
+/// Whether this is an ASan or TSan build, where training runs several times slower.
+bool sanitized_build();
+
 struct TestCluster {
   std::filesystem::path dir;
   std::string token_file, token, address;
