@@ -91,8 +91,12 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
   /// A worker's trace (codec-encoded trace::ProcessTrace), as it sent it.
   void trace_dump(std::uint64_t actor, capnp::Data::Reader dump);
 
-  /// Where this driver's workers dial back, and who waits for them.
+  /// Where this driver's workers dial back, and who waits for them:
+  /// `on_attach` runs on the worker connection's executor, never inside
+  /// this call, even when the worker dialled back before it was made.
   void expect_worker(std::uint64_t actor, AttachFn on_attach);
+  /// Workers that dialled back before their actor asked for them (held until it does).
+  std::size_t early_workers();
   void watch_exits(std::uint64_t actor, ExitFn on_exit);
   void forget(std::uint64_t actor);
 

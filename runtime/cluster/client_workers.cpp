@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
@@ -98,7 +99,18 @@ void ClusterClient::expect_worker(std::uint64_t actor, AttachFn on_attach) {
       return;
     }
   }
-  on_attach(early);
+  // Never inline: the caller may hold a lock that on_attach takes (an
+  // actor's, while it spawns its worker). The worker dialled back before
+  // place() returned; it is handed over where a later one would be, on its
+  // connection's executor.
+  asio::post(early->executor(), [fn = std::move(on_attach), early]() mutable { fn(std::move(early)); });
+}
+
+std::size_t ClusterClient::early_workers() {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (auto& [actor, conns] : early_workers_) n += conns.size();
+  return n;
 }
 
 void ClusterClient::watch_exits(std::uint64_t actor, ExitFn on_exit) {

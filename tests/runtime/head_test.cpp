@@ -7,7 +7,10 @@
 #include <fmt/format.h>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -17,6 +20,7 @@
 #include "runtime/cluster/head.hpp"
 #include "runtime/cluster/client.hpp"
 #include "runtime/errors.hpp"
+#include "runtime/net/handshake.hpp"
 #include "tests/support/eventually.hpp"
 #include "tests/support/http.hpp"
 #include "tests/support/prom_check.hpp"
@@ -248,4 +252,48 @@ TEST_CASE("a driver's job and group reports show in status, with stragglers; its
     CHECK(j.status.state == "failed");
     CHECK(j.status.detail == "its driver exited before the job ended");
   }
+}
+
+TEST_CASE("a worker that dials back before its actor asks is handed over on the worker thread, not inside the ask",
+          "[cluster]") {
+  // A remote worker can dial its driver back before place() has returned
+  // to the actor that asked for it. The actor asks (expect_worker) while it
+  // holds its own lock, and its attach takes that lock: handing the early
+  // worker over inside the ask deadlocked the driver (troupe run hung).
+  auto worker_io = std::make_shared<asio::io_context>();
+  auto guard = asio::make_work_guard(*worker_io);
+  std::thread io_thread([&] { worker_io->run(); });
+  auto link = cluster::ClusterClient::embedded(worker_io);
+  const std::uint64_t actor = 4242;
+  {
+    // The worker's side: prove the token, name the actor.
+    asio::io_context wio;
+    auto done = asio::co_spawn(
+        wio,
+        [&]() -> asio::awaitable<std::shared_ptr<net::Connection>> {
+          auto conn = co_await cluster::connect_to(wio, cluster::parse_address(link->driver_address()),
+                                                   std::chrono::seconds(10));
+          co_await net::connect_handshake(conn, link->token(), proto::Role::WORKER, std::chrono::seconds(10));
+          co_await conn->write_frame(
+              net::envelope_of<proto::WorkerEnvelope>([&](proto::WorkerEnvelope::Builder e) { e.setAttach(actor); }));
+          co_return conn;
+        },
+        asio::use_future);
+    wio.run();
+    auto worker = done.get();
+    test::eventually([&] { return link->early_workers() == 1; });
+    std::promise<std::thread::id> ran;
+    link->expect_worker(actor, [&](std::shared_ptr<net::Connection> c) {
+      CHECK(c != nullptr);
+      ran.set_value(std::this_thread::get_id());
+    });
+    auto on = ran.get_future();
+    REQUIRE(on.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(on.get() != std::this_thread::get_id());
+    CHECK(link->early_workers() == 0);
+  }
+  link->close();
+  guard.reset();
+  worker_io->stop();
+  io_thread.join();
 }
