@@ -11,16 +11,6 @@
 
 namespace troupe::test {
 
-namespace {
-// Fast heartbeats so failures show quickly; under a sanitizer a loaded
-// 2-core machine can starve a daemon past 600 ms, so the timeout is longer.
-#ifdef TROUPE_TEST_SANITIZED
-const std::string kNodeTimeoutMs = "2000";
-#else
-const std::string kNodeTimeoutMs = "600";
-#endif
-}  // namespace
-
 bool sanitized_build() {
 #ifdef TROUPE_TEST_SANITIZED
   return true;
@@ -28,6 +18,12 @@ bool sanitized_build() {
   return false;
 #endif
 }
+
+namespace {
+// Fast heartbeats so failures show quickly; under a sanitizer a loaded
+// 2-core machine can starve a daemon past 600 ms, so the timeout is longer.
+const std::string kNodeTimeoutMs = sanitized_build() ? "2000" : "600";
+}  // namespace
 
 TestCluster::TestCluster(const std::string& head_resources) : TestCluster({}, "127.0.0.1", head_resources) {}
 
