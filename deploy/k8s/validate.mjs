@@ -9,6 +9,8 @@
 //   node deploy/k8s/validate.mjs FILE.yaml [--secret NAME]...
 //
 // --secret NAME: a Secret made outside the file (`kubectl create secret`).
+// Not checked: unknown fields (a misspelt optional key passes; the models'
+// validators allow extra properties) and quantities against each other.
 // Run by deploy/k8s/validate.sh, which installs the two packages it needs.
 import fs from 'node:fs';
 import * as yaml from 'js-yaml';
@@ -37,7 +39,26 @@ try {
   process.exit(1);
 }
 
+if (docs.length === 0) {
+  console.log(`${file}: no Kubernetes objects in it`);
+  process.exit(1);
+}
+
+// API versions the API server no longer serves.
+const removed = { 'extensions/v1beta1': '1.16', 'apps/v1beta1': '1.16', 'apps/v1beta2': '1.16',
+                  'batch/v1beta1': '1.25', 'policy/v1beta1': '1.25' };
+// What a name must look like (RFC 1123 subdomain) for the kinds here.
+const dnsName = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
 for (const d of docs) {
+  if (d.apiVersion in removed) {
+    problems.push(`${where(d)}: apiVersion ${d.apiVersion} was removed in Kubernetes ${removed[d.apiVersion]}`);
+    continue;
+  }
+  const name = d.metadata?.name;
+  if (typeof name === 'string' && (name.length > 253 || !dnsName.test(name)))
+    problems.push(`${where(d)}: metadata.name '${name}' must be lowercase letters, digits, '-' and '.' ` +
+                  `(RFC 1123), at most 253 characters`);
   if (!d.apiVersion || !d.kind) {
     problems.push(`a document without apiVersion or kind: ${JSON.stringify(d).slice(0, 80)}`);
     continue;
@@ -99,6 +120,20 @@ for (const { owner, template } of pods) {
       if (cm && !cm.optional && !configMaps.has(cm.name))
         problems.push(`${where(owner)}: container '${c.name}' env ${e.name} reads ConfigMap '${cm.name}', which ` +
                       `this file does not define`);
+    }
+    // A probe's named port must be one of the container's own.
+    const ports = new Set((c.ports ?? []).map((p) => p.name));
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
+      const port = c[probe]?.httpGet?.port ?? c[probe]?.tcpSocket?.port ?? c[probe]?.grpc?.port;
+      if (typeof port === 'string' && !ports.has(port))
+        problems.push(`${where(owner)}: container '${c.name}' ${probe} uses port '${port}', which the container ` +
+                      `does not name (the kubelet would fail the probe)`);
+    }
+    for (const e of c.env ?? []) {
+      const field = e.valueFrom?.resourceFieldRef?.resource;
+      if (field && !/^(limits|requests)\.(cpu|memory|ephemeral-storage|hugepages-.+)$/.test(field))
+        problems.push(`${where(owner)}: container '${c.name}' env ${e.name} reads resource '${field}'; it must be ` +
+                      `limits.cpu, limits.memory, requests.cpu, ... (limits or requests, then the resource)`);
     }
     for (const m of c.volumeMounts ?? [])
       if (!volumeNames.has(m.name))
